@@ -1,0 +1,201 @@
+"""relay's settings: one frozen object, read in this module only.
+
+Precedence, lowest first: the defaults below, a TOML file (``--config``), then
+``RELAY_*`` environment variables. Every field documents itself through its
+metadata (``env``, ``doc``); ``relay config --markdown`` renders the README
+table from it, so the table cannot drift from the code.
+
+Adding a setting: add one field with ``_f(default, "doc")``. The environment
+name is ``RELAY_`` + the upper-cased field name. Nothing else in the codebase
+reads ``os.environ`` for configuration; everything receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "RELAY_"
+
+
+def _f(default: Any, doc: str, *, secret: bool = False) -> Any:
+    meta = {"doc": doc, "secret": secret}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- server -----------------------------------------------------------
+    host: str = _f("127.0.0.1", "Address the HTTP server binds to.")
+    port: int = _f(8080, "TCP port of the HTTP server.")
+    data_dir: str = _f("./relay-data", "Directory for the embedded SQLite database and local files.")
+    database_url: str = _f(
+        "",
+        "`sqlite:///path.db` or `postgresql://user:pass@host/db`. Empty: SQLite at `<data_dir>/relay.db`.",
+        secret=True,
+    )
+    log_level: str = _f("info", "debug, info, warning or error.")
+    log_format: str = _f("auto", "`json`, `text`, or `auto` (JSON when stderr is not a terminal).")
+    cors_origins: list[str] = _f(["*"], "Allowed CORS origins, comma-separated; `*` allows any (no cookies are used).")
+    shutdown_timeout_s: float = _f(10.0, "Graceful drain time on SIGTERM/SIGINT before live calls are closed.")
+    public_base_url: str = _f("", "External base URL (for signed links); empty: derived from the request.")
+
+    # --- request limits ---------------------------------------------------
+    max_json_body_bytes: int = _f(64 * 1024, "Largest accepted JSON request body.")
+    max_sdp_bytes: int = _f(32 * 1024, "Largest accepted SDP offer.")
+    max_upload_bytes: int = _f(10 * 1024 * 1024, "Largest accepted file upload (voice clone audio).")
+    max_header_bytes: int = _f(8190, "Largest accepted request line / header field.")
+
+    # --- device authentication -------------------------------------------
+    demo_mode: bool = _f(False, "Honour `X-Demo-Mode: true` (bypasses client validation). Off by default.")
+    demo_max_call_s: int = _f(600, "Maximum length of a demo call, seconds.")
+    auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429.")
+    auth_fail_window_s: int = _f(60, "Window of the failed-secret throttle, seconds.")
+    admin_token: str = _f("", "Bearer token of the admin HTTP API under `/admin/v1/`; empty disables it.", secret=True)
+
+    # --- default assistant / upstream -------------------------------------
+    upstream_url: str = _f("", "Realtime WebSocket URL of the default assistant; empty: the built-in local assistant.")
+    upstream_api_key: str = _f("", "API key for `upstream_url` (sent as Bearer, or `api-key` for Azure).", secret=True)
+    upstream_provider: str = _f("openai", "`openai`, `azure` or `compatible`: how the key is sent.")
+    upstream_dialect: str = _f("beta", "Event dialect of the default assistant's upstream: `beta` or `ga`.")
+    upstream_model: str = _f("gpt-4o-mini-realtime-preview", "Model of the default assistant.")
+    upstream_voice: str = _f("alloy", "Voice of the default assistant.")
+    upstream_instructions: str = _f("You are a helpful voice assistant.", "Instructions of the default assistant.")
+    max_call_s: int = _f(3600, "Operator-set maximum call length, seconds.")
+
+    # --- TURN / ICE -------------------------------------------------------
+    turn_secret: list[str] = _f([], "coturn `static-auth-secret`s, comma-separated; the first signs, all verify.", secret=True)
+    turn_urls: list[str] = _f([], "TURN URIs handed to devices, comma-separated (udp, tcp, `turns:...:443`).")
+    turn_ttl_s: int = _f(3600, "Lifetime of issued TURN credentials, seconds.")
+    stun_urls: list[str] = _f([], "STUN URIs handed to devices, comma-separated.")
+    ice_host_addresses: list[str] = _f(
+        [], "Local addresses relay's ICE agent may gather/advertise, comma-separated; empty: all interfaces."
+    )
+
+    @classmethod
+    def field_specs(cls) -> list[tuple[str, str, Any, str, bool]]:
+        """(name, env var, default, doc, secret) for every setting."""
+        out = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((f.name, ENV_PREFIX + f.name.upper(), default, f.metadata["doc"], f.metadata["secret"]))
+        return out
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'relay.db'}"
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict with secrets masked, safe to log."""
+        out: dict[str, Any] = {}
+        for name, _env, _default, _doc, secret in self.field_specs():
+            value = getattr(self, name)
+            out[name] = ("***" if value else "") if secret else value
+        return out
+
+
+_TYPES = typing.get_type_hints(Settings)
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {raw!r}")
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError("not an integer")
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind == list[str]:
+            if isinstance(raw, str):
+                return [p.strip() for p in raw.split(",") if p.strip()]
+            if isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+                return list(raw)
+            raise ValueError("expected a list of strings or a comma-separated string")
+        if kind is str:
+            if not isinstance(raw, (str, int, float)):
+                raise ValueError("expected a string")
+            return str(raw)
+    except ValueError as exc:
+        raise SettingsError(f"setting {name} ({ENV_PREFIX}{name.upper()}): {exc}") from None
+    raise SettingsError(f"setting {name}: unsupported type {kind}")
+
+
+_CHOICES = {
+    "upstream_dialect": ("beta", "ga"),
+    "upstream_provider": ("openai", "azure", "compatible"),
+    "log_format": ("auto", "json", "text"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings: defaults <- TOML file <- RELAY_* environment <- overrides."""
+    environ = os.environ if environ is None else environ
+    names = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    if config_path:
+        with open(config_path, "rb") as fh:
+            doc = tomllib.load(fh)
+        unknown = sorted(set(doc) - names)
+        if unknown:
+            raise SettingsError(f"unknown settings in {config_path}: {', '.join(unknown)}")
+        values.update({k: _coerce(k, v) for k, v in doc.items()})
+    for name in names:
+        env = ENV_PREFIX + name.upper()
+        if env in environ:
+            values[name] = _coerce(name, environ[env])
+    for name, value in overrides.items():
+        if name not in names:
+            raise SettingsError(f"unknown setting {name}")
+        values[name] = value
+    settings = Settings(**values)
+    for name, allowed in _CHOICES.items():
+        if getattr(settings, name) not in allowed:
+            raise SettingsError(f"setting {name} must be one of {', '.join(allowed)}")
+    for name in ("port",):
+        if not 0 <= getattr(settings, name) <= 65535:
+            raise SettingsError(f"setting {name} out of range")
+    return settings
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
+    for name, env, default, doc, _secret in Settings.field_specs():
+        if isinstance(default, list):
+            shown = ",".join(default)
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        else:
+            shown = str(default)
+        rows.append(f"| `{name}` | `{env}` | `{shown}` | {doc} |" if shown else f"| `{name}` | `{env}` | | {doc} |")
+    return "\n".join(rows)

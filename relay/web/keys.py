@@ -1,0 +1,14 @@
+"""Typed keys for what the aiohttp application carries (one place, no string keys)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from relay.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+# The store's Database (relay.store.db.Database); typed loosely here to keep this module import-light.
+DB = web.AppKey("db", Any)
+# Per-area services are registered by the area's setup() under its own AppKey, defined in that area.
