@@ -73,6 +73,15 @@ class Settings:
     upstream_voice: str = _f("alloy", "Voice of the default assistant.")
     upstream_instructions: str = _f("You are a helpful voice assistant.", "Instructions of the default assistant.")
     max_call_s: int = _f(3600, "Operator-set maximum call length, seconds.")
+    # --- bridge (upstream client, call core, tools) ------------------------
+    upstream_connect_timeout_s: float = _f(10.0, "Timeout for opening the upstream Realtime WebSocket.")
+    upstream_send_queue_max: int = _f(512, "Events queued per call toward the upstream before sends are refused.")
+    upstream_recycle_s: int = _f(3300, "Replace a call's upstream session after this long (OpenAI expires them at 60 min).")
+    device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device.")
+    tool_timeout_s: float = _f(10.0, "Timeout of a server-side tool's webhook POST.")
+    tool_max_response_bytes: int = _f(64 * 1024, "Largest accepted webhook response body.")
+    tool_allow_private: bool = _f(False, "Allow tool webhooks on private/loopback addresses (off: refused).")
+    local_assistant_session_s: int = _f(3600, "Session lifetime of the built-in local assistant (it closes expired sessions).")
 
     # --- TURN / ICE -------------------------------------------------------
     turn_secret: list[str] = _f([], "coturn `static-auth-secret`s, comma-separated; the first signs, all verify.", secret=True)
