@@ -1,0 +1,123 @@
+"""What a simulated device hears: RTP packets tapped before aiortc's jitter buffer.
+
+:class:`AudioReceiver` replaces the receiver's packet handler, so each RTP
+packet is counted (sequence gaps = lost frames) and, if asked, decoded right
+away in the event loop and handed to a callback and/or a bounded queue. It
+deliberately bypasses aiortc's jitter buffer and decoder thread: arrival times
+are the network's, not a playout buffer's, and a device costs no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from relay.client.codec import PacketDecoder
+
+log = logging.getLogger("relay.client.media")
+
+# on_audio(pcm16 mono int16 array, rate_hz, arrival monotonic seconds)
+OnAudio = Callable[[np.ndarray, int, float], None]
+
+
+@dataclass
+class ReceiveStats:
+    packets: int = 0
+    payload_bytes: int = 0
+    lost: int = 0
+    duplicates_or_late: int = 0
+    first_arrival_s: float | None = None
+    last_arrival_s: float | None = None
+    max_gap_ms: float = 0.0
+    queue_dropped: int = 0
+    decode_errors: int = 0
+    codec: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "packets": self.packets, "payload_bytes": self.payload_bytes, "lost": self.lost,
+            "duplicates_or_late": self.duplicates_or_late, "max_gap_ms": round(self.max_gap_ms, 1),
+            "queue_dropped": self.queue_dropped, "decode_errors": self.decode_errors, "codec": self.codec,
+        }
+
+
+class AudioReceiver:
+    """Counts and optionally decodes the audio relay sends to this device.
+
+    ``decode``: decode each packet (Opus/PCMU/PCMA) to mono int16 at ``rate_hz``.
+    ``on_audio``: called with every decoded frame. ``queue_frames``: if > 0,
+    decoded frames also go to ``self.queue`` (bounded; the oldest is dropped
+    when full and counted in ``stats.queue_dropped``).
+    """
+
+    def __init__(self, *, decode: bool = True, rate_hz: int = 48000, on_audio: OnAudio | None = None,
+                 queue_frames: int = 0) -> None:
+        self.decode = decode
+        self.rate_hz = rate_hz
+        self.on_audio = on_audio
+        self.queue: asyncio.Queue[tuple[np.ndarray, float]] | None = (
+            asyncio.Queue(maxsize=queue_frames) if queue_frames > 0 else None
+        )
+        self.stats = ReceiveStats()
+        self.payload_types: dict[int, str] = {}
+        self._decoders: dict[int, PacketDecoder] = {}
+        self._highest_seq: int | None = None
+
+    def attach(self, receiver: Any) -> None:
+        """Install on an ``aiortc.RTCRtpReceiver`` (before packets flow)."""
+        receiver._handle_rtp_packet = self._handle_rtp_packet
+
+    def set_payload_types(self, payload_types: dict[int, str]) -> None:
+        self.payload_types = {pt: name.lower() for pt, name in payload_types.items()}
+
+    async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int = 0) -> None:
+        self.handle_packet(packet.sequence_number, packet.payload_type, packet.payload, time.monotonic())
+
+    def handle_packet(self, seq: int, payload_type: int, payload: bytes, arrival_s: float) -> None:
+        """Account one RTP packet (public for tests: no network needed)."""
+        st = self.stats
+        st.packets += 1
+        st.payload_bytes += len(payload)
+        if st.last_arrival_s is not None:
+            st.max_gap_ms = max(st.max_gap_ms, (arrival_s - st.last_arrival_s) * 1000.0)
+        else:
+            st.first_arrival_s = arrival_s
+        st.last_arrival_s = arrival_s
+        if self._highest_seq is None:
+            self._highest_seq = seq
+        else:
+            delta = (seq - self._highest_seq) & 0xFFFF
+            if delta == 0 or delta >= 0x8000:
+                st.duplicates_or_late += 1
+                if st.lost > 0 and delta != 0:
+                    st.lost -= 1  # a late packet we had counted as lost
+            else:
+                st.lost += delta - 1
+                self._highest_seq = seq
+        if not self.decode:
+            return
+        name = self.payload_types.get(payload_type, "opus")
+        st.codec = name
+        decoder = self._decoders.get(payload_type)
+        if decoder is None:
+            decoder = self._decoders[payload_type] = PacketDecoder(name, self.rate_hz)
+        try:
+            pcm = decoder.decode(payload)
+        except (ValueError, OSError) as exc:  # av raises subclasses of these on corrupt input
+            st.decode_errors += 1
+            log.debug("decode error: %s", exc)
+            return
+        if self.on_audio is not None:
+            self.on_audio(pcm, decoder.rate_hz, arrival_s)
+        if self.queue is not None:
+            if self.queue.full():
+                self.queue.get_nowait()
+                st.queue_dropped += 1
+            self.queue.put_nowait((pcm, arrival_s))
