@@ -1,0 +1,82 @@
+"""relay's hot-path kernels: compiled (Cython) by default, pure-Python twins on request.
+
+Each kernel ``name`` is ``name.pyx`` (+ ``name.pxd``) with a reference twin
+``name_py.py`` of the identical API. The compiled modules are used unless the
+environment variable ``RELAY_NO_EXTENSIONS=1`` is set (read once, here: the one
+sanctioned exception to "configuration only in relay/settings.py", because it
+selects code, not behaviour). If the compiled modules cannot be imported and
+the switch is not set, importing this package raises: there is no silent
+fallback to the slow twins. Build them with ``python setup.py build_ext --inplace``.
+
+Public names:
+
+* ``Resampler(in_rate_hz, out_rate_hz)``: ``.process(pcm16) -> bytes``,
+  ``.flush() -> bytes``, ``.reset()``
+* ``PlayoutBuffer(bytes_per_ms, frame_ms=20, capacity_ms=120000, silence_byte=0)``
+* ``ulaw_encode``, ``ulaw_decode``, ``alaw_encode``, ``alaw_decode``
+* ``rms_dbfs``, ``peak_abs``, ``gain``, ``stereo_to_mono``, ``mono_to_stereo``,
+  ``audio_level_dbov``, ``SILENCE_DBFS``
+* ``COMPILED: bool``
+"""
+
+from __future__ import annotations
+
+import os
+
+NO_EXTENSIONS: bool = os.environ.get("RELAY_NO_EXTENSIONS", "") == "1"
+
+if NO_EXTENSIONS:
+    from relay._fast.g711_py import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+    from relay._fast.pcm_py import (
+        SILENCE_DBFS,
+        audio_level_dbov,
+        gain,
+        mono_to_stereo,
+        peak_abs,
+        rms_dbfs,
+        stereo_to_mono,
+    )
+    from relay._fast.playout_py import PlayoutBuffer
+    from relay._fast.resample_py import Resampler
+
+    COMPILED = False
+else:
+    try:
+        from relay._fast.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+        from relay._fast.pcm import (
+            SILENCE_DBFS,
+            audio_level_dbov,
+            gain,
+            mono_to_stereo,
+            peak_abs,
+            rms_dbfs,
+            stereo_to_mono,
+        )
+        from relay._fast.playout import PlayoutBuffer
+        from relay._fast.resample import Resampler
+    except ImportError as exc:
+        raise ImportError(
+            "relay._fast: the compiled Cython kernels are not built or failed to load "
+            f"({exc}). Build them with `python setup.py build_ext --inplace` "
+            "(or `pip install -e .`), or set RELAY_NO_EXTENSIONS=1 to run the pure-Python twins."
+        ) from exc
+
+    COMPILED = True
+
+__all__ = [
+    "COMPILED",
+    "NO_EXTENSIONS",
+    "PlayoutBuffer",
+    "Resampler",
+    "SILENCE_DBFS",
+    "alaw_decode",
+    "alaw_encode",
+    "audio_level_dbov",
+    "gain",
+    "mono_to_stereo",
+    "peak_abs",
+    "rms_dbfs",
+    "stereo_to_mono",
+    "ulaw_decode",
+    "ulaw_encode",
+]
