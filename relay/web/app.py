@@ -19,7 +19,8 @@ AREAS: list[str] = [
     # "relay.web.sessions", "relay.web.admin", "relay.web.openapi",
     # media plane (#3): "relay.web.realtime",
     # app REST API (#6): "relay.app_api.routes",
-    # console page (#5): "relay.web.console",
+    # console page (#5)
+    "relay.web.console",
 ]
 
 

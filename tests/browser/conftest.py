@@ -1,0 +1,142 @@
+"""Fixtures for the browser tests: a real relay server, a speech WAV, headless Chromium.
+
+relay runs in-process as a real HTTP server (aiohttp AppRunner on 127.0.0.1, a free port)
+in the test's event loop, so a test can also look at the server's state. Chromium runs as
+a separate process with a fake microphone that plays a WAV spoken by espeak-ng.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from relay.settings import Settings, load_settings
+from relay.web.app import create_app
+from relay.web.console import static_dir
+
+from .cdp import Browser, fake_microphone_flags
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+SPEECH_TEXT = "Hello relay. This is the browser console speaking. Can you hear me?"
+
+
+@dataclass
+class Server:
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+    settings: Settings
+
+
+async def start_server(app: web.Application, settings: Settings) -> Server:
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return Server(app=app, runner=runner, url=f"http://{host}:{port}", settings=settings)
+
+
+class LogCapture(logging.Handler):
+    """Bounded capture of relay's log records, to check what reached the server."""
+
+    def __init__(self, limit: int = 5000) -> None:
+        super().__init__(logging.DEBUG)
+        self.limit = limit
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < self.limit:
+            self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+
+@pytest.fixture
+def relay_settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        environ={},
+        data_dir=str(tmp_path / "relay-data"),
+        host="127.0.0.1",
+        port=0,
+        demo_mode=True,
+        ice_host_addresses=["127.0.0.1"],
+        log_level="debug",
+    )
+
+
+@pytest.fixture
+async def relay_server(relay_settings: Settings) -> AsyncIterator[Server]:
+    """relay itself (every area in AREAS), served on 127.0.0.1."""
+    server = await start_server(create_app(relay_settings), relay_settings)
+    try:
+        yield server
+    finally:
+        await server.runner.cleanup()
+
+
+@pytest.fixture
+async def page_server() -> AsyncIterator[str]:
+    """A second, unrelated origin that serves only the console's static files (for CORS)."""
+    root = static_dir()
+    app = web.Application()
+
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(root / "index.html")
+
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", root)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Speech from espeak-ng, 48 kHz mono PCM16, followed by silence so server VAD ends the turn."""
+    work = tmp_path_factory.mktemp("speech")
+    raw = work / "raw.wav"
+    out = work / "speech.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), SPEECH_TEXT], check=True, timeout=60)
+    subprocess.run(
+        ["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), "pad", "0.2", "2.5"],
+        check=True,
+        timeout=60,
+    )
+    return out
+
+
+@pytest.fixture
+async def browser(tmp_path: Path, speech_wav: Path) -> AsyncIterator[Browser]:
+    b = await Browser.launch(tmp_path / "chromium-profile", fake_microphone_flags(speech_wav))
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture
+def relay_logs() -> AsyncIterator[LogCapture]:
+    handler = LogCapture()
+    logger = logging.getLogger("relay")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

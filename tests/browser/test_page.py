@@ -1,0 +1,165 @@
+"""The console page as served by relay, and its device identity, in a real browser."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+
+from relay.web.console import static_dir
+
+from .cdp import Browser
+from .conftest import Server
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def test_page_and_assets_are_served_from_the_package(relay_server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(relay_server.url + "/") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            html = await resp.text()
+            csp = resp.headers["Content-Security-Policy"]
+            assert "default-src 'self'" in csp and "script-src 'self'" in csp
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert 'src="static/console.js"' in html
+        for name, kind in [
+            ("console.js", "javascript"),
+            ("device.js", "javascript"),
+            ("identity.js", "javascript"),
+            ("console.css", "text/css"),
+            ("favicon.svg", "image/svg+xml"),
+        ]:
+            async with http.get(f"{relay_server.url}/static/{name}") as resp:
+                assert resp.status == 200, name
+                assert kind in resp.content_type, (name, resp.content_type)
+        async with http.get(relay_server.url + "/static/missing.js") as resp:
+            assert resp.status == 404
+        async with http.get(relay_server.url + "/static/%2e%2e/settings.py") as resp:
+            assert resp.status in (403, 404)
+
+
+def test_page_loads_nothing_from_the_internet() -> None:
+    """No absolute URL in any asset: the page works offline, from the installed package."""
+    offenders = []
+    for path in sorted(static_dir().iterdir()):
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"""(?:src|href|from|url\()\s*=?\s*["'(]?\s*(?:https?:)?//""", text):
+            offenders.append(f"{path.name}: {text[max(0, match.start() - 20) : match.end() + 40]!r}")
+        if path.suffix == ".svg":
+            text = re.sub(r'xmlns="http://www\.w3\.org/2000/svg"', "", text)
+        for match in re.finditer(r"https?://", text):
+            offenders.append(f"{path.name}: {text[max(0, match.start() - 30) : match.end() + 30]!r}")
+    assert offenders == []
+
+
+async def test_identity_is_generated_once_and_kept_in_local_storage(relay_server: Server, browser: Browser) -> None:
+    page = browser.page
+    await page.navigate(relay_server.url + "/")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+
+    first = await page.evaluate(
+        """({id: document.getElementById('client-id').value,
+             secret: document.getElementById('client-secret').value,
+             storedId: localStorage.getItem('relay.console.clientId'),
+             storedSecret: localStorage.getItem('relay.console.clientSecret'),
+             created: window.__relayConsole.state.identityCreated,
+             secretType: document.getElementById('client-secret').type})"""
+    )
+    assert UUID4.match(first["id"]), first
+    assert HEX64.match(first["secret"]), first  # 32 random bytes, hex
+    assert (first["storedId"], first["storedSecret"]) == (first["id"], first["secret"])
+    assert first["created"] is True
+    assert first["secretType"] == "password"  # not shown on screen by default
+
+    await page.navigate(relay_server.url + "/")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+    second = await page.evaluate(
+        """({id: document.getElementById('client-id').value,
+             secret: document.getElementById('client-secret').value,
+             created: window.__relayConsole.state.identityCreated})"""
+    )
+    assert (second["id"], second["secret"]) == (first["id"], first["secret"])
+    assert second["created"] is False
+
+    # "New identity" makes and stores a different one.
+    fresh = await page.evaluate(
+        """document.getElementById('new-identity-btn').click();
+           ({id: localStorage.getItem('relay.console.clientId'),
+             secret: localStorage.getItem('relay.console.clientSecret')})"""
+    )
+    assert UUID4.match(fresh["id"]) and HEX64.match(fresh["secret"])
+    assert fresh["id"] != first["id"] and fresh["secret"] != first["secret"]
+
+    # A pasted identity and options are kept, and survive a reload.
+    pasted_id = "d4f8e2a1-3b7c-4e9f-a5d6-1c2b3e4f5a6b"
+    pasted_secret = "s" * 40
+    await page.evaluate(
+        f"""(() => {{
+            const set = (id, v) => {{ const e = document.getElementById(id); e.value = v; }};
+            set('client-id', {pasted_id!r});
+            set('client-secret', {pasted_secret!r});
+            set('assistant-id', 'asst_demo');
+            document.getElementById('demo-mode').checked = true;
+            document.getElementById('settings-form').dispatchEvent(new Event('change'));
+        }})()"""
+    )
+    await page.navigate(relay_server.url + "/")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+    kept = await page.evaluate(
+        """({id: document.getElementById('client-id').value,
+             secret: document.getElementById('client-secret').value,
+             assistant: document.getElementById('assistant-id').value,
+             demo: document.getElementById('demo-mode').checked})"""
+    )
+    assert kept == {"id": pasted_id, "secret": pasted_secret, "assistant": "asst_demo", "demo": True}
+    assert not [line for line in page.console if line.startswith("exception")], page.console
+
+
+async def test_device_tools_answer_exactly_as_the_seed(relay_server: Server, browser: Browser) -> None:
+    """The four client-side tools change the device panel and produce seed 000's two messages."""
+    page = browser.page
+    await page.navigate(relay_server.url + "/")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+    result = await page.evaluate(
+        """(async () => {
+            const m = await import('/static/device.js');
+            const d = new m.DeviceState(50);
+            const out = {};
+            out.up = m.runDeviceTool(d, 'adjust_device_volume', {action: 'increase'});
+            out.down = m.runDeviceTool(d, 'adjust_device_volume', {action: 'decrease'});
+            out.set = m.runDeviceTool(d, 'set_device_volume', {volume_level: 130});
+            out.quiet = m.runDeviceTool(d, 'quiet_device', {});
+            out.mutedAfterQuiet = d.muted;
+            out.stop = m.runDeviceTool(d, 'stop_audio', {});
+            out.server = m.runDeviceTool(d, 'get_weather', {location: 'x'});
+            try { m.runDeviceTool(d, 'set_device_volume', {volume_level: 'loud'}); out.bad = 'no error'; }
+            catch (e) { out.bad = e.name; }
+            out.answer = m.toolAnswer('call_abc123', {volume_level: 30});
+            out.call = m.functionCallOf({type: 'response.output_item.done',
+                item: {type: 'function_call', name: 'stop_audio', call_id: 'c1', arguments: '{}'}});
+            out.notCall = m.functionCallOf({type: 'response.output_item.done', item: {type: 'message'}});
+            return out;
+        })()"""
+    )
+    assert result["up"] == {"volume_level": 60}
+    assert result["down"] == {"volume_level": 50}
+    assert result["set"] == {"volume_level": 100}  # clamped to 0-100
+    assert result["quiet"] == {"volume_level": 0, "muted": True} and result["mutedAfterQuiet"] is True
+    assert result["stop"] == {"stopped": True}
+    assert result["server"] is None  # a server-side tool: the device does not answer
+    assert result["bad"] == "RangeError"
+    assert result["answer"] == [
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "function_call_output",
+                "call_id": "call_abc123",
+                "output": '{"success":true,"volume_level":30}',
+            },
+        },
+        {"type": "response.create"},
+    ]
+    assert result["call"]["name"] == "stop_audio" and result["notCall"] is None
