@@ -1,0 +1,186 @@
+"""The upstream Realtime WebSocket client (thin I/O edge over aiohttp).
+
+``connect_request(assistant, ...)`` says where and how to connect per provider;
+``UpstreamClient`` owns one WebSocket: a bounded send queue drained by one
+writer task it owns, a receive iterator of parsed events, and a clean close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+log = logging.getLogger("relay.upstream")
+
+OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+BETA_HEADER = ("OpenAI-Beta", "realtime=v1")
+MAX_UPSTREAM_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached, refused us, or failed mid-call. The message is safe to show."""
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    url: str
+    headers: dict[str, str]
+
+    def __repr__(self) -> str:  # never print credentials
+        return f"ConnectRequest(url={self.url!r}, headers={sorted(self.headers)!r})"
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for key, value in params.items():
+        query.setdefault(key, value)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def connect_request(assistant: Any, *, local_url: str = "") -> ConnectRequest:
+    """URL and headers for the assistant's upstream.
+
+    * ``openai``: ``wss://api.openai.com/v1/realtime?model=...`` (or ``upstream_url``), ``Authorization: Bearer``
+    * ``azure``: ``upstream_url`` as configured (deployment/api-version in it), ``api-key`` header
+    * ``compatible``: ``upstream_url``, ``Authorization: Bearer`` when a key is set
+    * ``local``: the built-in local assistant at ``local_url`` (or ``upstream_url``), no key
+    Beta upstreams also get ``OpenAI-Beta: realtime=v1``.
+    """
+    provider = assistant.provider
+    headers: dict[str, str] = {}
+    if provider == "openai":
+        url = assistant.upstream_url or OPENAI_REALTIME_URL
+    elif provider == "local":
+        url = assistant.upstream_url or local_url
+    else:
+        url = assistant.upstream_url
+    if not url:
+        raise UpstreamError(f"assistant has no upstream URL (provider {provider})")
+    if urlsplit(url).scheme not in ("ws", "wss", "http", "https"):
+        raise UpstreamError("upstream URL must be ws://, wss://, http:// or https://")
+    if provider == "azure":
+        if assistant.api_key:
+            headers["api-key"] = assistant.api_key
+        query = dict(parse_qsl(urlsplit(url).query))
+        if "deployment" not in query and "model" not in query:
+            url = _with_query(url, model=assistant.model)
+    else:
+        if assistant.api_key:
+            headers["Authorization"] = f"Bearer {assistant.api_key}"
+        url = _with_query(url, model=assistant.model)
+    if assistant.dialect == "beta":
+        headers[BETA_HEADER[0]] = BETA_HEADER[1]
+    return ConnectRequest(url=url, headers=headers)
+
+
+_CLOSE = object()
+
+
+class UpstreamClient:
+    """One upstream WebSocket.
+
+    ``await connect()``, then ``send(event)`` (non-blocking, bounded) and
+    ``async for event in client.events()`` until the socket closes;
+    ``close_reason`` says why. ``await close()`` always, in a ``finally``.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, request: ConnectRequest, *,
+                 connect_timeout_s: float = 10.0, send_queue_max: int = 512, log_id: str = "") -> None:
+        self._session = session
+        self._request = request
+        self._connect_timeout_s = connect_timeout_s
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=send_queue_max)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._log_id = log_id
+        self.close_reason: str | None = None
+        self.dropped_sends = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed
+
+    async def connect(self) -> None:
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                self._ws = await self._session.ws_connect(
+                    self._request.url, headers=self._request.headers, autoping=True, heartbeat=30.0,
+                    max_msg_size=MAX_UPSTREAM_MESSAGE_BYTES, compress=0)
+        except TimeoutError:
+            raise UpstreamError(f"upstream connect timed out after {self._connect_timeout_s:g} s") from None
+        except aiohttp.WSServerHandshakeError as exc:
+            raise UpstreamError(f"upstream refused the connection (HTTP {exc.status})") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"upstream unreachable: {type(exc).__name__}") from None
+        self._writer = asyncio.create_task(self._write_loop(), name=f"upstream-writer {self._log_id}")
+        log.info("upstream connected", extra={"session_id": self._log_id})
+
+    def send(self, event: dict[str, Any]) -> bool:
+        """Queue one event; ``False`` (and counted in ``dropped_sends``) when closed or the queue is full."""
+        if not self.connected:
+            self.dropped_sends += 1
+            return False
+        try:
+            self._queue.put_nowait(orjson.dumps(event).decode())
+        except asyncio.QueueFull:
+            self.dropped_sends += 1
+            log.warning("upstream send queue full, event dropped", extra={"session_id": self._log_id})
+            return False
+        return True
+
+    async def _write_loop(self) -> None:
+        assert self._ws is not None
+        ws = self._ws
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _CLOSE:
+                    return
+                await ws.send_str(item)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            self.close_reason = self.close_reason or f"send failed: {type(exc).__name__}"
+            await ws.close()
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Parsed JSON events until the socket closes (non-object / non-JSON messages are logged and skipped)."""
+        if self._ws is None:
+            raise UpstreamError("not connected")
+        async for msg in self._ws:
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                try:
+                    event = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    log.warning("upstream sent invalid JSON", extra={"session_id": self._log_id})
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("type"), str):
+                    yield event
+                else:
+                    log.warning("upstream sent a non-event message", extra={"session_id": self._log_id})
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                self.close_reason = self.close_reason or f"upstream error: {self._ws.exception()!r}"
+                break
+        if self.close_reason is None:
+            code = self._ws.close_code
+            self.close_reason = f"upstream closed (code {code})" if code is not None else "upstream closed"
+
+    async def close(self) -> None:
+        """Stop the writer, close the socket. Idempotent."""
+        self.close_reason = self.close_reason or "closed by relay"
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError, ConnectionError):
+                async with asyncio.timeout(2.0):
+                    await self._ws.close()
