@@ -109,7 +109,12 @@ def silence_packets(count: int = 3) -> list[bytes]:
 
 
 class PacketDecoder:
-    """Decodes RTP payloads (Opus, PCMU, PCMA) to mono int16 at ``rate_hz``."""
+    """Decodes RTP payloads (Opus, PCMU, PCMA) to mono int16.
+
+    Opus decodes at 48 kHz (libavcodec ignores a lower requested rate); when
+    ``rate_hz`` differs, the output is resampled with libswresample (~50 us per
+    frame). G.711 decodes at its native 8 kHz. ``rate_hz`` is the output rate.
+    """
 
     _CODECS = {"opus": "libopus", "pcmu": "pcm_mulaw", "pcma": "pcm_alaw"}
 
@@ -119,12 +124,18 @@ class PacketDecoder:
             raise ValueError(f"unsupported codec {codec!r}")
         self.codec = codec.lower()
         self._ctx = av.CodecContext.create(name, "r")
-        self._ctx.sample_rate = rate_hz if self.codec == "opus" else 8000
+        native = OPUS_RATE_HZ if self.codec == "opus" else 8000
+        self._ctx.sample_rate = native
         self._ctx.layout = "mono"
-        self.rate_hz = self._ctx.sample_rate
+        self.rate_hz = rate_hz if self.codec == "opus" else native
+        self._resampler = (av.AudioResampler(format="s16", layout="mono", rate=rate_hz)
+                           if self.rate_hz != native else None)
 
     def decode(self, payload: bytes) -> np.ndarray:
-        out = [f.to_ndarray().reshape(-1) for f in self._ctx.decode(av.Packet(payload))]
+        frames = self._ctx.decode(av.Packet(payload))
+        if self._resampler is not None:
+            frames = [o for f in frames for o in self._resampler.resample(f)]
+        out = [f.to_ndarray().reshape(-1) for f in frames]
         if not out:
             return np.zeros(0, np.int16)
         pcm = np.concatenate(out)

@@ -1,0 +1,238 @@
+"""``python -m bench`` / ``relay-bench``: the load tester's command line.
+
+Examples::
+
+    # 10 devices against a running relay (demo mode on), measuring its CPU/RSS
+    python -m bench --url http://127.0.0.1:8080 -n 10 --relay-pid 12345
+
+    # relay vs the reference relay, both started by the bench, N = 1, 10, 25, 50
+    python -m bench --compare -n 1,10,25,50 --duration 15 --json bench/results/latest.json \
+        --plots bench/results/
+
+    # largest sustainable N for one relay worker
+    python -m bench --spawn relay --sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from typing import Any
+
+from bench import audio as bench_audio
+from bench import servers
+from bench.report import passes_bar, plot, text_summary
+from bench.runner import Scenario, run
+
+log = logging.getLogger("bench")
+
+MAX_SWEEP_STEPS = 30
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description="relay's load tester",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tgt = ap.add_argument_group("target")
+    tgt.add_argument("--url", help="base URL of a running relay (or any relay speaking seeds 000/001)")
+    tgt.add_argument("--relay-pid", type=int, help="PID of the relay under --url, for CPU/RSS")
+    tgt.add_argument("--spawn", choices=["relay", "reference", "both"],
+                     help="start the relay(s) here, fresh for every run, on 127.0.0.1")
+    tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
+    tgt.add_argument("--relay-cmd", help="command starting relay (default: python -m relay serve)")
+    tgt.add_argument("--reference-upstream", default="",
+                     help="Realtime WebSocket URL the reference relay uses (default: relay's local assistant)")
+    tgt.add_argument("--model", default="relay-loopback",
+                     help="assistant model for spawned relays (relay-loopback for markers, relay-echo for speech)")
+    ld = ap.add_argument_group("load")
+    ld.add_argument("-n", type=_ints, default=[10], help="concurrent devices, comma-separated for several runs")
+    ld.add_argument("--rate", type=float, default=20.0, help="ramp-up: new calls per second")
+    ld.add_argument("--duration", type=float, default=10.0, help="steady-state seconds after the ramp")
+    ld.add_argument("--audio", help="16-bit WAV to send (default: espeak-ng speech with pauses)")
+    ld.add_argument("--no-markers", action="store_true", help="do not insert latency markers")
+    ld.add_argument("--marker-interval-ms", type=int, default=1000)
+    ld.add_argument("--no-demo", action="store_true", help="do not send X-Demo-Mode: true")
+    ld.add_argument("--client-id", action="append", help="client id(s) to use (default: fresh TOFU ids)")
+    ld.add_argument("--client-secret", action="append", help="secret(s) matching --client-id")
+    ld.add_argument("--assistant-id", help="X-Assistant-Id to send")
+    ld.add_argument("--no-session", action="store_true", help="skip POST /v1/realtime/sessions")
+    sw = ap.add_argument_group("sweep")
+    sw.add_argument("--sweep", action="store_true",
+                    help="raise N until frame loss > 1 %% or marker p99 > 300 ms; print the largest passing N")
+    sw.add_argument("--sweep-start", type=int, default=10)
+    sw.add_argument("--sweep-step", type=int, default=10)
+    sw.add_argument("--sweep-max", type=int, default=200)
+    out = ap.add_argument_group("output")
+    out.add_argument("--json", help="write the full report (all runs) here")
+    out.add_argument("--plots", help="write PNG plots with this path prefix (needs the 'bench' extra)")
+    out.add_argument("--quiet", action="store_true", help="no progress line")
+    out.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if args.compare:
+        args.spawn = "both"
+    if not args.url and not args.spawn:
+        ap.error("give --url of a running relay, or --spawn/--compare")
+    return args
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.audio = bench_audio.build(args.audio, markers=not args.no_markers,
+                                       marker_interval_ms=args.marker_interval_ms)
+        self.reports: list[dict[str, Any]] = []
+        self._upstream_server: servers.Server | None = None
+
+    def targets(self) -> list[str]:
+        if not self.args.spawn:
+            return ["target"]
+        return ["relay", "reference"] if self.args.spawn == "both" else [self.args.spawn]
+
+    async def reference_upstream(self) -> str:
+        if self.args.reference_upstream:
+            return self.args.reference_upstream
+        return "local"  # bench.reference hosts relay's local assistant in its own process
+
+    async def run_one(self, target: str, n: int) -> dict[str, Any]:
+        a = self.args
+        server: servers.Server | None = None
+        with tempfile.TemporaryDirectory(prefix="bench-relay-") as data_dir:
+            if target == "relay":
+                server = servers.relay_server(model=a.model, data_dir=data_dir,
+                                              cmd=a.relay_cmd.split() if a.relay_cmd else None)
+            elif target == "reference":
+                server = servers.reference_server(upstream=await self.reference_upstream(), model=a.model)
+            try:
+                if server is not None:
+                    await server.start()
+                sc = Scenario(
+                    base_url=server.base_url if server else a.url, n=n, rate_per_s=a.rate, duration_s=a.duration,
+                    demo=not a.no_demo, client_ids=a.client_id, client_secrets=a.client_secret,
+                    assistant_id=a.assistant_id, create_session=not a.no_session,
+                    relay_pid=server.pid if server else a.relay_pid,
+                    label=target if server else "target", progress=not a.quiet,
+                )
+                report = await run(sc, self.audio)
+            finally:
+                if server is not None:
+                    server.stop()
+        self.reports.append(report)
+        print(text_summary(report), flush=True)
+        return report
+
+    async def main(self) -> int:
+        a = self.args
+        if a.sweep:
+            for target in self.targets():
+                best = await self.sweep(target)
+                print(f"sweep [{target}]: largest sustainable N per worker = {best}", flush=True)
+        else:
+            for n in a.n:
+                for target in self.targets():
+                    await self.run_one(target, n)
+        if len(self.targets()) == 2:
+            for line in compare_lines(self.reports):
+                print(line)
+        self.write_outputs()
+        return 0
+
+    async def sweep(self, target: str) -> int:
+        a = self.args
+        best = 0
+        n = a.sweep_start
+        for _ in range(MAX_SWEEP_STEPS):
+            if n > a.sweep_max:
+                break
+            report = await self.run_one(target, n)
+            ok = passes_bar(report)
+            report["sweep"] = {"target": target, "passed": ok}
+            if not ok:
+                break
+            best = n
+            n += a.sweep_step
+        self.reports.append({"label": target, "sweep_max_n": best})
+        return best
+
+    def write_outputs(self) -> None:
+        a = self.args
+        runs = [r for r in self.reports if "measure" in r]
+        if a.plots and runs:
+            for path in plot(runs, a.plots):
+                print(f"plot: {path}")
+        if a.json:
+            doc = {"audio": {"source": self.audio.source, "duration_s": self.audio.duration_s,
+                             "markers_per_loop": len(self.audio.marker_frames)},
+                   "args": {k: v for k, v in vars(a).items() if k != "client_secret"},
+                   "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
+                   "ratios": compare_table(self.reports)}
+            with open(a.json, "w") as fh:
+                json.dump(doc, fh, indent=1, default=str)
+            print(f"report: {a.json}")
+
+
+def _get(r: dict[str, Any], *path: str) -> float | None:
+    cur: Any = r
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur if isinstance(cur, (int, float)) else None
+
+
+def compare_table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per N: reference / relay ratios (> 1 means relay is better) of the costs and latencies."""
+    rows = []
+    by = {(r["label"], r["calls_requested"]): r for r in reports if "measure" in r}
+    for (label, n), rel in sorted(by.items(), key=lambda kv: kv[0][1]):
+        ref = by.get(("reference", n))
+        if label != "relay" or ref is None:
+            continue
+        row: dict[str, Any] = {"n": n}
+        for name, path in {"cpu_per_call": ("measure", "relay_cpu_pct_per_call"),
+                           "rss_per_call": ("measure", "relay_rss_mb_per_call"),
+                           "marker_p50": ("marker_rtt_ms", "p50"), "marker_p99": ("marker_rtt_ms", "p99"),
+                           "setup_p99": ("setup_ms", "p99")}.items():
+            a, b = _get(rel, *path), _get(ref, *path)
+            row[name] = {"relay": a, "reference": b,
+                         "ratio": round(b / a, 2) if a and b is not None and a > 0 else None}
+        rows.append(row)
+    return rows
+
+
+def compare_lines(reports: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "== relay vs reference (ratio = reference / relay; > 1: relay better)"]
+    for row in compare_table(reports):
+        parts = [f"N={row['n']:>3}"]
+        for name in ("cpu_per_call", "rss_per_call", "marker_p50", "marker_p99", "setup_p99"):
+            v = row[name]
+            ratio = f"{v['ratio']:.2f}x" if v["ratio"] is not None else "-"
+            parts.append(f"{name} {v['relay']}/{v['reference']} ({ratio})")
+        lines.append("  " + "; ".join(parts))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        return asyncio.run(Bench(args).main())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The bench's outgoing audio: speech with pauses (espeak-ng if no file is given), plus markers.
+
+Everything is encoded to Opus once, up front; every simulated device then sends
+the same packet list (each starting at its own time), so a device costs no
+encoder time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.markers import marker_tone
+from relay.client.codec import OPUS_RATE_HZ, PTIME_MS, encode_pcm16_to_opus, read_wav_pcm16, resample_pcm16
+
+SPEECH_TEXT = [
+    "Hello there, can you hear me clearly?",
+    "What is the weather like today?",
+    "Please set the volume to forty percent.",
+    "Tell me a short story about a lighthouse.",
+]
+SPEECH_RMS = 2500.0  # about -22 dBFS: clearly below the markers
+FRAME_SAMPLES = OPUS_RATE_HZ * PTIME_MS // 1000
+
+
+@dataclass
+class BenchAudio:
+    packets: list[bytes]
+    marker_frames: frozenset[int]   # packet indices where a marker starts
+    duration_s: float
+    source: str
+
+
+def espeak_speech(rate_hz: int = OPUS_RATE_HZ, pause_ms: int = 1200) -> np.ndarray:
+    """Sentences spoken by espeak-ng with ``pause_ms`` of silence after each."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise RuntimeError("espeak-ng is not installed (apt install espeak-ng) and no --audio file was given")
+    parts: list[np.ndarray] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(SPEECH_TEXT):
+            path = Path(tmp) / f"s{i}.wav"
+            subprocess.run([exe, "-s", "160", "-w", str(path), text], check=True, timeout=30,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            samples, sr = read_wav_pcm16(path)
+            parts.append(resample_pcm16(samples, sr, rate_hz))
+            parts.append(np.zeros(rate_hz * pause_ms // 1000, np.int16))
+    return np.concatenate(parts)
+
+
+def normalise(samples: np.ndarray, rms: float = SPEECH_RMS) -> np.ndarray:
+    x = samples.astype(np.float64)
+    voiced = x[np.abs(x) > 50]
+    cur = float(np.sqrt(np.mean(voiced**2))) if len(voiced) else 0.0
+    if cur <= 0:
+        return samples.astype(np.int16)
+    return np.clip(x * (rms / cur), -32768, 32767).astype(np.int16)
+
+
+def build(audio_path: str | None = None, *, markers: bool = True, marker_interval_ms: int = 1000,
+          min_duration_s: float = 10.0) -> BenchAudio:
+    """The packet list every device sends (looped), with marker positions."""
+    if audio_path:
+        samples, sr = read_wav_pcm16(audio_path)
+        samples = resample_pcm16(samples, sr, OPUS_RATE_HZ)
+        source = audio_path
+    else:
+        samples = espeak_speech()
+        source = "espeak-ng"
+    samples = normalise(samples)
+    reps = max(1, int(np.ceil(min_duration_s * OPUS_RATE_HZ / max(1, len(samples)))))
+    samples = np.tile(samples, reps)
+    n_frames = -(-len(samples) // FRAME_SAMPLES)
+    pcm = np.zeros(n_frames * FRAME_SAMPLES, np.int16)
+    pcm[: len(samples)] = samples
+    marker_frames: set[int] = set()
+    if markers:
+        tone = marker_tone(OPUS_RATE_HZ)
+        step = max(1, marker_interval_ms // PTIME_MS)
+        for f in range(step // 2, n_frames - 3, step):
+            start = f * FRAME_SAMPLES
+            pcm[start : start + len(tone)] = tone
+            marker_frames.add(f)
+    packets = encode_pcm16_to_opus(pcm, OPUS_RATE_HZ)
+    return BenchAudio(packets, frozenset(marker_frames), n_frames * PTIME_MS / 1000, source)

@@ -1,0 +1,67 @@
+"""CPU and memory of a process (and its children) from /proc, sampled by the bench."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    t_s: float
+    cpu_s: float     # user + system, this process and its live descendants
+    rss_bytes: int
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            out = [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+    for child in list(out):
+        out += _children(child)
+    return out
+
+
+def _one(pid: int) -> tuple[float, int]:
+    with open(f"/proc/{pid}/stat") as fh:
+        stat = fh.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime
+    rss = 0
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+                break
+    return cpu_s, rss
+
+
+def sample(pid: int, *, children: bool = True) -> Sample:
+    """CPU seconds and RSS of ``pid`` (plus descendants); raises ``OSError`` if it is gone."""
+    cpu_s, rss = _one(pid)
+    if children:
+        for child in _children(pid):
+            try:
+                c, r = _one(child)
+            except OSError:
+                continue
+            cpu_s += c
+            rss += r
+    return Sample(time.monotonic(), cpu_s, rss)
+
+
+def cpu_percent(a: Sample, b: Sample) -> float:
+    """Average CPU between two samples, in % of one core."""
+    dt = b.t_s - a.t_s
+    return 100.0 * (b.cpu_s - a.cpu_s) / dt if dt > 0 else 0.0
+
+
+def self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system

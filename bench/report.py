@@ -1,0 +1,156 @@
+"""Turning device results into the bench report: percentiles, totals, summary text, plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from bench.device import DeviceResult
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank-with-interpolation percentile (numpy's 'linear'); None when empty."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return round(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo), 3)
+
+
+def dist(values: Sequence[float]) -> dict[str, Any]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "p99": percentile(values, 99), "max": round(max(values), 3) if values else None}
+
+
+def summarize(label: str, n: int, rate_per_s: float, duration_s: float, results: list[DeviceResult],
+              measure: dict[str, Any]) -> dict[str, Any]:
+    ok = [r for r in results if r.ok]
+    rtts = [x for r in ok for x in r.marker_rtts_ms]
+    frames_sent = sum(r.frames_sent for r in ok)
+    frames_received = sum(r.frames_received for r in ok)
+    frames_lost = sum(r.frames_lost for r in ok)
+    markers_due = sum(r.markers_due for r in ok)
+    markers_lost = sum(r.markers_lost for r in ok)
+    expected = frames_received + frames_lost
+    report: dict[str, Any] = {
+        "label": label,
+        "calls_requested": n,
+        "calls_established": len(ok),
+        "rate_per_s": rate_per_s,
+        "duration_s": duration_s,
+        "errors": sorted({r.error for r in results if r.error})[:10],
+        "setup_ms": dist([r.setup_ms for r in ok if r.setup_ms is not None]),
+        "session_ms": dist([r.session_ms for r in ok if r.session_ms is not None]),
+        "sdp_ms": dist([r.sdp_ms for r in ok if r.sdp_ms is not None]),
+        "connect_ms": dist([r.connect_ms for r in ok if r.connect_ms is not None]),
+        "marker_rtt_ms": dist(rtts),
+        "markers": {"due": markers_due, "lost": markers_lost, "spurious": sum(r.markers_spurious for r in ok)},
+        "frames": {"sent": frames_sent, "received": frames_received, "lost": frames_lost,
+                   "lost_pct": round(100.0 * frames_lost / expected, 3) if expected else None,
+                   "max_gap_ms": max((r.max_gap_ms for r in ok), default=None),
+                   "send_resyncs": sum(r.send_resyncs for r in ok)},
+        "events": sum(r.events for r in ok),
+        "measure": dict(measure),
+    }
+    m = report["measure"]
+    if ok:
+        m["bench_cpu_pct_per_device"] = round(m.get("bench_cpu_pct", 0.0) / len(ok), 3)
+    if "relay_cpu_pct" in m and ok:
+        m["relay_cpu_pct_per_call"] = round(m["relay_cpu_pct"] / len(ok), 3)
+        m["relay_rss_mb"] = round(m["relay_rss_bytes"] / 2**20, 2)
+        m["relay_rss_mb_per_call"] = round((m["relay_rss_bytes"] - m["relay_rss_base_bytes"]) / 2**20 / len(ok), 3)
+    report["_rtts_ms"] = rtts  # raw, for plots; dropped from the saved JSON summary if asked
+    return report
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}{unit}"
+    return f"{v}{unit}"
+
+
+def text_summary(r: dict[str, Any]) -> str:
+    m = r["measure"]
+    s, rt, fr = r["setup_ms"], r["marker_rtt_ms"], r["frames"]
+    lines = [
+        f"== {r['label']}: {r['calls_established']}/{r['calls_requested']} calls "
+        f"(ramp {r['rate_per_s']}/s, steady {m.get('steady_s')} s)",
+        f"  setup ms (session+sdp) p50 {_fmt(s['p50'])} p95 {_fmt(s['p95'])} p99 {_fmt(s['p99'])}; "
+        f"connect ms p50 {_fmt(r['connect_ms']['p50'])} p99 {_fmt(r['connect_ms']['p99'])}",
+        f"  marker rtt ms p50 {_fmt(rt['p50'])} p95 {_fmt(rt['p95'])} p99 {_fmt(rt['p99'])} "
+        f"(n {rt['n']}, lost {r['markers']['lost']}/{r['markers']['due']})",
+        f"  frames sent {fr['sent']} received {fr['received']} lost {fr['lost']} ({_fmt(fr['lost_pct'], '%')}), "
+        f"max gap {_fmt(fr['max_gap_ms'])} ms; data-channel events {r['events']}",
+    ]
+    if "relay_cpu_pct" in m:
+        lines.append(f"  relay cpu {m['relay_cpu_pct']:.1f}% ({m.get('relay_cpu_pct_per_call', 0):.2f}%/call), "
+                     f"rss {m['relay_rss_mb']:.1f} MB ({m.get('relay_rss_mb_per_call', 0):.3f} MB/call)")
+    lines.append(f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)")
+    if r["errors"]:
+        lines.append(f"  errors: {r['errors'][:3]}")
+    return "\n".join(lines)
+
+
+def passes_bar(r: dict[str, Any], *, max_loss_pct: float = 1.0, max_p99_ms: float = 300.0) -> bool:
+    """The sweep's sustainability rule: all calls up, loss <= 1 %, marker p99 <= 300 ms, no lost markers > 1 %."""
+    if r["calls_established"] < r["calls_requested"]:
+        return False
+    loss = r["frames"]["lost_pct"] or 0.0
+    p99 = r["marker_rtt_ms"]["p99"]
+    due = r["markers"]["due"]
+    marker_loss = 100.0 * r["markers"]["lost"] / due if due else 0.0
+    return loss <= max_loss_pct and marker_loss <= max_loss_pct and (p99 is None or p99 <= max_p99_ms)
+
+
+def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
+    """PNG plots: marker latency distribution per run, CPU and RSS against N. Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
+    for r in reports:
+        xs = sorted(r.get("_rtts_ms") or [])
+        if xs:
+            ax.plot(xs, [100.0 * (i + 1) / len(xs) for i in range(len(xs))],
+                    label=f"{r['label']} N={r['calls_requested']}")
+    ax.set_xlabel("marker round trip, ms")
+    ax.set_ylabel("% of markers <= x")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = f"{out_prefix}latency.png"
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+
+    labels = sorted({r["label"] for r in reports})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90)
+    for label in labels:
+        rs = sorted((r for r in reports if r["label"] == label and "relay_cpu_pct" in r["measure"]),
+                    key=lambda r: r["calls_established"])
+        if not rs:
+            continue
+        ns = [r["calls_established"] for r in rs]
+        a1.plot(ns, [r["measure"]["relay_cpu_pct"] for r in rs], marker="o", label=label)
+        a2.plot(ns, [r["measure"]["relay_rss_mb"] for r in rs], marker="o", label=label)
+    a1.set_xlabel("concurrent calls")
+    a1.set_ylabel("CPU, % of one core")
+    a2.set_xlabel("concurrent calls")
+    a2.set_ylabel("RSS, MB")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    path = f"{out_prefix}cpu_rss.png"
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+    return written

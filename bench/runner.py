@@ -1,0 +1,127 @@
+"""One load scenario: N devices ramped up against a base URL, held for a duration, measured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from bench import procstat
+from bench.audio import BenchAudio
+from bench.device import Device, DeviceConfig, DeviceResult
+from bench.report import summarize
+
+log = logging.getLogger("bench.runner")
+
+MAX_DEVICES = 2000
+SETTLE_S = 1.0
+
+
+@dataclass
+class Scenario:
+    base_url: str
+    n: int
+    rate_per_s: float = 20.0       # ramp-up: new calls per second
+    duration_s: float = 10.0       # steady state after the ramp
+    demo: bool = True
+    client_ids: list[str] | None = None
+    client_secrets: list[str] | None = None
+    client_id_prefix: str = ""
+    assistant_id: str | None = None
+    create_session: bool = True
+    relay_pid: int | None = None
+    label: str = "relay"
+    progress: bool = True
+
+
+def _credentials(sc: Scenario, i: int) -> tuple[str, str | None]:
+    if sc.client_ids:
+        cid = sc.client_ids[i % len(sc.client_ids)]
+        secret = sc.client_secrets[i % len(sc.client_secrets)] if sc.client_secrets else None
+        return cid, secret
+    prefix = sc.client_id_prefix or f"bench-{uuid.uuid4().hex[:8]}"
+    sc.client_id_prefix = prefix
+    # TOFU: a fresh id per device and run, its secret derived from it (enrolled on first use)
+    return f"{prefix}-{i:04d}", f"bench-secret-{prefix}-{i:04d}-" + "0" * 16
+
+
+async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
+    """Run the scenario; returns the report dict (see ``bench.report.summarize``)."""
+    if not 1 <= sc.n <= MAX_DEVICES:
+        raise ValueError(f"n must be 1..{MAX_DEVICES}")
+    devices: list[Device] = []
+    for i in range(sc.n):
+        cid, secret = _credentials(sc, i)
+        devices.append(Device(i, DeviceConfig(sc.base_url, cid, secret, demo=sc.demo,
+                                              assistant_id=sc.assistant_id,
+                                              create_session=sc.create_session), audio))
+    relay_base = _sample(sc.relay_pid)
+    self_cpu0 = procstat.self_cpu_s()
+    t0 = time.monotonic()
+    starts: list[asyncio.Task[None]] = []
+    progress = asyncio.ensure_future(_progress(sc, devices, t0)) if sc.progress else None
+    try:
+        for i, dev in enumerate(devices):
+            due = t0 + i / sc.rate_per_s
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            starts.append(asyncio.ensure_future(dev.start()))
+        await asyncio.gather(*starts)
+        ramp_end = time.monotonic()
+        await asyncio.sleep(SETTLE_S)
+        relay_a = _sample(sc.relay_pid)
+        self_a = (time.monotonic(), procstat.self_cpu_s())
+        await asyncio.sleep(sc.duration_s)
+        relay_b = _sample(sc.relay_pid)
+        self_b = (time.monotonic(), procstat.self_cpu_s())
+    finally:
+        for task in starts:
+            task.cancel()
+        if progress is not None:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+        results: list[DeviceResult] = list(await asyncio.gather(*(d.stop() for d in devices)))
+        if sc.progress:
+            sys.stderr.write("\n")
+    measure: dict[str, Any] = {
+        "ramp_s": round(ramp_end - t0, 3),
+        "steady_s": round(self_b[0] - self_a[0], 3),
+        "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
+        "bench_cpu_total_s": round(procstat.self_cpu_s() - self_cpu0, 3),
+    }
+    if relay_base and relay_a and relay_b:
+        measure["relay_cpu_pct"] = round(procstat.cpu_percent(relay_a, relay_b), 2)
+        measure["relay_rss_base_bytes"] = relay_base.rss_bytes
+        measure["relay_rss_bytes"] = relay_b.rss_bytes
+    return summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)
+
+
+def _sample(pid: int | None) -> procstat.Sample | None:
+    if pid is None:
+        return None
+    try:
+        return procstat.sample(pid)
+    except OSError:
+        log.warning("relay pid %d is gone", pid)
+        return None
+
+
+async def _progress(sc: Scenario, devices: list[Device], t0: float) -> None:
+    prev = _sample(sc.relay_pid)
+    while True:
+        await asyncio.sleep(1.0)
+        up = sum(1 for d in devices if d.result.ok)
+        failed = sum(1 for d in devices if d.result.error)
+        rtts = sorted(x for d in devices for x in d.matcher.rtts_ms[-5:])
+        p50 = f"{rtts[len(rtts) // 2]:.0f}" if rtts else "-"
+        cur = _sample(sc.relay_pid)
+        cpu = f" relay cpu {procstat.cpu_percent(prev, cur):5.1f}%" if prev and cur else ""
+        prev = cur
+        sys.stderr.write(f"\r[{sc.label}] t={time.monotonic() - t0:5.1f}s calls {up}/{sc.n} failed {failed} "
+                         f"marker p50 {p50} ms{cpu}   ")
+        sys.stderr.flush()

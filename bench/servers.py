@@ -1,0 +1,95 @@
+"""Relays the bench starts itself (for --spawn/--compare): started, awaited, ended by their own PID."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    label: str
+    cmd: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.label}-", suffix=".log")
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(self.cmd, env=env, stdout=fd, stderr=fd, stdin=subprocess.DEVNULL)
+        os.close(fd)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with {self.proc.returncode}; log: {self.tail()}")
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", self.port)
+                w.close()
+                await w.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.label} did not listen on {self.port} within {timeout_s} s; log: {self.tail()}")
+
+    def tail(self, n: int = 2000) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                return fh.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM our own process (by PID), SIGKILL it if it does not exit in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def relay_server(*, model: str, data_dir: str, cmd: list[str] | None = None, port: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> Server:
+    """``relay serve`` on loopback, demo mode on, ICE on 127.0.0.1, default assistant's model = ``model``."""
+    port = port or free_port()
+    env = {
+        "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port), "RELAY_DATA_DIR": data_dir,
+        "RELAY_DEMO_MODE": "true", "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "RELAY_UPSTREAM_MODEL": model, "RELAY_LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
+    return Server("relay", cmd or [sys.executable, "-m", "relay", "serve"], port, env)
+
+
+def reference_server(*, upstream: str, model: str, port: int | None = None) -> Server:
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "bench.reference", "--port", str(port), "--upstream", upstream,
+           "--model", model]
+    return Server("reference", cmd, port)
