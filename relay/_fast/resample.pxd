@@ -10,6 +10,8 @@ cdef class Resampler:
     cdef Py_ssize_t _delay
     cdef bint _identity
     cdef int32_t* _coefs
+    cdef int32_t* _offs
+    cdef int32_t* _nnz
     cdef int16_t* _x
     cdef Py_ssize_t _x_cap
     cdef Py_ssize_t _q

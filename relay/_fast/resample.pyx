@@ -20,6 +20,8 @@ cdef int64_t _ROUND = (<int64_t>1) << (COEF_FRAC_BITS - 1)
 cdef class Resampler:
     def __cinit__(self, *args, **kwargs):
         self._coefs = NULL
+        self._offs = NULL
+        self._nnz = NULL
         self._x = NULL
         self._x_cap = 0
 
@@ -32,18 +34,34 @@ cdef class Resampler:
         self._k = d.taps_per_phase
         self._delay = d.delay_up
         self._identity = d.up == d.down
-        cdef Py_ssize_t i, n = len(d.coefs)
+        # per phase, only the non-zero taps (a cutoff at the lower Nyquist makes
+        # every L-th (or M-th) prototype tap zero): skipping exact zeros leaves
+        # the integer sum, hence bit-exactness with the twin, unchanged
+        cdef Py_ssize_t p, t, j, n = len(d.coefs), k = d.taps_per_phase
         free(self._coefs)
+        free(self._offs)
+        free(self._nnz)
         self._coefs = <int32_t*>malloc(n * sizeof(int32_t))
-        if self._coefs == NULL:
+        self._offs = <int32_t*>malloc(n * sizeof(int32_t))
+        self._nnz = <int32_t*>malloc(d.up * sizeof(int32_t))
+        if self._coefs == NULL or self._offs == NULL or self._nnz == NULL:
             raise MemoryError()
-        for i in range(n):
-            self._coefs[i] = d.coefs[i]
+        for p in range(d.up):
+            j = 0
+            for t in range(k):
+                c = d.coefs[p * k + t]
+                if c:
+                    self._coefs[p * k + j] = c
+                    self._offs[p * k + j] = t
+                    j += 1
+            self._nnz[p] = j
         self._ensure(960)
         self.reset()
 
     def __dealloc__(self):
         free(self._coefs)
+        free(self._offs)
+        free(self._nnz)
         free(self._x)
 
     @property
@@ -87,17 +105,21 @@ cdef class Resampler:
         cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
         cdef const int16_t* x = self._x
         cdef const int32_t* h
+        cdef const int32_t* off
         cdef const int16_t* xb
-        cdef Py_ssize_t m, i, t
+        cdef Py_ssize_t m, i, t, p, nnz
         cdef int64_t acc
         cdef uint16_t u
         for m in range(count):
             i = q // up
-            h = self._coefs + (q - i * up) * k
+            p = q - i * up
+            h = self._coefs + p * k
+            off = self._offs + p * k
+            nnz = self._nnz[p]
             xb = x + i
             acc = 0
-            for t in range(k):
-                acc += <int64_t>xb[t] * h[t]
+            for t in range(nnz):
+                acc += <int64_t>xb[off[t]] * h[t]
             acc = (acc + _ROUND) >> _FRAC
             if acc > 32767:
                 acc = 32767

@@ -29,8 +29,8 @@ _SWAP = byteorder != "little"
 class Resampler:
     def __init__(self, in_rate_hz: int, out_rate_hz: int) -> None:
         d = design(in_rate_hz, out_rate_hz)
-        self.in_rate_hz = in_rate_hz
-        self.out_rate_hz = out_rate_hz
+        self._in_rate_hz = in_rate_hz
+        self._out_rate_hz = out_rate_hz
         self._up = d.up
         self._down = d.down
         self._k = d.taps_per_phase
@@ -38,6 +38,14 @@ class Resampler:
         self._identity = d.up == d.down
         self._phases = [d.coefs[p * d.taps_per_phase : (p + 1) * d.taps_per_phase] for p in range(d.up)]
         self.reset()
+
+    @property
+    def in_rate_hz(self) -> int:
+        return self._in_rate_hz
+
+    @property
+    def out_rate_hz(self) -> int:
+        return self._out_rate_hz
 
     @property
     def delay_up(self) -> int:
