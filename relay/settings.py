@@ -91,6 +91,14 @@ class Settings:
     ice_host_addresses: list[str] = _f(
         [], "Local addresses relay's ICE agent may gather/advertise, comma-separated; empty: all interfaces."
     )
+    # --- media plane (WebRTC edge) -----------------------------------------
+    max_calls: int = _f(200, "Live calls per worker process; `POST /v1/realtime` answers 503 beyond it.")
+    uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
+    opus_complexity: int = _f(5, "libopus encoder complexity for the downlink, 0 (cheapest) .. 10.")
+    opus_bitrate_bps: int = _f(32000, "Downlink Opus bitrate, bits per second (mono voice).")
+    ice_connect_timeout_s: float = _f(15.0, "A call whose device has not connected (ICE+DTLS) by then is dropped.")
+    datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")
+    datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
 
     @classmethod
     def field_specs(cls) -> list[tuple[str, str, Any, str, bool]]:

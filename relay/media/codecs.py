@@ -1,0 +1,97 @@
+"""Which audio codec a call uses, decided from the device's offer (sans-I/O).
+
+The device's order of preference in its offer decides, within what relay and the
+assistant allow:
+
+- Opus -> uplink decoded to PCM16 at 24 kHz, downlink encoded from PCM16 24 kHz;
+  upstream audio format ``pcm16``.
+- PCMU / PCMA, when the device lists one before Opus (or offers no Opus) and the
+  assistant allows G.711 -> the payload bytes go upstream and back untouched
+  (upstream format ``g711_ulaw`` / ``g711_alaw``): zero transcoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiortc import RTCRtpCodecCapability, RTCRtpSender
+from aiortc.sdp import SessionDescription
+
+
+class OfferError(ValueError):
+    """The offer cannot be used; ``code`` is the API error code."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class AudioCodec:
+    name: str  # "opus" | "PCMU" | "PCMA" (SDP encoding name)
+    upstream_format: str  # "pcm16" | "g711_ulaw" | "g711_alaw"
+    clock_rate_hz: int  # RTP clock
+    frame_bytes: int  # upstream-format bytes per 20 ms frame
+
+    @property
+    def is_g711(self) -> bool:
+        return self.name != "opus"
+
+
+PCM16_RATE_HZ = 24000
+OPUS = AudioCodec("opus", "pcm16", 48000, PCM16_RATE_HZ * 2 // 50)
+PCMU = AudioCodec("PCMU", "g711_ulaw", 8000, 160)
+PCMA = AudioCodec("PCMA", "g711_alaw", 8000, 160)
+_BY_NAME = {"opus": OPUS, "pcmu": PCMU, "pcma": PCMA}
+
+
+def parse_offer(sdp: str) -> SessionDescription:
+    """Parse an SDP offer; raises ``OfferError`` with a clear message for unusable input."""
+    if not sdp.strip():
+        raise OfferError("empty SDP offer", "invalid_sdp")
+    if not sdp.lstrip().startswith("v=0"):
+        raise OfferError("malformed SDP offer: it must start with 'v=0'", "invalid_sdp")
+    try:
+        desc = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises anything (even AssertionError) on hostile input
+        detail = str(exc) or type(exc).__name__
+        raise OfferError(f"malformed SDP offer: {detail}", "invalid_sdp") from None
+    audio = [m for m in desc.media if m.kind == "audio"]
+    if not audio:
+        raise OfferError("the SDP offer has no audio m-line", "no_audio")
+    if len(audio) > 1:
+        raise OfferError("the SDP offer has more than one audio m-line", "invalid_sdp")
+    if any(m.kind == "video" for m in desc.media):
+        raise OfferError("video is not supported: offer audio (and a data channel) only", "invalid_sdp")
+    for m in desc.media:
+        if m.dtls is None or not m.dtls.fingerprints:
+            raise OfferError("the SDP offer has no DTLS fingerprint", "invalid_sdp")
+        if not m.ice.usernameFragment or not m.ice.password:
+            raise OfferError("the SDP offer has no ICE credentials (ice-ufrag/ice-pwd)", "invalid_sdp")
+    return desc
+
+
+def choose_audio_codec(desc: SessionDescription, *, allow_g711: bool) -> AudioCodec:
+    """The first codec of the device's audio m-line that relay can use (G.711 only if allowed)."""
+    audio = next(m for m in desc.media if m.kind == "audio")
+    by_pt = {c.payloadType: c for c in audio.rtp.codecs}
+    # the m-line's format list carries the device's preference (rtpmap lines may come in any order)
+    ordered = [by_pt[pt] for pt in audio.fmt if pt in by_pt]
+    for codec in ordered:
+        choice = _BY_NAME.get(codec.name.lower())
+        if choice is None or (choice.is_g711 and not allow_g711):
+            continue
+        if choice is OPUS and codec.clockRate != 48000:
+            continue
+        if choice.is_g711 and codec.clockRate != 8000:
+            continue
+        return choice
+    offered = ", ".join(sorted({c.name for c in audio.rtp.codecs})) or "none"
+    usable = "opus, PCMU, PCMA" if allow_g711 else "opus"
+    raise OfferError(f"no usable audio codec in the offer (offered: {offered}; usable: {usable})", "unsupported_codec")
+
+
+def codec_preferences(codec: AudioCodec) -> list[RTCRtpCodecCapability]:
+    """The aiortc capability list that pins the transceiver to ``codec``."""
+    caps = RTCRtpSender.getCapabilities("audio").codecs
+    return [c for c in caps if c.mimeType.lower() == f"audio/{codec.name.lower()}"]

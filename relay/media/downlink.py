@@ -1,0 +1,126 @@
+"""Downlink: the track aiortc sends from, fed pre-encoded ``av.Packet``s by the media clock.
+
+aiortc's sender calls ``track.recv()`` in a loop. Given an ``AudioFrame`` it runs
+a pure-Python audio-level loop and an executor hop to encode; given an
+``av.Packet`` it only packs the bytes into RTP. ``PacketTrack.recv()`` therefore
+returns packets the media clock has already encoded (or passed through, for
+G.711), and waits on the clock -- never on a timer of its own.
+
+``DownlinkEncoder`` turns the bridge's 20 ms of upstream-format audio into the
+RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched.
+Idle frames reuse one cached encoded silence payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from collections import deque
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
+from relay.media.opus import OpusEncoder
+from relay.media.uplink import G711_SILENCE
+
+FRAME_MS = 20
+
+
+class DownlinkEncoder:
+    """20 ms of upstream-format audio (or ``None`` for silence) -> one RTP payload."""
+
+    def __init__(self, codec: AudioCodec, *, complexity: int = 5, bitrate_bps: int = 32000) -> None:
+        self.codec = codec
+        if codec.is_g711:
+            self._encoder = None
+            self._silence = bytes([G711_SILENCE[codec.name]]) * codec.frame_bytes
+        else:
+            self._encoder = OpusEncoder(PCM16_RATE_HZ, frame_ms=FRAME_MS, bitrate_bps=bitrate_bps,
+                                        complexity=complexity)
+            # Encoded with a throwaway encoder so the live one's state is untouched.
+            self._silence = _opus_silence(complexity, bitrate_bps)
+        self.time_base = fractions.Fraction(1, codec.clock_rate_hz)
+        self.ticks_per_frame = codec.clock_rate_hz * FRAME_MS // 1000
+
+    def encode(self, frame: bytes | None) -> bytes:
+        if frame is None:
+            return self._silence
+        if self._encoder is None:
+            if len(frame) != self.codec.frame_bytes:
+                raise ValueError(f"expected {self.codec.frame_bytes} bytes of G.711, got {len(frame)}")
+            return frame
+        return self._encoder.encode(frame)
+
+    def close(self) -> None:
+        if self._encoder is not None:
+            self._encoder.close()
+
+
+_SILENCE_CACHE: dict[tuple[int, int], bytes] = {}
+
+
+def _opus_silence(complexity: int, bitrate_bps: int) -> bytes:
+    key = (complexity, bitrate_bps)
+    if key not in _SILENCE_CACHE:
+        enc = OpusEncoder(PCM16_RATE_HZ, frame_ms=FRAME_MS, bitrate_bps=bitrate_bps, complexity=complexity)
+        zero = bytes(enc.frame_bytes)
+        payload = b""
+        for _ in range(3):  # let the encoder settle on a steady silent frame
+            payload = enc.encode(zero)
+        enc.close()
+        _SILENCE_CACHE[key] = payload
+    return _SILENCE_CACHE[key]
+
+
+class PacketTrack(MediaStreamTrack):
+    """An audio track whose ``recv()`` returns the clock's pre-encoded packets.
+
+    ``push()`` is called by the media clock once per tick. At most ``max_queued``
+    packets wait for the sender; if the sender falls behind (a slow device), the
+    oldest is dropped so nothing piles up and latency stays bounded.
+    """
+
+    kind = "audio"
+
+    def __init__(self, encoder: DownlinkEncoder, *, max_queued: int = 3) -> None:
+        super().__init__()
+        self._encoder = encoder
+        self._queue: deque[av.Packet] = deque()
+        self._max_queued = max_queued
+        self._waiter: asyncio.Future[None] | None = None
+        self._pts = 0
+        self.dropped = 0
+
+    def push(self, payload: bytes) -> None:
+        if self.readyState != "live":
+            return
+        packet = av.Packet(payload)
+        packet.pts = self._pts
+        packet.time_base = self._encoder.time_base
+        self._pts += self._encoder.ticks_per_frame
+        if len(self._queue) >= self._max_queued:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(packet)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._queue.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

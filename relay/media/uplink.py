@@ -1,0 +1,161 @@
+"""Uplink: RTP audio payloads -> upstream-format chunks, inline on the event loop.
+
+aiortc's receiver hands every complete audio frame to a decoder *thread* (one per
+receiving track) that decodes to 48 kHz stereo ``AudioFrame``s. relay instead
+plugs ``UplinkSink`` in where the receiver's jitter buffer was: aiortc still does
+SRTP, RTCP statistics, NACK/RTX and depayloading, then calls ``sink.add(packet)``;
+the sink reorders a little, decodes Opus straight to 24 kHz mono (or keeps G.711
+bytes as they are), and emits fixed-length chunks through ``on_chunk``.
+``install(receiver, sink)`` does the plugging, in one place.
+
+Reordering: a packet ahead of the expected sequence number is held (at most
+``max_hold`` packets); when more arrive the gap is declared lost and concealed
+(Opus PLC, or G.711 silence), at most ``max_conceal`` frames. Late or duplicate
+packets are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
+from relay.media.metrics import MediaMetrics
+from relay.media.opus import OpusDecoder, OpusError
+
+log = logging.getLogger("relay.media")
+
+G711_SILENCE = {"PCMU": 0xFF, "PCMA": 0xD5}
+
+
+class UplinkSink:
+    """Stands in for aiortc's audio ``JitterBuffer``: ``add(packet) -> (pli, None)``."""
+
+    def __init__(self, codec: AudioCodec, *, chunk_ms: int, on_chunk: Callable[[bytes, float], None],
+                 metrics: MediaMetrics, max_hold: int = 3, max_conceal: int = 5) -> None:
+        if not 10 <= chunk_ms <= 1000:
+            raise ValueError("chunk_ms must be within 10..1000")
+        self.codec = codec
+        self._decoder = None if codec.is_g711 else OpusDecoder(PCM16_RATE_HZ)
+        bytes_per_ms = 8 if codec.is_g711 else PCM16_RATE_HZ * 2 // 1000
+        self.chunk_bytes = chunk_ms * bytes_per_ms
+        self._on_chunk = on_chunk
+        self._metrics = metrics
+        self._max_hold = max_hold
+        self._max_conceal = max_conceal
+        self._expected: int | None = None
+        self._held: dict[int, tuple[bytes, float]] = {}
+        self._buf = bytearray()
+        self._first_arrival: float | None = None
+        self.closed = False
+
+    # -- aiortc's JitterBuffer interface ------------------------------------
+    def add(self, packet: Any) -> tuple[bool, None]:
+        if self.closed:
+            return False, None
+        arrival = time.perf_counter()
+        self._metrics.rtp_in_packets += 1
+        seq = packet.sequence_number
+        data = packet._data  # depayloaded by aiortc just before add()
+        if self._expected is None:
+            self._expected = seq
+        delta = (seq - self._expected) & 0xFFFF
+        if delta >= 0x8000:  # behind: late or duplicate
+            self._metrics.rtp_in_late += 1
+            return False, None
+        if delta == 0:
+            self._consume(data, arrival)
+            self._expected = (seq + 1) & 0xFFFF
+            self._drain_held()
+        elif seq not in self._held:
+            self._held[seq] = (data, arrival)
+            if len(self._held) > self._max_hold:
+                self._skip_gap()
+        return False, None
+
+    def remove(self, count: int) -> None:  # JitterBuffer API, unused by the audio path
+        return None
+
+    # -- internals ---------------------------------------------------------
+    def _drain_held(self) -> None:
+        while self._expected in self._held:
+            data, arrival = self._held.pop(self._expected)
+            self._consume(data, arrival)
+            self._expected = (self._expected + 1) & 0xFFFF
+
+    def _skip_gap(self) -> None:
+        assert self._expected is not None
+        nearest = min(self._held, key=lambda s: (s - self._expected) & 0xFFFF)
+        lost = (nearest - self._expected) & 0xFFFF
+        self._metrics.rtp_in_lost += lost
+        for _ in range(min(lost, self._max_conceal)):
+            self._conceal()
+        self._expected = nearest
+        self._drain_held()
+
+    def _conceal(self) -> None:
+        if self._decoder is not None:
+            try:
+                self._append(self._decoder.conceal(20), time.perf_counter())
+            except OpusError:
+                self._metrics.rtp_in_bad += 1
+        else:
+            self._append(bytes([G711_SILENCE[self.codec.name]]) * 160, time.perf_counter())
+
+    def _consume(self, data: bytes, arrival: float) -> None:
+        if not data:
+            return
+        if self._decoder is None:
+            self._append(data, arrival)
+            return
+        try:
+            pcm16 = self._decoder.decode(data)
+        except OpusError as exc:
+            self._metrics.rtp_in_bad += 1
+            log.debug("bad Opus packet skipped: %s", exc)
+            return
+        self._append(pcm16, arrival)
+
+    def _append(self, audio: bytes, arrival: float) -> None:
+        if self._first_arrival is None:
+            self._first_arrival = arrival
+        self._buf += audio
+        n = self.chunk_bytes
+        while len(self._buf) >= n:
+            chunk = bytes(self._buf[:n])
+            del self._buf[:n]
+            # The chunk is complete now; report the arrival of the packet that completed it.
+            self._on_chunk(chunk, arrival)
+        if not self._buf:
+            self._first_arrival = None
+
+    def close(self) -> None:
+        self.closed = True
+        self._held.clear()
+        self._buf.clear()
+        if self._decoder is not None:
+            self._decoder.close()
+
+
+def install(receiver: Any, sink: UplinkSink) -> None:
+    """Plug ``sink`` into an aiortc ``RTCRtpReceiver`` before negotiation completes.
+
+    Two private attributes of aiortc 1.x are touched, here only:
+    the receiver's jitter buffer is replaced by the sink, and the decoder thread
+    the receiver starts in ``receive()`` is stopped right after it starts (it has
+    received nothing yet: ``receive()`` registers the receiver with the transport
+    only after starting it, with no await in between). With no decoder thread the
+    receiver never queues decoded frames, so its remote track stays idle.
+    """
+    if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+        raise RuntimeError("unsupported aiortc version: RTCRtpReceiver has no jitter buffer attribute")
+    receiver._RTCRtpReceiver__jitter_buffer = sink
+    original_receive = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original_receive(parameters)
+        receiver._RTCRtpReceiver__stop_decoder()
+
+    receiver.receive = receive

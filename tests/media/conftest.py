@@ -1,0 +1,22 @@
+"""Media-plane test fixtures: ICE restricted to 127.0.0.1 for relay's peers and the test devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay.media import ice
+
+OFFERS = Path(__file__).parent / "offers"
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice():
+    ice.configure_host_addresses(["127.0.0.1"])
+    yield
+    ice.configure_host_addresses([])
+
+
+def golden_offer(name: str) -> str:
+    return (OFFERS / f"{name}.sdp").read_text()

@@ -1,0 +1,58 @@
+"""The media clock: one task ticks every listener; a failing listener is isolated."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relay.media.clock import MediaClock
+from relay.media.metrics import MediaMetrics
+
+
+class Counter:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.ticks: list[float] = []
+        self.fail_at = fail_at
+        self.failed: BaseException | None = None
+        self.enough = asyncio.Event()
+
+    def tick(self, now: float) -> None:
+        self.ticks.append(now)
+        if len(self.ticks) >= 10:
+            self.enough.set()
+        if self.fail_at is not None and len(self.ticks) == self.fail_at:
+            raise RuntimeError("boom")
+
+    def clock_failed(self, exc: BaseException) -> None:
+        self.failed = exc
+
+
+async def test_ticks_every_listener_on_one_task_and_isolates_failures():
+    clock = MediaClock(MediaMetrics(), ptime_ms=5)
+    good, bad = Counter(), Counter(fail_at=3)
+    clock.register(good)
+    clock.register(bad)
+    tasks_before = len(asyncio.all_tasks())
+    clock.start()
+    assert len(asyncio.all_tasks()) == tasks_before + 1  # one task for all listeners
+    await asyncio.wait_for(good.enough.wait(), 5)
+    await clock.stop()
+    assert len(bad.ticks) == 3 and isinstance(bad.failed, RuntimeError)
+    assert clock.listener_count == 1
+    assert good.ticks == sorted(good.ticks)
+    assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_schedule_is_absolute_and_skips_ahead_after_a_stall():
+    metrics = MediaMetrics()
+    clock = MediaClock(metrics, ptime_ms=5, max_catchup=2)
+    listener = Counter()
+    clock.register(listener)
+    clock.start()
+    await asyncio.sleep(0)
+    import time
+    time.sleep(0.1)  # stall the loop for 20 ticks
+    await asyncio.wait_for(listener.enough.wait(), 5)
+    await clock.stop()
+    # a stall longer than max_catchup ticks is skipped, not replayed as a burst
+    assert metrics.clock_overruns >= 10
+    assert clock.ticks < 20 + 10

@@ -1,0 +1,65 @@
+"""Offer parsing and codec choice against golden offers of real devices."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.media.codecs import OPUS, PCMA, PCMU, OfferError, choose_audio_codec, parse_offer
+from tests.media.conftest import golden_offer
+
+
+@pytest.mark.parametrize("name", ["chrome", "firefox", "safari", "esp32_opus"])
+def test_opus_devices_negotiate_opus(name):
+    desc = parse_offer(golden_offer(name))
+    assert choose_audio_codec(desc, allow_g711=True) is OPUS
+
+
+def test_esp32_pcma_negotiates_pcma_when_allowed():
+    desc = parse_offer(golden_offer("esp32_pcma"))
+    codec = choose_audio_codec(desc, allow_g711=True)
+    assert codec is PCMA and codec.upstream_format == "g711_alaw" and codec.frame_bytes == 160
+
+
+def test_pcma_only_offer_rejected_when_g711_not_allowed():
+    desc = parse_offer(golden_offer("esp32_pcma"))
+    with pytest.raises(OfferError) as info:
+        choose_audio_codec(desc, allow_g711=False)
+    assert info.value.code == "unsupported_codec" and "PCMA" in str(info.value)
+
+
+def test_device_order_decides_between_g711_and_opus():
+    sdp = golden_offer("chrome").replace("SAVPF 111 63 9 0 8 13 110 126", "SAVPF 0 111 63 9 8 13 110 126")
+    assert choose_audio_codec(parse_offer(sdp), allow_g711=True) is PCMU
+    assert choose_audio_codec(parse_offer(sdp), allow_g711=False) is OPUS
+
+
+@pytest.mark.parametrize("sdp, code", [
+    ("", "invalid_sdp"),
+    ("   \n", "invalid_sdp"),
+    ("hello world", "invalid_sdp"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no_audio"),
+    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF\r\n", "invalid_sdp"),
+])
+def test_bad_offers_are_clear_errors(sdp, code):
+    with pytest.raises(OfferError) as info:
+        parse_offer(sdp)
+    assert info.value.code == code
+
+
+def test_offer_without_dtls_fingerprint_rejected():
+    sdp = "\n".join(line for line in golden_offer("chrome").splitlines() if not line.startswith("a=fingerprint"))
+    with pytest.raises(OfferError, match="fingerprint"):
+        parse_offer(sdp + "\n")
+
+
+def test_video_offer_rejected():
+    sdp = golden_offer("chrome") + "m=video 9 UDP/TLS/RTP/SAVPF 96\nc=IN IP4 0.0.0.0\na=mid:2\na=rtpmap:96 VP8/90000\n"
+    with pytest.raises(OfferError):
+        parse_offer(sdp)
+
+
+def test_offer_with_only_unknown_codecs():
+    sdp = golden_offer("chrome").replace("SAVPF 111 63 9 0 8 13 110 126", "SAVPF 9 13")
+    with pytest.raises(OfferError) as info:
+        choose_audio_codec(parse_offer(sdp), allow_g711=True)
+    assert info.value.code == "unsupported_codec"
