@@ -75,8 +75,9 @@ class CallConfig:
     dc_queue_max: int = 256
     dc_max_buffered_bytes: int = 1 << 20
     ice_connect_timeout_s: float = 15.0
-    max_call_s: float = 3600.0
-    core_limits: tuple[tuple[str, Any], ...] = ()
+    max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
+    recycle_after_s: float | None = 3300.0
+    device_event_max_bytes: int = 256 * 1024
 
 
 @dataclass
@@ -157,10 +158,11 @@ class Call:
             raise
         now = self._loop.time()
         self.core = CallCore(self.device.assistant, now=now, audio_format=self.codec.upstream_format,
-                             **dict(self.config.core_limits))
+                             max_call_s=self.config.max_call_s, recycle_after_s=self.config.recycle_after_s,
+                             device_event_max_bytes=self.config.device_event_max_bytes, log_id=self.id)
         self._clock.register(self)
         self._timers.append(self._loop.call_later(self.config.ice_connect_timeout_s, self._connect_deadline))
-        self._timers.append(self._loop.call_later(self.config.max_call_s, self._max_length_reached))
+        self._arm_core_timer()
         self.metrics.calls_started += 1
         self._task = self._loop.create_task(self._run(), name=f"call {self.id}")
         log.info("call started (codec %s, upstream format %s)", self.codec.name, self.codec.upstream_format,
@@ -196,23 +198,53 @@ class Call:
         self._perform()
         while self._preconnect:
             upstream.send(append_event(self._preconnect.popleft()))
-        async for event in upstream.events():
-            if self.end_reason is not None:
-                return
-            now = self._loop.time()
-            if event.get("type") in ("response.audio.delta", "response.output_audio.delta"):
-                self._delta_arrivals.append(time.perf_counter())
-            self.core.on_upstream_event(event, now)
-            self._perform()
+        while True:
+            current = self.upstream
+            async for event in current.events():
+                if self.end_reason is not None:
+                    return
+                if current is not self.upstream:
+                    break  # recycled: the old socket's late events are ignored
+                if event.get("type") in ("response.audio.delta", "response.output_audio.delta"):
+                    self._delta_arrivals.append(time.perf_counter())
+                self.core.on_upstream_event(event, self._loop.time())
+                self._perform()
+            if current is not self.upstream and self.end_reason is None:
+                continue  # carry on reading the fresh upstream
+            break
         self._upstream_open = False
         if self.end_reason is None:
-            reason = upstream.close_reason or "upstream closed"
+            reason = self.upstream.close_reason or "upstream closed"
             log.info("upstream ended: %s", reason, extra=self._log)
-            self.core.on_upstream_closed(reason, self._loop.time())
+            self.core.on_upstream_closed(reason, self._loop.time())  # error event to the device + EndCall
             self._perform()
-            if self.end_reason is None:  # the core did not end the call: do it, telling the device why
-                self._send_device(error_event(f"The assistant ended the session: {reason}", "upstream_closed"))
-                self.end("upstream_closed")
+            self.end("upstream_closed")
+
+    async def _recycle(self, reason: str) -> None:
+        """Replace the upstream socket (the core replays configuration and history on the new one)."""
+        assert self.core is not None
+        fresh = self._upstream_factory(self.device.assistant, self.id)
+        try:
+            await fresh.connect()
+        except asyncio.CancelledError:
+            await fresh.close()
+            raise
+        except Exception as exc:
+            await fresh.close()
+            log.warning("upstream recycle failed: %s", exc, extra=self._log)
+            if self.end_reason is None:
+                self.core.on_upstream_closed(f"recycle failed: {exc}", self._loop.time())
+                self._perform()
+            return
+        if self.end_reason is not None:
+            await fresh.close()
+            return
+        old, self.upstream = self.upstream, fresh
+        log.info("upstream recycled (%s)", reason, extra=self._log)
+        self.core.on_upstream_opened(self._loop.time())
+        self._perform()
+        if old is not None:
+            await old.close()  # ends the old read loop, which moves on to the fresh socket
 
     # -- inputs ----------------------------------------------------------------
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:
@@ -269,11 +301,6 @@ class Call:
             log.info("device did not connect within %.0f s", self.config.ice_connect_timeout_s, extra=self._log)
             self.end("ice_timeout")
 
-    def _max_length_reached(self) -> None:
-        if self.end_reason is None:
-            self._send_device(error_event("Maximum call length reached", "max_call_length", "invalid_request_error"))
-            self.end("max_call_length")
-
     def _on_core_timer(self) -> None:
         self._core_timer = None
         self._core_deadline = None
@@ -297,8 +324,7 @@ class Call:
                 self.usage.input_tokens = int(action.totals.get("input_tokens", self.usage.input_tokens))
                 self.usage.output_tokens = int(action.totals.get("output_tokens", self.usage.output_tokens))
             elif isinstance(action, RecycleUpstream):
-                log.info("upstream recycle requested (%s); not supported by this edge yet, ending at expiry",
-                         action.reason, extra=self._log)
+                self._spawn(self._recycle(action.reason), f"recycle {self.id}")
             elif isinstance(action, EndCall):
                 self.end(action.reason)
         self._arm_core_timer()
@@ -323,7 +349,11 @@ class Call:
         if len(self._tool_tasks) >= MAX_TOOL_TASKS:
             self._tool_done(action.call_id, orjson.dumps({"error": "too many tool calls in flight"}).decode())
             return
-        task = self._loop.create_task(self._run_tool(action), name=f"tool {action.name} {self.id}")
+        self._spawn(self._run_tool(action), f"tool {action.name} {self.id}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        """A helper task the call owns: tracked, cancelled and awaited at teardown."""
+        task = self._loop.create_task(coro, name=name)
         self._tool_tasks.add(task)
         task.add_done_callback(self._tool_tasks.discard)
 

@@ -17,7 +17,8 @@ from relay.web import keys
 AREAS: list[str] = [
     # foundation (#2)
     # "relay.web.sessions", "relay.web.admin", "relay.web.openapi",
-    # media plane (#3): "relay.web.realtime",
+    # media plane (#3)
+    "relay.web.realtime",
     # app REST API (#6): "relay.app_api.routes",
     # console page (#5)
     "relay.web.console",

@@ -1,0 +1,203 @@
+"""``POST /v1/realtime``: the device's SDP offer in, relay's SDP answer out (seeds 000, 001).
+
+Thin HTTP edge: check the content type and size, authenticate (same headers as
+``/v1/realtime/sessions``), parse the offer and pick the codec, admit the call
+into the worker's registry, answer. Every failure is a 4xx/5xx in seed 000's
+error shape, and no peer is left half-open (``Call.start`` closes it on error).
+
+``setup(app)`` also owns the media plane's per-worker services (cleanup_ctx):
+the media clock, the call registry, the HTTP client session for upstream
+sockets and tool webhooks, and the built-in local assistant when some assistant
+may use it. Shutdown drains live calls (``shutdown_timeout_s``), then closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from relay.bridge import RunServerTool
+from relay.media import ice
+from relay.media.call import Call, CallConfig, CallUsage
+from relay.media.clock import MediaClock
+from relay.media.codecs import OfferError, choose_audio_codec, parse_offer
+from relay.media.metrics import MediaMetrics
+from relay.media.registry import CallLimitReached, CallRegistry
+from relay.settings import Settings
+from relay.web import keys
+from relay.web.errors import ApiError
+
+log = logging.getLogger("relay.media")
+
+SDP_CONTENT_TYPE = "application/sdp"
+
+
+@dataclass
+class MediaPlane:
+    """The per-worker media services, under ``app[MEDIA]``."""
+
+    settings: Settings
+    metrics: MediaMetrics
+    clock: MediaClock
+    registry: CallRegistry
+    http: aiohttp.ClientSession | None = None  # upstream sockets; set at startup (needs the running loop)
+    tool_http: aiohttp.ClientSession | None = None  # tool webhooks, with the private-address guard
+    local_assistant_url: str = ""
+    local_assistant_runner: Any = None
+
+
+MEDIA = web.AppKey("media", MediaPlane)
+
+
+def call_config(settings: Settings, device: Any) -> CallConfig:
+    limit_s = min(float(settings.max_call_s), float(getattr(device, "max_call_s", 0) or settings.max_call_s))
+    if getattr(device, "demo", False):
+        limit_s = min(limit_s, float(settings.demo_max_call_s))
+    return CallConfig(
+        uplink_chunk_ms=settings.uplink_chunk_ms,
+        opus_complexity=settings.opus_complexity,
+        opus_bitrate_bps=settings.opus_bitrate_bps,
+        dc_queue_max=settings.datachannel_queue_max,
+        dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
+        ice_connect_timeout_s=settings.ice_connect_timeout_s,
+        max_call_s=limit_s,
+        recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,
+        device_event_max_bytes=settings.device_event_max_bytes,
+    )
+
+
+async def _read_offer(request: web.Request, max_bytes: int) -> str:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, f"SDP offer larger than {max_bytes} bytes", "payload_too_large")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"SDP offer larger than {max_bytes} bytes", "payload_too_large")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "SDP offer is not valid UTF-8", "invalid_sdp") from None
+
+
+async def post_realtime(request: web.Request) -> web.Response:
+    plane = request.app[MEDIA]
+    settings = plane.settings
+    if request.content_type != SDP_CONTENT_TYPE:
+        raise ApiError(415, f"Content-Type must be {SDP_CONTENT_TYPE}", "unsupported_media_type")
+    from relay.auth import authenticate
+
+    device = await authenticate(request)
+    offer = await _read_offer(request, settings.max_sdp_bytes)
+    try:
+        codec = choose_audio_codec(parse_offer(offer), allow_g711=device.assistant.allow_g711)
+    except OfferError as exc:
+        raise ApiError(400, str(exc), exc.code) from None
+    try:
+        plane.registry.admit()
+    except CallLimitReached:
+        plane.metrics.calls_rejected += 1
+        raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
+                       headers={"Retry-After": "1"}) from None
+    call_id = "call_" + uuid.uuid4().hex
+    try:
+        call = _new_call(request.app, plane, call_id, device, codec)
+        answer = await call.start(offer)
+    except OfferError as exc:
+        plane.registry.release()
+        raise ApiError(400, str(exc), exc.code) from None
+    except BaseException:
+        plane.registry.release()
+        raise
+    plane.registry.add(call)
+    return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
+                        headers={"X-Session-Id": call_id, "Location": f"/v1/realtime/calls/{call_id}"})
+
+
+def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any) -> Call:
+    settings = plane.settings
+
+    def upstream_factory(assistant: Any, log_id: str) -> Any:
+        from relay.upstream.client import UpstreamClient, connect_request
+
+        request = connect_request(assistant, local_url=plane.local_assistant_url)
+        assert plane.http is not None
+        return UpstreamClient(plane.http, request, connect_timeout_s=settings.upstream_connect_timeout_s,
+                              send_queue_max=settings.upstream_send_queue_max, log_id=log_id)
+
+    async def tool_runner(action: RunServerTool) -> str:
+        from relay.bridge.tools import run_webhook_tool
+
+        assert plane.tool_http is not None
+        return await run_webhook_tool(
+            plane.tool_http, action.webhook_url, name=action.name, call_id=action.call_id,
+            arguments=action.arguments, timeout_s=settings.tool_timeout_s,
+            max_response_bytes=settings.tool_max_response_bytes, allow_private=settings.tool_allow_private)
+
+    async def usage_recorder(call: Call, usage: CallUsage) -> None:
+        db = app.get(keys.DB)
+        if db is None:
+            return
+        from relay.store.usage import record_usage
+
+        await record_usage(
+            db, session_id=call.id, client_id=device.client_id, workspace_id=device.workspace_id,
+            assistant_id=device.assistant.id, demo=device.demo, started_at=usage.started_at,
+            ended_at=usage.ended_at, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            input_audio_s=usage.input_audio_s, output_audio_s=usage.output_audio_s)
+
+    return Call(call_id=call_id, device=device, codec=codec, config=call_config(settings, device),
+                metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory,
+                tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=plane.registry.remove)
+
+
+def _needs_local_assistant(settings: Settings) -> bool:
+    """The default assistant is the built-in local one when no upstream URL is configured."""
+    return not settings.upstream_url
+
+
+async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
+    plane = app[MEDIA]
+    settings = plane.settings
+    ice.configure_host_addresses(settings.ice_host_addresses)
+    plane.clock.start()
+    from relay.bridge.tools import make_tool_session
+
+    plane.http = aiohttp.ClientSession()
+    plane.tool_http = make_tool_session(allow_private=settings.tool_allow_private)
+    try:
+        if _needs_local_assistant(settings):
+            from relay.assistant import start_local_assistant
+
+            plane.local_assistant_runner, plane.local_assistant_url = await start_local_assistant(
+                "127.0.0.1", 0, session_s=settings.local_assistant_session_s)
+        yield
+    finally:
+        await plane.registry.drain(0)
+        await plane.clock.stop()
+        if plane.local_assistant_runner is not None:
+            await plane.local_assistant_runner.cleanup()
+        await plane.tool_http.close()
+        await plane.http.close()
+
+
+async def _drain_on_shutdown(app: web.Application) -> None:
+    plane = app.get(MEDIA)
+    if plane is not None:
+        await plane.registry.drain(plane.settings.shutdown_timeout_s)
+
+
+def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    metrics = MediaMetrics()
+    app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
+                            registry=CallRegistry(settings.max_calls))
+    app.cleanup_ctx.append(media_plane_ctx)
+    app.on_shutdown.append(_drain_on_shutdown)
+    app.router.add_post("/v1/realtime", post_realtime)
