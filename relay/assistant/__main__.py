@@ -1,0 +1,7 @@
+"""``python -m relay.assistant --port N``."""
+
+import sys
+
+from relay.assistant.server import main
+
+sys.exit(main())
