@@ -1,0 +1,147 @@
+"""The upstream client: per-provider URL/headers, and a real WebSocket against the local assistant."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from relay.assistant import start_local_assistant
+from relay.models import Assistant
+from relay.upstream.client import UpstreamClient, UpstreamError, connect_request
+from relay.upstream.session import session_update
+
+
+def asst(**kw) -> Assistant:
+    return Assistant(**{"id": "a", "name": "n", **kw})
+
+
+def test_openai_beta_request() -> None:
+    req = connect_request(asst(provider="openai", api_key="sk-1", model="gpt-realtime", dialect="beta"))
+    assert req.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert req.headers == {"Authorization": "Bearer sk-1", "OpenAI-Beta": "realtime=v1"}
+    assert "sk-1" not in repr(req)
+
+
+def test_openai_ga_request_keeps_existing_model() -> None:
+    req = connect_request(asst(provider="openai", api_key="k", upstream_url="wss://gw.example/v1/realtime?model=x",
+                               model="y", dialect="ga"))
+    assert parse_qs(urlsplit(req.url).query) == {"model": ["x"]}
+    assert "OpenAI-Beta" not in req.headers
+
+
+def test_azure_request() -> None:
+    url = "wss://res.openai.azure.com/openai/realtime?api-version=2024-10-01-preview&deployment=gpt-4o-rt"
+    req = connect_request(asst(provider="azure", api_key="az", upstream_url=url, model="m", dialect="beta"))
+    assert req.url == url
+    assert req.headers["api-key"] == "az" and "Authorization" not in req.headers
+    ga = connect_request(asst(provider="azure", api_key="az", upstream_url="wss://res.openai.azure.com/openai/v1/realtime",
+                              model="dep", dialect="ga"))
+    assert ga.url.endswith("/openai/v1/realtime?model=dep")
+
+
+def test_compatible_and_local() -> None:
+    req = connect_request(asst(provider="compatible", upstream_url="ws://127.0.0.1:1/v1/realtime", model="m"))
+    assert req.url == "ws://127.0.0.1:1/v1/realtime?model=m" and "Authorization" not in req.headers
+    loc = connect_request(asst(provider="local", model="relay-echo"), local_url="ws://127.0.0.1:5/v1/realtime")
+    assert loc.url == "ws://127.0.0.1:5/v1/realtime?model=relay-echo"
+
+
+@pytest.mark.parametrize("url", ["", "ftp://x/y"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(UpstreamError):
+        connect_request(asst(provider="compatible", upstream_url=url))
+
+
+@pytest.mark.parametrize("dialect", ["beta", "ga"])
+async def test_client_against_local_assistant(dialect: str) -> None:
+    runner, url = await start_local_assistant()
+    try:
+        a = asst(provider="local", model="relay-echo", dialect=dialect, instructions="Be brief.")
+        async with aiohttp.ClientSession() as http:
+            client = UpstreamClient(http, connect_request(a, local_url=url))
+            await client.connect()
+            assert client.send(session_update(a, dialect=dialect))
+            seen = []
+            async for ev in client.events():
+                seen.append(ev)
+                if ev["type"] == "session.updated":
+                    break
+            assert [e["type"] for e in seen] == ["session.created", "session.updated"]  # no error: shape accepted
+            session = seen[-1]["session"]
+            assert session["instructions"] == "Be brief."
+            if dialect == "ga":
+                assert session["audio"]["output"]["voice"] == "alloy"
+            else:
+                assert session["voice"] == "alloy"
+            await client.close()
+            assert not client.connected and not client.send({"type": "x"})
+    finally:
+        await runner.cleanup()
+
+
+async def test_close_reason_when_upstream_closes() -> None:
+    runner, url = await start_local_assistant()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = UpstreamClient(http, connect_request(asst(provider="local", model="relay-fail"), local_url=url))
+            await client.connect()
+            types = [ev["type"] async for ev in client.events()]
+            assert types == ["session.created"]
+            assert client.close_reason == "upstream closed (code 1011)"
+            await client.close()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def odd_server():
+    """401 on the handshake, and a handler that never answers."""
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=401, text="no")
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/refuse", refuse)
+    app.router.add_get("/hang", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"ws://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_connect_failures(odd_server: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        cases = [
+            (odd_server + "/refuse", 5.0, "HTTP 401"),
+            (odd_server + "/hang", 0.2, "timed out"),
+            ("ws://127.0.0.1:9/v1/realtime", 5.0, "unreachable"),
+        ]
+        for url, timeout_s, needle in cases:
+            client = UpstreamClient(http, connect_request(asst(provider="compatible", upstream_url=url)),
+                                    connect_timeout_s=timeout_s)
+            with pytest.raises(UpstreamError, match=needle):
+                await client.connect()
+            await client.close()
+
+
+async def test_send_queue_is_bounded() -> None:
+    runner, url = await start_local_assistant()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = UpstreamClient(http, connect_request(asst(provider="local"), local_url=url), send_queue_max=4)
+            await client.connect()
+            results = [client.send({"type": "input_audio_buffer.clear"}) for _ in range(10)]
+            assert results.count(True) == 4 and client.dropped_sends == 6
+            await client.close()
+    finally:
+        await runner.cleanup()

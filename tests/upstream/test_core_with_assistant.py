@@ -1,0 +1,159 @@
+"""The call core driven by a real upstream: UpstreamClient <-> the local assistant, both dialects.
+
+No WebRTC here (that is the media plane's end-to-end suite): the test plays the edge,
+feeding the core and pulling its frames, to prove the protocol side end to end:
+echoed audio plays out exactly, events reach the device in its dialect, barge-in
+truncates are accepted by the upstream, and the next response is heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from array import array
+
+import aiohttp
+import pytest
+
+from relay.assistant import start_local_assistant
+from relay.bridge import CallCore, EndCall, SendDevice, SendUpstream, append_event
+from relay.models import Assistant
+from relay.upstream.client import UpstreamClient, connect_request
+
+WAIT_S = 10.0  # safety net only
+
+
+def tone(ms: int, freq_hz: float, amplitude: int = 8000) -> bytes:
+    import math
+
+    n = 24 * ms
+    return array("h", (int(amplitude * math.sin(2 * math.pi * freq_hz * i / 24000)) for i in range(n))).tobytes()
+
+
+class Edge:
+    def __init__(self, core: CallCore, client: UpstreamClient) -> None:
+        self.core = core
+        self.client = client
+        self.device: list[dict] = []
+        self.ended: list[str] = []
+        self.changed = asyncio.Event()
+        self.t = 0.0
+
+    def perform(self) -> None:
+        for a in self.core.drain_actions():
+            if isinstance(a, SendUpstream):
+                assert self.client.send(a.event)
+            elif isinstance(a, SendDevice):
+                self.device.append(a.event)
+            elif isinstance(a, EndCall):
+                self.ended.append(a.reason)
+        self.changed.set()
+
+    async def pump(self) -> None:
+        async for ev in self.client.events():
+            self.core.on_upstream_event(ev, self.t)
+            self.perform()
+        self.core.on_upstream_closed(self.client.close_reason or "closed", self.t)
+        self.perform()
+
+    async def wait_for(self, etype: str, count: int = 1) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while sum(1 for e in self.device if e["type"] == etype) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+    def pull(self, n: int) -> list[bytes | None]:
+        out = []
+        for _ in range(n):
+            self.t += 0.02
+            out.append(self.core.pull_frame(self.t))
+        self.perform()
+        return out
+
+    def pull_all(self) -> bytes:
+        audio = b""
+        while True:
+            [f] = self.pull(1)
+            if f is None:
+                return audio
+            audio += f
+
+
+@pytest.mark.parametrize("dialect", ["beta", "ga"])
+async def test_echo_barge_in_and_next_response(dialect: str) -> None:
+    runner, url = await start_local_assistant(speedup=20.0)
+    task = None
+    try:
+        assistant = Assistant(id="a", name="n", provider="local", model="relay-echo", dialect=dialect,
+                              instructions="SECRET")
+        async with aiohttp.ClientSession() as http:
+            client = UpstreamClient(http, connect_request(assistant, local_url=url))
+            await client.connect()
+            core = CallCore(assistant, now=0.0)
+            edge = Edge(core, client)
+            core.on_upstream_opened(0.0)
+            edge.perform()
+            task = asyncio.create_task(edge.pump())
+            await edge.wait_for("session.updated")
+
+            speech = tone(1000, 440)
+            for i in range(0, len(speech + bytes(48 * 700)), 960):
+                client.send(append_event((speech + bytes(48 * 700))[i:i + 960]))
+            await edge.wait_for("response.done")
+            kinds = [e["type"] for e in edge.device]
+            assert "conversation.item.input_audio_transcription.completed" in kinds
+            assert "response.audio_transcript.delta" in kinds  # device speaks beta by default
+            assert not any("audio.delta" in k for k in kinds)  # audio only through pull_frame
+            assert "error" not in kinds
+            assert all("SECRET" not in str(e) for e in edge.device)
+
+            # play 200 ms, then the user speaks again: barge-in
+            first = edge.pull(10)
+            assert all(f is not None for f in first)
+            assert "output_audio_buffer.started" in [e["type"] for e in edge.device]
+            speech2 = tone(600, 700)
+            audio2 = speech2 + bytes(48 * 700)
+            for i in range(0, len(audio2), 960):
+                client.send(append_event(audio2[i:i + 960]))
+            await edge.wait_for("conversation.item.truncated")
+            truncated = next(e for e in edge.device if e["type"] == "conversation.item.truncated")
+            assert truncated["audio_end_ms"] == 200
+            assert "output_audio_buffer.cleared" in [e["type"] for e in edge.device]
+            await edge.wait_for("response.done", 2)
+            assert "error" not in [e["type"] for e in edge.device]
+            # the next response is heard, exactly
+            played = edge.pull_all()
+            assert speech2 in played
+            assert [e["type"] for e in edge.device].count("output_audio_buffer.stopped") == 1
+            assert core.usage_totals["total_tokens"] > 0
+            assert not edge.ended
+            await client.close()
+            await asyncio.wait_for(task, WAIT_S)
+            assert edge.ended == ["upstream_closed"]
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await runner.cleanup()
+
+
+async def test_upstream_failure_reaches_device_as_error() -> None:
+    runner, url = await start_local_assistant()
+    try:
+        assistant = Assistant(id="a", name="n", provider="local", model="relay-fail")
+        async with aiohttp.ClientSession() as http:
+            client = UpstreamClient(http, connect_request(assistant, local_url=url))
+            await client.connect()
+            core = CallCore(assistant, now=0.0)
+            edge = Edge(core, client)
+            core.on_upstream_opened(0.0)
+            edge.perform()
+            await asyncio.wait_for(edge.pump(), WAIT_S)
+            err = edge.device[-1]
+            assert err["type"] == "error" and err["error"]["code"] == "upstream_closed"
+            assert "1011" in err["error"]["message"]
+            assert edge.ended == ["upstream_closed"]
+            await client.close()
+    finally:
+        await runner.cleanup()
