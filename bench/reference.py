@@ -13,7 +13,9 @@ No tricks, on purpose; it is the baseline every bench report compares against:
   encoder in the executor and runs its audio-level loop on every frame;
 - data channel <-> upstream: every other event forwarded as-is.
 
-Run: ``python -m bench.reference --port 8090 --upstream ws://127.0.0.1:8081/...``
+Run: ``python -m bench.reference --port 8090 [--upstream ws://...]`` (default upstream
+``local``: relay's built-in local assistant started inside this process, as
+``relay serve`` does, so both relays carry the same assistant cost).
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ class Call:
     async def open_upstream(self) -> None:
         url = self.app[UPSTREAM_URL]
         sep = "&" if "?" in url else "?"
-        self.ws = await self.app[HTTP].ws_connect(f"{url}{sep}model={self.app[MODEL]}", max_msg_size=16 << 20)
+        self.ws = await self.app[HTTP].ws_connect(f"{url}{sep}model={self.app[MODEL]}", max_msg_size=16 << 20,
+                                                  headers={"OpenAI-Beta": "realtime=v1"})
         await self.ws.send_str(orjson.dumps({"type": "session.update", "session": {
             "model": self.app[MODEL], "modalities": ["text", "audio"],
             "input_audio_format": "pcm16", "output_audio_format": "pcm16",
@@ -235,9 +238,17 @@ async def realtime(request: web.Request) -> web.Response:
 
 async def _lifecycle(app: web.Application) -> Any:
     app[HTTP] = aiohttp.ClientSession()
+    assistant = None
+    if app[UPSTREAM_URL] == "local":
+        # relay's built-in local assistant, in this process, as `relay serve` runs it
+        from relay.assistant import start_local_assistant
+
+        assistant, app[UPSTREAM_URL] = await start_local_assistant("127.0.0.1", 0)
     yield
     await asyncio.gather(*(c.close() for c in list(app[CALLS])), return_exceptions=True)
     await app[HTTP].close()
+    if assistant is not None:
+        await assistant.cleanup()
 
 
 def create_app(upstream_url: str, *, model: str = "relay-loopback",
@@ -257,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8090)
-    ap.add_argument("--upstream", required=True, help="Realtime WebSocket URL (relay's local assistant)")
+    ap.add_argument("--upstream", default="local",
+                    help="Realtime WebSocket URL (beta dialect); 'local': start relay's local assistant in-process")
     ap.add_argument("--model", default="relay-loopback", help="model asked of the upstream")
     ap.add_argument("--ice-host", action="append", default=None,
                     help="host address ICE advertises (repeatable; default 127.0.0.1)")
