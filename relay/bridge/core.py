@@ -220,6 +220,11 @@ class CallCore:
         out, self._actions = self._actions, []
         return out
 
+    @property
+    def has_actions(self) -> bool:
+        """True when ``drain_actions()`` would return something (cheap check for the media clock)."""
+        return bool(self._actions)
+
     def _next_id(self, prefix: str = "relay_evt") -> str:
         self._seq += 1
         return f"{prefix}_{self._seq}"
