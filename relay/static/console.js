@@ -776,6 +776,7 @@ async function connect() {
   renderSteps();
   renderStats();
   renderTools();
+  $("settings-card").open = false; // make room for the call; one click opens it again
   const call = new Call(options);
   current = call;
   setPhase("connecting");
