@@ -171,7 +171,7 @@ class CallCore:
         self._muted_items = _BoundedSet()
         self._muted_responses = _BoundedSet()
         self._truncate_event_ids = _BoundedSet(64)
-        self.barge_ins = 0
+        self.interruptions = 0
         self.truncates: list[tuple[str, int]] = []  # (item_id, audio_end_ms), for observability and tests
 
         # upstream session lifecycle
@@ -428,13 +428,18 @@ class CallCore:
             self._to_upstream({"type": "response.create", "event_id": self._next_id()})
 
     def _up_speech_started(self, ev: dict[str, Any], now: float) -> bool:
+        td = getattr(self.assistant, "turn_detection", None)
+        if isinstance(td, dict) and td.get("interrupt_response") is False:
+            return True  # the assistant is configured not to be interrupted by speech
         self._interrupt("barge_in")
         return True
 
     def _up_error(self, ev: dict[str, Any], now: float) -> bool:
         err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
         about = err.get("event_id")
-        if (about is not None and about in self._truncate_event_ids) or "truncat" in str(err.get("message", "")).lower():
+        ours = about is not None and about in self._truncate_event_ids
+        unattributed = about is None and "truncat" in str(err.get("message", "")).lower()
+        if ours or unattributed:
             log.info("upstream refused a truncate (ignored): %s", err.get("message"), extra={"session_id": self.log_id})
             return False
         return True
@@ -498,7 +503,7 @@ class CallCore:
                              "response_id": self._playing_response})
         return frame
 
-    def _interrupt(self, why: str) -> None:
+    def _interrupt(self, why: str, *, always_ack: bool = False) -> None:
         """Stop playback now: flush, tell the device (``output_audio_buffer.cleared``) and truncate
         the item being played at ``min(played_ms, received_ms)`` (skipped when nothing was played)."""
         current = self._playout.current_item
@@ -515,8 +520,8 @@ class CallCore:
             if response_id is not None:
                 self._muted_responses.add(response_id)
         was_playing = self._playing_response
-        if was_playing is not None or buffered > 0:
-            self.barge_ins += 1
+        if was_playing is not None or buffered > 0 or always_ack:
+            self.interruptions += 1
             self._to_device({"type": "output_audio_buffer.cleared", "event_id": self._next_id(),
                              "response_id": was_playing or (self._item_response.get(item_id) if item_id else None)})
         self._playing_response = None
@@ -642,7 +647,7 @@ class CallCore:
 
     def _dev_output_clear(self, ev: dict[str, Any], now: float) -> None:
         active = self._active_response
-        self._interrupt("device_clear")
+        self._interrupt("device_clear", always_ack=True)
         if active is not None:
             self._to_upstream({"type": "response.cancel", "event_id": self._next_id()})
 

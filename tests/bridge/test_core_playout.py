@@ -196,3 +196,25 @@ def test_g711_frames_use_g711_silence() -> None:
     h.up({"type": "response.audio.done", "item_id": "i", "response_id": "r"})
     [frame] = h.tick(1)
     assert frame == bytes([0x11]) * 80 + bytes([0xD5]) * 80
+
+
+def test_no_interrupt_when_assistant_disables_it() -> None:
+    h = new_harness(turn_detection={"type": "server_vad", "interrupt_response": False})
+    h.start_response("r1", "i1")
+    h.up(h.audio("i1", "r1", 200))
+    h.tick(2)
+    out = h.up({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "u"})
+    assert types(device_events(out)) == ["input_audio_buffer.speech_started"]
+    assert upstream_events(out) == [] and h.core.buffered_ms == 160
+
+
+def test_device_truncate_errors_are_forwarded(harness: Harness) -> None:
+    harness.dev({"type": "conversation.item.truncate", "event_id": "dev1", "item_id": "x", "audio_end_ms": 5})
+    out = harness.up({"type": "error", "error": {"message": "Cannot truncate: item not found", "event_id": "dev1"}})
+    assert types(device_events(out)) == ["error"]
+
+
+def test_device_clear_when_idle_is_acknowledged(harness: Harness) -> None:
+    out = harness.dev({"type": "output_audio_buffer.clear"})
+    assert types(device_events(out)) == ["output_audio_buffer.cleared"]
+    assert upstream_events(out) == []
