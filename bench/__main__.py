@@ -47,8 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="start the relay(s) here, fresh for every run, on 127.0.0.1")
     tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
     tgt.add_argument("--relay-cmd", help="command starting relay (default: python -m relay serve)")
-    tgt.add_argument("--reference-upstream", default="",
-                     help="Realtime WebSocket URL the reference relay uses (default: relay's local assistant)")
+    tgt.add_argument("--upstream", default="",
+                     help="Realtime WebSocket URL (beta) both spawned relays use; default: the bench starts relay's "
+                          "local assistant as its own process (python -m relay.assistant), so relay CPU excludes it")
+    tgt.add_argument("--inprocess-assistant", action="store_true",
+                     help="instead, each spawned relay runs the local assistant inside its own process")
     tgt.add_argument("--model", default="relay-loopback",
                      help="assistant model for spawned relays (relay-loopback for markers, relay-echo for speech)")
     ld = ap.add_argument_group("load")
@@ -88,27 +91,34 @@ class Bench:
         self.audio = bench_audio.build(args.audio, markers=not args.no_markers,
                                        marker_interval_ms=args.marker_interval_ms)
         self.reports: list[dict[str, Any]] = []
-        self._upstream_server: servers.Server | None = None
+        self.assistant: servers.Server | None = None
 
     def targets(self) -> list[str]:
         if not self.args.spawn:
             return ["target"]
         return ["relay", "reference"] if self.args.spawn == "both" else [self.args.spawn]
 
-    async def reference_upstream(self) -> str:
-        if self.args.reference_upstream:
-            return self.args.reference_upstream
-        return "local"  # bench.reference hosts relay's local assistant in its own process
+    async def upstream_url(self) -> str:
+        """'' / 'local' = in-process assistant; else a WebSocket URL (started here on first use)."""
+        a = self.args
+        if a.upstream:
+            return a.upstream
+        if a.inprocess_assistant:
+            return ""
+        if self.assistant is None:
+            self.assistant = servers.assistant_server()
+            await self.assistant.start()
+        return f"ws://127.0.0.1:{self.assistant.port}/v1/realtime"
 
     async def run_one(self, target: str, n: int) -> dict[str, Any]:
         a = self.args
         server: servers.Server | None = None
         with tempfile.TemporaryDirectory(prefix="bench-relay-") as data_dir:
             if target == "relay":
-                server = servers.relay_server(model=a.model, data_dir=data_dir,
+                server = servers.relay_server(model=a.model, data_dir=data_dir, upstream_url=await self.upstream_url(),
                                               cmd=a.relay_cmd.split() if a.relay_cmd else None)
             elif target == "reference":
-                server = servers.reference_server(upstream=await self.reference_upstream(), model=a.model)
+                server = servers.reference_server(upstream=await self.upstream_url() or "local", model=a.model)
             try:
                 if server is not None:
                     await server.start()
@@ -118,6 +128,7 @@ class Bench:
                     assistant_id=a.assistant_id, create_session=not a.no_session,
                     relay_pid=server.pid if server else a.relay_pid,
                     label=target if server else "target", progress=not a.quiet,
+                    extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
                 )
                 report = await run(sc, self.audio)
             finally:
@@ -128,6 +139,13 @@ class Bench:
         return report
 
     async def main(self) -> int:
+        try:
+            return await self._main()
+        finally:
+            if self.assistant is not None:
+                self.assistant.stop()
+
+    async def _main(self) -> int:
         a = self.args
         if a.sweep:
             for target in self.targets():

@@ -58,9 +58,10 @@ def summarize(label: str, n: int, rate_per_s: float, duration_s: float, results:
     m = report["measure"]
     if ok:
         m["bench_cpu_pct_per_device"] = round(m.get("bench_cpu_pct", 0.0) / len(ok), 3)
+    if "relay_cpu_pct" in m:
+        m["relay_rss_mb"] = round(m["relay_rss_bytes"] / 2**20, 2)
     if "relay_cpu_pct" in m and ok:
         m["relay_cpu_pct_per_call"] = round(m["relay_cpu_pct"] / len(ok), 3)
-        m["relay_rss_mb"] = round(m["relay_rss_bytes"] / 2**20, 2)
         m["relay_rss_mb_per_call"] = round((m["relay_rss_bytes"] - m["relay_rss_base_bytes"]) / 2**20 / len(ok), 3)
     report["_rtts_ms"] = rtts  # raw, for plots; dropped from the saved JSON summary if asked
     return report
@@ -90,7 +91,10 @@ def text_summary(r: dict[str, Any]) -> str:
     if "relay_cpu_pct" in m:
         lines.append(f"  relay cpu {m['relay_cpu_pct']:.1f}% ({m.get('relay_cpu_pct_per_call', 0):.2f}%/call), "
                      f"rss {m['relay_rss_mb']:.1f} MB ({m.get('relay_rss_mb_per_call', 0):.3f} MB/call)")
-    lines.append(f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)")
+    extra = "".join(f"; {k[:-8]} cpu {v:.1f}%" for k, v in m.items() if k.endswith("_cpu_pct")
+                    and k not in ("relay_cpu_pct", "bench_cpu_pct"))
+    lines.append(f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"
+                 + extra)
     if r["errors"]:
         lines.append(f"  errors: {r['errors'][:3]}")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ class Scenario:
     relay_pid: int | None = None
     label: str = "relay"
     progress: bool = True
+    extra_pids: dict[str, int] | None = None   # other processes to measure (e.g. the assistant)
 
 
 def _credentials(sc: Scenario, i: int) -> tuple[str, str | None]:
@@ -63,6 +64,8 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
     starts: list[asyncio.Task[None]] = []
+    extra_a: dict[str, procstat.Sample | None] = {}
+    extra_b: dict[str, procstat.Sample | None] = {}
     progress = asyncio.ensure_future(_progress(sc, devices, t0)) if sc.progress else None
     try:
         for i, dev in enumerate(devices):
@@ -75,9 +78,11 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         ramp_end = time.monotonic()
         await asyncio.sleep(SETTLE_S)
         relay_a = _sample(sc.relay_pid)
+        extra_a = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_a = (time.monotonic(), procstat.self_cpu_s())
         await asyncio.sleep(sc.duration_s)
         relay_b = _sample(sc.relay_pid)
+        extra_b = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_b = (time.monotonic(), procstat.self_cpu_s())
     finally:
         for task in starts:
@@ -94,6 +99,10 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
         "bench_cpu_total_s": round(procstat.self_cpu_s() - self_cpu0, 3),
     }
+    for name, a in extra_a.items():
+        b = extra_b.get(name)
+        if a and b:
+            measure[f"{name}_cpu_pct"] = round(procstat.cpu_percent(a, b), 2)
     if relay_base and relay_a and relay_b:
         measure["relay_cpu_pct"] = round(procstat.cpu_percent(relay_a, relay_b), 2)
         measure["relay_rss_base_bytes"] = relay_base.rss_bytes

@@ -75,17 +75,39 @@ class Server:
             self.proc.wait(5)
 
 
-def relay_server(*, model: str, data_dir: str, cmd: list[str] | None = None, port: int | None = None,
-                 extra_env: dict[str, str] | None = None) -> Server:
-    """``relay serve`` on loopback, demo mode on, ICE on 127.0.0.1, default assistant's model = ``model``."""
+def default_relay_cmd() -> list[str]:
+    """``python -m relay serve``; falls back to ``python -m bench.run_relay`` while relay has no CLI."""
+    import importlib.util
+
+    if importlib.util.find_spec("relay.__main__") is not None:
+        return [sys.executable, "-m", "relay", "serve"]
+    return [sys.executable, "-m", "bench.run_relay"]
+
+
+def assistant_server(*, port: int | None = None) -> Server:
+    """relay's local assistant as its own process: the simulated model provider both relays talk to."""
+    port = port or free_port()
+    return Server("assistant", [sys.executable, "-m", "relay.assistant", "--port", str(port)], port)
+
+
+def relay_server(*, model: str, data_dir: str, upstream_url: str = "", cmd: list[str] | None = None,
+                 port: int | None = None, extra_env: dict[str, str] | None = None) -> Server:
+    """relay on loopback: demo mode on, ICE on 127.0.0.1, default assistant = ``upstream_url`` with ``model``.
+
+    With ``upstream_url`` (the bench's local-assistant process) relay talks to it as an
+    OpenAI-compatible beta upstream; without it relay starts its built-in assistant itself.
+    """
     port = port or free_port()
     env = {
         "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port), "RELAY_DATA_DIR": data_dir,
         "RELAY_DEMO_MODE": "true", "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
         "RELAY_UPSTREAM_MODEL": model, "RELAY_LOG_LEVEL": "warning",
-        **(extra_env or {}),
     }
-    return Server("relay", cmd or [sys.executable, "-m", "relay", "serve"], port, env)
+    if upstream_url:
+        env.update({"RELAY_UPSTREAM_URL": upstream_url, "RELAY_UPSTREAM_PROVIDER": "compatible",
+                    "RELAY_UPSTREAM_DIALECT": "beta"})
+    env.update(extra_env or {})
+    return Server("relay", cmd or default_relay_cmd(), port, env)
 
 
 def reference_server(*, upstream: str, model: str, port: int | None = None) -> Server:
