@@ -6,6 +6,8 @@ and ``receive`` validates and translates GA client events to beta. Modes (the
 
 * ``relay-echo`` (default): server VAD on appended audio; each utterance is
   committed, "transcribed" (``"[1.8 s of speech]"``) and spoken back.
+* ``relay-talk``: like echo, but answers each utterance with a spoken sentence
+  (espeak-ng) about it instead of echoing it.
 * ``relay-loopback``: every appended chunk comes straight back as an audio
   delta inside one open response (no VAD): for latency measurement.
 * ``relay-fail``: closes the socket right after ``session.created``.
@@ -38,7 +40,7 @@ from relay.upstream import dialect as dl
 
 log = logging.getLogger("relay.assistant")
 
-MODELS = ("relay-echo", "relay-loopback", "relay-fail")
+MODELS = ("relay-echo", "relay-talk", "relay-loopback", "relay-fail")
 CHUNK_MS = 100
 MAX_BUFFER_MS = 60_000
 CALL_RE = re.compile(r"^\s*call\s+([A-Za-z0-9_.-]+)\s*(\{.*\})?\s*$", re.S | re.I)
@@ -250,7 +252,7 @@ class LocalSession:
 
     def _vad_for_session(self) -> EnergyVAD | None:
         td = self.session.get("turn_detection")
-        if not isinstance(td, dict) or self.model != "relay-echo":
+        if not isinstance(td, dict) or self.model not in ("relay-echo", "relay-talk"):
             return None
         if self._vad is None:
             self._vad = EnergyVAD.from_turn_detection(au.RATE_HZ[self.in_fmt], td)
@@ -519,6 +521,9 @@ class LocalSession:
             reply = f"The tool returned {source.output[:200]}"
             await self._speak(resp, reply, await au.speak(reply) if "audio" in resp.modalities else b"",
                               source)
+        elif source is not None and source.content_type == "input_audio" and self.model == "relay-talk":
+            reply = f"I heard {source.audio_ms / 1000:.1f} seconds of speech."
+            await self._speak(resp, reply, await au.speak(reply) if "audio" in resp.modalities else b"", source)
         elif source is not None and source.content_type == "input_audio":
             reply = f"Echo of {source.text}"
             await self._speak(resp, reply, audio_in if "audio" in resp.modalities else b"", source,

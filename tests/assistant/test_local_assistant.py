@@ -298,3 +298,36 @@ async def test_session_created_shape(connect, beta: bool) -> None:
         assert created["input_audio_format"] == "pcm16" and created["modalities"] == ["text", "audio"]
     else:
         assert created["type"] == "realtime" and created["audio"]["output"]["voice"] == "alloy"
+
+
+async def test_talk_mode_answers_with_speech(connect) -> None:
+    conn = await connect("relay-talk")
+    await conn.append(tone(800) + silence(700))
+    events = await conn.until("response.done")
+    transcript = next(e for e in events if e["type"] == "response.audio_transcript.done")["transcript"]
+    assert transcript == "I heard 0.8 seconds of speech."
+    out = audio_of(events)
+    assert len(out) > 48 * 500 and tone(800) not in out
+
+
+async def test_client_leaving_mid_response_leaves_no_task() -> None:
+    import asyncio
+
+    import aiohttp
+    from assistant_helpers import Conn
+
+    runner, url = await start_local_assistant("127.0.0.1", 0, speedup=0.25)
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(url, headers={"OpenAI-Beta": "realtime=v1"})
+            conn = Conn(ws)
+            await conn.until("session.created")
+            await conn.append(tone(1500) + silence(600))
+            await conn.until("response.audio.delta")
+            [task] = [t for t in asyncio.all_tasks() if t.get_name().startswith("assistant resp_")]
+            await ws.close()
+        await asyncio.wait([task], timeout=5)
+        assert task.done()
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("assistant resp_")]
+    finally:
+        await runner.cleanup()
