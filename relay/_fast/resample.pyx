@@ -1,13 +1,17 @@
 # cython: language_level=3
 """Streaming polyphase resampler (compiled twin of ``resample_py``; see it for the semantics).
 
-Integer arithmetic on the shared coefficient table of ``_design``: int16
-samples times Q24 int32 coefficients, summed exactly in int64, rounded half up
-and saturated, so it is bit-exact with the reference twin.
+Bit-exact with the reference twin: both compute, for every output sample, the
+exact integer ``sum(x[t] * c[t])`` of int16 samples and the Q24 integer
+coefficients of ``_design``, then round half up and saturate. Here the sum is
+formed in double precision with four independent accumulators (so the compiler
+can pipeline/vectorise it): every product is below 2**40 and every partial sum
+below 2**53, so each double operation is exact and the result does not depend
+on the summation order. Leading/trailing zero taps of each branch are skipped.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
 
@@ -15,13 +19,17 @@ from relay._fast._design import COEF_FRAC_BITS, design
 
 cdef int _FRAC = COEF_FRAC_BITS
 cdef int64_t _ROUND = (<int64_t>1) << (COEF_FRAC_BITS - 1)
+DEF PAD = 6  # extra history so every branch can be padded on the left to a multiple of 4 taps (step <= 2)
 
 
 cdef class Resampler:
     def __cinit__(self, *args, **kwargs):
         self._coefs = NULL
-        self._offs = NULL
-        self._nnz = NULL
+        self._start = NULL
+        self._len = NULL
+        self._step = NULL
+        self._extra = NULL
+        self._extra_c = NULL
         self._x = NULL
         self._x_cap = 0
 
@@ -32,36 +40,62 @@ cdef class Resampler:
         self._up = d.up
         self._down = d.down
         self._k = d.taps_per_phase
+        self._hist = d.taps_per_phase - 1 + PAD
         self._delay = d.delay_up
         self._identity = d.up == d.down
-        # per phase, only the non-zero taps (a cutoff at the lower Nyquist makes
-        # every L-th (or M-th) prototype tap zero): skipping exact zeros leaves
-        # the integer sum, hence bit-exactness with the twin, unchanged
-        cdef Py_ssize_t p, t, j, n = len(d.coefs), k = d.taps_per_phase
-        free(self._coefs)
-        free(self._offs)
-        free(self._nnz)
-        self._coefs = <int32_t*>malloc(n * sizeof(int32_t))
-        self._offs = <int32_t*>malloc(n * sizeof(int32_t))
-        self._nnz = <int32_t*>malloc(d.up * sizeof(int32_t))
-        if self._coefs == NULL or self._offs == NULL or self._nnz == NULL:
+        cdef Py_ssize_t p, t, first, last, n, step, k = d.taps_per_phase
+        cdef Py_ssize_t stride = k + PAD
+        coefs = d.coefs
+        for c in coefs:  # the exactness argument above needs |c| <= 2**25
+            if abs(c) > (1 << 25):
+                raise ValueError("resampler coefficient out of range")
+        self._stride = stride
+        self._coefs = <double*>malloc(d.up * stride * sizeof(double))
+        self._start = <Py_ssize_t*>malloc(d.up * sizeof(Py_ssize_t))
+        self._len = <Py_ssize_t*>malloc(d.up * sizeof(Py_ssize_t))
+        self._step = <Py_ssize_t*>malloc(d.up * sizeof(Py_ssize_t))
+        self._extra = <Py_ssize_t*>malloc(d.up * sizeof(Py_ssize_t))
+        self._extra_c = <double*>malloc(d.up * sizeof(double))
+        if (self._coefs == NULL or self._start == NULL or self._len == NULL
+                or self._step == NULL or self._extra == NULL or self._extra_c == NULL):
             raise MemoryError()
+        memset(self._coefs, 0, d.up * stride * sizeof(double))
         for p in range(d.up):
-            j = 0
-            for t in range(k):
-                c = d.coefs[p * k + t]
-                if c:
-                    self._coefs[p * k + j] = c
-                    self._offs[p * k + j] = t
-                    j += 1
-            self._nnz[p] = j
+            branch = coefs[p * k:(p + 1) * k]
+            first = 0
+            while first < k - 1 and branch[first] == 0:
+                first += 1
+            last = k - 1
+            while last > first and branch[last] == 0:
+                last -= 1
+            # half-band branches (decimation by 2): every other tap is zero except the centre one;
+            # then run over every 2nd tap and add the centre tap separately
+            off_parity = [t for t in range(first, last + 1) if (t - first) % 2 and branch[t] != 0]
+            step = 2 if last - first >= 8 and len(off_parity) == 1 else 1
+            self._step[p] = step
+            self._extra[p] = -1
+            self._extra_c[p] = 0.0
+            if step == 2:
+                self._extra[p] = off_parity[0] + PAD
+                self._extra_c[p] = <double>branch[off_parity[0]]
+            n = (last - first) // step + 1
+            first -= step * ((4 - n % 4) % 4)  # pad on the left with zero taps (>= -PAD)
+            n = (last - first) // step + 1
+            self._start[p] = first + PAD  # index into the history-prefixed buffer, relative to i
+            self._len[p] = n
+            for t in range(n):
+                if first + step * t >= 0:
+                    self._coefs[p * stride + t] = <double>branch[first + step * t]
         self._ensure(960)
         self.reset()
 
     def __dealloc__(self):
         free(self._coefs)
-        free(self._offs)
-        free(self._nnz)
+        free(self._start)
+        free(self._len)
+        free(self._step)
+        free(self._extra)
+        free(self._extra_c)
         free(self._x)
 
     @property
@@ -76,18 +110,18 @@ cdef class Resampler:
 
     def reset(self) -> None:
         if self._x != NULL:
-            memset(self._x, 0, (self._k - 1) * sizeof(int16_t))
+            memset(self._x, 0, self._hist * sizeof(double))
         self._q = self._delay
         self._pending = -1
 
     cdef int _ensure(self, Py_ssize_t n_new) except -1:
-        cdef Py_ssize_t need = self._k - 1 + n_new
-        cdef int16_t* p
+        cdef Py_ssize_t need = self._hist + n_new
+        cdef double* p
         if need <= self._x_cap:
             return 0
         if need < 2 * self._x_cap:
             need = 2 * self._x_cap
-        p = <int16_t*>realloc(self._x, need * sizeof(int16_t))
+        p = <double*>realloc(self._x, need * sizeof(double))
         if p == NULL:
             raise MemoryError()
         self._x = p
@@ -95,7 +129,7 @@ cdef class Resampler:
         return 0
 
     cdef bytes _run(self, Py_ssize_t n_new, Py_ssize_t stop_q):
-        cdef Py_ssize_t up = self._up, down = self._down, k = self._k
+        cdef Py_ssize_t up = self._up, down = self._down, stride = self._stride
         cdef Py_ssize_t limit = n_new * up
         if 0 <= stop_q < limit:
             limit = stop_q
@@ -103,23 +137,40 @@ cdef class Resampler:
         cdef Py_ssize_t count = (limit - q + down - 1) // down if q < limit else 0
         cdef bytes out = PyBytes_FromStringAndSize(NULL, 2 * count)
         cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
-        cdef const int16_t* x = self._x
-        cdef const int32_t* h
-        cdef const int32_t* off
-        cdef const int16_t* xb
-        cdef Py_ssize_t m, i, t, p, nnz
+        cdef const double* x = self._x
+        cdef const double* h
+        cdef const double* xb
+        cdef Py_ssize_t m, i, t, p, n
+        cdef double a0, a1, a2, a3
         cdef int64_t acc
         cdef uint16_t u
         for m in range(count):
             i = q // up
             p = q - i * up
-            h = self._coefs + p * k
-            off = self._offs + p * k
-            nnz = self._nnz[p]
-            xb = x + i
-            acc = 0
-            for t in range(nnz):
-                acc += <int64_t>xb[off[t]] * h[t]
+            h = self._coefs + p * stride
+            n = self._len[p]
+            xb = x + i + self._start[p]
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            a3 = 0.0
+            t = 0
+            if self._step[p] == 1:
+                while t < n:
+                    a0 += xb[t] * h[t]
+                    a1 += xb[t + 1] * h[t + 1]
+                    a2 += xb[t + 2] * h[t + 2]
+                    a3 += xb[t + 3] * h[t + 3]
+                    t += 4
+            else:
+                while t < n:
+                    a0 += xb[2 * t] * h[t]
+                    a1 += xb[2 * t + 2] * h[t + 1]
+                    a2 += xb[2 * t + 4] * h[t + 2]
+                    a3 += xb[2 * t + 6] * h[t + 3]
+                    t += 4
+                a0 += x[i + self._extra[p]] * self._extra_c[p]
+            acc = <int64_t>((a0 + a1) + (a2 + a3))
             acc = (acc + _ROUND) >> _FRAC
             if acc > 32767:
                 acc = 32767
@@ -130,8 +181,8 @@ cdef class Resampler:
             o[2 * m + 1] = u >> 8
             q += down
         self._q = q - n_new * up
-        if n_new and k > 1:
-            memmove(self._x, self._x + n_new, (k - 1) * sizeof(int16_t))
+        if n_new:
+            memmove(self._x, self._x + n_new, self._hist * sizeof(double))
         return out
 
     def process(self, pcm16) -> bytes:
@@ -139,7 +190,7 @@ cdef class Resampler:
         cdef Py_ssize_t nbytes = view.shape[0]
         cdef Py_ssize_t total = nbytes + (1 if self._pending >= 0 else 0)
         cdef Py_ssize_t n_new = total // 2, j, src
-        cdef int16_t* dst
+        cdef double* dst
         cdef bytearray buf
         if self._identity:
             buf = bytearray(2 * n_new)
@@ -162,7 +213,7 @@ cdef class Resampler:
                 self._pending = view[0]
             return b""
         self._ensure(n_new)
-        dst = self._x + self._k - 1
+        dst = self._x + self._hist
         src = 0
         j = 0
         if self._pending >= 0:
@@ -182,7 +233,7 @@ cdef class Resampler:
             return b""
         cdef Py_ssize_t z = self._delay // self._up + 1
         self._ensure(z)
-        memset(self._x + self._k - 1, 0, z * sizeof(int16_t))
+        memset(self._x + self._hist, 0, z * sizeof(double))
         tail = self._run(z, self._delay)
         self.reset()
         return tail
