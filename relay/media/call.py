@@ -290,7 +290,7 @@ class Call:
                 self.metrics.downlink_latency.add(time.perf_counter() - self._delta_arrivals[0])
             self._delta_arrivals.clear()
             self._was_idle = False
-        if self.core._actions:  # pull_frame may emit playback events (output_audio_buffer.*)
+        if self.core.has_actions:  # pull_frame may emit playback events (output_audio_buffer.*)
             self._perform()
 
     def clock_failed(self, exc: BaseException) -> None:

@@ -1,0 +1,77 @@
+"""Signal helpers for end-to-end tests: build tone bursts, analyse what came back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RATE_HZ = 48000
+
+
+def bursts(schedule: list[tuple[float, float, float]], total_s: float, rate_hz: int = RATE_HZ,
+           amp: int = 9000) -> np.ndarray:
+    """Silence of ``total_s`` with tone bursts ``(start_s, duration_s, hz)`` (10 ms ramps, no clicks)."""
+    out = np.zeros(int(total_s * rate_hz), dtype=np.float64)
+    for start_s, dur_s, hz in schedule:
+        n = int(dur_s * rate_hz)
+        t = np.arange(n) / rate_hz
+        tone = amp * np.sin(2 * np.pi * hz * t)
+        ramp = min(n // 2, int(0.01 * rate_hz))
+        tone[:ramp] *= np.linspace(0, 1, ramp)
+        tone[n - ramp:] *= np.linspace(1, 0, ramp)
+        i = int(start_s * rate_hz)
+        out[i:i + n] += tone[: len(out) - i]
+    return out.astype(np.int16)
+
+
+def dominant_hz(samples: np.ndarray, rate_hz: int) -> float:
+    x = samples.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    spectrum[0] = 0
+    return float(np.argmax(spectrum) * rate_hz / len(x))
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
+
+
+@dataclass
+class Capture:
+    """Collects the device's decoded downlink audio (``on_audio`` callback of ``RelayClient.connect``)."""
+
+    rate_hz: int = RATE_HZ
+    chunks: list[np.ndarray] = field(default_factory=list)
+
+    def __call__(self, pcm16: bytes, rate_hz: int, arrival_s: float) -> None:
+        self.rate_hz = rate_hz
+        self.chunks.append(np.frombuffer(pcm16, dtype=np.int16))
+
+    @property
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+
+    @property
+    def seconds(self) -> float:
+        return sum(len(c) for c in self.chunks) / self.rate_hz
+
+    def segments(self, threshold: float = 1000.0, window_ms: int = 20, min_gap_ms: int = 100
+                 ) -> list[tuple[float, float]]:
+        """Loud stretches ``(start_s, duration_s)`` of the received stream (by 20 ms windows)."""
+        x = self.samples
+        w = self.rate_hz * window_ms // 1000
+        n = len(x) // w
+        loud = [rms(x[i * w:(i + 1) * w]) > threshold for i in range(n)]
+        out: list[list[int]] = []
+        for i, flag in enumerate(loud):
+            if not flag:
+                continue
+            if out and i - out[-1][1] <= min_gap_ms // window_ms:
+                out[-1][1] = i + 1
+            else:
+                out.append([i, i + 1])
+        return [(a * window_ms / 1000, (b - a) * window_ms / 1000) for a, b in out]
+
+    def segment_samples(self, segment: tuple[float, float]) -> np.ndarray:
+        start, dur = segment
+        return self.samples[int(start * self.rate_hz):int((start + dur) * self.rate_hz)]

@@ -1,0 +1,84 @@
+"""A real call end to end: aiortc device -> POST /v1/realtime -> relay -> local assistant (echo) -> back.
+
+The assistant's echo mode speaks each utterance back, so the tone the device sends
+must come back: same frequency, similar length, real energy -- and the events
+arrive on the data channel in the device's (beta) dialect, without audio deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from relay.client import encode_pcm16_to_opus
+from tests.e2e.audio import RATE_HZ, Capture, bursts, dominant_hz, rms
+
+
+async def wait_until(predicate, timeout_s: float = 15.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+async def test_speech_is_heard_back_with_events_in_beta(relay):
+    signal = bursts([(0.4, 0.8, 440.0)], total_s=1.6)
+    capture, events = Capture(), []
+    device = relay.device()
+    answer = await device.connect(audio_source=encode_pcm16_to_opus(signal, RATE_HZ), on_audio=capture,
+                                  on_event=events.append)
+    assert "opus/48000/2" in answer and "127.0.0.1" in answer
+    types = lambda: [e["type"] for e in events]  # noqa: E731
+    await wait_until(lambda: "output_audio_buffer.stopped" in types())
+    await device.hangup()
+
+    segments = capture.segments()
+    assert len(segments) == 1, segments
+    echo = capture.segment_samples(segments[0])
+    assert 0.6 <= segments[0][1] <= 1.2  # the 0.8 s utterance, spoken back
+    assert abs(dominant_hz(echo, capture.rate_hz) - 440.0) < 10
+    assert rms(echo) > 3000
+    # no audio inside the echo drops out (no gaps or clicks mid-response)
+    window = capture.rate_hz // 50
+    inner = echo[window * 3:-window * 3]
+    assert min(rms(inner[i:i + window]) for i in range(0, len(inner) - window, window)) > 2000
+
+    seen = types()
+    for expected in ("session.created", "input_audio_buffer.speech_started", "input_audio_buffer.committed",
+                     "conversation.item.input_audio_transcription.completed", "response.created",
+                     "response.audio_transcript.delta", "output_audio_buffer.started", "response.done",
+                     "output_audio_buffer.stopped"):
+        assert expected in seen, expected
+    assert not any(t.endswith(".delta") and "audio." in t and "transcript" not in t for t in seen)
+    assert not any(t.startswith("response.output_audio") for t in seen)  # GA names never reach a beta device
+    assert seen.index("output_audio_buffer.started") < seen.index("output_audio_buffer.stopped")
+
+
+async def test_many_utterances_in_one_call_and_clean_hangup(relay):
+    signal = bursts([(0.3, 0.5, 330.0), (2.3, 0.5, 660.0)], total_s=3.6)
+    capture, events = Capture(), []
+    device = relay.device()
+    await device.connect(audio_source=encode_pcm16_to_opus(signal, RATE_HZ), on_audio=capture,
+                         on_event=events.append)
+    await wait_until(lambda: [e["type"] for e in events].count("output_audio_buffer.stopped") >= 2, 20)
+    call = relay.plane.registry.calls()[0]
+    await device.hangup()
+    await call.wait_closed()
+    assert call.end_reason in ("datachannel_closed", "device_closed")
+    heard = [dominant_hz(capture.segment_samples(s), capture.rate_hz) for s in capture.segments()]
+    assert len(heard) == 2 and abs(heard[0] - 330) < 10 and abs(heard[1] - 660) < 10
+    assert call.usage.input_audio_s > 3 and call.usage.output_audio_s > 0.8
+    assert relay.plane.metrics.rtp_in_bad == 0 and relay.plane.metrics.rtp_in_lost == 0
+
+
+async def test_relay_side_runs_no_decoder_thread(relay):
+    import threading
+
+    device = relay.device()
+    await device.connect(audio_source=encode_pcm16_to_opus(bursts([], total_s=0.5), RATE_HZ))
+    call = relay.plane.registry.calls()[0]
+    receiver = call.peer.pc.getTransceivers()[0].receiver
+    await wait_until(lambda: relay.plane.metrics.rtp_in_packets > 10)
+    assert receiver._RTCRtpReceiver__decoder_thread is None
+    assert sum(t.name == "audio-decoder" for t in threading.enumerate()) <= 1  # the device's own
+    await device.hangup()

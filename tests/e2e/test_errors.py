@@ -1,0 +1,123 @@
+"""Bad input to POST /v1/realtime and on the data channel: clear errors, never a crash,
+never a half-open peer, never harm to the call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import orjson
+import pytest
+
+from relay.client import encode_pcm16_to_opus
+from tests.e2e.audio import RATE_HZ, Capture, bursts, dominant_hz
+from tests.media.conftest import golden_offer
+
+
+async def post(relay, body: bytes | str, content_type: str = "application/sdp", **headers: str):
+    hdrs = {"X-Client-Id": "3f0c7a52-94e4-4a52-9a7e-0e4d2c7b9f10", "X-Client-Secret": "s" * 40,
+            "X-Demo-Mode": "true", "Content-Type": content_type, **headers}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(relay.base_url + "/v1/realtime", data=body, headers=hdrs) as resp:
+            return resp.status, resp.content_type, await resp.read()
+
+
+def assert_error(status, ctype, body, expected_status, code=None):
+    assert status == expected_status, body
+    assert ctype == "application/json"
+    doc = orjson.loads(body)
+    assert set(doc["error"]) >= {"message", "type", "code"} and doc["error"]["message"]
+    if code:
+        assert doc["error"]["code"] == code
+    return doc["error"]
+
+
+async def test_wrong_content_type_is_415(relay):
+    status, ctype, body = await post(relay, golden_offer("chrome"), "application/json")
+    assert_error(status, ctype, body, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"", "invalid_sdp"),
+    (b"this is not sdp", "invalid_sdp"),
+    (b"\xff\xfe\x00garbage", "invalid_sdp"),
+    (b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "no_audio"),
+    (b"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF\r\n", "invalid_sdp"),
+])
+async def test_malformed_offers_are_400(relay, body, code):
+    assert_error(*await post(relay, body), 400, code)
+    assert len(relay.plane.registry) == 0
+
+
+async def test_offer_without_usable_codec_is_400(relay):
+    sdp = golden_offer("chrome").replace("SAVPF 111 63 9 0 8 13 110 126", "SAVPF 9 13")
+    err = assert_error(*await post(relay, sdp), 400, "unsupported_codec")
+    assert "G722" in err["message"]
+
+
+async def test_oversized_offer_is_413(relay):
+    big = golden_offer("chrome") + "a=x-padding:" + "x" * relay.plane.settings.max_sdp_bytes + "\n"
+    assert_error(*await post(relay, big), 413, "payload_too_large")
+
+
+async def test_golden_offers_of_real_devices_get_answers(relay):
+    for name, rtpmap in (("chrome", "opus/48000/2"), ("firefox", "opus/48000/2"), ("safari", "opus/48000/2"),
+                         ("esp32_opus", "opus/48000/2"), ("esp32_pcma", "PCMA/8000")):
+        status, ctype, body = await post(relay, golden_offer(name))
+        assert status == 201 and ctype == "application/sdp", body
+        answer = body.decode()
+        assert answer.startswith("v=0") and f"a=rtpmap:" in answer and rtpmap in answer
+        assert "typ host" in answer and "127.0.0.1" in answer and "srflx" not in answer
+    # these devices never connect (their candidates are fictitious): end them like a timeout would
+    for call in relay.plane.registry.calls():
+        call.end("test_cleanup")
+
+
+async def test_call_limit_is_503_and_frees_up(relay_factory):
+    relay = await relay_factory(max_calls=1)
+    status, _, _ = await post(relay, golden_offer("chrome"))
+    assert status == 201
+    err = assert_error(*await post(relay, golden_offer("firefox")), 503, "capacity_exceeded")
+    assert "limit" in err["message"]
+    relay.plane.registry.calls()[0].end("test_cleanup")
+    await relay.wait_idle()
+    status, _, _ = await post(relay, golden_offer("safari"))
+    assert status == 201
+    relay.plane.registry.calls()[0].end("test_cleanup")
+    await relay.wait_idle()
+
+
+async def test_device_that_never_connects_is_dropped(relay_factory):
+    relay = await relay_factory(ice_connect_timeout_s=0.5)
+    status, _, _ = await post(relay, golden_offer("chrome"))
+    assert status == 201
+    call = relay.plane.registry.calls()[0]
+    await asyncio.wait_for(call.wait_closed(), 10)
+    assert call.end_reason == "ice_timeout" and len(relay.plane.registry) == 0
+
+
+async def test_bad_events_get_error_events_and_the_call_goes_on(relay_factory):
+    relay = await relay_factory(device_event_max_bytes=16 * 1024)
+    signal = bursts([(2.0, 0.6, 500.0)], total_s=3.0)
+    capture, events = Capture(), []
+    device = relay.device()
+    await device.connect(audio_source=encode_pcm16_to_opus(signal, RATE_HZ), on_audio=capture,
+                         on_event=events.append)
+    try:
+        device.channel.send("{not json")
+        device.channel.send('["a list"]')
+        device.send_event({"type": "no.such.event"})
+        device.channel.send(orjson.dumps({"type": "conversation.item.create", "pad": "x" * 100_000}).decode())
+        async with asyncio.timeout(15):
+            while "output_audio_buffer.stopped" not in [e["type"] for e in events]:
+                await asyncio.sleep(0.05)
+    finally:
+        await device.hangup()
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    codes = [e.get("code") for e in errors]
+    assert "invalid_json" in codes and "invalid_event" in codes and "invalid_event_type" in codes
+    assert len(errors) >= 4, errors
+    # and the call still works: the utterance after the bad events is echoed
+    segments = capture.segments()
+    assert segments and abs(dominant_hz(capture.segment_samples(segments[0]), capture.rate_hz) - 500) < 10
+    await relay.wait_idle()
