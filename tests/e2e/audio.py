@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fractions
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,3 +76,35 @@ class Capture:
     def segment_samples(self, segment: tuple[float, float]) -> np.ndarray:
         start, dur = segment
         return self.samples[int(start * self.rate_hz):int((start + dur) * self.rate_hz)]
+
+
+class PcmFrameTrack:
+    """Factory of an aiortc audio track playing ``samples`` (48 kHz mono) as PCM frames, then silence.
+
+    aiortc encodes these itself with the negotiated codec -- the path a G.711 device takes
+    (the SDK's pre-encoded sources are Opus only).
+    """
+
+    def __new__(cls, samples: np.ndarray):  # type: ignore[misc]
+        from aiortc.mediastreams import AudioStreamTrack
+        from av import AudioFrame
+
+        class _Track(AudioStreamTrack):
+            def __init__(self) -> None:
+                super().__init__()
+                self.pos = 0
+
+            async def recv(self) -> AudioFrame:
+                frame = await super().recv()  # aiortc paces 20 ms frames (its own are 8 kHz silence)
+                n = RATE_HZ // 50
+                chunk = samples[self.pos:self.pos + n]
+                self.pos += n
+                if len(chunk) < n:
+                    chunk = np.concatenate([chunk, np.zeros(n - len(chunk), dtype=np.int16)])
+                out = AudioFrame.from_ndarray(chunk.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+                out.sample_rate = RATE_HZ
+                out.pts = frame.pts * RATE_HZ // frame.sample_rate
+                out.time_base = fractions.Fraction(1, RATE_HZ)
+                return out
+
+        return _Track()
