@@ -57,7 +57,7 @@ def _bessel_i0(x: float) -> float:
     return total
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def design(in_rate_hz: int, out_rate_hz: int) -> FilterDesign:
     check_rates(in_rate_hz, out_rate_hz)
     g = math.gcd(in_rate_hz, out_rate_hz)

@@ -6,6 +6,8 @@ the same algorithm as the reference twin.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+from relay._fast._buffer cimport as_bytes, bytes_ptr
 from libc.stdint cimport int16_t, uint8_t, uint16_t
 
 cdef int16_t[8] _SEG_UEND = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF]
@@ -88,8 +90,10 @@ cdef void _build_tables() noexcept nogil:
 _build_tables()
 
 
-cdef bytes _encode(const uint8_t[::1] pcm16, const uint8_t* table):
-    cdef Py_ssize_t nbytes = pcm16.shape[0]
+cdef bytes _encode(object data, const uint8_t* table):
+    cdef bytes b = as_bytes(data)
+    cdef const uint8_t* pcm16 = bytes_ptr(b)
+    cdef Py_ssize_t nbytes = len(b)
     if nbytes % 2:
         raise ValueError(f"pcm16 must hold whole 16-bit samples, got {nbytes} bytes")
     cdef Py_ssize_t n = nbytes // 2, i
@@ -100,8 +104,10 @@ cdef bytes _encode(const uint8_t[::1] pcm16, const uint8_t* table):
     return out
 
 
-cdef bytes _decode(const uint8_t[::1] data, const int16_t* table):
-    cdef Py_ssize_t n = data.shape[0], i
+cdef bytes _decode(object obj, const int16_t* table):
+    cdef bytes b = as_bytes(obj)
+    cdef const uint8_t* data = bytes_ptr(b)
+    cdef Py_ssize_t n = len(b), i
     cdef bytes out = PyBytes_FromStringAndSize(NULL, 2 * n)
     cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
     cdef uint16_t v

@@ -11,6 +11,8 @@ from __future__ import annotations
 from array import array
 from sys import byteorder
 
+from relay._fast._bytes import as_bytes
+
 _SWAP = byteorder != "little"
 _SEG_UEND = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
 _SEG_AEND = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
@@ -82,17 +84,18 @@ _ALAW_DEC = array("h", [alaw_decode_sample(c) for c in range(256)])
 
 
 def _unsigned_samples(pcm16: bytes) -> array:
+    pcm16 = as_bytes(pcm16)
     if len(pcm16) % 2:
         raise ValueError(f"pcm16 must hold whole 16-bit samples, got {len(pcm16)} bytes")
     a = array("H")
-    a.frombytes(bytes(pcm16))
+    a.frombytes(pcm16)
     if _SWAP:
         a.byteswap()
     return a
 
 
 def _decode(data: bytes, table: array) -> bytes:
-    out = array("h", [table[c] for c in bytes(data)])
+    out = array("h", [table[c] for c in as_bytes(data)])
     if _SWAP:
         out.byteswap()
     return out.tobytes()

@@ -2,6 +2,8 @@
 """PCM16 helpers for the hot path (compiled twin of ``pcm_py``; see it for the semantics)."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+from relay._fast._buffer cimport as_bytes, bytes_ptr
 from libc.math cimport floor, isfinite, log10, rint, sqrt
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t
 
@@ -29,21 +31,19 @@ cdef int64_t sum_squares(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     return ss
 
 
-cdef inline Py_ssize_t _count(const uint8_t[::1] pcm16, Py_ssize_t frame_bytes) except -1:
-    cdef Py_ssize_t nbytes = pcm16.shape[0]
+cdef inline Py_ssize_t _count(bytes pcm16, Py_ssize_t frame_bytes) except -1:
+    cdef Py_ssize_t nbytes = len(pcm16)
     if nbytes % frame_bytes:
         raise ValueError(f"pcm16 length {nbytes} is not a multiple of {frame_bytes} bytes")
     return nbytes // 2
 
 
-cdef inline const uint8_t* _ptr(const uint8_t[::1] pcm16) noexcept:
-    # a zero-length memoryview has no valid element 0
-    if pcm16.shape[0] == 0:
-        return NULL
-    return &pcm16[0]
+cdef inline const uint8_t* _ptr(bytes pcm16) noexcept:
+    return bytes_ptr(pcm16)
 
 
-def rms_dbfs(const uint8_t[::1] pcm16) -> float:
+def rms_dbfs(pcm16) -> float:
+    pcm16 = as_bytes(pcm16)
     cdef Py_ssize_t n = _count(pcm16, 2)
     if n == 0:
         return SILENCE_DBFS
@@ -55,7 +55,8 @@ def rms_dbfs(const uint8_t[::1] pcm16) -> float:
     return db if db > _SILENCE_DBFS else SILENCE_DBFS
 
 
-def peak_abs(const uint8_t[::1] pcm16) -> int:
+def peak_abs(pcm16) -> int:
+    pcm16 = as_bytes(pcm16)
     cdef Py_ssize_t n = _count(pcm16, 2), i
     cdef int peak = 0, s
     cdef const uint8_t* p = _ptr(pcm16)
@@ -68,8 +69,9 @@ def peak_abs(const uint8_t[::1] pcm16) -> int:
     return peak
 
 
-def gain(const uint8_t[::1] pcm16, double factor) -> bytes:
+def gain(pcm16, double factor) -> bytes:
     """Scale by ``factor``, rounding half up (``floor(s*factor + 0.5)``) and saturating to int16."""
+    pcm16 = as_bytes(pcm16)
     if not isfinite(factor):
         raise ValueError(f"gain factor must be finite, got {factor!r}")
     cdef Py_ssize_t n = _count(pcm16, 2), i
@@ -87,8 +89,9 @@ def gain(const uint8_t[::1] pcm16, double factor) -> bytes:
     return out
 
 
-def stereo_to_mono(const uint8_t[::1] pcm16_interleaved) -> bytes:
+def stereo_to_mono(pcm16_interleaved) -> bytes:
     """Average left and right, rounding toward minus infinity (``(l + r) >> 1``)."""
+    pcm16_interleaved = as_bytes(pcm16_interleaved)
     cdef Py_ssize_t n = _count(pcm16_interleaved, 4) // 2, i
     cdef bytes out = PyBytes_FromStringAndSize(NULL, 2 * n)
     cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
@@ -100,7 +103,8 @@ def stereo_to_mono(const uint8_t[::1] pcm16_interleaved) -> bytes:
     return out
 
 
-def mono_to_stereo(const uint8_t[::1] pcm16) -> bytes:
+def mono_to_stereo(pcm16) -> bytes:
+    pcm16 = as_bytes(pcm16)
     cdef Py_ssize_t n = _count(pcm16, 2), i
     cdef bytes out = PyBytes_FromStringAndSize(NULL, 4 * n)
     cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
@@ -113,8 +117,9 @@ def mono_to_stereo(const uint8_t[::1] pcm16) -> bytes:
     return out
 
 
-def audio_level_dbov(const uint8_t[::1] pcm16) -> int:
+def audio_level_dbov(pcm16) -> int:
     """Exactly aiortc's ``rtp.compute_audio_level_dbov``: an int in [-127, 0]; empty gives -127."""
+    pcm16 = as_bytes(pcm16)
     cdef Py_ssize_t n = _count(pcm16, 2)
     if n == 0:
         return -127

@@ -18,15 +18,18 @@ import math
 from array import array
 from sys import byteorder
 
+from relay._fast._bytes import as_bytes
+
 SILENCE_DBFS = -120.0
 _SWAP = byteorder != "little"
 
 
 def _samples(pcm16: bytes, frame_bytes: int = 2) -> array:
+    pcm16 = as_bytes(pcm16)
     if len(pcm16) % frame_bytes:
         raise ValueError(f"pcm16 length {len(pcm16)} is not a multiple of {frame_bytes} bytes")
     a = array("h")
-    a.frombytes(bytes(pcm16))
+    a.frombytes(pcm16)
     if _SWAP:
         a.byteswap()
     return a

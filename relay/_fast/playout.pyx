@@ -11,6 +11,8 @@ the move, so every operation is O(1) amortised. Memory is bounded by twice
 from collections import deque
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+from relay._fast._buffer cimport as_bytes, bytes_ptr
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove, memset
@@ -148,9 +150,9 @@ cdef class PlayoutBuffer:
         while len(items) > keep:
             del items[next(iter(items))]
 
-    def push(self, str item_id, data) -> int:
-        cdef const uint8_t[::1] view = data
-        cdef Py_ssize_t n = view.shape[0]
+    def push(self, str item_id not None, data) -> int:
+        cdef bytes b = as_bytes(data)
+        cdef Py_ssize_t n = len(b)
         cdef _Item item
         cdef object found = self._items.get(item_id)
         queue = self._queue
@@ -173,7 +175,7 @@ cdef class PlayoutBuffer:
             self._overflow += n - take
         if take:
             self._reserve(take)
-            memcpy(self._buf + self._wr, &view[0], take)
+            memcpy(self._buf + self._wr, bytes_ptr(b), take)
             self._wr += take
         item.received += take
         item.queued += take

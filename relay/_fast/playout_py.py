@@ -118,6 +118,9 @@ class PlayoutBuffer:
             del items[next(iter(items))]
 
     def push(self, item_id: str, data: bytes) -> int:
+        if not isinstance(item_id, str):
+            raise TypeError(f"item_id must be str, got {type(item_id).__name__}")
+        data = memoryview(data).cast("B")  # any bytes-like object; TypeError otherwise
         n = len(data)
         item = self._items.get(item_id)
         if item is None:
@@ -135,9 +138,7 @@ class PlayoutBuffer:
         take = n if n <= room else room
         if take < n:
             self._overflow += n - take
-            self._buf += memoryview(data)[:take]
-        else:
-            self._buf += data
+        self._buf += data[:take]
         item.received += take
         item.queued += take
         return take

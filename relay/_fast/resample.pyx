@@ -11,6 +11,8 @@ on the summation order. Leading/trailing zero taps of each branch are skipped.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+from relay._fast._buffer cimport as_bytes, bytes_ptr
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
@@ -186,8 +188,9 @@ cdef class Resampler:
         return out
 
     def process(self, pcm16) -> bytes:
-        cdef const uint8_t[::1] view = pcm16
-        cdef Py_ssize_t nbytes = view.shape[0]
+        cdef bytes b = as_bytes(pcm16)
+        cdef const uint8_t* view = bytes_ptr(b)
+        cdef Py_ssize_t nbytes = len(b)
         cdef Py_ssize_t total = nbytes + (1 if self._pending >= 0 else 0)
         cdef Py_ssize_t n_new = total // 2, j, src
         cdef double* dst
@@ -202,7 +205,7 @@ cdef class Resampler:
                 src = 1
                 j = 2
             if 2 * n_new > j:
-                buf[j:] = view[src:src + 2 * n_new - j]
+                buf[j:] = b[src:src + 2 * n_new - j]
             if total % 2:
                 self._pending = view[nbytes - 1] if nbytes else self._pending
             else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from array import array
 from sys import byteorder
 
+from relay._fast._bytes import as_bytes
 from relay._fast._design import COEF_FRAC_BITS, design
 
 _ROUND = 1 << (COEF_FRAC_BITS - 1)
@@ -63,7 +64,7 @@ class Resampler:
         self._pending = b""
 
     def _samples(self, pcm16: bytes) -> list[int]:
-        data = self._pending + bytes(pcm16)
+        data = self._pending + as_bytes(pcm16)
         if len(data) % 2:
             self._pending = data[-1:]
             data = data[:-1]
@@ -103,7 +104,7 @@ class Resampler:
 
     def process(self, pcm16: bytes) -> bytes:
         if self._identity:
-            data = self._pending + bytes(pcm16)
+            data = self._pending + as_bytes(pcm16)
             if len(data) % 2:
                 self._pending = data[-1:]
                 return data[:-1]

@@ -45,8 +45,19 @@ API = {
 METHODS = {
     "Resampler": ("process", "flush", "reset", "delay_up", "latency_in_samples", "in_rate_hz", "out_rate_hz"),
     "PlayoutBuffer": (
-        "push", "finish", "pop_frame", "clear", "played_ms", "received_ms", "current_item",
-        "buffered_ms", "buffered_bytes", "overflow_bytes", "frame_ms", "frame_bytes", "bytes_per_ms",
+        "push",
+        "finish",
+        "pop_frame",
+        "clear",
+        "played_ms",
+        "received_ms",
+        "current_item",
+        "buffered_ms",
+        "buffered_bytes",
+        "overflow_bytes",
+        "frame_ms",
+        "frame_bytes",
+        "bytes_per_ms",
     ),
 }
 
