@@ -1,0 +1,56 @@
+"""The load tester itself, N=2 for a few seconds, against a real relay whose default assistant is the
+local assistant in loopback mode (markers come straight back)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bench.audio import build
+from bench.report import passes_bar, text_summary
+from bench.runner import Scenario, run
+from relay.assistant import start_local_assistant
+from relay.media import ice
+from relay.settings import load_settings
+from relay.web.app import create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def loopback_relay_url(tmp_path):
+    runner, assistant_url = await start_local_assistant("127.0.0.1", 0)
+    ice.configure_host_addresses(["127.0.0.1"])
+    settings = load_settings(environ={}, data_dir=str(tmp_path / "relay"), demo_mode=True,
+                             ice_host_addresses=["127.0.0.1"], upstream_url=assistant_url,
+                             upstream_provider="compatible", upstream_model="relay-loopback", log_format="text")
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+    await runner.cleanup()
+    ice.configure_host_addresses([])
+
+
+async def test_bench_smoke_n2(loopback_relay_url):
+    audio = build(None, markers=True, marker_interval_ms=500, min_duration_s=3.0)
+    assert audio.source == "espeak-ng" and audio.marker_frames
+    report = await run(Scenario(base_url=loopback_relay_url, n=2, rate_per_s=20, duration_s=3.0,
+                                relay_pid=os.getpid(), label="relay", progress=False), audio)
+    assert report["calls_requested"] == 2 and report["calls_established"] == 2, report["errors"]
+    setup = report["setup_ms"]
+    assert setup["n"] == 2 and 0 < setup["p50"] <= setup["p99"] < 5000
+    assert report["session_ms"]["n"] == 2 and report["sdp_ms"]["n"] == 2
+    rtt = report["marker_rtt_ms"]
+    assert rtt["n"] >= 8, rtt                      # ~2 markers/s x 2 devices x 3+ s
+    assert 0 < rtt["p50"] <= rtt["p99"] < 1000
+    assert report["markers"]["lost"] == 0
+    frames = report["frames"]
+    assert frames["sent"] > 250 and frames["received"] > 200 and frames["lost_pct"] < 1.0
+    m = report["measure"]
+    assert m["relay_cpu_pct"] > 0 and m["relay_rss_bytes"] > 10 * 2**20 and "relay_cpu_pct_per_call" in m
+    assert report["events"] > 0
+    assert passes_bar(report)
+    assert "2/2 calls" in text_summary(report)
