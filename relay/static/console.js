@@ -28,7 +28,7 @@ const STEPS = [
   ["sdp", "SDP exchange"],
   ["ice", "ICE connected"],
   ["channel", "Data channel open"],
-  ["audio", "First audio back"],
+  ["audio", "Assistant audio heard"],
 ];
 
 const TRANSCRIPT_DELTA = new Set([
@@ -581,6 +581,14 @@ class Call {
       const id = `out-${message.response_id}-${message.item_id}`;
       const prior = state.transcript.find((e) => e.id === id);
       transcriptEntry(id, "assistant", typeof text === "string" ? text : prior?.text || "", true);
+    } else if (type === "response.done") {
+      // A cancelled response (barge-in) leaves its transcript unfinished: close it, marked as cut off.
+      const prefix = `out-${message.response?.id}-`;
+      for (const entry of state.transcript.filter((e) => e.id.startsWith(prefix) && !e.final)) {
+        entry.interrupted = true;
+        transcriptEntry(entry.id, "assistant", `${entry.text}…`, true);
+        transcriptNodes.get(entry.id).dataset.interrupted = "true";
+      }
     } else if (type === "response.created") {
       if (device.playbackStopped) {
         device.playbackStopped = false; // a new response plays again; stop_audio stopped the old one

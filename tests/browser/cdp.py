@@ -52,11 +52,12 @@ LOOPBACK_FLAGS = [
 ]
 
 
-def fake_microphone_flags(wav_path: str | os.PathLike[str]) -> list[str]:
+def fake_microphone_flags(wav_path: str | os.PathLike[str], *, loop: bool = False) -> list[str]:
+    """A fake microphone playing ``wav_path`` (once, then silence, unless ``loop``)."""
     return [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav_path}",
+        f"--use-file-for-fake-audio-capture={wav_path}{'' if loop else '%noloop'}",
     ]
 
 

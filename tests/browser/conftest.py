@@ -7,7 +7,6 @@ a separate process with a fake microphone that plays a WAV spoken by espeak-ng.
 
 from __future__ import annotations
 
-import logging
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,22 +40,6 @@ async def start_server(app: web.Application, settings: Settings) -> Server:
     await site.start()
     host, port = runner.addresses[0][:2]
     return Server(app=app, runner=runner, url=f"http://{host}:{port}", settings=settings)
-
-
-class LogCapture(logging.Handler):
-    """Bounded capture of relay's log records, to check what reached the server."""
-
-    def __init__(self, limit: int = 5000) -> None:
-        super().__init__(logging.DEBUG)
-        self.limit = limit
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if len(self.records) < self.limit:
-            self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
 
 
 @pytest.fixture
@@ -126,17 +109,3 @@ async def browser(tmp_path: Path, speech_wav: Path) -> AsyncIterator[Browser]:
         yield b
     finally:
         await b.close()
-
-
-@pytest.fixture
-def relay_logs() -> AsyncIterator[LogCapture]:
-    handler = LogCapture()
-    logger = logging.getLogger("relay")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
