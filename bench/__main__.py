@@ -158,6 +158,9 @@ class Bench:
         if len(self.targets()) == 2:
             for line in compare_lines(self.reports):
                 print(line)
+        for label, m in marginal_costs(self.reports).items():
+            print(f"marginal [{label}]: {m['cpu_pct_per_added_call']:.2f} % CPU and "
+                  f"{m['rss_mb_per_added_call']:.3f} MB RSS per added call (fit over the runs)")
         self.write_outputs()
         return 0
 
@@ -189,7 +192,7 @@ class Bench:
                              "markers_per_loop": len(self.audio.marker_frames)},
                    "args": {k: v for k, v in vars(a).items() if k != "client_secret"},
                    "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
-                   "ratios": compare_table(self.reports)}
+                   "ratios": compare_table(self.reports), "marginal": marginal_costs(self.reports)}
             with open(a.json, "w") as fh:
                 json.dump(doc, fh, indent=1, default=str)
             print(f"report: {a.json}")
@@ -222,6 +225,26 @@ def compare_table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "ratio": round(b / a, 2) if a and b is not None and a > 0 else None}
         rows.append(row)
     return rows
+
+
+def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per label, least-squares slopes over the runs: CPU % and RSS MB per additional call."""
+    out: dict[str, dict[str, float]] = {}
+    for label in sorted({r["label"] for r in reports if "measure" in r}):
+        pts = [(r["calls_established"], r["measure"]["relay_cpu_pct"], r["measure"]["relay_rss_mb"])
+               for r in reports if r.get("label") == label and "relay_rss_mb" in r.get("measure", {})
+               and r["calls_established"] > 0]
+        if len({p[0] for p in pts}) < 2:
+            continue
+        n_mean = sum(p[0] for p in pts) / len(pts)
+        sxx = sum((p[0] - n_mean) ** 2 for p in pts)
+
+        def slope(i: int) -> float:
+            y_mean = sum(p[i] for p in pts) / len(pts)
+            return sum((p[0] - n_mean) * (p[i] - y_mean) for p in pts) / sxx
+
+        out[label] = {"cpu_pct_per_added_call": round(slope(1), 3), "rss_mb_per_added_call": round(slope(2), 3)}
+    return out
 
 
 def compare_lines(reports: list[dict[str, Any]]) -> list[str]:

@@ -123,7 +123,7 @@ def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
     for r in reports:
         xs = sorted(r.get("_rtts_ms") or [])
         if xs:
-            ax.plot(xs, [100.0 * (i + 1) / len(xs) for i in range(len(xs))],
+            ax.plot(xs, [100.0 * (i + 1) / len(xs) for i in range(len(xs))], drawstyle="steps-post",
                     label=f"{r['label']} N={r['calls_requested']}")
     ax.set_xlabel("marker round trip, ms")
     ax.set_ylabel("% of markers <= x")
