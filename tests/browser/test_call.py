@@ -140,6 +140,20 @@ async def test_a_full_call_from_the_console_page(relay_server: Server, browser: 
     assert await page.evaluate("document.getElementById('remote-audio').muted") is True
     assert await page.evaluate("document.getElementById('mute-state').textContent") == "Muted"
 
+    # The event log: both directions, and the filter narrows it to one type.
+    counts = (await state_of(browser))["eventCounts"]
+    assert counts["response.output_item.done"] >= 4 and counts["conversation.item.create"] >= 8
+    visible = await page.evaluate(
+        """(() => {
+            const f = document.getElementById('event-filter');
+            f.value = 'response.done';
+            f.dispatchEvent(new Event('input'));
+            return Array.from(document.querySelectorAll('#events li.ev'))
+                .filter(li => !li.hidden).map(li => li.dataset.type);
+        })()"""
+    )
+    assert len(visible) >= 5 and set(visible) == {"response.done"}, visible
+
     # Hang up: the page closes the peer connection and relay releases the call.
     assert await page.evaluate("window.__relayConsole.hangup()") is True
     assert (await state_of(browser))["phase"] == "ended"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import aiohttp
 
@@ -163,3 +164,25 @@ async def test_device_tools_answer_exactly_as_the_seed(relay_server: Server, bro
         {"type": "response.create"},
     ]
     assert result["call"]["name"] == "stop_audio" and result["notCall"] is None
+
+
+async def test_an_unreachable_relay_is_reported_not_crashed(relay_server: Server, browser: Browser) -> None:
+    """API base URL pointing at nothing: a clear message, the step marked failed, the page usable."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    page = browser.page
+    await page.navigate(f"{relay_server.url}/?api=http://127.0.0.1:{closed_port}")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+    assert await page.evaluate("window.__relayConsole.connect()") is False
+    state = await page.evaluate("JSON.parse(JSON.stringify(window.__relayConsole.state))")
+    assert state["phase"] == "error"
+    assert state["steps"]["session"]["status"] == "failed"
+    assert "peer" not in state["steps"]
+    banner = await page.evaluate("document.getElementById('banner').textContent")
+    assert f"Cannot reach the relay at http://127.0.0.1:{closed_port}" in banner
+    buttons = await page.evaluate(
+        "[document.getElementById('connect-btn').disabled, document.getElementById('hangup-btn').disabled]"
+    )
+    assert buttons == [False, True]  # ready to try again
+    assert not [line for line in page.console if line.startswith("exception")], page.console
