@@ -21,7 +21,8 @@ from relay._fast._design import COEF_FRAC_BITS, design
 
 cdef int _FRAC = COEF_FRAC_BITS
 cdef int64_t _ROUND = (<int64_t>1) << (COEF_FRAC_BITS - 1)
-DEF PAD = 6  # extra history so every branch can be padded on the left to a multiple of 4 taps (step <= 2)
+cdef enum:
+    PAD = 6  # extra history so every branch can be padded on the left to a multiple of 4 taps (step <= 2)
 
 
 cdef class Resampler:
