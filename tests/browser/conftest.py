@@ -8,6 +8,7 @@ a separate process with a fake microphone that plays a WAV spoken by espeak-ng.
 from __future__ import annotations
 
 import subprocess
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,16 +90,22 @@ async def page_server() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Speech from espeak-ng, 48 kHz mono PCM16, followed by silence so server VAD ends the turn."""
+    """Speech from espeak-ng (mono PCM16 WAV), then silence long enough for server VAD to end the turn."""
     work = tmp_path_factory.mktemp("speech")
     raw = work / "raw.wav"
     out = work / "speech.wav"
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), SPEECH_TEXT], check=True, timeout=60)
-    subprocess.run(
-        ["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), "pad", "0.2", "2.5"],
-        check=True,
-        timeout=60,
-    )
+    with wave.open(str(raw), "rb") as src:
+        params = src.getparams()
+        speech = src.readframes(src.getnframes())
+    assert params.sampwidth == 2 and params.nchannels == 1, params
+    lead_in = b"\0\0" * int(params.framerate * 0.2)
+    tail = b"\0\0" * int(params.framerate * 2.5)
+    with wave.open(str(out), "wb") as dst:
+        dst.setnchannels(1)
+        dst.setsampwidth(2)
+        dst.setframerate(params.framerate)
+        dst.writeframes(lead_in + speech + tail)
     return out
 
 
