@@ -87,6 +87,13 @@ def test_audio_level_matches_aiortc(impl, amp) -> None:
     assert impl.audio_level_dbov(data) == aiortc_level(data)
 
 
+def test_audio_level_takes_an_av_plane_directly(impl) -> None:
+    # the drop-in for aiortc: audio_level_dbov(frame.planes[0]) (the plane is a buffer, no copy to bytes needed)
+    frame = av.AudioFrame.from_ndarray(np.frombuffer(sine(3000), dtype="<i2").reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = 48000
+    assert impl.audio_level_dbov(frame.planes[0]) == rtp.compute_audio_level_dbov(frame) == -24
+
+
 def test_audio_level_range_and_empty(impl) -> None:
     assert impl.audio_level_dbov(pack([-32768] * 960)) == 0
     assert impl.audio_level_dbov(pack([0] * 960)) == -127
