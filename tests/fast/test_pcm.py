@@ -88,8 +88,10 @@ def test_audio_level_matches_aiortc(impl, amp) -> None:
 
 
 def test_audio_level_takes_an_av_plane_directly(impl) -> None:
-    # the drop-in for aiortc: audio_level_dbov(frame.planes[0]) (the plane is a buffer, no copy to bytes needed)
-    frame = av.AudioFrame.from_ndarray(np.frombuffer(sine(3000), dtype="<i2").reshape(1, -1), format="s16", layout="mono")
+    # the drop-in for aiortc: audio_level_dbov(frame.planes[0]) (any buffer works, not only bytes)
+    frame = av.AudioFrame.from_ndarray(
+        np.frombuffer(sine(3000), dtype="<i2").reshape(1, -1), format="s16", layout="mono"
+    )
     frame.sample_rate = 48000
     assert impl.audio_level_dbov(frame.planes[0]) == rtp.compute_audio_level_dbov(frame) == -24
 
