@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tgt = ap.add_argument_group("target")
     tgt.add_argument("--url", help="base URL of a running relay (or any relay speaking seeds 000/001)")
     tgt.add_argument("--relay-pid", type=int, help="PID of the relay under --url, for CPU/RSS")
+    tgt.add_argument("--metrics-url", help="Prometheus endpoint of the relay under --url (process_cpu_seconds_total, "
+                                           "process_resident_memory_bytes), instead of --relay-pid")
     tgt.add_argument("--spawn", choices=["relay", "reference", "both"],
                      help="start the relay(s) here, fresh for every run, on 127.0.0.1")
     tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
@@ -127,6 +129,7 @@ class Bench:
                     demo=not a.no_demo, client_ids=a.client_id, client_secrets=a.client_secret,
                     assistant_id=a.assistant_id, create_session=not a.no_session,
                     relay_pid=server.pid if server else a.relay_pid,
+                    metrics_url=None if server else a.metrics_url,
                     label=target if server else "target", progress=not a.quiet,
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
                 )

@@ -65,3 +65,34 @@ def cpu_percent(a: Sample, b: Sample) -> float:
 def self_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def parse_prometheus(text: str) -> tuple[float | None, int | None]:
+    """(process_cpu_seconds_total, process_resident_memory_bytes) summed over series, from Prometheus text."""
+    cpu: float | None = None
+    rss: int | None = None
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        try:
+            value = float(line.rsplit(" ", 1)[-1])
+        except ValueError:
+            continue
+        if name == "process_cpu_seconds_total":
+            cpu = (cpu or 0.0) + value
+        elif name == "process_resident_memory_bytes":
+            rss = (rss or 0) + int(value)
+    return cpu, rss
+
+
+async def sample_metrics(session: object, url: str) -> Sample | None:
+    """CPU/RSS from a Prometheus metrics endpoint (standard ``process_*`` metrics); None if absent."""
+    async with session.get(url) as resp:  # type: ignore[attr-defined]
+        if resp.status != 200:
+            return None
+        text = await resp.text()
+    cpu, rss = parse_prometheus(text)
+    if cpu is None or rss is None:
+        return None
+    return Sample(time.monotonic(), cpu, rss)

@@ -34,6 +34,7 @@ class Scenario:
     assistant_id: str | None = None
     create_session: bool = True
     relay_pid: int | None = None
+    metrics_url: str | None = None     # Prometheus endpoint with process_* metrics (instead of a pid)
     label: str = "relay"
     progress: bool = True
     extra_pids: dict[str, int] | None = None   # other processes to measure (e.g. the assistant)
@@ -60,7 +61,7 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         devices.append(Device(i, DeviceConfig(sc.base_url, cid, secret, demo=sc.demo,
                                               assistant_id=sc.assistant_id,
                                               create_session=sc.create_session), audio))
-    relay_base = _sample(sc.relay_pid)
+    relay_base = await _relay_sample(sc)
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
     starts: list[asyncio.Task[None]] = []
@@ -77,11 +78,11 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         await asyncio.gather(*starts)
         ramp_end = time.monotonic()
         await asyncio.sleep(SETTLE_S)
-        relay_a = _sample(sc.relay_pid)
+        relay_a = await _relay_sample(sc)
         extra_a = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_a = (time.monotonic(), procstat.self_cpu_s())
         await asyncio.sleep(sc.duration_s)
-        relay_b = _sample(sc.relay_pid)
+        relay_b = await _relay_sample(sc)
         extra_b = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_b = (time.monotonic(), procstat.self_cpu_s())
     finally:
@@ -110,6 +111,19 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     return summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)
 
 
+async def _relay_sample(sc: Scenario) -> procstat.Sample | None:
+    if sc.metrics_url:
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                return await procstat.sample_metrics(session, sc.metrics_url)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("metrics endpoint: %s", exc)
+            return None
+    return _sample(sc.relay_pid)
+
+
 def _sample(pid: int | None) -> procstat.Sample | None:
     if pid is None:
         return None
@@ -121,14 +135,14 @@ def _sample(pid: int | None) -> procstat.Sample | None:
 
 
 async def _progress(sc: Scenario, devices: list[Device], t0: float) -> None:
-    prev = _sample(sc.relay_pid)
+    prev = await _relay_sample(sc)
     while True:
         await asyncio.sleep(1.0)
         up = sum(1 for d in devices if d.result.ok)
         failed = sum(1 for d in devices if d.result.error)
         rtts = sorted(x for d in devices for x in d.matcher.rtts_ms[-5:])
         p50 = f"{rtts[len(rtts) // 2]:.0f}" if rtts else "-"
-        cur = _sample(sc.relay_pid)
+        cur = await _relay_sample(sc)
         cpu = f" relay cpu {procstat.cpu_percent(prev, cur):5.1f}%" if prev and cur else ""
         prev = cur
         sys.stderr.write(f"\r[{sc.label}] t={time.monotonic() - t0:5.1f}s calls {up}/{sc.n} failed {failed} "

@@ -43,3 +43,28 @@ def test_passes_bar_thresholds():
     assert not passes_bar(slow)
     lossy = summarize("relay", 1, 20.0, 5.0, [_ok(0, [100.0] * 10, lost=20)], {})
     assert not passes_bar(lossy)
+
+
+def test_prometheus_process_metrics():
+    from bench.procstat import parse_prometheus
+
+    text = """# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+process_resident_memory_bytes{worker="0"} 1.048576e+08
+process_resident_memory_bytes{worker="1"} 1048576
+relay_calls_active 3
+"""
+    assert parse_prometheus(text) == (12.5, 104857600 + 1048576)
+    assert parse_prometheus("relay_calls_active 3\n") == (None, None)
+
+
+def test_procstat_reads_this_process():
+    import os
+
+    from bench.procstat import cpu_percent, sample
+
+    a = sample(os.getpid())
+    sum(i * i for i in range(200000))
+    b = sample(os.getpid())
+    assert b.cpu_s >= a.cpu_s and b.rss_bytes > 1 << 20 and cpu_percent(a, b) >= 0
