@@ -19,6 +19,7 @@ log = logging.getLogger("bench.runner")
 
 MAX_DEVICES = 2000
 SETTLE_S = 1.0
+WATCHDOG_SLACK_S = 60.0
 
 
 @dataclass
@@ -52,9 +53,21 @@ def _credentials(sc: Scenario, i: int) -> tuple[str, str | None]:
 
 
 async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
-    """Run the scenario; returns the report dict (see ``bench.report.summarize``)."""
+    """Run the scenario; returns the report dict (see ``bench.report.summarize``).
+
+    Bounded in time: the whole run (ramp, steady state, hang-ups) is cut off
+    by a watchdog at ramp + duration + ``WATCHDOG_SLACK_S``.
+    """
     if not 1 <= sc.n <= MAX_DEVICES:
         raise ValueError(f"n must be 1..{MAX_DEVICES}")
+    if not (0 < sc.rate_per_s <= 1000 and 0 < sc.duration_s <= 3600):
+        raise ValueError("rate must be in (0, 1000] calls/s and duration in (0, 3600] s")
+    limit_s = sc.n / sc.rate_per_s + sc.duration_s + WATCHDOG_SLACK_S
+    async with asyncio.timeout(limit_s):
+        return await _run(sc, audio)
+
+
+async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     devices: list[Device] = []
     for i in range(sc.n):
         cid, secret = _credentials(sc, i)
