@@ -100,6 +100,20 @@ class Settings:
     datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")
     datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
 
+    # --- app REST API: TTS, voices, stories, file storage (#6) --------------
+    tts_engine: str = _f("espeak", "`espeak` (embedded espeak-ng) or `qwen3` (the Qwen3-TTS adapter at `tts_adapter_url`).")
+    tts_adapter_url: str = _f("", "Base URL of the Qwen3-TTS adapter service (protocol in docs/app_api.md).")
+    tts_adapter_key: str = _f("", "Bearer token sent to the Qwen3-TTS adapter.", secret=True)
+    tts_adapter_timeout_s: float = _f(120.0, "Timeout of one call to the Qwen3-TTS adapter, seconds.")
+    tts_workers: int = _f(1, "TTS worker processes (synthesis, decoding, MP3, speech recognition); never the event loop.")
+    tts_queue_limit: int = _f(4, "TTS requests allowed to wait for a worker; beyond it the app API answers 503 TTS_BUSY.")
+    tts_output_retention_s: int = _f(3600, "Synthesised files are deleted this long after creation (their URLs expire sooner).")
+    transcription_url: str = _f("", "OpenAI-compatible base URL for `/v1/audio/transcriptions` (clone transcripts); empty: embedded pocketsphinx.")
+    transcription_api_key: str = _f("", "Bearer token for `transcription_url`.", secret=True)
+    transcription_model: str = _f("whisper-1", "Model name sent to `transcription_url`.")
+    url_signing_key: str = _f("", "HMAC key of signed file URLs (share it across nodes); empty: generated once in `<data_dir>/url_signing.key`.", secret=True)
+    signed_url_ttl_s: int = _f(300, "Lifetime of signed audio/preview URLs, seconds.")
+
     @classmethod
     def field_specs(cls) -> list[tuple[str, str, Any, str, bool]]:
         """(name, env var, default, doc, secret) for every setting."""
@@ -167,6 +181,7 @@ _CHOICES = {
     "upstream_provider": ("openai", "azure", "compatible"),
     "log_format": ("auto", "json", "text"),
     "log_level": ("debug", "info", "warning", "error"),
+    "tts_engine": ("espeak", "qwen3"),
 }
 
 
