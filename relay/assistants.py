@@ -1,0 +1,50 @@
+"""The default assistant and the four client-side device tools of seed 000.
+
+``resolve_default_assistant(settings)`` builds the assistant used by demo calls and
+by clients with no assistant of their own, from settings alone: with
+``upstream_url`` empty it is relay's built-in local assistant (provider ``local``,
+model ``relay-echo``), so a fresh ``relay serve`` works with no API key.
+"""
+
+from __future__ import annotations
+
+from relay.models import Assistant, Tool
+from relay.settings import Settings
+
+DEFAULT_ASSISTANT_ID = "default"
+LOCAL_MODEL = "relay-echo"
+
+DEVICE_TOOLS: tuple[Tool, ...] = (
+    Tool(
+        name="adjust_device_volume",
+        description="Increase or decrease the device volume by 10%.",
+        parameters={"type": "object", "properties": {"action": {"type": "string", "enum": ["increase", "decrease"]}},
+                    "required": ["action"]},
+    ),
+    Tool(
+        name="set_device_volume",
+        description="Set the device volume to a specific level (percent).",
+        parameters={"type": "object",
+                    "properties": {"volume_level": {"type": "integer", "minimum": 0, "maximum": 100}},
+                    "required": ["volume_level"]},
+    ),
+    Tool(name="quiet_device", description="Mute the device audio (set volume to 0%)."),
+    Tool(name="stop_audio", description="Stop the audio or music currently playing (does not mute)."),
+)
+DEVICE_TOOL_NAMES: frozenset[str] = frozenset(t.name for t in DEVICE_TOOLS)
+
+
+def resolve_default_assistant(settings: Settings) -> Assistant:
+    """The operator's default assistant, built from the ``upstream_*`` settings."""
+    if not settings.upstream_url:
+        return Assistant(
+            id=DEFAULT_ASSISTANT_ID, name="Default (built-in local assistant)", provider="local",
+            model=LOCAL_MODEL, voice=settings.upstream_voice, instructions=settings.upstream_instructions,
+            device_tools=True, dialect=settings.upstream_dialect,  # type: ignore[arg-type]
+        )
+    return Assistant(
+        id=DEFAULT_ASSISTANT_ID, name="Default", provider=settings.upstream_provider,  # type: ignore[arg-type]
+        upstream_url=settings.upstream_url, api_key=settings.upstream_api_key, model=settings.upstream_model,
+        voice=settings.upstream_voice, instructions=settings.upstream_instructions, device_tools=True,
+        dialect=settings.upstream_dialect,  # type: ignore[arg-type]
+    )

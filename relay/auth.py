@@ -1,0 +1,200 @@
+"""Device authentication: the whole matrix of seeds 000/001/002, in one function.
+
+``await authenticate(request) -> Device`` or raises ``ApiError`` (seed 000 shape):
+
+====================================================  ======  =======================
+case                                                   status  code
+====================================================  ======  =======================
+``X-Demo-Mode: true`` and demo mode on                 ok      (demo device, default assistant, demo_max_call_s)
+``X-Demo-Mode: true`` and demo mode off                403     ``demo_mode_disabled``
+no ``X-Client-Id``                                     400     ``missing_header``
+``X-Client-Id`` longer than 128 chars                  400     ``invalid_client_id``
+unknown client, no/other workspace key                 404     ``client_not_found``
+disabled client                                        404     ``client_not_found``
+unknown client + key of a self-enrolling workspace     ok      (client created in that workspace)
+  ... but the id is not a UUID                         400     ``invalid_client_id``
+``X-Workspace-Key`` given but wrong / other workspace  401     ``invalid_workspace_key``
+no secret (workspace not secretless, or enrolled)      401     ``missing_secret``
+secret < 32 or > 512 characters                        400     ``invalid_secret``
+first secret for the client (TOFU)                     ok      (enrolled)
+secret differs from the enrolled one                   401     ``invalid_secret``
+too many failed secrets (client id / address)          429     ``rate_limited`` + Retry-After
+``X-Assistant-Id`` unknown or in another workspace     404     ``assistant_not_found``
+====================================================  ======  =======================
+
+The app REST API (#6) uses ``authenticate_app(request)``: the same checks with
+``X-Workspace-Key`` required, raising ``AppApiError`` (``{"detail": {...}}``,
+upper-case codes) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from relay.assistants import resolve_default_assistant
+from relay.models import Assistant, Client, Device, Workspace
+from relay.settings import Settings
+from relay.store import assistants as assistants_repo
+from relay.store import clients as clients_repo
+from relay.store import workspaces as workspaces_repo
+from relay.store.db import Database
+from relay.store.errors import Conflict
+from relay.throttle import FailureThrottle
+from relay.web import keys
+from relay.web.errors import ApiError, AppApiError
+
+log = logging.getLogger("relay.auth")
+
+MAX_CLIENT_ID_CHARS = 128
+TOUCH_EVERY_S = 60.0  # last_seen_at is refreshed at most this often (no write per request)
+NOT_FOUND = "Client ID not found or not activated"
+
+
+class AuthThrottle:
+    """Failed-secret throttles of one process: per client id, and per remote address (x10)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.by_client = FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window_s)
+        self.by_address = FailureThrottle(settings.auth_fail_limit * 10, settings.auth_fail_window_s)
+
+
+THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+
+
+def _throttle(app: web.Application) -> AuthThrottle:
+    thr = app.get(THROTTLE)
+    if thr is None:  # an app built without create_app (tests of single areas)
+        thr = AuthThrottle(app[keys.SETTINGS])
+        app[THROTTLE] = thr
+    return thr
+
+
+def _rate_limited(retry_after: str) -> ApiError:
+    return ApiError(429, "Too many failed attempts; retry later", "rate_limited",
+                    headers={"Retry-After": retry_after})
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1", "yes")
+
+
+async def _resolve_assistant(db: Database, settings: Settings, client: Client, workspace: Workspace | None,
+                             override: str | None) -> Assistant:
+    if override:
+        assistant = await assistants_repo.find(db, override) if len(override) <= 128 else None
+        if assistant is None or assistant.workspace_id != client.workspace_id:
+            raise ApiError(404, "Assistant not found in this client's workspace", "assistant_not_found")
+        return assistant
+    for aid in (client.assistant_id, workspace.default_assistant_id if workspace else None):
+        if aid:
+            assistant = await assistants_repo.find(db, aid)
+            if assistant is not None:
+                return assistant
+    return resolve_default_assistant(settings)
+
+
+async def authenticate(request: web.Request, *, require_workspace_key: bool = False) -> Device:
+    """Authenticate the device behind ``request`` (see the module docstring for every case)."""
+    app = request.app
+    settings: Settings = app[keys.SETTINGS]
+    db: Database = app[keys.DB]
+    headers = request.headers
+    now = time.time()
+
+    if "X-Demo-Mode" in headers and _is_true(headers.get("X-Demo-Mode")):
+        if not settings.demo_mode:
+            raise ApiError(403, "Demo mode is disabled on this server", "demo_mode_disabled")
+        client_id = (headers.get("X-Client-Id") or "demo").strip()[:MAX_CLIENT_ID_CHARS] or "demo"
+        log.info("demo call authenticated", extra={"client_id": client_id})
+        return Device(client_id=client_id, workspace_id=None, assistant=resolve_default_assistant(settings),
+                      demo=True, max_call_s=min(settings.demo_max_call_s, settings.max_call_s))
+
+    client_id = (headers.get("X-Client-Id") or "").strip()
+    if not client_id:
+        raise ApiError(400, "Missing X-Client-Id header", "missing_header")
+    if len(client_id) > MAX_CLIENT_ID_CHARS:
+        raise ApiError(400, f"X-Client-Id longer than {MAX_CLIENT_ID_CHARS} characters", "invalid_client_id")
+    client_id = client_id.lower()
+
+    thr = _throttle(app)
+    address = request.remote or "unknown"
+    addr_key = "addr:" + address
+    wait = thr.by_address.retry_after_header(addr_key, now)
+    if wait:
+        raise _rate_limited(wait)
+
+    ws_key = headers.get("X-Workspace-Key")
+    if require_workspace_key and not ws_key:
+        raise ApiError(400, "Missing X-Workspace-Key header", "missing_header")
+    key_workspace: Workspace | None = None
+    if ws_key:
+        key_workspace = await workspaces_repo.by_key(db, ws_key)
+        if key_workspace is None:
+            thr.by_address.failure(addr_key, now)
+            raise ApiError(401, "Invalid X-Workspace-Key", "invalid_workspace_key")
+
+    client = await clients_repo.find(db, client_id)
+    enrolled_now = False
+    if client is None and key_workspace is not None and key_workspace.allow_self_enrol:
+        if not clients_repo.is_uuid(client_id):
+            raise ApiError(400, "X-Client-Id must be a UUID to self-enrol", "invalid_client_id")
+        try:
+            client = await clients_repo.create(db, key_workspace.id, client_id=client_id)
+            log.info("client self-enrolled", extra={"client_id": client_id, "workspace_id": key_workspace.id})
+        except Conflict:  # a concurrent request enrolled it first
+            client = await clients_repo.find(db, client_id)
+        enrolled_now = True
+    if client is None or client.status != "active":
+        raise ApiError(404, NOT_FOUND, "client_not_found")
+    if key_workspace is not None and key_workspace.id != client.workspace_id:
+        thr.by_address.failure(addr_key, now)
+        raise ApiError(401, "X-Workspace-Key does not match this client's workspace", "invalid_workspace_key")
+
+    client_key = "client:" + client.id
+    wait = thr.by_client.retry_after_header(client_key, now)
+    if wait:
+        raise _rate_limited(wait)
+
+    workspace = key_workspace or await workspaces_repo.find(db, client.workspace_id)
+    secret = headers.get("X-Client-Secret")
+    if not secret:
+        if not (workspace is not None and workspace.allow_secretless and not client.enrolled):
+            raise ApiError(401, "Missing X-Client-Secret header", "missing_secret")
+    else:
+        if not clients_repo.MIN_SECRET_CHARS <= len(secret) <= clients_repo.MAX_SECRET_CHARS:
+            raise ApiError(400, f"X-Client-Secret must be {clients_repo.MIN_SECRET_CHARS} to "
+                                f"{clients_repo.MAX_SECRET_CHARS} characters", "invalid_secret")
+        if not client.enrolled and await clients_repo.enrol_secret(db, client.id, secret, now=now):
+            enrolled_now = True
+            log.info("client secret enrolled (TOFU)", extra={"client_id": client.id})
+        else:
+            if not client.enrolled:  # lost an enrolment race: check against the winner's secret
+                client = await clients_repo.get(db, client.id)
+            if not clients_repo.secret_matches(client, secret):
+                thr.by_client.failure(client_key, now)
+                thr.by_address.failure(addr_key, now)
+                log.warning("invalid client secret", extra={"client_id": client.id, "remote": address})
+                raise ApiError(401, "Invalid client secret", "invalid_secret")
+            thr.by_client.success(client_key)
+
+    if not enrolled_now and (client.last_seen_at is None or now - client.last_seen_at >= TOUCH_EVERY_S):
+        await clients_repo.touch(db, client.id, now=now)
+
+    assistant = await _resolve_assistant(db, settings, client, workspace, headers.get("X-Assistant-Id"))
+    return Device(client_id=client.id, workspace_id=client.workspace_id, assistant=assistant, demo=False,
+                  max_call_s=settings.max_call_s, enrolled_now=enrolled_now)
+
+
+async def authenticate_app(request: web.Request) -> Device:
+    """``authenticate`` for the app REST API: X-Workspace-Key required, errors as ``AppApiError``.
+
+    Codes are the upper-cased seed-000 codes (``MISSING_HEADER``, ``CLIENT_NOT_FOUND``,
+    ``INVALID_SECRET``, ``RATE_LIMITED``, ...); status codes and Retry-After are kept.
+    """
+    try:
+        return await authenticate(request, require_workspace_key=True)
+    except ApiError as exc:
+        raise AppApiError(exc.status, exc.message, exc.code.upper(), headers=exc.headers) from None

@@ -1,0 +1,102 @@
+"""The ``relay`` command: ``serve``, ``config --markdown``, ``admin ...``.
+
+    relay serve [--config relay.toml]
+    relay config --markdown            # the README's settings table
+    relay admin [--config FILE] [--json] workspaces|assistants|clients ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from relay.settings import Settings, SettingsError, load_settings, markdown_table
+
+log = logging.getLogger("relay.server")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="WebRTC <-> Realtime media relay for voice assistants")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML settings file (RELAY_* environment variables override it)")
+    config = sub.add_parser("config", help="show settings")
+    config.add_argument("--config", help="TOML settings file")
+    config.add_argument("--markdown", action="store_true", help="print the settings table (README)")
+    from relay.admin.cli import add_admin_parser
+
+    add_admin_parser(sub)
+    return parser
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain gracefully."""
+    from aiohttp import web
+
+    from relay.web.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
+        max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
+        log.info("relay listening on http://%s:%s", bound[0], bound[1], extra={"event": "listening"})
+        await stop.wait()
+        log.info("shutting down (drain up to %.0f s)", settings.shutdown_timeout_s)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from relay.log import configure_logging
+
+    settings = load_settings(args.config)
+    configure_logging(settings)
+    log.info("starting relay", extra={"settings": settings.redacted()})
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # uvloop is a dependency; only odd platforms lack it
+        runner = asyncio.run
+    runner(serve(settings))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _run_serve(args)
+        if args.command == "config":
+            if args.markdown:
+                print(markdown_table())
+            else:
+                import orjson
+
+                print(orjson.dumps(load_settings(args.config).redacted(), option=orjson.OPT_INDENT_2).decode())
+            return 0
+        if args.command == "admin":
+            from relay.admin.cli import run_admin
+
+            return run_admin(args)
+    except SettingsError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
+    return 2

@@ -1,0 +1,260 @@
+"""``Database``: one small async interface over SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+SQL is written once, with ``?`` placeholders, in a portable subset: TEXT, INTEGER,
+REAL; booleans as INTEGER 0/1; JSON as TEXT; times as REAL unix seconds. On
+PostgreSQL ``?`` is rewritten to ``$n`` (outside string literals), and in
+migrations ``REAL`` becomes ``DOUBLE PRECISION`` and ``INTEGER`` becomes ``BIGINT``
+(PostgreSQL's REAL is 4 bytes: it would round unix times to minutes).
+
+    db = await Database.connect("sqlite:///relay.db")
+    await db.migrate()
+    row = await db.fetchone("SELECT * FROM clients WHERE id = ?", cid)
+    async with db.transaction() as tx:
+        await tx.execute(...)
+    await db.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+log = logging.getLogger("relay.store")
+
+MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class DatabaseError(RuntimeError):
+    """The database URL or a migration cannot be used."""
+
+
+class Executor(Protocol):
+    async def execute(self, sql: str, *args: Any) -> int: ...
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+
+def _norm_args(args: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(int(a) if isinstance(a, bool) else a for a in args)
+
+
+def qmark_to_dollar(sql: str) -> str:
+    """Rewrite ``?`` placeholders to ``$1..$n``, leaving string literals and quoted names alone."""
+    out: list[str] = []
+    n = 0
+    quote: str | None = None
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = None
+            out.append(ch)
+        elif ch in ("'", '"'):
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a migration into statements on ``;``, dropping ``--`` comments.
+
+    Migrations keep ``;`` and ``--`` out of string literals.
+    """
+    lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _pg_ddl(stmt: str) -> str:
+    stmt = re.sub(r"\bREAL\b", "DOUBLE PRECISION", stmt)
+    return re.sub(r"\bINTEGER\b", "BIGINT", stmt)
+
+
+def _status_count(status: str) -> int:
+    # asyncpg returns e.g. "UPDATE 3", "INSERT 0 1", "DELETE 0", "CREATE TABLE".
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+def migration_files(directory: Path | None = None) -> list[tuple[str, str, str]]:
+    """(version, name, sql) of every migration, in order."""
+    found: list[tuple[str, str, str]] = []
+    if directory is None:
+        base = resources.files("relay.store") / "migrations"
+        entries = [(e.name, e) for e in base.iterdir()]
+    else:
+        entries = [(p.name, p) for p in Path(directory).iterdir()]
+    seen: dict[str, str] = {}
+    for fname, entry in sorted(entries, key=lambda e: e[0]):
+        m = MIGRATION_RE.match(fname)
+        if not m:
+            continue
+        version, name = m.group(1), m.group(2)
+        if version in seen:
+            raise DatabaseError(f"two migrations numbered {version}: {seen[version]} and {fname}")
+        seen[version] = fname
+        found.append((version, name, entry.read_text(encoding="utf-8")))
+    return found
+
+
+class _SqliteTx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cur = await self._conn.execute(sql, _norm_args(args))
+        count = cur.rowcount
+        await cur.close()
+        return max(count, 0)
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        async with self._conn.execute(sql, _norm_args(args)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        async with self._conn.execute(sql, _norm_args(args)) as cur:
+            rows = await cur.fetchall()
+        return [dict(r) for r in rows]
+
+
+class _PgTx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return _status_count(await self._conn.execute(qmark_to_dollar(sql), *_norm_args(args)))
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = await self._conn.fetchrow(qmark_to_dollar(sql), *_norm_args(args))
+        return dict(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._conn.fetch(qmark_to_dollar(sql), *_norm_args(args))]
+
+
+class Database:
+    """The store's connection. Use ``Database.connect(url)``; methods as in ``Executor``."""
+
+    dialect: str
+
+    def __init__(self, dialect: str, url: str) -> None:
+        self.dialect = dialect
+        self.url = url
+        self._sqlite: Any = None
+        self._sqlite_lock = asyncio.Lock()  # one SQLite connection: statements and transactions take turns
+        self._pool: Any = None
+
+    def __repr__(self) -> str:
+        return f"Database(dialect={self.dialect!r})"  # the URL may hold a password: never shown
+
+    @classmethod
+    async def connect(cls, url: str, *, pool_max: int = 10) -> Database:
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            import aiosqlite
+
+            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parts.path
+            if not path:
+                raise DatabaseError("sqlite URL needs a path: sqlite:///path/to/relay.db")
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self = cls("sqlite", url)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn.row_factory = aiosqlite.Row
+            await conn.execute("PRAGMA foreign_keys = ON")
+            if path != ":memory:":
+                await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            self._sqlite = conn
+            return self
+        if parts.scheme in ("postgresql", "postgres"):
+            import asyncpg
+
+            self = cls("postgresql", url)
+            try:
+                self._pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_max)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise DatabaseError(f"cannot connect to PostgreSQL at {parts.hostname}:{parts.port}: "
+                                    f"{type(exc).__name__}") from None
+            return self
+        raise DatabaseError(f"unsupported database URL scheme {parts.scheme!r} (use sqlite:/// or postgresql://)")
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
+            self._sqlite = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # --- statements outside a transaction (each one atomic) ---------------
+    async def execute(self, sql: str, *args: Any) -> int:
+        if self._pool is not None:
+            async with self._pool.acquire() as conn:
+                return await _PgTx(conn).execute(sql, *args)
+        async with self._sqlite_lock:
+            return await _SqliteTx(self._sqlite).execute(sql, *args)
+
+    async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        if self._pool is not None:
+            async with self._pool.acquire() as conn:
+                return await _PgTx(conn).fetchone(sql, *args)
+        async with self._sqlite_lock:
+            return await _SqliteTx(self._sqlite).fetchone(sql, *args)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        if self._pool is not None:
+            async with self._pool.acquire() as conn:
+                return await _PgTx(conn).fetchall(sql, *args)
+        async with self._sqlite_lock:
+            return await _SqliteTx(self._sqlite).fetchall(sql, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        """All-or-nothing: commits when the block ends, rolls back if it raises."""
+        if self._pool is not None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _PgTx(conn)
+            return
+        async with self._sqlite_lock:
+            await self._sqlite.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._sqlite)
+            except BaseException:
+                await self._sqlite.execute("ROLLBACK")
+                raise
+            await self._sqlite.execute("COMMIT")
+
+    # --- migrations ----------------------------------------------------------
+    async def migrate(self, directory: Path | None = None) -> list[str]:
+        """Apply every migration not applied yet, each in its own transaction. Returns the applied versions."""
+        create = ("CREATE TABLE IF NOT EXISTS schema_migrations "
+                  "(version TEXT PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+        await self.execute(_pg_ddl(create) if self.dialect == "postgresql" else create)
+        applied: list[str] = []
+        for version, name, sql in migration_files(directory):
+            async with self.transaction() as tx:
+                if self.dialect == "postgresql":
+                    # Several nodes may start at once: one migrates, the others wait and then skip.
+                    await tx.execute("SELECT pg_advisory_xact_lock(7303003)")
+                if await tx.fetchone("SELECT version FROM schema_migrations WHERE version = ?", version):
+                    continue
+                for stmt in split_statements(sql):
+                    await tx.execute(_pg_ddl(stmt) if self.dialect == "postgresql" else stmt)
+                await tx.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                                 version, name, time.time())
+            log.info("applied migration %s_%s", version, name)
+            applied.append(version)
+        return applied

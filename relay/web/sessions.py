@@ -1,0 +1,50 @@
+"""``POST /v1/realtime/sessions`` (seed 000): authenticate, record a session, hand out ICE servers."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from relay.auth import authenticate
+from relay.store import sessions as sessions_repo
+from relay.turn import ice_servers
+from relay.web import keys
+from relay.web.errors import ApiError
+from relay.web.middleware import json_response, read_json
+
+log = logging.getLogger("relay.session")
+
+MODALITIES = ("text", "audio")
+
+
+def _modalities(body: object) -> list[str]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object", "invalid_request")
+    modalities = body.get("modalities", ["text", "audio"])
+    if (not isinstance(modalities, list) or not modalities or len(modalities) > len(MODALITIES)
+            or not all(isinstance(m, str) and m in MODALITIES for m in modalities)
+            or len(set(modalities)) != len(modalities)):
+        raise ApiError(400, 'modalities must be a non-empty list of "text" and/or "audio"', "invalid_modalities")
+    return modalities
+
+
+async def create_session(request: web.Request) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    if request.content_type != "application/json":
+        raise ApiError(415, "Content-Type must be application/json", "unsupported_media_type")
+    device = await authenticate(request)
+    modalities = _modalities(await read_json(request))
+    now = time.time()
+    servers = ice_servers(settings, device.client_id, now=now)
+    record = await sessions_repo.create(
+        request.app[keys.DB], client_id=device.client_id, workspace_id=device.workspace_id,
+        assistant_id=device.assistant.id, demo=device.demo, modalities=modalities, ice_servers=servers, now=now,
+        ttl_s=settings.turn_ttl_s)
+    log.info("session created", extra={"session_id": record.id, "client_id": device.client_id, "demo": device.demo})
+    return json_response({"id": record.id, "iceServers": servers, "expires_at": int(record.expires_at)})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/realtime/sessions", create_session)
