@@ -1,0 +1,272 @@
+"""The device authentication matrix (seeds 000/001/002), over real HTTP and a real store."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from relay.store import assistants, clients, workspaces
+
+from .helpers import assert_error, db_of, device_headers, new_secret, post_session
+
+
+@pytest.fixture
+async def app(make_app) -> TestClient:
+    return await make_app(auth_fail_limit=3, auth_fail_window_s=60)
+
+
+async def new_client(app: TestClient, workspace_id: str = "default", **kw) -> str:
+    return (await clients.create(db_of(app), workspace_id, **kw)).id
+
+
+async def test_missing_client_id(app: TestClient) -> None:
+    status, body, _ = await post_session(app, device_headers(secret=new_secret()))
+    assert_error(status, body, 400, "missing_header")
+    assert body["error"]["message"] == "Missing X-Client-Id header"
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+async def test_unknown_client_is_404(app: TestClient) -> None:
+    status, body, _ = await post_session(app, device_headers(str(uuid.uuid4()), new_secret()))
+    assert_error(status, body, 404, "client_not_found")
+    assert body["error"]["message"] == "Client ID not found or not activated"
+
+
+async def test_tofu_enrol_then_verify(app: TestClient) -> None:
+    cid = await new_client(app)
+    secret = new_secret()
+    status, body, _ = await post_session(app, device_headers(cid, secret))
+    assert status == 200 and body["id"].startswith("session_") and body["iceServers"] == []
+    c = await clients.get(db_of(app), cid)
+    assert c.enrolled and c.enrolled_at is not None
+    status, body, _ = await post_session(app, device_headers(cid, secret))
+    assert status == 200
+    status, body, _ = await post_session(app, device_headers(cid, new_secret()))
+    assert_error(status, body, 401, "invalid_secret")
+    assert body["error"]["type"] == "authentication_error"
+
+
+async def test_client_id_is_case_insensitive(app: TestClient) -> None:
+    cid = await new_client(app)
+    secret = new_secret()
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    assert (await post_session(app, device_headers(cid.upper(), secret)))[0] == 200
+
+
+async def test_missing_secret_is_401(app: TestClient) -> None:
+    cid = await new_client(app)
+    status, body, _ = await post_session(app, device_headers(cid))
+    assert_error(status, body, 401, "missing_secret")
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * 31, "y" * 513])
+async def test_bad_secret_length_is_400(app: TestClient, secret: str) -> None:
+    cid = await new_client(app)
+    status, body, _ = await post_session(app, device_headers(cid, secret))
+    assert_error(status, body, 400, "invalid_secret")
+    assert not (await clients.get(db_of(app), cid)).enrolled
+
+
+async def test_secretless_workspace(app: TestClient) -> None:
+    ws, _ = await workspaces.create(db_of(app), "kiosks", allow_secretless=True)
+    cid = await new_client(app, ws.id)
+    assert (await post_session(app, device_headers(cid)))[0] == 200
+    # once a secret is enrolled, it is required again
+    secret = new_secret()
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    status, body, _ = await post_session(app, device_headers(cid))
+    assert_error(status, body, 401, "missing_secret")
+
+
+async def test_disabled_client_is_404_and_reenabled_works(app: TestClient) -> None:
+    cid = await new_client(app)
+    secret = new_secret()
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    await clients.set_status(db_of(app), cid, "disabled")
+    status, body, _ = await post_session(app, device_headers(cid, secret))
+    assert_error(status, body, 404, "client_not_found")
+    await clients.set_status(db_of(app), cid, "active")
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+
+
+async def test_admin_reset_allows_new_secret(app: TestClient) -> None:
+    cid = await new_client(app)
+    old, new = new_secret(), new_secret()
+    assert (await post_session(app, device_headers(cid, old)))[0] == 200
+    assert (await post_session(app, device_headers(cid, new)))[0] == 401
+    await clients.reset_secret(db_of(app), cid)
+    assert (await post_session(app, device_headers(cid, new)))[0] == 200
+    assert (await post_session(app, device_headers(cid, old)))[0] == 401
+
+
+async def test_workspace_self_enrolment(app: TestClient) -> None:
+    ws, key = await workspaces.create(db_of(app), "fleet", allow_self_enrol=True, with_key=True)
+    cid = str(uuid.uuid4())
+    secret = new_secret()
+    status, body, _ = await post_session(app, device_headers(cid, secret, X_Workspace_Key=key))
+    assert status == 200, body
+    c = await clients.get(db_of(app), cid)
+    assert c.workspace_id == ws.id and c.enrolled
+    # later without the key, same secret: fine (the client exists now)
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+
+
+async def test_self_enrolment_needs_uuid(app: TestClient) -> None:
+    _, key = await workspaces.create(db_of(app), "fleet", allow_self_enrol=True, with_key=True)
+    status, body, _ = await post_session(app, device_headers("kitchen-speaker", new_secret(), X_Workspace_Key=key))
+    assert_error(status, body, 400, "invalid_client_id")
+
+
+async def test_self_enrolment_needs_flag_and_valid_key(app: TestClient) -> None:
+    _, key = await workspaces.create(db_of(app), "closed", allow_self_enrol=False, with_key=True)
+    status, body, _ = await post_session(app, device_headers(str(uuid.uuid4()), new_secret(), X_Workspace_Key=key))
+    assert_error(status, body, 404, "client_not_found")
+    status, body, _ = await post_session(app, device_headers(str(uuid.uuid4()), new_secret(),
+                                                             X_Workspace_Key="rwk_wrong-key-123456"))
+    assert_error(status, body, 401, "invalid_workspace_key")
+
+
+async def test_self_enrolment_does_not_revive_disabled(app: TestClient) -> None:
+    ws, key = await workspaces.create(db_of(app), "fleet", allow_self_enrol=True, with_key=True)
+    cid = await new_client(app, ws.id)
+    await clients.set_status(db_of(app), cid, "disabled")
+    status, body, _ = await post_session(app, device_headers(cid, new_secret(), X_Workspace_Key=key))
+    assert_error(status, body, 404, "client_not_found")
+
+
+async def test_workspace_key_of_other_workspace_refused(app: TestClient) -> None:
+    _, key = await workspaces.create(db_of(app), "other", allow_self_enrol=True, with_key=True)
+    cid = await new_client(app)  # in "default"
+    status, body, _ = await post_session(app, device_headers(cid, new_secret(), X_Workspace_Key=key))
+    assert_error(status, body, 401, "invalid_workspace_key")
+
+
+async def test_demo_mode_off_refuses(app: TestClient) -> None:
+    status, body, _ = await post_session(app, device_headers(str(uuid.uuid4()), X_Demo_Mode="true"))
+    assert_error(status, body, 403, "demo_mode_disabled")
+
+
+async def test_demo_mode_on_bypasses_validation(make_app) -> None:
+    app = await make_app(demo_mode=True, demo_max_call_s=120)
+    status, body, _ = await post_session(app, device_headers(X_Demo_Mode="true"))
+    assert status == 200 and body["id"].startswith("session_")
+    status, body, _ = await post_session(app, device_headers("anything", X_Demo_Mode="True"))
+    assert status == 200
+    # X-Demo-Mode: false is not a demo call: normal validation applies
+    status, body, _ = await post_session(app, device_headers(str(uuid.uuid4()), new_secret(), X_Demo_Mode="false"))
+    assert_error(status, body, 404, "client_not_found")
+
+
+async def test_demo_device_fields(make_app) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from relay.auth import authenticate
+    from relay.web import keys
+
+    app = await make_app(demo_mode=True, demo_max_call_s=120)
+    req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true"},
+                              app=app.server.app)
+    device = await authenticate(req)
+    assert device.demo and device.max_call_s == 120 and device.workspace_id is None
+    assert device.assistant.provider == "local" and device.assistant.model == "relay-echo"
+    assert {t.name for t in device.assistant.all_tools} == {"adjust_device_volume", "set_device_volume",
+                                                           "quiet_device", "stop_audio"}
+    assert app.server.app[keys.SETTINGS].demo_mode
+
+
+async def _device(app: TestClient, headers: dict[str, str]):
+    from aiohttp.test_utils import make_mocked_request
+
+    from relay.auth import authenticate
+
+    req = make_mocked_request("POST", "/v1/realtime/sessions", headers=headers, app=app.server.app)
+    return await authenticate(req)
+
+
+async def test_assistant_resolution_and_override(app: TestClient) -> None:
+    db = db_of(app)
+    mine = await assistants.create(db, "default", "Mine", voice="verse")
+    other = await assistants.create(db, "default", "Other", voice="sage")
+    ws2, _ = await workspaces.create(db, "foreign")
+    foreign = await assistants.create(db, ws2.id, "Foreign")
+    cid = await new_client(app, assistant_id=mine.id)
+    secret = new_secret()
+    device = await _device(app, device_headers(cid, secret))
+    assert device.assistant.id == mine.id and device.client_id == cid and device.workspace_id == "default"
+    assert not device.demo and device.enrolled_now
+    device = await _device(app, device_headers(cid, secret, X_Assistant_Id=other.id))
+    assert device.assistant.id == other.id and not device.enrolled_now
+    status, body, _ = await post_session(app, device_headers(cid, secret, X_Assistant_Id=foreign.id))
+    assert_error(status, body, 404, "assistant_not_found")
+    status, body, _ = await post_session(app, device_headers(cid, secret, X_Assistant_Id="nope"))
+    assert_error(status, body, 404, "assistant_not_found")
+    # no assistant of its own: the workspace default, else the operator's default
+    plain = await new_client(app)
+    assert (await _device(app, device_headers(plain, secret))).assistant.id == "default"
+    await workspaces.update(db, "default", default_assistant_id=other.id)
+    assert (await _device(app, device_headers(plain, secret))).assistant.id == other.id
+
+
+async def test_failed_secrets_throttled_per_client(app: TestClient) -> None:
+    cid = await new_client(app)
+    secret = new_secret()
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    for _ in range(3):
+        assert (await post_session(app, device_headers(cid, new_secret())))[0] == 401
+    status, body, headers = await post_session(app, device_headers(cid, secret))  # even the right one waits
+    assert_error(status, body, 429, "rate_limited")
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    # other clients are unaffected
+    other = await new_client(app)
+    assert (await post_session(app, device_headers(other, new_secret())))[0] == 200
+
+
+async def test_throttle_window_expires(app: TestClient) -> None:
+    from relay.auth import THROTTLE
+
+    cid = await new_client(app)
+    secret = new_secret()
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    for _ in range(3):
+        assert (await post_session(app, device_headers(cid, new_secret())))[0] == 401
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 429
+    # age the recorded failures past the window (the throttle is sans-I/O: times are data)
+    thr = app.server.app[THROTTLE]
+    for throttle in (thr.by_client, thr.by_address):
+        for times in throttle._fails.values():
+            for i in range(len(times)):
+                times[i] -= 61
+    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+
+
+async def test_failed_secrets_throttled_per_address(make_app) -> None:
+    app = await make_app(auth_fail_limit=1, auth_fail_window_s=60)  # per address: 10
+    ids = [await new_client(app) for _ in range(11)]
+    for cid in ids:
+        assert (await post_session(app, device_headers(cid, new_secret())))[0] == 200  # enrol
+    for cid in ids[:10]:
+        assert (await post_session(app, device_headers(cid, new_secret())))[0] == 401
+    status, body, headers = await post_session(app, device_headers(ids[10], new_secret()))
+    assert_error(status, body, 429, "rate_limited")
+    assert "Retry-After" in headers
+
+
+async def test_overlong_client_id(app: TestClient) -> None:
+    status, body, _ = await post_session(app, device_headers("x" * 200, new_secret()))
+    assert_error(status, body, 400, "invalid_client_id")
+
+
+async def test_authenticate_app_maps_to_detail_shape(app: TestClient) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from relay.auth import authenticate_app
+    from relay.web.errors import AppApiError
+
+    cid = await new_client(app)
+    req = make_mocked_request("GET", "/v1/app/voices", headers=device_headers(cid, new_secret()), app=app.server.app)
+    with pytest.raises(AppApiError) as info:
+        await authenticate_app(req)
+    assert info.value.status == 400 and info.value.code == "MISSING_HEADER"
+    assert "X-Workspace-Key" in info.value.error
