@@ -158,6 +158,8 @@ async def test_a_full_call_from_the_console_page(relay_server: Server, browser: 
     assert await page.evaluate("window.__relayConsole.hangup()") is True
     assert (await state_of(browser))["phase"] == "ended"
     await wait_until(lambda: live_calls(relay_server) == 0, timeout_s=30, what="the server to release the call")
+    metrics = relay_server.app[MEDIA].metrics
+    assert metrics.calls_started == metrics.calls_ended == 1
     assert not [line for line in page.console if line.startswith("exception")], page.console
 
 
@@ -181,30 +183,34 @@ async def test_page_from_another_origin_calls_relay_with_cors(
 
 
 async def test_a_refused_session_is_shown_with_the_relay_error(relay_server: Server, browser: Browser) -> None:
-    """A bad secret: the relay's error (seed 000 shape) is shown, the step fails, nothing else starts."""
+    """An unknown client without demo mode: relay's error (seed 000 shape) is shown, the step fails,
+    nothing else starts."""
     page = browser.page
     await page.navigate(relay_server.url + "/")
     await page.wait_for(READY)
-    await page.evaluate(
+    identity = await page.evaluate(
         """(() => {
-            document.getElementById('client-secret').value = 'too-short';
             document.getElementById('demo-mode').checked = false;
+            return {id: document.getElementById('client-id').value,
+                    secret: document.getElementById('client-secret').value};
         })()"""
     )
     assert await page.evaluate("window.__relayConsole.connect()") is False
     state = await state_of(browser)
     assert state["phase"] == "error"
-    assert state["sessionStatus"] == 400
+    assert state["sessionStatus"] == 404
     assert state["steps"]["session"]["status"] == "failed"
     assert "peer" not in state["steps"]
     banner = await page.evaluate("document.getElementById('banner').textContent")
-    assert "HTTP 400" in banner
+    assert "Session creation failed: HTTP 404" in banner
     async with aiohttp.ClientSession() as http:
         async with http.post(
             relay_server.url + "/v1/realtime/sessions",
             json={"modalities": ["text", "audio"]},
-            headers={"X-Client-Id": "d4f8e2a1-3b7c-4e9f-a5d6-1c2b3e4f5a6b", "X-Client-Secret": "too-short"},
+            headers={"X-Client-Id": identity["id"], "X-Client-Secret": identity["secret"]},
         ) as resp:
+            assert resp.status == 404
             body = await resp.json()
     assert body["error"]["message"] in banner  # the relay's own words reach the user
     assert live_calls(relay_server) == 0
+    assert not [line for line in page.console if line.startswith("exception")], page.console
