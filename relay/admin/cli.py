@@ -1,14 +1,252 @@
-"""``relay admin ...`` (filled in below)."""
+"""``relay admin ...``: workspaces, assistants and clients, straight on the store.
+
+Uses the same repositories as the admin HTTP API. Output is a readable table,
+or JSON with ``--json``. Examples::
+
+    relay admin workspaces create "Acme" --self-enrol --with-key
+    relay admin assistants create --workspace default --name Helper --file helper.toml
+    relay admin clients create --workspace default --assistant <id>
+    relay admin clients list
+    relay admin clients reset-secret <client id>
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from relay.settings import load_settings
+from relay.store import assistants as assistants_repo
+from relay.store import clients as clients_repo
+from relay.store import workspaces as workspaces_repo
+from relay.store.db import Database, DatabaseError
+from relay.store.errors import Conflict, NotFound
+
+_ASSISTANT_FLAGS = ("provider", "upstream_url", "api_key", "model", "voice", "instructions", "dialect",
+                    "input_audio_format", "output_audio_format")
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, help_: str) -> None:
+    p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None,
+                   help=help_)
 
 
 def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    admin = sub.add_parser("admin", help="manage workspaces, assistants and clients")
-    admin.add_argument("--config", help="TOML settings file")
+    admin = sub.add_parser("admin", help="manage workspaces, assistants and clients (directly on the database)")
+    admin.add_argument("--config", help="TOML settings file (for the database URL)")
+    admin.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    things = admin.add_subparsers(dest="thing", required=True)
+
+    ws = things.add_parser("workspaces", help="workspaces").add_subparsers(dest="op", required=True)
+    p = ws.add_parser("create", help="create a workspace")
+    p.add_argument("name")
+    _bool_flag(p, "self-enrol", "devices with the workspace key may enrol themselves")
+    _bool_flag(p, "secretless", "devices of this workspace may omit X-Client-Secret")
+    p.add_argument("--with-key", action="store_true", help="issue a workspace key (printed once)")
+    ws.add_parser("list", help="list workspaces")
+    p = ws.add_parser("show", help="show one workspace")
+    p.add_argument("id")
+    p = ws.add_parser("update", help="change a workspace")
+    p.add_argument("id")
+    p.add_argument("--name")
+    _bool_flag(p, "self-enrol", "allow self-enrolment")
+    _bool_flag(p, "secretless", "allow secretless clients")
+    p.add_argument("--default-assistant", help="assistant id used by clients with none (or 'none')")
+    p = ws.add_parser("rotate-key", help="issue a new workspace key (the old one stops working)")
+    p.add_argument("id")
+    p = ws.add_parser("delete", help="delete a workspace and everything in it")
+    p.add_argument("id")
+
+    asst = things.add_parser("assistants", help="assistants").add_subparsers(dest="op", required=True)
+    for op in ("create", "update"):
+        p = asst.add_parser(op, help=f"{op} an assistant (flags and/or --file)")
+        if op == "create":
+            p.add_argument("--workspace", default="default", help="workspace id (default: default)")
+            p.add_argument("--name", help="name (or in --file)")
+        else:
+            p.add_argument("id")
+            p.add_argument("--name")
+        p.add_argument("--file", help="JSON or TOML file with assistant fields (flags override it)")
+        for flag in _ASSISTANT_FLAGS:
+            p.add_argument("--" + flag.replace("_", "-"), dest=flag)
+        _bool_flag(p, "device-tools", "enable the four client-side device tools")
+        _bool_flag(p, "allow-g711", "relay G.711 devices without transcoding")
+    p = asst.add_parser("list", help="list assistants")
+    p.add_argument("--workspace")
+    p = asst.add_parser("show", help="show one assistant")
+    p.add_argument("id")
+    p = asst.add_parser("delete", help="delete an assistant")
+    p.add_argument("id")
+
+    cl = things.add_parser("clients", help="clients (devices)").add_subparsers(dest="op", required=True)
+    p = cl.add_parser("create", help="create a client (prints its id)")
+    p.add_argument("--workspace", default="default")
+    p.add_argument("--assistant")
+    p.add_argument("--name", default="")
+    p.add_argument("--id", help="use this UUID instead of a fresh one")
+    p = cl.add_parser("list", help="list clients")
+    p.add_argument("--workspace")
+    for op, help_ in (("show", "show one client"), ("disable", "disable a client (404 to its requests)"),
+                      ("enable", "enable a client again"), ("reset-secret", "clear the enrolled secret (TOFU again)"),
+                      ("delete", "delete a client")):
+        p = cl.add_parser(op, help=help_)
+        p.add_argument("id")
+    p = cl.add_parser("set-assistant", help="assign an assistant ('none' to clear)")
+    p.add_argument("id")
+    p.add_argument("assistant")
 
 
-def run_admin(args: argparse.Namespace) -> int:
-    raise SystemExit("relay admin: not implemented yet")
+def load_fields_file(path: str) -> dict[str, Any]:
+    """Assistant fields from a ``.json`` or ``.toml`` file."""
+    raw = Path(path).read_bytes()
+    doc = tomllib.loads(raw.decode("utf-8")) if path.endswith(".toml") else orjson.loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected an object of assistant fields")
+    return doc
+
+
+def _assistant_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = load_fields_file(args.file) if args.file else {}
+    for name in (*_ASSISTANT_FLAGS, "name", "device_tools", "allow_g711"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float) and v > 1e9:
+            import datetime as dt
+
+            return dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        text = str(v)
+        return text if len(text) <= 48 else text[:45] + "..."
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+_COLUMNS = {
+    "workspace": ["id", "name", "allow_self_enrol", "allow_secretless", "default_assistant_id", "has_key"],
+    "assistant": ["id", "name", "workspace_id", "provider", "model", "voice", "dialect"],
+    "client": ["id", "name", "workspace_id", "assistant_id", "status", "enrolled", "last_seen_at"],
+}
+
+
+async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
+    """(kind, result) where result is a dict or a list of dicts."""
+    op = args.op
+    if args.thing == "workspaces":
+        if op == "create":
+            ws, key = await workspaces_repo.create(db, args.name, allow_self_enrol=bool(args.self_enrol),
+                                                   allow_secretless=bool(args.secretless), with_key=args.with_key)
+            return "workspace", {**ws.public_json(), **({"key": key} if key else {})}
+        if op == "list":
+            return "workspace", [w.public_json() for w in await workspaces_repo.list_all(db)]
+        if op == "show":
+            return "workspace", (await workspaces_repo.get(db, args.id)).public_json()
+        if op == "update":
+            changes: dict[str, Any] = {}
+            if args.name is not None:
+                changes["name"] = args.name
+            if args.self_enrol is not None:
+                changes["allow_self_enrol"] = args.self_enrol
+            if args.secretless is not None:
+                changes["allow_secretless"] = args.secretless
+            if args.default_assistant is not None:
+                aid = None if args.default_assistant == "none" else args.default_assistant
+                if aid is not None:
+                    a = await assistants_repo.get(db, aid)
+                    if a.workspace_id != args.id:
+                        raise Conflict("the assistant belongs to another workspace")
+                changes["default_assistant_id"] = aid
+            return "workspace", (await workspaces_repo.update(db, args.id, **changes)).public_json()
+        if op == "rotate-key":
+            key = await workspaces_repo.rotate_key(db, args.id)
+            return "workspace", {**(await workspaces_repo.get(db, args.id)).public_json(), "key": key}
+        if op == "delete":
+            await workspaces_repo.delete(db, args.id)
+            return "workspace", {"id": args.id, "deleted": True}
+    if args.thing == "assistants":
+        if op == "create":
+            fields = _assistant_fields(args)
+            name = fields.pop("name", None)
+            if not name:
+                raise ValueError("an assistant needs a name (--name or in --file)")
+            await workspaces_repo.get(db, args.workspace)
+            return "assistant", (await assistants_repo.create(db, args.workspace, name, **fields)).public_json()
+        if op == "update":
+            return "assistant", (await assistants_repo.update(db, args.id, **_assistant_fields(args))).public_json()
+        if op == "list":
+            return "assistant", [a.public_json() for a in await assistants_repo.list_all(db, args.workspace)]
+        if op == "show":
+            return "assistant", (await assistants_repo.get(db, args.id)).public_json()
+        if op == "delete":
+            await assistants_repo.delete(db, args.id)
+            return "assistant", {"id": args.id, "deleted": True}
+    if args.thing == "clients":
+        if op == "create":
+            c = await clients_repo.create(db, args.workspace, client_id=args.id, assistant_id=args.assistant,
+                                          name=args.name)
+            return "client", c.public_json()
+        if op == "list":
+            return "client", [c.public_json() for c in await clients_repo.list_all(db, args.workspace)]
+        if op == "show":
+            return "client", (await clients_repo.get(db, args.id)).public_json()
+        if op in ("disable", "enable"):
+            status = "disabled" if op == "disable" else "active"
+            return "client", (await clients_repo.set_status(db, args.id, status)).public_json()
+        if op == "reset-secret":
+            return "client", (await clients_repo.reset_secret(db, args.id)).public_json()
+        if op == "set-assistant":
+            aid = None if args.assistant == "none" else args.assistant
+            return "client", (await clients_repo.set_assistant(db, args.id, aid)).public_json()
+        if op == "delete":
+            await clients_repo.delete(db, args.id)
+            return "client", {"id": args.id, "deleted": True}
+    raise ValueError(f"unknown admin command {args.thing} {op}")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    db = await Database.connect(settings.effective_database_url)
+    try:
+        await db.migrate()
+        kind, result = await _run(args, db)
+    finally:
+        await db.close()
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    elif isinstance(result, list):
+        print(_table(result, _COLUMNS[kind]) if result else f"(no {kind}s)")
+    else:
+        width = max(len(k) for k in result)
+        for k, v in result.items():
+            shown = orjson.dumps(v).decode() if isinstance(v, (dict, list)) else v
+            print(f"{k.ljust(width)}  {'-' if shown is None else shown}")
+        if result.get("key"):
+            print("\nThe workspace key is shown only now: store it safely.", file=sys.stderr)
+    return 0
+
+
+def run_admin(args: argparse.Namespace, runner: Callable[[Awaitable[int]], int] = asyncio.run) -> int:
+    try:
+        return runner(_main(args))
+    except (NotFound, Conflict, ValueError, DatabaseError, OSError) as exc:
+        print(f"relay admin: {exc}", file=sys.stderr)
+        return 1

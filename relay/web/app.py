@@ -21,6 +21,7 @@ AREAS: list[str] = [
     # foundation (#2)
     "relay.web.health",
     "relay.web.sessions",
+    "relay.web.admin",
     # media plane (#3)
     "relay.web.realtime",
     # app REST API (#6)

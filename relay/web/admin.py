@@ -1,0 +1,272 @@
+"""Admin HTTP API under ``/admin/v1/``: workspaces, assistants, clients.
+
+``Authorization: Bearer <RELAY_ADMIN_TOKEN>`` (constant-time compare). With no
+token configured the whole API answers 404, as if it did not exist. Errors use
+the ``{"error": {message, type, code}}`` shape. Lists are ``{"data": [...]}``.
+Failed tokens count against the caller's address in the auth throttle (429).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from relay.auth import THROTTLE
+from relay.store import assistants as assistants_repo
+from relay.store import clients as clients_repo
+from relay.store import usage as usage_repo
+from relay.store import workspaces as workspaces_repo
+from relay.store.db import Database
+from relay.store.errors import Conflict, NotFound
+from relay.web import keys
+from relay.web.errors import ApiError
+from relay.web.middleware import json_response, read_json
+
+log = logging.getLogger("relay.admin")
+PREFIX = "/admin/v1"
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _check_token(request: web.Request) -> None:
+    settings = request.app[keys.SETTINGS]
+    if not settings.admin_token:
+        raise ApiError(404, "Not found", "not_found")
+    thr = request.app[THROTTLE].by_address
+    addr_key = "admin:" + (request.remote or "unknown")
+    now = time.time()
+    wait = thr.retry_after_header(addr_key, now)
+    if wait:
+        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        thr.failure(addr_key, now)
+        raise ApiError(401, "Missing or invalid admin bearer token", "invalid_admin_token",
+                       headers={"WWW-Authenticate": 'Bearer realm="relay-admin"'})
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def wrapper(request: web.Request) -> web.Response:
+        _check_token(request)
+        try:
+            return await handler(request)
+        except NotFound as exc:
+            raise ApiError(404, str(exc), "not_found") from None
+        except Conflict as exc:
+            raise ApiError(409, str(exc), "conflict") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc), "invalid_request") from None
+
+    return wrapper
+
+
+def _db(request: web.Request) -> Database:
+    return request.app[keys.DB]
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object", "invalid_request")
+    return body
+
+
+def _take(body: dict[str, Any], allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown fields: {', '.join(unknown)}")
+    for name, kind in allowed.items():
+        if name in body and body[name] is not None and not isinstance(body[name], kind):
+            raise ValueError(f"{name} has the wrong type")
+    return body
+
+
+def _limit(request: web.Request) -> tuple[int, int]:
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+        offset = max(int(request.query.get("offset", "0")), 0)
+    except ValueError:
+        raise ApiError(400, "limit and offset must be integers", "invalid_request") from None
+    return max(limit, 1), offset
+
+
+# --- workspaces ---------------------------------------------------------------
+
+_WS_FIELDS: dict[str, Any] = {"name": str, "allow_self_enrol": bool, "allow_secretless": bool,
+                              "default_assistant_id": str, "settings": dict}
+
+
+async def list_workspaces(request: web.Request) -> web.Response:
+    return json_response({"data": [w.public_json() for w in await workspaces_repo.list_all(_db(request))]})
+
+
+async def create_workspace(request: web.Request) -> web.Response:
+    body = _take(await _object(request), {**_WS_FIELDS, "with_key": bool})
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("name is required")
+    ws, key = await workspaces_repo.create(
+        _db(request), name, allow_self_enrol=bool(body.get("allow_self_enrol")),
+        allow_secretless=bool(body.get("allow_secretless")), settings=body.get("settings"),
+        with_key=bool(body.get("with_key")))
+    log.info("workspace created", extra={"workspace_id": ws.id})
+    return json_response({**ws.public_json(), **({"key": key} if key else {})}, status=201)
+
+
+async def get_workspace(request: web.Request) -> web.Response:
+    return json_response((await workspaces_repo.get(_db(request), request.match_info["id"])).public_json())
+
+
+async def update_workspace(request: web.Request) -> web.Response:
+    body = _take(await _object(request), _WS_FIELDS)
+    wid = request.match_info["id"]
+    await workspaces_repo.get(_db(request), wid)
+    aid = body.get("default_assistant_id")
+    if aid is not None:
+        if (await assistants_repo.get(_db(request), aid)).workspace_id != wid:
+            raise Conflict("the assistant belongs to another workspace")
+    return json_response((await workspaces_repo.update(_db(request), wid, **body)).public_json())
+
+
+async def rotate_workspace_key(request: web.Request) -> web.Response:
+    wid = request.match_info["id"]
+    key = await workspaces_repo.rotate_key(_db(request), wid)
+    return json_response({**(await workspaces_repo.get(_db(request), wid)).public_json(), "key": key})
+
+
+async def delete_workspace(request: web.Request) -> web.Response:
+    await workspaces_repo.delete(_db(request), request.match_info["id"])
+    return json_response({"id": request.match_info["id"], "deleted": True})
+
+
+# --- assistants ---------------------------------------------------------------
+
+
+async def list_assistants(request: web.Request) -> web.Response:
+    found = await assistants_repo.list_all(_db(request), request.query.get("workspace_id"))
+    return json_response({"data": [a.public_json() for a in found]})
+
+
+async def create_assistant(request: web.Request) -> web.Response:
+    body = await _object(request)
+    workspace_id = body.pop("workspace_id", "default")
+    name = body.pop("name", None)
+    if not isinstance(workspace_id, str) or not isinstance(name, str) or not name.strip():
+        raise ValueError("name (and optionally workspace_id) are required strings")
+    await workspaces_repo.get(_db(request), workspace_id)
+    a = await assistants_repo.create(_db(request), workspace_id, name, **body)
+    return json_response(a.public_json(), status=201)
+
+
+async def get_assistant(request: web.Request) -> web.Response:
+    return json_response((await assistants_repo.get(_db(request), request.match_info["id"])).public_json())
+
+
+async def update_assistant(request: web.Request) -> web.Response:
+    body = await _object(request)
+    return json_response((await assistants_repo.update(_db(request), request.match_info["id"], **body)).public_json())
+
+
+async def delete_assistant(request: web.Request) -> web.Response:
+    await assistants_repo.delete(_db(request), request.match_info["id"])
+    return json_response({"id": request.match_info["id"], "deleted": True})
+
+
+# --- clients ------------------------------------------------------------------
+
+
+async def list_clients(request: web.Request) -> web.Response:
+    limit, offset = _limit(request)
+    found = await clients_repo.list_all(_db(request), request.query.get("workspace_id"), limit=limit, offset=offset)
+    return json_response({"data": [c.public_json() for c in found]})
+
+
+async def create_client(request: web.Request) -> web.Response:
+    body = _take(await _object(request), {"id": str, "workspace_id": str, "assistant_id": str, "name": str})
+    c = await clients_repo.create(_db(request), body.get("workspace_id") or "default", client_id=body.get("id"),
+                                  assistant_id=body.get("assistant_id"), name=body.get("name") or "")
+    log.info("client created", extra={"client_id": c.id})
+    return json_response(c.public_json(), status=201)
+
+
+async def get_client(request: web.Request) -> web.Response:
+    return json_response((await clients_repo.get(_db(request), request.match_info["id"])).public_json())
+
+
+async def update_client(request: web.Request) -> web.Response:
+    body = _take(await _object(request), {"assistant_id": str, "status": str})
+    cid = request.match_info["id"]
+    db = _db(request)
+    if "assistant_id" in body:
+        await clients_repo.set_assistant(db, cid, body["assistant_id"])
+    if "status" in body:
+        await clients_repo.set_status(db, cid, body["status"])
+    return json_response((await clients_repo.get(db, cid)).public_json())
+
+
+def _status_op(status: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        c = await clients_repo.set_status(_db(request), request.match_info["id"], status)
+        log.info("client %s", "disabled" if status == "disabled" else "enabled", extra={"client_id": c.id})
+        return json_response(c.public_json())
+
+    return handler
+
+
+async def reset_client_secret(request: web.Request) -> web.Response:
+    c = await clients_repo.reset_secret(_db(request), request.match_info["id"])
+    log.info("client secret reset", extra={"client_id": c.id})
+    return json_response(c.public_json())
+
+
+async def delete_client(request: web.Request) -> web.Response:
+    await clients_repo.delete(_db(request), request.match_info["id"])
+    return json_response({"id": request.match_info["id"], "deleted": True})
+
+
+async def client_usage(request: web.Request) -> web.Response:
+    cid = (await clients_repo.get(_db(request), request.match_info["id"])).id
+    rows = await usage_repo.list_usage(_db(request), client_id=cid, limit=_limit(request)[0])
+    return json_response({"totals": await usage_repo.totals(_db(request), cid),
+                          "data": [r.__dict__ for r in rows]})
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/workspaces", list_workspaces),
+    ("POST", "/workspaces", create_workspace),
+    ("GET", "/workspaces/{id}", get_workspace),
+    ("PATCH", "/workspaces/{id}", update_workspace),
+    ("DELETE", "/workspaces/{id}", delete_workspace),
+    ("POST", "/workspaces/{id}/rotate-key", rotate_workspace_key),
+    ("GET", "/assistants", list_assistants),
+    ("POST", "/assistants", create_assistant),
+    ("GET", "/assistants/{id}", get_assistant),
+    ("PATCH", "/assistants/{id}", update_assistant),
+    ("DELETE", "/assistants/{id}", delete_assistant),
+    ("GET", "/clients", list_clients),
+    ("POST", "/clients", create_client),
+    ("GET", "/clients/{id}", get_client),
+    ("PATCH", "/clients/{id}", update_client),
+    ("DELETE", "/clients/{id}", delete_client),
+    ("POST", "/clients/{id}/disable", _status_op("disabled")),
+    ("POST", "/clients/{id}/enable", _status_op("active")),
+    ("POST", "/clients/{id}/reset-secret", reset_client_secret),
+    ("GET", "/clients/{id}/usage", client_usage),
+]
+
+
+async def _hidden(request: web.Request) -> web.Response:
+    _check_token(request)  # 404 when disabled, 401 without the token
+    raise ApiError(404, "Not found", "not_found")
+
+
+def setup(app: web.Application) -> None:
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, PREFIX + path, _guarded(handler))
+    app.router.add_route("*", PREFIX + "/{tail:.*}", _hidden)
