@@ -43,6 +43,7 @@ class DeviceResult:
     frames_sent: int = 0
     frames_received: int = 0
     frames_lost: int = 0
+    frames_missing: int = 0   # by wall clock: 20 ms slots between first and last arrival with no packet
     max_gap_ms: float = 0.0
     send_resyncs: int = 0
     events: int = 0
@@ -105,6 +106,9 @@ class Device:
             r.send_resyncs = self.track.resyncs
             if st is not None:
                 r.frames_received, r.frames_lost, r.max_gap_ms = st.packets, st.lost, st.max_gap_ms
+                if st.first_arrival_s is not None and st.last_arrival_s is not None:
+                    slots = round((st.last_arrival_s - st.first_arrival_s) / 0.02) + 1
+                    r.frames_missing = max(0, slots - st.packets)
             r.markers_due = self.matcher.due(now)
             r.markers_lost = self.matcher.lost(now)
             r.markers_spurious = self.matcher.spurious

@@ -32,6 +32,7 @@ def summarize(label: str, n: int, rate_per_s: float, duration_s: float, results:
     frames_sent = sum(r.frames_sent for r in ok)
     frames_received = sum(r.frames_received for r in ok)
     frames_lost = sum(r.frames_lost for r in ok)
+    frames_missing = sum(r.frames_missing for r in ok)
     markers_due = sum(r.markers_due for r in ok)
     markers_lost = sum(r.markers_lost for r in ok)
     expected = frames_received + frames_lost
@@ -50,6 +51,9 @@ def summarize(label: str, n: int, rate_per_s: float, duration_s: float, results:
         "markers": {"due": markers_due, "lost": markers_lost, "spurious": sum(r.markers_spurious for r in ok)},
         "frames": {"sent": frames_sent, "received": frames_received, "lost": frames_lost,
                    "lost_pct": round(100.0 * frames_lost / expected, 3) if expected else None,
+                   "missing": frames_missing,
+                   "missing_pct": round(100.0 * frames_missing / (frames_received + frames_missing), 3)
+                   if frames_received + frames_missing else None,
                    "max_gap_ms": max((r.max_gap_ms for r in ok), default=None),
                    "send_resyncs": sum(r.send_resyncs for r in ok)},
         "events": sum(r.events for r in ok),
@@ -85,7 +89,8 @@ def text_summary(r: dict[str, Any]) -> str:
         f"connect ms p50 {_fmt(r['connect_ms']['p50'])} p99 {_fmt(r['connect_ms']['p99'])}",
         f"  marker rtt ms p50 {_fmt(rt['p50'])} p95 {_fmt(rt['p95'])} p99 {_fmt(rt['p99'])} "
         f"(n {rt['n']}, lost {r['markers']['lost']}/{r['markers']['due']})",
-        f"  frames sent {fr['sent']} received {fr['received']} lost {fr['lost']} ({_fmt(fr['lost_pct'], '%')}), "
+        f"  frames sent {fr['sent']} received {fr['received']} lost {fr['lost']} ({_fmt(fr['lost_pct'], '%')}) "
+        f"missing {fr['missing']} ({_fmt(fr['missing_pct'], '%')}), "
         f"max gap {_fmt(fr['max_gap_ms'])} ms; data-channel events {r['events']}",
     ]
     if "relay_cpu_pct" in m:
@@ -104,7 +109,7 @@ def passes_bar(r: dict[str, Any], *, max_loss_pct: float = 1.0, max_p99_ms: floa
     """The sweep's sustainability rule: all calls up, loss <= 1 %, marker p99 <= 300 ms, no lost markers > 1 %."""
     if r["calls_established"] < r["calls_requested"]:
         return False
-    loss = r["frames"]["lost_pct"] or 0.0
+    loss = max(r["frames"]["lost_pct"] or 0.0, r["frames"].get("missing_pct") or 0.0)
     p99 = r["marker_rtt_ms"]["p99"]
     due = r["markers"]["due"]
     marker_loss = 100.0 * r["markers"]["lost"] / due if due else 0.0

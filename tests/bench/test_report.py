@@ -43,6 +43,10 @@ def test_passes_bar_thresholds():
     assert not passes_bar(slow)
     lossy = summarize("relay", 1, 20.0, 5.0, [_ok(0, [100.0] * 10, lost=20)], {})
     assert not passes_bar(lossy)
+    starved = _ok(0, [100.0] * 10)
+    starved.frames_missing = 50  # the relay skipped 20 ms slots (no sequence gap, just silence on the wire)
+    report = summarize("relay", 1, 20.0, 5.0, [starved], {})
+    assert report["frames"]["missing"] == 50 and not passes_bar(report)
 
 
 def test_prometheus_process_metrics():

@@ -49,6 +49,7 @@ async def test_bench_smoke_n2(loopback_relay_url):
     assert report["markers"]["lost"] == 0
     frames = report["frames"]
     assert frames["sent"] > 250 and frames["received"] > 200 and frames["lost_pct"] < 1.0
+    assert frames["missing_pct"] is not None and frames["missing_pct"] < 10.0
     m = report["measure"]
     assert m["relay_cpu_pct"] > 0 and m["relay_rss_bytes"] > 10 * 2**20 and "relay_cpu_pct_per_call" in m
     assert report["events"] > 0
