@@ -8,15 +8,18 @@ mode) is the upstream. Nothing is mocked between the page and the assistant.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import aiohttp
 import pytest
 
+from relay.settings import Settings
+from relay.web.app import create_app
 from relay.web.realtime import MEDIA
 
 from .cdp import Browser
-from .conftest import ARTIFACTS, Server
+from .conftest import ARTIFACTS, Server, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -180,6 +183,27 @@ async def test_page_from_another_origin_calls_relay_with_cors(
     await page.wait_for(step_done("channel"), timeout_s=20)
     assert await page.evaluate("window.__relayConsole.hangup()") is True
     await wait_until(lambda: live_calls(relay_server) == 0, timeout_s=30, what="the server to release the call")
+
+
+async def test_an_origin_relay_does_not_allow_is_refused_by_the_browser(
+    relay_settings: Settings, page_server: str, browser: Browser
+) -> None:
+    """The same page, but relay allows only another origin: the browser's CORS check stops the call."""
+    settings = dataclasses.replace(relay_settings, cors_origins=["http://app.example.invalid"])
+    server = await start_server(create_app(settings), settings)
+    try:
+        page = browser.page
+        await page.navigate(f"{page_server}/?api={server.url}&demo=1")
+        await page.wait_for(READY)
+        assert await page.evaluate("window.__relayConsole.connect()") is False
+        state = await state_of(browser)
+        assert state["phase"] == "error" and state["sessionStatus"] is None  # the page never saw a response
+        assert state["steps"]["session"]["status"] == "failed"
+        banner = await page.evaluate("document.getElementById('banner').textContent")
+        assert f"Cannot reach the relay at {server.url}" in banner
+        assert live_calls(server) == 0
+    finally:
+        await server.runner.cleanup()
 
 
 async def test_a_refused_session_is_shown_with_the_relay_error(relay_server: Server, browser: Browser) -> None:
