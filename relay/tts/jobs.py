@@ -62,10 +62,12 @@ def estimated_timings(text: str, params: dict[str, Any], dst_span_ms: tuple[int,
 _DECODER: Any = None
 
 
-def transcribe(pcm16_16k: bytes) -> str:
-    """English speech recognition with pocketsphinx's bundled model (16 kHz mono PCM)."""
+def transcribe(pcm16: bytes, rate_hz: int) -> str:
+    """English speech recognition with pocketsphinx's bundled model (resampled to 16 kHz mono)."""
     global _DECODER
     from pocketsphinx import Decoder
+
+    pcm16_16k = audio.resample_pcm16(pcm16, rate_hz, RECOGNISER_RATE_HZ)
 
     if _DECODER is None:
         _DECODER = Decoder(loglevel="FATAL")

@@ -29,8 +29,8 @@ class Transcriber(abc.ABC):
     name = ""
 
     @abc.abstractmethod
-    async def transcribe(self, pcm16_16k: bytes, language: str) -> str:
-        """Text of 16 kHz mono 16-bit speech; raises ``TranscriptionError`` when there is none."""
+    async def transcribe(self, pcm16: bytes, rate_hz: int, language: str) -> str:
+        """Text of mono 16-bit speech at ``rate_hz``; raises ``TranscriptionError`` when there is none."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
@@ -42,9 +42,9 @@ class PocketsphinxTranscriber(Transcriber):
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
 
-    async def transcribe(self, pcm16_16k: bytes, language: str) -> str:
+    async def transcribe(self, pcm16: bytes, rate_hz: int, language: str) -> str:
         try:
-            text = await self.pool.run(jobs.transcribe, pcm16_16k)
+            text = await self.pool.run(jobs.transcribe, pcm16, rate_hz)
         except (WorkerCrashed, RuntimeError, ValueError) as exc:
             raise TranscriptionError(f"speech recognition failed: {exc}") from None
         if not text.strip():
@@ -62,7 +62,7 @@ class OpenAITranscriber(Transcriber):
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def transcribe(self, pcm16_16k: bytes, language: str) -> str:
+    async def transcribe(self, pcm16: bytes, rate_hz: int, language: str) -> str:
         if self._session is None:
             headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
             self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
@@ -70,7 +70,7 @@ class OpenAITranscriber(Transcriber):
         form.add_field("model", self.model)
         form.add_field("language", language.split("-")[0])
         form.add_field("response_format", "json")
-        form.add_field("file", audio.encode_wav(pcm16_16k, 16000), filename="reference.wav",
+        form.add_field("file", audio.encode_wav(pcm16, rate_hz), filename="reference.wav",
                        content_type="audio/wav")
         try:
             async with self._session.post(self.url, data=form) as resp:
