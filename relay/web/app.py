@@ -22,6 +22,7 @@ AREAS: list[str] = [
     "relay.web.health",
     "relay.web.sessions",
     "relay.web.admin",
+    "relay.web.openapi",
     # media plane (#3)
     "relay.web.realtime",
     # app REST API (#6)
