@@ -292,6 +292,73 @@ function paintMeter(id, rms) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// incoming data-channel events (transcript, device tools, playback state)
+
+function handleMessage(message, send) {
+  if (!message || typeof message !== "object") return;
+  const type = message.type;
+  if (type === "conversation.item.input_audio_transcription.delta") {
+    transcriptAppend(`in-${message.item_id}`, "user", message.delta || "");
+  } else if (type === "conversation.item.input_audio_transcription.completed") {
+    transcriptEntry(`in-${message.item_id || Math.random()}`, "user", message.transcript || "", true);
+  } else if (TRANSCRIPT_DELTA.has(type)) {
+    transcriptAppend(`out-${message.response_id}-${message.item_id}`, "assistant", message.delta || "");
+  } else if (TRANSCRIPT_DONE.has(type)) {
+    const text = message.transcript ?? message.text;
+    const id = `out-${message.response_id}-${message.item_id}`;
+    const prior = state.transcript.find((e) => e.id === id);
+    transcriptEntry(id, "assistant", typeof text === "string" ? text : prior?.text || "", true);
+  } else if (type === "response.done") {
+    // A cancelled response (barge-in) leaves its transcript unfinished: close it, marked as cut off.
+    const prefix = `out-${message.response?.id}-`;
+    for (const entry of state.transcript.filter((e) => e.id.startsWith(prefix) && !e.final)) {
+      entry.interrupted = true;
+      transcriptEntry(entry.id, "assistant", `${entry.text}…`, true);
+      transcriptNodes.get(entry.id).dataset.interrupted = "true";
+    }
+  } else if (type === "response.created") {
+    if (device.playbackStopped) {
+      device.playbackStopped = false; // a new response plays again; stop_audio stopped the old one
+      renderDevice();
+    }
+  } else if (type === "output_audio_buffer.started") {
+    state.device.playing = true;
+    renderDevice();
+  } else if (type === "output_audio_buffer.stopped" || type === "output_audio_buffer.cleared") {
+    state.device.playing = false;
+    renderDevice();
+  } else if (type === "error") {
+    const text = message.error?.message || "error";
+    transcriptNote(`Error from relay: ${text}`);
+  }
+  const call = functionCallOf(message);
+  if (call) answerFunctionCall(call, send);
+}
+
+function answerFunctionCall(call, send) {
+  const { name, call_id: callId } = call;
+  if (!CLIENT_TOOLS.includes(name)) return; // server-side function: relay runs it
+  const record = { name, callId, arguments: call.arguments || "", ok: false, result: null, error: null };
+  let answer;
+  try {
+    const params = parseArguments(call.arguments);
+    const result = runDeviceTool(device, name, params);
+    record.ok = true;
+    record.result = result;
+    answer = toolAnswer(callId, result);
+  } catch (err) {
+    record.error = String(err.message || err);
+    answer = toolFailure(callId, record.error);
+  }
+  renderDevice();
+  state.toolCalls.push(record);
+  if (state.toolCalls.length > MAX_TOOL_ROWS) state.toolCalls.shift();
+  renderTools();
+  for (const m of answer) send(m);
+}
+
+
+// ---------------------------------------------------------------------------------------------
 // one call
 
 class ApiFailure extends Error {
@@ -569,65 +636,7 @@ class Call {
   }
 
   handle(message) {
-    const type = message.type;
-    if (type === "conversation.item.input_audio_transcription.delta") {
-      transcriptAppend(`in-${message.item_id}`, "user", message.delta || "");
-    } else if (type === "conversation.item.input_audio_transcription.completed") {
-      transcriptEntry(`in-${message.item_id || Math.random()}`, "user", message.transcript || "", true);
-    } else if (TRANSCRIPT_DELTA.has(type)) {
-      transcriptAppend(`out-${message.response_id}-${message.item_id}`, "assistant", message.delta || "");
-    } else if (TRANSCRIPT_DONE.has(type)) {
-      const text = message.transcript ?? message.text;
-      const id = `out-${message.response_id}-${message.item_id}`;
-      const prior = state.transcript.find((e) => e.id === id);
-      transcriptEntry(id, "assistant", typeof text === "string" ? text : prior?.text || "", true);
-    } else if (type === "response.done") {
-      // A cancelled response (barge-in) leaves its transcript unfinished: close it, marked as cut off.
-      const prefix = `out-${message.response?.id}-`;
-      for (const entry of state.transcript.filter((e) => e.id.startsWith(prefix) && !e.final)) {
-        entry.interrupted = true;
-        transcriptEntry(entry.id, "assistant", `${entry.text}…`, true);
-        transcriptNodes.get(entry.id).dataset.interrupted = "true";
-      }
-    } else if (type === "response.created") {
-      if (device.playbackStopped) {
-        device.playbackStopped = false; // a new response plays again; stop_audio stopped the old one
-        renderDevice();
-      }
-    } else if (type === "output_audio_buffer.started") {
-      state.device.playing = true;
-      renderDevice();
-    } else if (type === "output_audio_buffer.stopped" || type === "output_audio_buffer.cleared") {
-      state.device.playing = false;
-      renderDevice();
-    } else if (type === "error") {
-      const text = message.error?.message || "error";
-      transcriptNote(`Error from relay: ${text}`);
-    }
-    const call = functionCallOf(message);
-    if (call) this.onFunctionCall(call);
-  }
-
-  onFunctionCall(call) {
-    const { name, call_id: callId } = call;
-    if (!CLIENT_TOOLS.includes(name)) return; // server-side function: relay runs it
-    const record = { name, callId, arguments: call.arguments || "", ok: false, result: null, error: null };
-    let answer;
-    try {
-      const params = parseArguments(call.arguments);
-      const result = runDeviceTool(device, name, params);
-      record.ok = true;
-      record.result = result;
-      answer = toolAnswer(callId, result);
-    } catch (err) {
-      record.error = String(err.message || err);
-      answer = toolFailure(callId, record.error);
-    }
-    renderDevice();
-    state.toolCalls.push(record);
-    if (state.toolCalls.length > MAX_TOOL_ROWS) state.toolCalls.shift();
-    renderTools();
-    for (const m of answer) this.send(m);
+    handleMessage(message, (m) => this.send(m));
   }
 
   async pollStats() {
@@ -885,5 +894,12 @@ function init() {
   state.ready = true;
 }
 
-window.__relayConsole = { state, connect, hangup, sendText, device };
+// receive(): feed one event through the same path as the data channel's (for tests and the
+// devtools console); tool answers go to the live call, if any.
+function receive(message) {
+  logEvent("in", message, current?.startedAt);
+  handleMessage(message, (m) => current?.send(m));
+}
+
+window.__relayConsole = { state, connect, hangup, sendText, receive, device };
 init();

@@ -186,3 +186,51 @@ async def test_an_unreachable_relay_is_reported_not_crashed(relay_server: Server
     )
     assert buttons == [False, True]  # ready to try again
     assert not [line for line in page.console if line.startswith("exception")], page.console
+
+
+async def test_events_in_both_dialects_reach_the_transcript_and_device(relay_server: Server, browser: Browser) -> None:
+    """Beta and GA event names are shown; a cut-off response is closed; odd messages do no harm."""
+    page = browser.page
+    await page.navigate(relay_server.url + "/")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+    state = await page.evaluate(
+        """(() => {
+            const c = window.__relayConsole;
+            const events = [
+              {type: 'conversation.item.input_audio_transcription.completed', item_id: 'u1', transcript: 'Hello, how are you?'},
+              {type: 'response.audio_transcript.delta', response_id: 'r1', item_id: 'a1', delta: "I'm doing well, "},
+              {type: 'response.audio_transcript.done', response_id: 'r1', item_id: 'a1', transcript: "I'm doing well, thank you"},
+              {type: 'response.output_audio_transcript.delta', response_id: 'r2', item_id: 'a2', delta: 'GA '},
+              {type: 'response.output_audio_transcript.delta', response_id: 'r2', item_id: 'a2', delta: 'audio'},
+              {type: 'response.output_audio_transcript.done', response_id: 'r2', item_id: 'a2', transcript: 'GA audio'},
+              {type: 'response.output_text.delta', response_id: 'r3', item_id: 'a3', delta: 'GA text'},
+              {type: 'response.output_text.done', response_id: 'r3', item_id: 'a3', text: 'GA text'},
+              {type: 'response.audio_transcript.delta', response_id: 'r4', item_id: 'a4', delta: 'Cut o'},
+              {type: 'response.done', response: {id: 'r4', status: 'cancelled'}},
+              {type: 'error', error: {message: 'Unknown event type', type: 'invalid_request_error'}},
+              {type: 'response.output_item.done', item: {type: 'function_call', name: 'quiet_device', call_id: 'c1', arguments: '{}'}},
+              {type: 'response.output_item.done', item: {type: 'function_call', name: 'get_weather', call_id: 'c2', arguments: '{}'}},
+              {type: 'response.output_item.done', item: {type: 'function_call', name: 'set_device_volume', call_id: 'c3', arguments: 'not json'}},
+              null, 42, {},
+            ];
+            for (const e of events) c.receive(e);
+            return JSON.parse(JSON.stringify(c.state));
+        })()"""
+    )
+    lines = [(e["role"], e["text"], e["final"]) for e in state["transcript"]]
+    assert lines[:5] == [
+        ("user", "Hello, how are you?", True),
+        ("assistant", "I'm doing well, thank you", True),
+        ("assistant", "GA audio", True),
+        ("assistant", "GA text", True),
+        ("assistant", "Cut o…", True),
+    ]
+    assert state["transcript"][4]["interrupted"] is True
+    assert lines[5] == ("system", "Error from relay: Unknown event type", True)
+    # quiet_device ran; the server-side tool was left alone; bad arguments answered with success false
+    assert [(t["name"], t["ok"]) for t in state["toolCalls"]] == [("quiet_device", True), ("set_device_volume", False)]
+    assert state["device"]["muted"] is True and state["device"]["volumePercent"] == 0
+    assert await page.evaluate("document.getElementById('mute-state').textContent") == "Muted"
+    bubbles = await page.evaluate("Array.from(document.querySelectorAll('#transcript .bubble')).map(b => b.className)")
+    assert bubbles[:6] == ["bubble user", "bubble assistant", "bubble assistant", "bubble assistant", "bubble assistant", "bubble system"]
+    assert not [line for line in page.console if line.startswith("exception")], page.console
