@@ -330,7 +330,11 @@ class RelayClient:
             self.events_dropped += 1
         self._events.put_nowait(event)
         if self._on_event is not None:
-            result = self._on_event(event)
+            try:
+                result = self._on_event(event)
+            except Exception:  # a broken callback must not break the data channel
+                log.exception("on_event callback failed")
+                result = None
             if inspect.isawaitable(result):
                 self._spawn(result)
         item = event.get("item")
@@ -355,10 +359,14 @@ class RelayClient:
             params = orjson.loads(item.get("arguments") or "{}")
         except orjson.JSONDecodeError:
             params = {}
-        result = self._tools[item["name"]](params if isinstance(params, dict) else {})
-        if inspect.isawaitable(result):
-            result = await result
-        output = {"success": True, **(result or {})}
+        try:
+            result = self._tools[item["name"]](params if isinstance(params, dict) else {})
+            if inspect.isawaitable(result):
+                result = await result
+            output = {"success": True, **(result or {})}
+        except Exception as exc:  # the assistant still gets an answer, so the turn is not left hanging
+            log.exception("device tool %s failed", item.get("name"))
+            output = {"success": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
         self.send_event({"type": "conversation.item.create",
                          "item": {"type": "function_call_output", "call_id": item.get("call_id"),
                                   "output": orjson.dumps(output).decode()}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from aiohttp import web
@@ -174,3 +176,57 @@ async def test_pcm_generator_track_encodes_frames():
     packets = [bytes(await track.recv()) for _ in range(16)]
     assert all(len(p) > 0 for p in packets)
     track.stop()
+
+
+class _FakeChannel:
+    """Stands in for an open aiortc data channel: records what the client sends."""
+
+    readyState = "open"
+    label = "messages"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, data: str) -> None:
+        self.sent.append(data)
+
+    def on(self, *_a, **_k):
+        return lambda f: f
+
+
+async def _tool_round_trip(tools, name: str, arguments: str) -> list[dict]:
+    import orjson
+
+    client = RelayClient("http://127.0.0.1:1", "dev-1")
+    client._tools = tools
+    client.channel = _FakeChannel()
+    client._handle_message(orjson.dumps({"type": "response.output_item.done", "item": {
+        "type": "function_call", "id": "call_1", "call_id": "call_1", "name": name, "arguments": arguments}}))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    sent = [orjson.loads(m) for m in client.channel.sent]
+    await client.hangup()
+    return sent
+
+
+async def test_tool_call_answered_exactly_like_seed_snippet():
+    import orjson
+
+    sent = await _tool_round_trip({"set_device_volume": lambda a: {"volume_level": a["volume_level"]}},
+                                  "set_device_volume", '{"volume_level": 40}')
+    assert sent[0] == {"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": "call_1", "output": sent[0]["item"]["output"]}}
+    assert orjson.loads(sent[0]["item"]["output"]) == {"success": True, "volume_level": 40}
+    assert sent[1] == {"type": "response.create"}
+
+
+async def test_failing_tool_still_answers_and_unknown_tool_is_ignored():
+    import orjson
+
+    def broken(_args):
+        raise RuntimeError("no speaker")
+
+    sent = await _tool_round_trip({"quiet_device": broken}, "quiet_device", "{}")
+    out = orjson.loads(sent[0]["item"]["output"])
+    assert out["success"] is False and "no speaker" in out["error"] and sent[1]["type"] == "response.create"
+    assert await _tool_round_trip({"quiet_device": broken}, "get_weather", "{}") == []  # server-side tool
