@@ -102,6 +102,10 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("id")
     p.add_argument("assistant")
 
+    from relay.app_api.admin_cli import add_parsers as add_app_parsers  # stories, workspace voices (#6)
+
+    add_app_parsers(things)
+
 
 def load_fields_file(path: str) -> dict[str, Any]:
     """Assistant fields from a ``.json`` or ``.toml`` file."""
@@ -151,6 +155,10 @@ _COLUMNS = {
 async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
     """(kind, result) where result is a dict or a list of dicts."""
     op = args.op
+    if args.thing in ("stories", "voices"):
+        from relay.app_api.admin_cli import run as run_app
+
+        return await run_app(args, db)
     if args.thing == "workspaces":
         if op == "create":
             ws, key = await workspaces_repo.create(db, args.name, allow_self_enrol=bool(args.self_enrol),
@@ -233,7 +241,9 @@ async def _main(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif isinstance(result, list):
-        print(_table(result, _COLUMNS[kind]) if result else f"(no {kind}s)")
+        from relay.app_api.admin_cli import COLUMNS as APP_COLUMNS
+
+        print(_table(result, {**_COLUMNS, **APP_COLUMNS}[kind]) if result else f"(no {kind}s)")
     else:
         width = max(len(k) for k in result)
         for k, v in result.items():

@@ -140,7 +140,7 @@ class Espeak:
         if err != _EE_OK:
             raise EspeakError(f"espeak_Synth failed ({err})")
         lib.espeak_Synchronize()
-        words = [WordEvent(max(0, pos - 1), length, sample) for pos, length, sample in self._words]
+        words = [WordEvent(max(0, pos - 1), length, sample) for pos, length, sample in self._words if length > 0]
         pcm = b"".join(self._chunks)
         self._chunks = []
         return RawSpeech(pcm16=pcm, rate_hz=self.rate_hz, words=words)

@@ -76,35 +76,51 @@ def speech_bounds_ms(pcm16: bytes, rate_hz: int) -> tuple[int, int]:
 
 
 def word_timings(text: str, events: Sequence[tuple[int, int]], pcm16: bytes, rate_hz: int) -> list[WordTiming]:
-    """Timings for the words of ``text``.
+    """Timings for every word of ``text``.
 
     ``events`` are ``(char_offset, start_sample)`` pairs in speaking order. Each
-    text token takes the earliest event whose character offset falls inside it;
-    tokens the engine did not mark (rare) are left out rather than invented.
+    text token takes the earliest event whose character offset falls inside it.
+    espeak-ng speaks some unstressed words together with a neighbour and marks
+    only the group ("on the" -> one event at "on"); the unmarked words share
+    the group's span in proportion to their length. Every span is then pulled
+    in over leading/trailing silence.
     """
     tokens = tokenise(text)
+    if not tokens:
+        return []
     total_samples = len(pcm16) // 2
-    starts: list[tuple[Token, int]] = []
+    marks: list[tuple[int, int]] = []  # (token index, start sample)
     ti = 0
     for pos, sample in events:
-        # advance to the token containing (or first after) this character position
         while ti < len(tokens) and tokens[ti].end <= pos:
             ti += 1
         if ti >= len(tokens):
             break
-        tok = tokens[ti]
-        # an event that lands in whitespace/punctuation before a token belongs to that token
-        if starts and starts[-1][0] is tok:
+        if marks and marks[-1][0] == ti:
             continue
-        starts.append((tok, min(max(0, sample), total_samples)))
+        marks.append((ti, min(max(0, sample), total_samples)))
+    if not marks:
+        marks = [(0, 0)]
+    if marks[0][0] != 0:
+        marks.insert(0, (0, 0))
+    spans: list[tuple[Token, int, int]] = []
+    for m, (first, start) in enumerate(marks):
+        last, end = (marks[m + 1][0], marks[m + 1][1]) if m + 1 < len(marks) else (len(tokens), total_samples)
+        group = tokens[first:last]
+        weights = [len(t.word) + 1 for t in group]
+        total_w = sum(weights)
+        acc = 0
+        for tok, w in zip(group, weights, strict=True):
+            a = start + (end - start) * acc // total_w
+            acc += w
+            spans.append((tok, a, start + (end - start) * acc // total_w))
     active = frame_active(pcm16, rate_hz)
     out: list[WordTiming] = []
-    for i, (tok, start) in enumerate(starts):
-        end = starts[i + 1][1] if i + 1 < len(starts) else total_samples
+    for tok, start, end in spans:
         start_ms = start * 1000 // rate_hz
         end_ms = max(start_ms, end * 1000 // rate_hz)
-        # pull the end back over trailing silence (pauses at commas and full stops)
         f_start, f_end = start_ms // FRAME_MS, min(len(active), end_ms // FRAME_MS)
+        # pull the end back over trailing silence (pauses at commas and full stops)
         while f_end > f_start + 1 and not active[f_end - 1]:
             f_end -= 1
         if f_end > f_start:

@@ -267,6 +267,8 @@ async def _hidden(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    for method, path, handler in ROUTES:
+    from relay.app_api.admin_http import ROUTES as APP_ROUTES  # stories and workspace voices (#6)
+
+    for method, path, handler in ROUTES + APP_ROUTES:
         app.router.add_route(method, PREFIX + path, _guarded(handler))
     app.router.add_route("*", PREFIX + "/{tail:.*}", _hidden)
