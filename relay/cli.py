@@ -38,9 +38,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     from aiohttp import web
 
     from relay.web.app import create_app
+    from relay.web.server import RelayAppRunner
 
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = RelayAppRunner(
         app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
         max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
     )
