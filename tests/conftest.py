@@ -29,7 +29,9 @@ from relay.settings import Settings, load_settings
 from relay.store.db import Database
 from relay.web.app import create_app
 
-PG_BIN = Path(os.environ.get("RELAY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# The newest installed PostgreSQL server (Debian: /usr/lib/postgresql/<major>/bin).
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name),
+             default=Path("/usr/lib/postgresql/15/bin"))
 LOOPBACK = ["127.0.0.1"]
 
 
