@@ -372,6 +372,18 @@ class ApiFailure extends Error {
 
 class CallEnded extends Error {}
 
+// What to do about the relay's refusals (seed 000 error codes), shown after its own message.
+const HINTS = {
+  client_not_found:
+    "This client ID is not known to the relay: paste the ID of a client created by the operator (relay admin clients create), or use Demo mode if the relay allows it (RELAY_DEMO_MODE=true).",
+  demo_mode_disabled: "Demo mode is off on this relay (the operator enables it with RELAY_DEMO_MODE=true).",
+  invalid_secret:
+    "This client ID is enrolled with another secret: paste the original one, make a New identity, or ask the operator to reset it (relay admin clients reset-secret).",
+  missing_secret: "This relay needs a client secret (32+ characters).",
+  rate_limited: "Too many failed attempts: wait a minute and try again.",
+  capacity_exceeded: "The relay is at its call limit: try again shortly.",
+};
+
 async function readBody(response) {
   const text = await response.text();
   try {
@@ -810,7 +822,8 @@ async function connect() {
       err.name === "NotFoundError" ? "No microphone found." :
       err instanceof TypeError ? `Cannot reach the relay at ${call.url("")} (${err.message}). Check the API base URL.` :
       err.message || String(err);
-    call.end("error", message);
+    const hint = err instanceof ApiFailure && HINTS[err.code] ? ` ${HINTS[err.code]}` : "";
+    call.end("error", message + hint);
     return false;
   }
 }
@@ -882,6 +895,8 @@ function init() {
     eventTotal = 0;
     $("event-count").textContent = "0";
   });
+  // Closing or leaving the page ends the call at once (the relay frees it without waiting for ICE timeouts).
+  window.addEventListener("pagehide", () => hangup());
   document.addEventListener("click", () => {
     const audio = $("remote-audio");
     if (audio.srcObject && audio.paused) audio.play().catch(() => {});
