@@ -3,6 +3,7 @@
     relay serve [--config relay.toml]
     relay config --markdown            # the README's settings table
     relay admin [--config FILE] [--json] workspaces|assistants|clients ...
+    relay assistant [--host H] [--port N]   # the built-in local assistant alone (#3)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     from relay.admin.cli import add_admin_parser
 
     add_admin_parser(sub)
+    sub.add_parser("assistant", help="run the built-in local Realtime assistant alone (see relay assistant -h)")
     return parser
 
 
@@ -81,6 +83,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["assistant"]:  # the local assistant parses its own arguments
+        from relay.assistant.server import main as assistant_main
+
+        return assistant_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
