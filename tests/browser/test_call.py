@@ -117,6 +117,7 @@ async def test_a_full_call_from_the_console_page(relay_server: Server, browser: 
 
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(ARTIFACTS / "console-call.png")
+    (ARTIFACTS / "console-call-steps.json").write_text(json.dumps((await state_of(browser))["steps"], indent=1))
 
     # The other three device tools, each answered and acknowledged upstream in turn.
     for text, expected in [
