@@ -30,6 +30,16 @@ MAX_ADAPTER_AUDIO_S = 20 * 60
 MAX_ADAPTER_RESPONSE_BYTES = 200 * 1024 * 1024
 
 
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None when it exceeds ``limit`` bytes (reading stops there)."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 class _AdapterFailed(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -61,8 +71,8 @@ class AdapterEngine(TtsEngine):
     async def _call(self, method: str, path: str, **kw: Any) -> tuple[bytes, str]:
         try:
             async with self._http().request(method, self.base_url + path, **kw) as resp:
-                body = await resp.content.read(MAX_ADAPTER_RESPONSE_BYTES + 1)
-                if len(body) > MAX_ADAPTER_RESPONSE_BYTES:
+                body = await read_bounded(resp, MAX_ADAPTER_RESPONSE_BYTES)
+                if body is None:
                     raise _AdapterFailed(502, "too_large", "adapter response too large")
                 if resp.status >= 400:
                     code, message = "http_error", f"HTTP {resp.status}"

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from relay.tts import audio, jobs
+from relay.tts.adapter import read_bounded
 from relay.tts.pool import WorkerCrashed, WorkerPool
 
 MAX_TRANSCRIPT_CHARS = 4000
@@ -74,8 +75,8 @@ class OpenAITranscriber(Transcriber):
                        content_type="audio/wav")
         try:
             async with self._session.post(self.url, data=form) as resp:
-                body = await resp.content.read(1 << 20)
-                if resp.status != 200:
+                body = await read_bounded(resp, 1 << 20)
+                if resp.status != 200 or body is None:
                     raise TranscriptionError(f"transcription service answered HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TranscriptionError(f"transcription service unreachable: {type(exc).__name__}") from None
