@@ -16,9 +16,9 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
@@ -160,8 +160,7 @@ class Page:
     async def screenshot(self, path: str | os.PathLike[str]) -> Path:
         result = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(base64.b64decode(result["data"]))
+        await asyncio.to_thread(_write_file, out, base64.b64decode(result["data"]))
         return out
 
     async def close(self) -> None:
@@ -171,18 +170,40 @@ class Page:
             await self._reader
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _read_port_file(profile: Path) -> tuple[int, str] | None:
+    """Chromium writes ``<port>\n<browser target path>`` to DevToolsActivePort once it listens."""
+    try:
+        lines = (profile / "DevToolsActivePort").read_text().split()
+    except FileNotFoundError:
+        return None
+    return (int(lines[0]), lines[1]) if len(lines) >= 2 else None
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return ""
+
+
 class Browser:
     """A headless Chromium process with a fresh profile; `page` is its first tab."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], session: aiohttp.ClientSession, page: Page, profile: Path):
+    def __init__(self, proc: asyncio.subprocess.Process, session: aiohttp.ClientSession, page: Page, profile: Path):
         self.proc = proc
         self.page = page
         self._session = session
         self.profile = profile
 
     @classmethod
-    async def launch(cls, profile: Path, extra_flags: list[str] = (), *, window: tuple[int, int] = (1440, 1000)) -> "Browser":
-        profile.mkdir(parents=True, exist_ok=True)
+    async def launch(
+        cls, profile: Path, extra_flags: Sequence[str] = (), *, window: tuple[int, int] = (1440, 1000)
+    ) -> Browser:
         args = [
             CHROMIUM,
             *LOOPBACK_FLAGS,
@@ -193,11 +214,20 @@ class Browser:
             *extra_flags,
             "about:blank",
         ]
-        log_path = profile / "chromium.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file = await asyncio.to_thread(_open_log, profile)
         try:
-            port, _browser_path = await cls._devtools_port(profile, proc)
+            # Its own session (process group), so teardown can end the browser and its helpers together.
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()
+        try:
+            port = await cls._devtools_port(profile, proc)
             session = aiohttp.ClientSession()
             try:
                 page_ws_url = await cls._first_page(session, port)
@@ -209,20 +239,19 @@ class Browser:
                 await session.close()
                 raise
         except BaseException:
-            cls._kill(proc)
+            await cls._kill(proc)
             raise
         return cls(proc, session, page, profile)
 
     @staticmethod
-    async def _devtools_port(profile: Path, proc: subprocess.Popen[bytes]) -> tuple[int, str]:
-        port_file = profile / "DevToolsActivePort"
+    async def _devtools_port(profile: Path, proc: asyncio.subprocess.Process) -> int:
         for _ in range(300):  # up to ~30 s on a busy machine
-            if proc.poll() is not None:
-                raise CdpError(f"chromium exited with {proc.returncode}: {(profile / 'chromium.log').read_text()[-2000:]}")
-            if port_file.exists():
-                lines = port_file.read_text().split()
-                if len(lines) >= 2:
-                    return int(lines[0]), lines[1]
+            if proc.returncode is not None:
+                tail = await asyncio.to_thread(_tail, profile / "chromium.log")
+                raise CdpError(f"chromium exited with {proc.returncode}: {tail}")
+            found = await asyncio.to_thread(_read_port_file, profile)
+            if found:
+                return found[0]
             await asyncio.sleep(0.1)
         raise CdpError("chromium did not open its DevTools port")
 
@@ -238,17 +267,15 @@ class Browser:
         raise CdpError("chromium has no page target")
 
     @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            # The browser runs in its own session (process group) that we created: end that group only.
+    async def _kill(proc: asyncio.subprocess.Process) -> None:
+        """End the browser's process group (which we created, by the browser's pid)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.returncode is not None:
+                return
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
 
     async def close(self) -> None:
         try:
@@ -257,8 +284,11 @@ class Browser:
             await self.page.close()
         finally:
             await self._session.close()
-            for _ in range(50):
-                if self.proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
-            self._kill(self.proc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5)
+            await self._kill(self.proc)
+
+
+def _open_log(profile: Path) -> IO[bytes]:
+    profile.mkdir(parents=True, exist_ok=True)
+    return open(profile / "chromium.log", "wb")  # noqa: SIM115 -- handed to the child, closed by launch()

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 
 STATE = "window.__relayConsole.state"
 READY = "window.__relayConsole && window.__relayConsole.state.ready"
-ACKS = f"{STATE}.transcript.filter(e => e.role === 'assistant' && e.final && e.text.includes('The tool returned')).length"
+ACKS = (
+    f"{STATE}.transcript.filter(e => e.role === 'assistant' && e.final && e.text.includes('The tool returned')).length"
+)
 
 
 def step_done(name: str) -> str:
@@ -137,7 +139,9 @@ async def test_a_full_call_from_the_console_page(relay_server: Server, browser: 
             await page.wait_for(f"{ACKS} > {acks_before}", timeout_s=30)
         except TimeoutError:
             pytest.fail(f"no acknowledgement of {text!r}; transcript: {(await state_of(browser))['transcript']}")
-        last_ack = await page.evaluate(f"{STATE}.transcript.filter(e => e.final && e.text.includes('The tool returned')).at(-1).text")
+        last_ack = await page.evaluate(
+            f"{STATE}.transcript.filter(e => e.final && e.text.includes('The tool returned')).at(-1).text"
+        )
         assert json.loads(last_ack.split("The tool returned", 1)[1]) == {"success": True, **expected}
     device = (await state_of(browser))["device"]
     assert device["volumePercent"] == 0 and device["muted"] is True

@@ -232,5 +232,12 @@ async def test_events_in_both_dialects_reach_the_transcript_and_device(relay_ser
     assert state["device"]["muted"] is True and state["device"]["volumePercent"] == 0
     assert await page.evaluate("document.getElementById('mute-state').textContent") == "Muted"
     bubbles = await page.evaluate("Array.from(document.querySelectorAll('#transcript .bubble')).map(b => b.className)")
-    assert bubbles[:6] == ["bubble user", "bubble assistant", "bubble assistant", "bubble assistant", "bubble assistant", "bubble system"]
+    assert bubbles[:6] == [
+        "bubble user",
+        "bubble assistant",
+        "bubble assistant",
+        "bubble assistant",
+        "bubble assistant",
+        "bubble system",
+    ]
     assert not [line for line in page.console if line.startswith("exception")], page.console

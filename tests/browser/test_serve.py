@@ -42,8 +42,9 @@ def relay_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
     }
     log_path = tmp_path / "relay.log"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "relay", "serve"], env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:
