@@ -8,7 +8,15 @@ from typing import Any
 
 import orjson
 
-from relay.models import AUDIO_FORMATS, DEFAULT_DEVICE_UPDATE_ALLOW, DEVICE_UPDATABLE_FIELDS, DIALECTS, PROVIDERS, Assistant, Tool
+from relay.models import (
+    AUDIO_FORMATS,
+    DEFAULT_DEVICE_UPDATE_ALLOW,
+    DEVICE_UPDATABLE_FIELDS,
+    DIALECTS,
+    PROVIDERS,
+    Assistant,
+    Tool,
+)
 from relay.store.db import Executor
 from relay.store.errors import NotFound
 

@@ -10,16 +10,15 @@ import logging
 import time
 import uuid
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from relay.log import configure_logging
 from relay.store import clients
 from relay.web.app import create_app
+from tests.conftest import base_settings
 
 from .helpers import SESSIONS, assert_error, db_of, device_headers, new_secret, post_session
-from tests.conftest import base_settings
 
 
 async def test_unknown_route_and_method_in_error_shape(app_client: TestClient) -> None:
