@@ -176,6 +176,8 @@ class Database:
             await conn.execute("PRAGMA foreign_keys = ON")
             if path != ":memory:":
                 await conn.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: durable against crashes of relay, no fsync per commit.
+                await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA busy_timeout = 5000")
             self._sqlite = conn
             return self
