@@ -119,16 +119,19 @@ def word_timings(text: str, events: Sequence[tuple[int, int]], pcm16: bytes, rat
     for tok, start, end in spans:
         start_ms = start * 1000 // rate_hz
         end_ms = max(start_ms, end * 1000 // rate_hz)
-        f_start, f_end = start_ms // FRAME_MS, min(len(active), end_ms // FRAME_MS)
-        # pull the end back over trailing silence (pauses at commas and full stops)
-        while f_end > f_start + 1 and not active[f_end - 1]:
-            f_end -= 1
-        if f_end > f_start:
-            end_ms = min(end_ms, f_end * FRAME_MS)
-        # and push the start forward over leading silence
-        while f_start < f_end - 1 and not active[f_start]:
-            f_start += 1
-        start_ms = max(start_ms, min(f_start * FRAME_MS, end_ms))
+        f_lo, f_hi = start_ms // FRAME_MS, min(len(active), -(-end_ms // FRAME_MS))
+        # pull the end back over trailing silence (pauses at commas and full stops) ...
+        hi = f_hi
+        while hi > f_lo + 1 and not active[hi - 1]:
+            hi -= 1
+        if hi < f_hi:
+            end_ms = min(end_ms, hi * FRAME_MS)
+        # ... and push the start forward over leading silence
+        lo = f_lo
+        while lo < hi - 1 and not active[lo]:
+            lo += 1
+        if lo > f_lo:
+            start_ms = max(start_ms, min(lo * FRAME_MS, end_ms))
         out.append(WordTiming(tok.word, int(start_ms), int(max(end_ms, start_ms + 1))))
     return out
 
