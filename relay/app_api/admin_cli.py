@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
         services = build_services(load_settings(getattr(args, "config", None)))
         try:
             if op == "create":
-                audio = Path(args.audio).read_bytes() if args.audio else None
+                audio = await asyncio.to_thread(Path(args.audio).read_bytes) if args.audio else None
                 voice = await admin.create_workspace_voice(
                     db, services, args.workspace, name=args.name, design_prompt=args.design_prompt, audio=audio,
                     description=args.description, language=args.language)

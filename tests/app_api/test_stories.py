@@ -9,6 +9,7 @@ from relay.tts.audio import median_pitch_hz
 from tests.app_api.conftest import Env, error_of
 from tests.app_api.helpers import decode, rms_dbfs, wav_header_fields
 
+
 def pitch(wav: bytes) -> float:
     _, x, rate = decode(wav)
     f0 = median_pitch_hz((x * 32767).astype("<i2").tobytes(), rate)
