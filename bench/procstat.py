@@ -14,6 +14,7 @@ class Sample:
     t_s: float
     cpu_s: float     # user + system, this process and its live descendants
     rss_bytes: int
+    wait_s: float = 0.0  # main thread's time runnable but waiting for a CPU (/proc/<pid>/schedstat)
 
 
 def _children(pid: int) -> list[int]:
@@ -45,6 +46,7 @@ def _one(pid: int) -> tuple[float, int]:
 def sample(pid: int, *, children: bool = True) -> Sample:
     """CPU seconds and RSS of ``pid`` (plus descendants); raises ``OSError`` if it is gone."""
     cpu_s, rss = _one(pid)
+    wait_s = _runqueue_wait_s(pid)
     if children:
         for child in _children(pid):
             try:
@@ -53,7 +55,21 @@ def sample(pid: int, *, children: bool = True) -> Sample:
                 continue
             cpu_s += c
             rss += r
-    return Sample(time.monotonic(), cpu_s, rss)
+    return Sample(time.monotonic(), cpu_s, rss, wait_s)
+
+
+def _runqueue_wait_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def wait_percent(a: Sample, b: Sample) -> float:
+    """% of wall time the main thread was runnable but not running: how oversubscribed the machine is."""
+    dt = b.t_s - a.t_s
+    return 100.0 * (b.wait_s - a.wait_s) / dt if dt > 0 else 0.0
 
 
 def cpu_percent(a: Sample, b: Sample) -> float:

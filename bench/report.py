@@ -95,7 +95,9 @@ def text_summary(r: dict[str, Any]) -> str:
     ]
     if "relay_cpu_pct" in m:
         lines.append(f"  relay cpu {m['relay_cpu_pct']:.1f}% ({m.get('relay_cpu_pct_per_call', 0):.2f}%/call), "
-                     f"rss {m['relay_rss_mb']:.1f} MB ({m.get('relay_rss_mb_per_call', 0):.3f} MB/call)")
+                     f"rss {m['relay_rss_mb']:.1f} MB ({m.get('relay_rss_mb_per_call', 0):.3f} MB/call); "
+                     f"waiting for a CPU {m.get('relay_runqueue_wait_pct', 0):.1f}% of the time, "
+                     f"load avg {m.get('loadavg_1m', 0):.1f}")
     extra = "".join(f"; {k[:-8]} cpu {v:.1f}%" for k, v in m.items() if k.endswith("_cpu_pct")
                     and k not in ("relay_cpu_pct", "bench_cpu_pct"))
     lines.append(f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 import uuid
@@ -107,7 +108,9 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         results: list[DeviceResult] = list(await asyncio.gather(*(d.stop() for d in devices)))
         if sc.progress:
             sys.stderr.write("\n")
+    loadavg = os.getloadavg()[0]
     measure: dict[str, Any] = {
+        "loadavg_1m": round(loadavg, 2),
         "ramp_s": round(ramp_end - t0, 3),
         "steady_s": round(self_b[0] - self_a[0], 3),
         "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
@@ -119,6 +122,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
             measure[f"{name}_cpu_pct"] = round(procstat.cpu_percent(a, b), 2)
     if relay_base and relay_a and relay_b:
         measure["relay_cpu_pct"] = round(procstat.cpu_percent(relay_a, relay_b), 2)
+        measure["relay_runqueue_wait_pct"] = round(procstat.wait_percent(relay_a, relay_b), 2)
         measure["relay_rss_base_bytes"] = relay_base.rss_bytes
         measure["relay_rss_bytes"] = relay_b.rss_bytes
     return summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)

@@ -19,7 +19,7 @@ def rows(doc: dict[str, Any]) -> list[str]:
     for r in doc["runs"]:
         if "measure" not in r:
             if "sweep_max_n" in r:
-                out.append(f"| {r['label']} | sweep max N = **{r['sweep_max_n']}** | | | | | | | | |")
+                out.append(f"| {r['label']} | sweep max N = **{r['sweep_max_n']}** | | | | | | | | | |")
             continue
         m, s, rt, fr = r["measure"], r["setup_ms"], r["marker_rtt_ms"], r["frames"]
         out.append(
@@ -30,14 +30,15 @@ def rows(doc: dict[str, Any]) -> list[str]:
             f"| {_v(rt['p50'])} / {_v(rt['p95'])} / {_v(rt['p99'])} "
             f"| {r['markers']['lost']}/{r['markers']['due']} "
             f"| {_v(fr['lost_pct'], '{:.2f}')} / {_v(fr.get('missing_pct'), '{:.2f}')} "
-            f"| {_v(m.get('bench_cpu_pct_per_device'), '{:.2f}')} |")
+            f"| {_v(m.get('bench_cpu_pct_per_device'), '{:.2f}')} "
+            f"| {_v(m.get('relay_runqueue_wait_pct'))} / {_v(m.get('loadavg_1m'))} |")
     return out
 
 
 def table(docs: list[dict[str, Any]]) -> str:
     head = ["| relay | calls | CPU % | CPU %/call | RSS MB | setup ms p50 / p99 | marker ms p50 / p95 / p99 "
-            "| markers lost | frames lost % / missing % | bench CPU %/device |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| markers lost | frames lost % / missing % | bench CPU %/device | CPU wait % / load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     body = [row for doc in docs for row in rows(doc)]
     extra = []
     for doc in docs:
