@@ -17,7 +17,7 @@ from relay.store import app_voices as voices_repo
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database
 from relay.web import keys
-from relay.web.errors import AppApiError
+from relay.web.errors import ApiError, AppApiError
 from relay.web.middleware import read_json
 
 log = logging.getLogger("relay.app_api")
@@ -51,7 +51,7 @@ def recorded(endpoint: str) -> Callable[[Handler], Handler]:
                 response = await handler(request)
                 status = response.status
                 return response
-            except AppApiError as exc:
+            except (AppApiError, ApiError) as exc:
                 status = exc.status
                 raise
             finally:

@@ -104,7 +104,7 @@ async def _read_clone_form(request: web.Request) -> tuple[str, str, bytes | None
             if part.name == "audio_file":
                 audio = await _read_part(part, limit, "REQUEST_TOO_LARGE")
             elif part.name in ("name", "description"):
-                raw = await _read_part(part, MAX_FORM_FIELD_BYTES, "INVALID_FORM")
+                raw = await _read_part(part, MAX_FORM_FIELD_BYTES, "REQUEST_TOO_LARGE")
                 fields[part.name] = raw.decode("utf-8", errors="replace").strip()
             else:
                 await _read_part(part, limit, "REQUEST_TOO_LARGE")  # drained, bounded, ignored
