@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="start the relay(s) here, fresh for every run, on 127.0.0.1")
     tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
     tgt.add_argument("--relay-cmd", help="command starting relay (default: python -m relay serve)")
+    tgt.add_argument("--relay-env", action="append", default=[], metavar="RELAY_X=value",
+                     help="extra environment for the spawned relay, e.g. RELAY_OPUS_COMPLEXITY=3 (repeatable)")
     tgt.add_argument("--upstream", default="",
                      help="Realtime WebSocket URL (beta) both spawned relays use; default: the bench starts relay's "
                           "local assistant as its own process (python -m relay.assistant), so relay CPU excludes it")
@@ -84,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.spawn = "both"
     if not args.url and not args.spawn:
         ap.error("give --url of a running relay, or --spawn/--compare")
+    if any("=" not in kv or not kv.startswith("RELAY_") for kv in args.relay_env):
+        ap.error("--relay-env takes RELAY_NAME=value")
     return args
 
 
@@ -118,7 +122,8 @@ class Bench:
         with tempfile.TemporaryDirectory(prefix="bench-relay-") as data_dir:
             if target == "relay":
                 server = servers.relay_server(model=a.model, data_dir=data_dir, upstream_url=await self.upstream_url(),
-                                              cmd=a.relay_cmd.split() if a.relay_cmd else None)
+                                              cmd=a.relay_cmd.split() if a.relay_cmd else None,
+                                              extra_env=dict(kv.split("=", 1) for kv in a.relay_env))
             elif target == "reference":
                 server = servers.reference_server(upstream=await self.upstream_url() or "local", model=a.model)
             try:
