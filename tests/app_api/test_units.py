@@ -118,3 +118,21 @@ def test_mp3_and_wav_encoders_roundtrip() -> None:
     assert fmt == "wav" and abs(dur - 1.5) < 1e-3
     with pytest.raises(audio.AudioDecodeError):
         audio.decode_to_pcm16(b"garbage" * 100, 16000, max_seconds=30)
+
+
+async def test_pocketsphinx_recognises_espeak_speech() -> None:
+    from relay.tts.transcribe import PocketsphinxTranscriber, TranscriptionError
+    from tests.app_api.helpers import SPEECH, speech_pcm
+
+    pool = WorkerPool(workers=1, queue_limit=0)
+    try:
+        pcm, rate = speech_pcm(14.0)
+        text = await PocketsphinxTranscriber(pool).transcribe(pcm, rate, "en")
+        spoken = set(SPEECH.lower().replace(".", "").split())
+        assert len(set(text.lower().split()) & spoken) >= 4, text  # a small old model: some words, not all
+        # white noise: nothing recognised -> TRANSCRIPTION_FAILED upstream
+        noise = np.random.default_rng(1).normal(0, 3000, 16000 * 3).astype("<i2").tobytes()
+        with pytest.raises(TranscriptionError):
+            await PocketsphinxTranscriber(pool).transcribe(noise, 16000, "en")
+    finally:
+        pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import numpy as np
 import pytest
 
 from relay.store import app_voices as voices_repo
@@ -126,6 +127,10 @@ async def test_clone_bad_input(env_sqlite: Env) -> None:
                                      data=clone_form(wav_bytes(pcm, rate), name=None))) == (400, "MISSING_NAME")
     assert await error_of(await post("/v1/app/voices/clone", headers=h, json={"name": "x"})) \
         == (415, "UNSUPPORTED_MEDIA_TYPE")
+    # 12 s of white noise: audible, long enough, but no speech -> the embedded recogniser finds nothing
+    noise = np.random.default_rng(1).normal(0, 3000, 24000 * 12).astype("<i2").tobytes()
+    assert await error_of(await post("/v1/app/voices/clone", headers=h, data=clone_form(wav_bytes(noise, 24000)))) \
+        == (422, "TRANSCRIPTION_FAILED")
     # the app still works after all that
     assert (await env.client.get("/v1/app/voices", headers=h)).status == 200
 
