@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+from typing import IO, Any
+
 from aiohttp import web
 
 from relay.app_api.common import db_of, device_of, json_object, recorded, visible_voice
 from relay.app_api.errors import service_errors
 from relay.app_api.services import SERVICES, AppServices
-from relay.app_api.tts import synthesise
+from relay.app_api.tts import voice_spec
 from relay.models import Device
+from relay.storage import StorageError
 from relay.store import app_stories as stories_repo
 from relay.store import app_voices as voices_repo
 from relay.store.app_stories import StoryRow
 from relay.store.app_voices import VoiceRow
+from relay.tts.audio import wav_header
+from relay.tts.engine import TtsEngine, TtsError
 from relay.web.errors import AppApiError
 from relay.web.middleware import json_response
+
+SEND_CHUNK_BYTES = 256 * 1024
 
 
 async def _story(request: web.Request, device: Device) -> StoryRow:
@@ -68,7 +77,53 @@ async def read_story(request: web.Request) -> web.Response:
         raise AppApiError(400, "This story has no transcript", "EMPTY_TEXT")
     services: AppServices = request.app[SERVICES]
     with service_errors("TTS_FAILED"):
-        speech = await synthesise(services, db_of(request), voice, story.transcript, speed=1.0, stability=0.75,
-                                  fmt="wav")
-    return web.Response(body=speech.audio, content_type="audio/wav",
-                        headers={"Content-Disposition": f'inline; filename="{story.slug}.wav"'})
+        engine = services.require_engine()
+        async with services.pool.admit():
+            spool, pcm_bytes, rate_hz = await _narrate(services, request, engine, voice, story.transcript)
+    try:
+        response = web.StreamResponse(headers={
+            "Content-Type": "audio/wav", "Content-Length": str(44 + pcm_bytes),
+            "Content-Disposition": f'inline; filename="{story.slug}.wav"'})
+        await response.prepare(request)
+        await response.write(wav_header(pcm_bytes, rate_hz))
+        await asyncio.to_thread(spool.seek, 0)
+        while chunk := await asyncio.to_thread(spool.read, SEND_CHUNK_BYTES):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await asyncio.to_thread(spool.close)
+
+
+async def _narrate(services: AppServices, request: web.Request, engine: TtsEngine, voice: VoiceRow,
+                   text: str) -> tuple[IO[bytes], int, int]:
+    """Synthesise chunk by chunk into an anonymous temporary file: memory stays at one chunk (~4 MB)."""
+    refs: list[dict[str, Any]] = []
+    spec = await engine.prepare(voice_spec(services, voice), refs.append)
+    tmp_dir = services.settings.data_path / "tmp"
+    await asyncio.to_thread(tmp_dir.mkdir, parents=True, exist_ok=True)
+    try:
+        spool = await asyncio.to_thread(tempfile.TemporaryFile, dir=tmp_dir)
+    except OSError as exc:
+        raise StorageError(f"cannot create a temporary file: {exc.strerror}") from None
+    total, rate_hz = 0, 0
+    try:
+        async for piece in engine.stream(spec, text, speed=1.0, stability=0.75, with_timings=False,
+                                         on_ref=refs.append):
+            if rate_hz and piece.rate_hz != rate_hz:
+                raise TtsError(502, "TTS_FAILED", "engine changed sample rate mid-story")
+            rate_hz = piece.rate_hz
+            await asyncio.to_thread(spool.write, piece.pcm16)
+            total += len(piece.pcm16)
+    except OSError as exc:
+        spool.close()
+        raise StorageError(f"cannot write narration: {exc.strerror}") from None
+    except BaseException:
+        spool.close()
+        raise
+    if refs:
+        await voices_repo.set_engine_ref(db_of(request), voice.id, refs[-1])
+    if not total:
+        spool.close()
+        raise TtsError(502, "TTS_FAILED", "the engine produced no audio")
+    return spool, total, rate_hz

@@ -12,7 +12,7 @@ from relay.store.db import Executor
 from relay.store.errors import Conflict, NotFound
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
-MAX_TRANSCRIPT_CHARS = 50_000  # ~55 min read aloud; a read is assembled in memory (~70 MB WAV)
+MAX_TRANSCRIPT_CHARS = 50_000  # ~55 min read aloud (~145 MB of WAV, spooled to a temporary file)
 WORDS_PER_MINUTE = 150  # estimated_reading_time_seconds: a calm read-aloud pace
 FIELDS = ("slug", "name", "transcript", "excerpt", "age_group", "illustration_url", "illustration_alt",
           "sort_order", "default_voice_id")

@@ -12,14 +12,16 @@ forced alignment, and the docs say so.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
 from relay.tts import jobs, timing
 from relay.tts.audio import AudioDecodeError
-from relay.tts.engine import Registration, Speech, TtsEngine, TtsError, VoiceSpec
+from relay.tts.engine import Piece, RefCallback, Registration, TtsEngine, TtsError, VoiceSpec
 from relay.tts.espeak import CHUNK_CHARS
 from relay.tts.espeak_lib import EspeakError
 from relay.tts.pool import WorkerCrashed, WorkerPool
@@ -159,41 +161,36 @@ class AdapterEngine(TtsEngine):
             raise _AdapterFailed(502, "bad_response", "adapter returned no audio")
         return audio
 
-    async def synthesise(self, voice: VoiceSpec, text: str, *, speed: float, stability: float,
-                         fmt: str) -> tuple[Speech, dict[str, Any] | None]:
-        ref = voice.engine_ref if voice.engine_ref.get("profile_id") or voice.engine_ref.get("voice_clone_prompt") \
-            else None
-        new_ref = None
-        if ref is None:
-            ref = new_ref = await self._sync(voice)
+    async def prepare(self, voice: VoiceSpec, on_ref: RefCallback) -> VoiceSpec:
+        if voice.engine_ref.get("profile_id") or voice.engine_ref.get("voice_clone_prompt"):
+            return voice
+        ref = await self._sync(voice)
+        on_ref(ref)
+        return dataclasses.replace(voice, engine_ref=ref)
+
+    async def stream(self, voice: VoiceSpec, text: str, *, speed: float, stability: float, with_timings: bool,
+                     on_ref: RefCallback) -> AsyncIterator[Piece]:
+        ref = voice.engine_ref
+        resynced = False
         params = VoiceParams.from_json(voice.params).for_request(speed, 0.75).to_json()
-        pcm_parts: list[bytes] = []
-        timings: list[timing.WordTiming] = []
-        rate_hz = 24000
-        elapsed = 0
         for _off, chunk in timing.split_text(text, CHUNK_CHARS):
             try:
                 try:
                     audio = await self._tts(ref, chunk, voice.language, speed, stability)
                 except _AdapterFailed as exc:
-                    if exc.status != 404 or new_ref is not None:
+                    if exc.status != 404 or resynced:
                         raise
                     log.info("adapter does not know voice %s; re-syncing", voice.voice_id)
-                    ref = new_ref = await self._sync(voice)
+                    ref, resynced = await self._sync(voice), True
+                    on_ref(ref)
                     audio = await self._tts(ref, chunk, voice.language, speed, stability)
                 pcm, rate_hz, first, last = await self.pool.run(jobs.speech_span, audio, MAX_ADAPTER_AUDIO_S)
-                words = await self.pool.run(jobs.estimated_timings, chunk, params, (first, last))
+                words = (await self.pool.run(jobs.estimated_timings, chunk, params, (first, last))
+                         if with_timings else [])
             except _AdapterFailed as exc:
                 raise TtsError(502, "TTS_FAILED", f"TTS adapter synthesis failed: {exc}") from None
             except AudioDecodeError as exc:
                 raise TtsError(502, "TTS_FAILED", f"TTS adapter returned undecodable audio: {exc}") from None
             except (EspeakError, WorkerCrashed) as exc:
                 raise TtsError(502, "TTS_FAILED", f"timing pass failed: {exc}") from None
-            timings += timing.offset([timing.WordTiming(*w) for w in words], elapsed * 1000 // rate_hz)
-            pcm_parts.append(pcm)
-            elapsed += len(pcm) // 2
-        pcm16 = b"".join(pcm_parts)
-        if not pcm16:
-            raise TtsError(502, "TTS_FAILED", "TTS adapter produced no audio")
-        data = pcm16 if fmt == "pcm" else await self.pool.run(jobs.encode, pcm16, rate_hz, fmt)
-        return Speech(data, fmt, rate_hz, elapsed / rate_hz, timings), new_ref
+            yield Piece(pcm, rate_hz, [timing.WordTiming(*w) for w in words])

@@ -21,16 +21,14 @@ class AudioDecodeError(ValueError):
 
 def encode_wav(pcm16: bytes, rate_hz: int, channels: int = 1) -> bytes:
     """A canonical 44-byte-header PCM WAV file."""
-    data_len = len(pcm16)
-    header = b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate_hz, rate_hz * channels * 2, channels * 2, 16)
-    header += b"data" + struct.pack("<I", data_len)
-    return header + pcm16
+    return wav_header(len(pcm16), rate_hz, channels) + pcm16
 
 
 def wav_header(data_len: int, rate_hz: int, channels: int = 1) -> bytes:
-    return encode_wav(b"", rate_hz, channels)[:4] + struct.pack("<I", 36 + data_len) + \
-        encode_wav(b"", rate_hz, channels)[8:40] + struct.pack("<I", data_len)
+    """The 44-byte header of a PCM WAV whose data (16-bit) is ``data_len`` bytes long."""
+    header = b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate_hz, rate_hz * channels * 2, channels * 2, 16)
+    return header + b"data" + struct.pack("<I", data_len)
 
 
 def resample_pcm16(pcm16: bytes, src_hz: int, dst_hz: int) -> bytes:

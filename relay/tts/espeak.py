@@ -11,10 +11,9 @@ median pitch (see ``relay.tts.voices``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from relay.tts import jobs, timing
-from relay.tts.engine import Registration, Speech, TtsEngine, TtsError, VoiceSpec
+from relay.tts.engine import Piece, RefCallback, Registration, TtsEngine, TtsError, VoiceSpec
 from relay.tts.espeak_lib import EspeakError
 from relay.tts.pool import WorkerCrashed, WorkerPool
 from relay.tts.voices import VoiceParams, clone_params, design_params
@@ -30,32 +29,15 @@ class EspeakEngine(TtsEngine):
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
 
-    async def speak_chunks(self, params: dict[str, Any], text: str) -> AsyncIterator[tuple[bytes, int, list[timing.WordTiming]]]:
-        """Yield (pcm16, rate_hz, timings relative to the chunk) chunk by chunk (call inside ``pool.admit()``)."""
+    async def stream(self, voice: VoiceSpec, text: str, *, speed: float, stability: float, with_timings: bool,
+                     on_ref: RefCallback) -> AsyncIterator[Piece]:
+        params = VoiceParams.from_json(voice.params).for_request(speed, stability).to_json()
         for _off, chunk in timing.split_text(text, CHUNK_CHARS):
             try:
                 pcm, rate, words = await self.pool.run(jobs.speak, chunk, params)
             except (EspeakError, WorkerCrashed) as exc:
                 raise TtsError(502, "TTS_FAILED", f"espeak-ng synthesis failed: {exc}") from None
-            yield pcm, rate, [timing.WordTiming(*w) for w in words]
-
-    async def synthesise(self, voice: VoiceSpec, text: str, *, speed: float, stability: float,
-                         fmt: str) -> tuple[Speech, dict[str, Any] | None]:
-        params = VoiceParams.from_json(voice.params).for_request(speed, stability).to_json()
-        pcm_parts: list[bytes] = []
-        timings: list[timing.WordTiming] = []
-        rate_hz = 22050
-        elapsed_samples = 0
-        async for pcm, rate, words in self.speak_chunks(params, text):
-            rate_hz = rate
-            timings += timing.offset(words, elapsed_samples * 1000 // rate)
-            pcm_parts.append(pcm)
-            elapsed_samples += len(pcm) // 2
-        pcm16 = b"".join(pcm_parts)
-        if not pcm16:
-            raise TtsError(502, "TTS_FAILED", "espeak-ng produced no audio")
-        data = pcm16 if fmt == "pcm" else await self.pool.run(jobs.encode, pcm16, rate_hz, fmt)
-        return Speech(data, fmt, rate_hz, elapsed_samples / rate_hz, timings), None
+            yield Piece(pcm, rate, [timing.WordTiming(*w) for w in words])
 
     async def register_clone(self, *, name: str, reference_wav: bytes, transcript: str,
                              median_f0_hz: float | None, language: str) -> Registration:

@@ -155,3 +155,22 @@ async def test_openai_compatible_transcription(sqlite_db, make_app, status: int,
             assert await error_of(resp) == (422, "TRANSCRIPTION_FAILED")
     finally:
         await fake.stop()
+
+
+async def test_story_read_through_the_adapter(qenv: Env, adapter: FakeAdapter) -> None:
+    from relay.app_api import admin
+    from tests.app_api.helpers import wav_header_fields
+
+    voice = (await qenv.design(qenv.a, "Narrator", "calm"))["voice_id"]
+    text = " ".join([TEXT] * 40)  # ~2,200 characters: two adapter calls
+    await admin.create_story(qenv.db, qenv.ws.id, {"slug": "night", "name": "Night", "transcript": text})
+    resp = await qenv.client.post("/v1/app/stories/night/read", headers=qenv.a.headers(), json={"voice_id": voice})
+    assert resp.status == 200 and resp.content_type == "audio/wav"
+    data = await resp.read()
+    assert int(resp.headers["Content-Length"]) == len(data)
+    assert wav_header_fields(data)["rate"] == 24000
+    fmt, x, rate = decode(data)
+    assert fmt == "wav" and len(x) / rate > 60 and rms_dbfs(x) > -35
+    tts_calls = [c for k, c in adapter.calls if k == "tts"]
+    assert len(tts_calls) == 2 and all(len(c["text"]) <= 1200 for c in tts_calls)
+    assert " ".join(c["text"].strip() for c in tts_calls).split() == text.split()
