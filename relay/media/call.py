@@ -133,6 +133,7 @@ class Call:
         self._core_deadline: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._closed = asyncio.Event()
+        self._tearing_down = False
         self._audio_frames_out = 0
         # downlink latency: loop time an audio delta arrived, matched when audio next leaves
         self._delta_arrivals: deque[float] = deque(maxlen=64)
@@ -387,10 +388,12 @@ class Call:
             self._loop.call_soon(self._cancel_task)
 
     def _cancel_task(self) -> None:
-        if self._task is not None and not self._task.done():
+        # never interrupt the teardown itself (it may already be running when this fires)
+        if self._task is not None and not self._task.done() and not self._tearing_down:
             self._task.cancel()
 
     async def _teardown(self) -> None:
+        self._tearing_down = True
         self.end_reason = self.end_reason or "ended"
         self._clock.unregister(self)
         for handle in self._timers:
@@ -408,7 +411,8 @@ class Call:
             if self.upstream is not None:
                 await self.upstream.close()
         finally:
-            await self.peer.flush(timeout_s=0.5)  # a last error event reaches the device
+            # a last error event reaches the device, even one still connecting
+            await self.peer.flush(timeout_s=0.5, await_channel_s=min(5.0, self.config.ice_connect_timeout_s))
             await self.peer.close()
             self._encoder.close()
             self.usage.ended_at = time.time()

@@ -127,9 +127,20 @@ class Peer:
         while self._pending and channel.readyState == "open":
             channel.send(self._pending.popleft())
 
-    async def flush(self, timeout_s: float = 0.5) -> None:
-        """Wait (bounded) until queued data-channel events have left, if a channel is open."""
+    async def flush(self, timeout_s: float = 0.5, *, await_channel_s: float = 0.0) -> None:
+        """Wait (bounded) until queued data-channel events have left.
+
+        With ``await_channel_s`` and events still queued because the device has not opened a
+        channel yet (the call ends before the device finished connecting, e.g. the upstream
+        refused), wait up to that long for the channel so the device learns why.
+        """
         loop = asyncio.get_running_loop()
+        if self._pending and not self._channels and not self.closed and await_channel_s > 0:
+            pc = self.pc
+            if pc is not None and pc.connectionState not in ("failed", "closed"):
+                deadline = loop.time() + await_channel_s
+                while not self._channels and not self.closed and loop.time() < deadline:
+                    await asyncio.sleep(0.02)
         deadline = loop.time() + timeout_s
         while not self.closed and loop.time() < deadline:
             open_channels = [c for c in self._channels if c.readyState == "open"]

@@ -74,12 +74,12 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
 
 async def _read_offer(request: web.Request, max_bytes: int) -> str:
     if request.content_length is not None and request.content_length > max_bytes:
-        raise ApiError(413, f"SDP offer larger than {max_bytes} bytes", "payload_too_large")
+        raise ApiError(413, f"SDP offer larger than {max_bytes} bytes", "request_too_large")
     body = bytearray()
     async for chunk in request.content.iter_chunked(16 * 1024):
         body += chunk
         if len(body) > max_bytes:
-            raise ApiError(413, f"SDP offer larger than {max_bytes} bytes", "payload_too_large")
+            raise ApiError(413, f"SDP offer larger than {max_bytes} bytes", "request_too_large")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

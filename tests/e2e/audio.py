@@ -108,3 +108,38 @@ class PcmFrameTrack:
                 return out
 
         return _Track()
+
+
+class LiveTrack:
+    """Factory of an aiortc audio track that sends silence until ``track.play(samples)`` (48 kHz mono)
+    is called -- a microphone the test speaks into at chosen moments."""
+
+    def __new__(cls):  # type: ignore[misc]
+        from aiortc.mediastreams import AudioStreamTrack
+        from av import AudioFrame
+
+        class _Live(AudioStreamTrack):
+            def __init__(self) -> None:
+                super().__init__()
+                self.pending = np.zeros(0, dtype=np.int16)
+
+            def play(self, samples: np.ndarray) -> None:
+                self.pending = np.concatenate([self.pending, samples.astype(np.int16)])
+
+            async def recv(self) -> AudioFrame:
+                frame = await super().recv()
+                n = RATE_HZ // 50
+                chunk, self.pending = self.pending[:n], self.pending[n:]
+                if len(chunk) < n:
+                    chunk = np.concatenate([chunk, np.zeros(n - len(chunk), dtype=np.int16)])
+                out = AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+                out.sample_rate = RATE_HZ
+                out.pts = frame.pts * RATE_HZ // frame.sample_rate
+                out.time_base = fractions.Fraction(1, RATE_HZ)
+                return out
+
+        return _Live()
+
+
+def tone(seconds: float, hz: float, amp: int = 9000) -> np.ndarray:
+    return bursts([(0.0, seconds, hz)], total_s=seconds, amp=amp)

@@ -57,7 +57,7 @@ async def test_offer_without_usable_codec_is_400(relay):
 
 async def test_oversized_offer_is_413(relay):
     big = golden_offer("chrome") + "a=x-padding:" + "x" * relay.plane.settings.max_sdp_bytes + "\n"
-    assert_error(*await post(relay, big), 413, "payload_too_large")
+    assert_error(*await post(relay, big), 413, "request_too_large")
 
 
 async def test_golden_offers_of_real_devices_get_answers(relay):
