@@ -107,6 +107,7 @@ class Settings:
     tts_adapter_timeout_s: float = _f(120.0, "Timeout of one call to the Qwen3-TTS adapter, seconds.")
     tts_workers: int = _f(1, "TTS worker processes (synthesis, decoding, MP3, speech recognition); never the event loop.")
     tts_queue_limit: int = _f(4, "TTS requests allowed to wait for a worker; beyond it the app API answers 503 TTS_BUSY.")
+    tts_per_client: int = _f(2, "TTS requests one device may have running at once; beyond it 429 RATE_LIMITED.")
     tts_output_retention_s: int = _f(3600, "Synthesised files are deleted this long after creation (their URLs expire sooner).")
     transcription_url: str = _f("", "OpenAI-compatible base URL for `/v1/audio/transcriptions` (clone transcripts); empty: embedded pocketsphinx.")
     transcription_api_key: str = _f("", "Bearer token for `transcription_url`.", secret=True)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from relay.app_api.services import ClientBusy
 from relay.storage import StorageError
 from relay.tts.engine import TtsError
 from relay.tts.pool import TtsBusy, WorkerCrashed
@@ -21,6 +22,9 @@ def service_errors(failed_code: str = "TTS_FAILED") -> Iterator[None]:
     except TtsError as exc:
         log.warning("%s: %s", exc.code, exc.message)
         raise AppApiError(exc.status, exc.message, exc.code) from None
+    except ClientBusy:
+        raise AppApiError(429, "Too many text-to-speech requests from this device at once", "RATE_LIMITED",
+                          headers={"Retry-After": "2"}) from None
     except TtsBusy:
         raise AppApiError(503, "Text-to-speech is busy; retry shortly", "TTS_BUSY",
                           headers={"Retry-After": "2"}) from None

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -23,6 +24,10 @@ log = logging.getLogger("relay.app_api")
 TTS_OUTPUT_PREFIX = "tts"
 
 
+class ClientBusy(RuntimeError):
+    """This client already has ``tts_per_client`` TTS requests running."""
+
+
 @dataclass
 class AppServices:
     settings: Settings
@@ -31,6 +36,26 @@ class AppServices:
     espeak: EspeakEngine              # always there (timing passes, stories when no adapter)
     transcriber: Transcriber
     storage: Storage
+
+    per_client: dict[str, int] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def admit(self, client_id: str | None) -> AsyncIterator[None]:
+        """A TTS slot for one request: per client at most ``tts_per_client``, overall the pool's capacity."""
+        if client_id is not None:
+            if self.per_client.get(client_id, 0) >= self.settings.tts_per_client:
+                raise ClientBusy(client_id)
+            self.per_client[client_id] = self.per_client.get(client_id, 0) + 1
+        try:
+            async with self.pool.admit():
+                yield
+        finally:
+            if client_id is not None:
+                left = self.per_client[client_id] - 1
+                if left:
+                    self.per_client[client_id] = left
+                else:
+                    del self.per_client[client_id]
 
     def require_engine(self) -> TtsEngine:
         if self.engine is None:

@@ -78,7 +78,7 @@ async def read_story(request: web.Request) -> web.Response:
     services: AppServices = request.app[SERVICES]
     with service_errors("TTS_FAILED"):
         engine = services.require_engine()
-        async with services.pool.admit():
+        async with services.admit(device.client_id):
             spool, pcm_bytes, rate_hz = await _narrate(services, request, engine, voice, story.transcript)
     try:
         response = web.StreamResponse(headers={

@@ -44,10 +44,10 @@ def voice_spec(services: AppServices, voice: VoiceRow) -> VoiceSpec:
 
 
 async def synthesise(services: AppServices, db: Database, voice: VoiceRow, text: str, *, speed: float,
-                     stability: float, fmt: str) -> Speech:
+                     stability: float, fmt: str, client_id: str | None) -> Speech:
     """Synthesise with the configured engine (inside a pool admission); persists a new adapter registration."""
     engine = services.require_engine()
-    async with services.pool.admit():
+    async with services.admit(client_id):
         speech, new_ref = await engine.synthesise(voice_spec(services, voice), text, speed=speed,
                                                   stability=stability, fmt=fmt)
     if new_ref is not None:
@@ -78,7 +78,8 @@ async def text_to_speech(request: web.Request) -> web.Response:
     voice = await visible_voice(request, device, voice_id)
     settings = request.app[keys.SETTINGS]
     with service_errors("TTS_FAILED"):
-        speech = await synthesise(services, db_of(request), voice, text, speed=speed, stability=stability, fmt=fmt)
+        speech = await synthesise(services, db_of(request), voice, text, speed=speed, stability=stability, fmt=fmt,
+                                  client_id=device.client_id)
         key = f"{TTS_OUTPUT_PREFIX}/{time.strftime('%Y%m%d', time.gmtime())}/{uuid.uuid4().hex}.{fmt}"
         await services.storage.put(key, speech.audio)
         url, expires_in = services.storage.signed_url(key, base_url(request), settings.signed_url_ttl_s)

@@ -119,11 +119,12 @@ async def _read_clone_form(request: web.Request) -> tuple[str, str, bytes | None
     return name, description, audio
 
 
-async def make_clone(services: AppServices, name: str, data: bytes, language: str) -> tuple[bytes, str, Registration]:
+async def make_clone(services: AppServices, name: str, data: bytes, language: str,
+                     client_id: str | None = None) -> tuple[bytes, str, Registration]:
     """Decode (any format), check 10-30 s, transcribe, register with the engine: (reference WAV, transcript, reg)."""
     with service_errors("TRANSCRIPTION_FAILED"):
         engine = services.require_engine()
-        async with services.pool.admit():
+        async with services.admit(client_id):
             try:
                 pcm, f0 = await services.pool.run(jobs.decode_audio, data, REFERENCE_RATE_HZ, CLONE_MAX_S)
             except AudioDecodeError as exc:
@@ -146,10 +147,11 @@ async def make_clone(services: AppServices, name: str, data: bytes, language: st
     return wav, transcript, reg
 
 
-async def make_design(services: AppServices, name: str, prompt: str, language: str) -> Registration:
+async def make_design(services: AppServices, name: str, prompt: str, language: str,
+                      client_id: str | None = None) -> Registration:
     with service_errors("DESIGN_FAILED"):
         engine = services.require_engine()
-        async with services.pool.admit():
+        async with services.admit(client_id):
             return await engine.design(name=name, prompt=prompt, language=language)
 
 
@@ -165,7 +167,7 @@ async def clone_voice(request: web.Request) -> web.Response:
         raise AppApiError(400, "audio_file is empty", "EMPTY_AUDIO")
     await _check_quota(request, device.workspace_id, device.client_id)
     language = "en"
-    wav, transcript, reg = await make_clone(services, name, data, language)
+    wav, transcript, reg = await make_clone(services, name, data, language, device.client_id)
     voice_id = voices_repo.new_id()
     with service_errors():
         await services.storage.put(reference_key(voice_id), wav)
@@ -191,7 +193,7 @@ async def design_voice(request: web.Request) -> web.Response:
     description = opt_str(doc, "description", MAX_DESCRIPTION_CHARS)
     language = opt_str(doc, "language", 16) or "en"
     await _check_quota(request, device.workspace_id, device.client_id)
-    reg = await make_design(services, name, prompt, language)
+    reg = await make_design(services, name, prompt, language, device.client_id)
     with service_errors():
         voice_id = voices_repo.new_id()
         key = reference_key(voice_id) if reg.reference_wav else None

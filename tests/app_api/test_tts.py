@@ -157,3 +157,23 @@ async def test_adapter_not_configured(sqlite_db, make_app) -> None:  # noqa: ANN
     resp = await env.client.post("/v1/app/voices/design", headers=env.a.headers(),
                                  json={"name": "x", "design_prompt": "calm"})
     assert await error_of(resp) == (503, "ADAPTER_NOT_CONFIGURED")
+
+
+async def test_one_device_cannot_take_every_slot(env_sqlite: Env) -> None:
+    env = env_sqlite
+    voice = await env.workspace_voice()
+    services = env.services
+    held = []
+    for _ in range(services.settings.tts_per_client):  # this device's requests in flight
+        cm = services.admit(env.a.client_id)
+        await cm.__aenter__()
+        held.append(cm)
+    try:
+        resp = await env.client.post(tts_path(voice.id), headers=env.a.headers(), json={"text": "hello"})
+        assert await error_of(resp) == (429, "RATE_LIMITED")
+        assert (await _tts(env, voice.id, env.b, text="hello"))[0] == 200  # another device is not affected
+    finally:
+        for cm in held:
+            await cm.__aexit__(None, None, None)
+    assert services.per_client == {}
+    assert (await _tts(env, voice.id, text="hello"))[0] == 200
