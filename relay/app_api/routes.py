@@ -5,7 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.app_api import files, stories, tts, voices
+from relay.app_api.openapi import OPENAPI
 from relay.app_api.services import services_ctx
+
+__all__ = ["OPENAPI", "setup"]
 
 
 def setup(app: web.Application) -> None:
