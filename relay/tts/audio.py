@@ -99,6 +99,8 @@ def decode_to_pcm16(data: bytes, rate_hz: int, *, max_seconds: float) -> bytes:
         raise
     except (av.FFmpegError, ValueError, IndexError, EOFError) as exc:
         raise AudioDecodeError(f"cannot decode audio: {exc}") from None
+    except Exception as exc:  # untrusted bytes through FFmpeg: any other failure is still "not decodable"
+        raise AudioDecodeError(f"cannot decode audio ({type(exc).__name__})") from None
     return b"".join(out)
 
 

@@ -183,3 +183,11 @@ async def test_x_app_source_is_recorded(env: Env) -> None:
     assert [(r["app_source"], r["endpoint"], r["status"]) for r in rows] == [
         ("kids-ios/2.1", "voices.list", 200), ("kids-ios/2.1", "stories.list", 200), (None, "voices.list", 200)]
     assert rows[0]["client_id"] == env.a.client_id
+
+
+async def test_demo_devices_have_no_app_api(sqlite_db, make_app) -> None:  # noqa: ANN001
+    from tests.app_api.conftest import build_env
+
+    env = await build_env(sqlite_db, make_app, demo_mode=True)
+    resp = await env.client.get("/v1/app/voices", headers={"X-Demo-Mode": "true", "X-Client-Id": "demo-1"})
+    assert await error_of(resp) == (403, "WORKSPACE_REQUIRED")
