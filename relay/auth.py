@@ -45,6 +45,7 @@ from relay.store.errors import Conflict
 from relay.throttle import FailureThrottle
 from relay.web import keys
 from relay.web.errors import ApiError, AppApiError
+from relay.web.middleware import remote_address
 
 log = logging.getLogger("relay.auth")
 
@@ -120,7 +121,7 @@ async def authenticate(request: web.Request, *, require_workspace_key: bool = Fa
     client_id = client_id.lower()
 
     thr = _throttle(app)
-    address = request.remote or "unknown"
+    address = remote_address(request)
     addr_key = "addr:" + address
     wait = thr.by_address.retry_after_header(addr_key, now)
     if wait:

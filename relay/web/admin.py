@@ -25,7 +25,7 @@ from relay.store.db import Database
 from relay.store.errors import Conflict, NotFound
 from relay.web import keys
 from relay.web.errors import ApiError
-from relay.web.middleware import json_response, read_json
+from relay.web.middleware import json_response, read_json, remote_address
 
 log = logging.getLogger("relay.admin")
 PREFIX = "/admin/v1"
@@ -38,7 +38,7 @@ def _check_token(request: web.Request) -> None:
     if not settings.admin_token:
         raise ApiError(404, "Not found", "not_found")
     thr = request.app[THROTTLE].by_address
-    addr_key = "admin:" + (request.remote or "unknown")
+    addr_key = "admin:" + remote_address(request)
     now = time.time()
     wait = thr.retry_after_header(addr_key, now)
     if wait:

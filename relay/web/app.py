@@ -7,7 +7,11 @@ under its own ``web.AppKey``. ``AREAS`` is the one list of them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -16,6 +20,8 @@ from relay.auth import THROTTLE, AuthThrottle
 from relay.settings import Settings
 from relay.store.db import Database
 from relay.web import keys, middleware
+
+log = logging.getLogger("relay.store")
 
 AREAS: list[str] = [
     # foundation (#2)
@@ -51,12 +57,33 @@ def _database_ctx(given: Database | None) -> Callable[[web.Application], AsyncIt
             app[keys.DB] = given
             yield
             return
-        db = await Database.connect(app[keys.SETTINGS].effective_database_url)
+        settings = app[keys.SETTINGS]
+        db = await Database.connect(settings.effective_database_url)
+        purger: asyncio.Task[None] | None = None
         try:
             await db.migrate()
             app[keys.DB] = db
+            purger = asyncio.create_task(_purge_sessions(db, settings.session_retention_s), name="relay-session-purge")
             yield
         finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
             await db.close()
 
     return ctx
+
+
+async def _purge_sessions(db: Database, retention_s: int, every_s: float = 3600.0) -> None:
+    """Delete session records expired more than ``retention_s`` ago, hourly (owned by the db context)."""
+    from relay.store.sessions import purge_expired
+
+    while True:
+        try:
+            removed = await purge_expired(db, now=time.time(), keep_s=retention_s)
+            if removed:
+                log.info("purged %d expired session records", removed)
+        except Exception:  # a failed purge is retried next hour; it must not stop the server
+            log.exception("session purge failed")
+        await asyncio.sleep(every_s)

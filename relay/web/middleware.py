@@ -58,6 +58,18 @@ def error_response(path: str, status: int, message: str, code: str,
     return ApiError(status, message, code, headers=headers).response()
 
 
+def remote_address(request: web.Request) -> str:
+    """The caller's address: the TCP peer, or with ``trust_forwarded_for`` the last X-Forwarded-For hop
+    (the one your own proxy appended; earlier hops are client-controlled)."""
+    settings: Settings = request.app[keys.SETTINGS]
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last and len(last) <= 64:
+            return last
+    return request.remote or "unknown"
+
+
 def _limit_for(settings: Settings, content_type: str) -> int:
     if content_type == "application/sdp":
         return settings.max_sdp_bytes
@@ -123,7 +135,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         access_log.info("%s %s %s", request.method, request.path, status,
                         extra={"method": request.method, "path": request.path, "status": status,
-                               "duration_ms": duration_ms, "remote": request.remote})
+                               "duration_ms": duration_ms, "remote": remote_address(request)})
         REQUEST_ID.reset(token)
 
 

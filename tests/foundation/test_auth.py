@@ -270,3 +270,19 @@ async def test_authenticate_app_maps_to_detail_shape(app: TestClient) -> None:
         await authenticate_app(req)
     assert info.value.status == 400 and info.value.code == "MISSING_HEADER"
     assert "X-Workspace-Key" in info.value.error
+
+
+async def test_forwarded_for_only_when_trusted(make_app) -> None:
+    """Behind a proxy every device shares its address: with trust_forwarded_for the throttle keys on
+    the last X-Forwarded-For hop instead, so one abusive device does not block the others."""
+    for trusted in (True, False):
+        app = await make_app(auth_fail_limit=1, trust_forwarded_for=trusted)  # 10 per address
+        ids = [await new_client(app) for _ in range(11)]
+        for cid in ids:
+            assert (await post_session(app, device_headers(cid, new_secret())))[0] == 200
+        for cid in ids[:10]:
+            headers = device_headers(cid, new_secret(), X_Forwarded_For="198.51.100.7, 203.0.113.9")
+            assert (await post_session(app, headers))[0] == 401
+        other = device_headers(ids[10], new_secret(), X_Forwarded_For="203.0.113.50")
+        status = (await post_session(app, other))[0]
+        assert status == (401 if trusted else 429)

@@ -137,3 +137,13 @@ async def test_bad_urls_refused(tmp_path) -> None:
         await Database.connect("mysql://x/y")
     with pytest.raises(DatabaseError):
         await Database.connect("postgresql://u:pw@127.0.0.1:1/none")
+
+
+async def test_purge_expired_sessions(db: Database) -> None:
+    for sid, expires in (("session_old", 100.0), ("session_new", 5000.0)):
+        await sessions.create(db, client_id=None, workspace_id=None, assistant_id=None, demo=True, modalities=["audio"],
+                              ice_servers=[], now=expires - 60, ttl_s=60, session_id=sid)
+    assert await sessions.purge_expired(db, now=1100.0, keep_s=500) == 1
+    with pytest.raises(NotFound):
+        await sessions.get(db, "session_old")
+    assert (await sessions.get(db, "session_new")).expires_at == 5000.0
