@@ -374,6 +374,12 @@ class Call:
             self._perform()
 
     # -- end ---------------------------------------------------------------------
+    def end_with_error(self, reason: str, message: str, type_: str = "server_error") -> None:
+        """Tell the device why (an ``error`` event, delivered before the peer closes), then end."""
+        if self.end_reason is None:
+            self._send_device(error_event(message, reason, type_))
+        self.end(reason)
+
     def end(self, reason: str) -> None:
         """End the call (idempotent, callable from any callback)."""
         if self.end_reason is not None:

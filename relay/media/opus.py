@@ -81,6 +81,7 @@ class OpusEncoder:
 
     def __init__(self, rate_hz: int = 24000, *, frame_ms: int = 20, bitrate_bps: int = 32000,
                  complexity: int = 5, fec: bool = False) -> None:
+        self._enc = None
         if rate_hz not in OPUS_RATES_HZ:
             raise ValueError(f"Opus cannot run at {rate_hz} Hz")
         if frame_ms not in (10, 20, 40, 60):
@@ -120,6 +121,7 @@ class OpusDecoder:
     """Mono decoder straight to ``rate_hz``: ``decode(payload) -> pcm16``; ``conceal(ms)`` for a lost frame."""
 
     def __init__(self, rate_hz: int = 24000) -> None:
+        self._dec = None
         if rate_hz not in OPUS_RATES_HZ:
             raise ValueError(f"Opus cannot run at {rate_hz} Hz")
         err = ctypes.c_int(0)

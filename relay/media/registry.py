@@ -65,7 +65,7 @@ class CallRegistry:
                 if not w.done():
                     w.cancel()
         for call in self.calls():
-            call.end(reason)
+            call.end_with_error(reason, "The server is shutting down; please reconnect.")
         remaining = [c for c in calls if not c.closed]
         if remaining:
             await asyncio.gather(*(c.wait_closed() for c in remaining))

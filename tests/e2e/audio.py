@@ -143,3 +143,23 @@ class LiveTrack:
 
 def tone(seconds: float, hz: float, amp: int = 9000) -> np.ndarray:
     return bursts([(0.0, seconds, hz)], total_s=seconds, amp=amp)
+
+
+def envelope(samples: np.ndarray, rate_hz: int, window_ms: int = 20) -> np.ndarray:
+    w = rate_hz * window_ms // 1000
+    n = len(samples) // w
+    return np.array([rms(samples[i * w:(i + 1) * w]) for i in range(n)])
+
+
+def best_envelope_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 25) -> float:
+    """Pearson correlation of two energy envelopes at the best alignment (lag within +-max_lag windows)."""
+    best = -1.0
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b) if lag >= 0 else (a, b[-lag:])
+        n = min(len(x), len(y))
+        if n < 10:
+            continue
+        c = np.corrcoef(x[:n], y[:n])[0, 1]
+        if np.isfinite(c):
+            best = max(best, float(c))
+    return best

@@ -218,3 +218,17 @@ async def test_barge_in_during_a_client_tool_call(relay):
     await wait_until(lambda: types(events).count("response.done") > done_before, 10)
     assert not [e for e in events if e["type"] == "error"]
     await device.hangup()
+
+
+async def test_graceful_drain_on_shutdown_ends_live_calls(relay_factory):
+    relay = await relay_factory(shutdown_timeout_s=0.3)
+    events = []
+    device = relay.device()
+    await device.connect(on_event=events.append)
+    call = relay.plane.registry.calls()[0]
+    await relay.server.close()  # app shutdown: stop accepting, wait shutdown_timeout_s, end the rest
+    assert call.closed and call.end_reason == "server_shutdown"
+    assert len(relay.plane.registry) == 0 and relay.plane.clock.listener_count == 0
+    await wait_until(lambda: "error" in types(events), 5)
+    assert [e for e in events if e["type"] == "error"][-1]["error"]["code"] == "server_shutdown"
+    await device.hangup()
