@@ -188,6 +188,8 @@ async def test_no_secret_in_logs(make_app, tmp_path) -> None:
     stream = io.StringIO()
     settings = base_settings(tmp_path, log_format="json", log_level="debug", admin_token="admin-token-abcdef",
                              turn_secret=["turn-secret-xyz123"], turn_urls=["turn:127.0.0.1:3478"])
+    root = logging.getLogger("relay")
+    saved = (root.propagate, root.level)
     handler = configure_logging(settings, stream)
     try:
         client = await make_app(log_format="json", turn_secret=["turn-secret-xyz123"],
@@ -200,8 +202,11 @@ async def test_no_secret_in_logs(make_app, tmp_path) -> None:
         logging.getLogger("relay.session").info("headers seen: X-Client-Secret: %s Authorization: Bearer %s",
                                                  secret, "admin-token-abcdef")
         logging.getLogger("relay.session").info("turn static-auth-secret=turn-secret-xyz123")
-    finally:
-        logging.getLogger("relay").removeHandler(handler)
+    finally:  # leave logging as pytest had it (caplog relies on propagation)
+        root.removeHandler(handler)
+        for name in ("aiohttp.server", "aiohttp.web"):
+            logging.getLogger(name).removeHandler(handler)
+        root.propagate, root.level = saved
     out = stream.getvalue()
     assert '"logger":"relay.access"' in out and "invalid client secret" in out and cid in out
     for leaked in (secret, wrong, "admin-token-abcdef", "turn-secret-xyz123"):
