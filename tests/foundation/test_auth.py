@@ -286,3 +286,21 @@ async def test_forwarded_for_only_when_trusted(make_app) -> None:
         other = device_headers(ids[10], new_secret(), X_Forwarded_For="203.0.113.50")
         status = (await post_session(app, other))[0]
         assert status == (401 if trusted else 429)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_concurrent_first_secrets_enrol_exactly_one(make_app, backend: str, postgres_url: str) -> None:
+    """TOFU under a race: many first requests with different secrets -> exactly one is enrolled."""
+    import asyncio
+
+    from tests.conftest import create_pg_database
+
+    overrides = {"database_url": await create_pg_database(postgres_url)} if backend == "postgresql" else {}
+    app = await make_app(auth_fail_limit=100, **overrides)
+    cid = await new_client(app)
+    candidates = [new_secret() for _ in range(8)]
+    results = await asyncio.gather(*(post_session(app, device_headers(cid, s)) for s in candidates))
+    statuses = [r[0] for r in results]
+    assert statuses.count(200) == 1 and statuses.count(401) == 7, statuses
+    winner = candidates[statuses.index(200)]
+    assert (await post_session(app, device_headers(cid, winner)))[0] == 200
