@@ -48,6 +48,8 @@ def encode_mp3(pcm16: bytes, rate_hz: int, bitrate: int = 128_000) -> bytes:
     with av.open(buf, mode="w", format="mp3") as out:
         stream = out.add_stream("libmp3lame", rate=MP3_RATE_HZ, layout="mono")
         stream.bit_rate = bitrate
+        # LAME's algorithm quality 7 ("fast, good enough for speech" at 128 kbps CBR): ~2.5x faster than the default
+        stream.codec_context.options = {"compression_level": "7"}
         resampler = av.AudioResampler(format="s16p", layout="mono", rate=MP3_RATE_HZ)
         samples = np.frombuffer(pcm16, dtype="<i2")
         step = rate_hz  # one second per frame handed to the resampler

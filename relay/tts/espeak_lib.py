@@ -69,10 +69,23 @@ class RawSpeech:
     words: list[WordEvent]
 
 
+_SHARED: Espeak | None = None
+
+
 class Espeak:
-    """One initialised libespeak-ng instance (per process)."""
+    """The initialised libespeak-ng of this process. Use ``Espeak.shared()``: the library has one
+    global synth callback, so a second instance would steal the first one's audio."""
+
+    @classmethod
+    def shared(cls) -> Espeak:
+        global _SHARED
+        if _SHARED is None:
+            _SHARED = cls()
+        return _SHARED
 
     def __init__(self, data_path: str | None = None) -> None:
+        if _SHARED is not None:
+            raise EspeakError("libespeak-ng is already initialised in this process; use Espeak.shared()")
         lib = None
         for name in LIBRARY_NAMES:
             path = ctypes.util.find_library(name) if "/" not in name and not name.endswith(".1") else name

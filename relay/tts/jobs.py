@@ -12,15 +12,11 @@ from relay.tts import audio, timing
 from relay.tts.espeak_lib import Espeak
 from relay.tts.voices import VoiceParams
 
-_ESPEAK: Espeak | None = None
 RECOGNISER_RATE_HZ = 16000
 
 
 def _espeak() -> Espeak:
-    global _ESPEAK
-    if _ESPEAK is None:
-        _ESPEAK = Espeak()
-    return _ESPEAK
+    return Espeak.shared()
 
 
 def speak(text: str, params: dict[str, Any]) -> tuple[bytes, int, list[tuple[str, int, int]]]:
