@@ -135,8 +135,9 @@ class Call:
         self._closed = asyncio.Event()
         self._tearing_down = False
         self._audio_frames_out = 0
-        # downlink latency: loop time an audio delta arrived, matched when audio next leaves
-        self._delta_arrivals: deque[float] = deque(maxlen=64)
+        # downlink latency: when the first audio delta after an idle stretch arrived; matched with
+        # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
+        self._delta_mark: float | None = None
         self._was_idle = True
         self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
                                         bitrate_bps=config.opus_bitrate_bps)
@@ -206,8 +207,9 @@ class Call:
                     return
                 if current is not self.upstream:
                     break  # recycled: the old socket's late events are ignored
-                if event.get("type") in ("response.audio.delta", "response.output_audio.delta"):
-                    self._delta_arrivals.append(time.perf_counter())
+                if self._was_idle and self._delta_mark is None and \
+                        event.get("type") in ("response.audio.delta", "response.output_audio.delta"):
+                    self._delta_mark = time.perf_counter()
                 self.core.on_upstream_event(event, self._loop.time())
                 self._perform()
             if current is not self.upstream and self.end_reason is None:
@@ -284,12 +286,14 @@ class Call:
         if frame is None:
             self.metrics.frames_out_silent += 1
             self._was_idle = True
+            if self._delta_mark is not None and time.perf_counter() - self._delta_mark > 0.5:
+                self._delta_mark = None  # that audio was never played (muted by a barge-in)
         else:
             self._audio_frames_out += 1
-            if self._was_idle and self._delta_arrivals:
+            if self._delta_mark is not None:
                 # first frame of a burst of audio: latency from the delta that started it
-                self.metrics.downlink_latency.add(time.perf_counter() - self._delta_arrivals[0])
-            self._delta_arrivals.clear()
+                self.metrics.downlink_latency.add(time.perf_counter() - self._delta_mark)
+                self._delta_mark = None
             self._was_idle = False
         if self.core.has_actions:  # pull_frame may emit playback events (output_audio_buffer.*)
             self._perform()

@@ -28,7 +28,7 @@ class ClockListener(Protocol):
 
 
 class MediaClock:
-    def __init__(self, metrics: MediaMetrics, *, ptime_ms: int = 20, max_catchup: int = 3) -> None:
+    def __init__(self, metrics: MediaMetrics, *, ptime_ms: int = 20, max_catchup: int = 5) -> None:
         self.ptime_s = ptime_ms / 1000
         self._metrics = metrics
         self._max_catchup = max_catchup

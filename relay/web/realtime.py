@@ -13,6 +13,7 @@ may use it. Shutdown drains live calls (``shutdown_timeout_s``), then closes.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -193,6 +194,21 @@ async def _drain_on_shutdown(app: web.Application) -> None:
         await plane.registry.drain(plane.settings.shutdown_timeout_s)
 
 
+async def get_stats(request: web.Request) -> web.Response:
+    """``GET /v1/realtime/stats``: this worker's media counters and latency percentiles (admin token)."""
+    plane = request.app[MEDIA]
+    token = plane.settings.admin_token
+    if not token:
+        raise ApiError(404, "Not found", "not_found")
+    given = request.headers.get("Authorization", "")
+    expected = f"Bearer {token}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "A valid admin bearer token is required", "invalid_admin_token")
+    body = {"live_calls": len(plane.registry), "max_calls": plane.registry.max_calls,
+            "clock_ticks": plane.clock.ticks, **plane.metrics.snapshot()}
+    return web.json_response(body)
+
+
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     metrics = MediaMetrics()
@@ -201,3 +217,4 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)
+    app.router.add_get("/v1/realtime/stats", get_stats)

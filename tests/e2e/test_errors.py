@@ -121,3 +121,15 @@ async def test_bad_events_get_error_events_and_the_call_goes_on(relay_factory):
     segments = capture.segments()
     assert segments and abs(dominant_hz(capture.segment_samples(segments[0]), capture.rate_hz) - 500) < 10
     await relay.wait_idle()
+
+
+async def test_stats_need_the_admin_token(relay_factory):
+    relay = await relay_factory(admin_token="t" * 32)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(relay.base_url + "/v1/realtime/stats") as resp:
+            assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_admin_token"
+        async with http.get(relay.base_url + "/v1/realtime/stats",
+                            headers={"Authorization": "Bearer " + "t" * 32}) as resp:
+            assert resp.status == 200
+            stats = await resp.json()
+    assert stats["live_calls"] == 0 and "uplink_latency" in stats and stats["calls_started"] == 0
