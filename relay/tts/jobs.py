@@ -6,6 +6,7 @@ one job at a time, which is what libespeak-ng's global state requires.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from relay.tts import audio, timing
@@ -13,6 +14,7 @@ from relay.tts.espeak_lib import Espeak
 from relay.tts.voices import VoiceParams
 
 RECOGNISER_RATE_HZ = 16000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
 
 
 def _espeak() -> Espeak:
@@ -21,6 +23,7 @@ def _espeak() -> Espeak:
 
 def speak(text: str, params: dict[str, Any]) -> tuple[bytes, int, list[tuple[str, int, int]]]:
     """espeak-ng synthesis of one chunk: (pcm16, rate_hz, [(word, start_ms, end_ms)])."""
+    text = _CONTROL.sub(" ", text)  # same length: character offsets stay valid
     p = VoiceParams.from_json(params)
     raw = _espeak().synthesise(text, voice=p.espeak_voice(), rate_wpm=p.rate_wpm, pitch=p.pitch,
                                pitch_range=p.pitch_range)
