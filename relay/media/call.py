@@ -43,6 +43,7 @@ from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, PacketTrack
 from relay.media.metrics import MediaMetrics
 from relay.media.peer import Peer
+from relay.media.ratelimit import TokenBucket
 from relay.media.uplink import UplinkSink
 
 log = logging.getLogger("relay.media")
@@ -74,6 +75,7 @@ class CallConfig:
     opus_bitrate_bps: int = 32000
     dc_queue_max: int = 256
     dc_max_buffered_bytes: int = 1 << 20
+    device_events_per_s: float = 50.0
     ice_connect_timeout_s: float = 15.0
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
     recycle_after_s: float | None = 3300.0
@@ -134,6 +136,8 @@ class Call:
         self._timers: list[asyncio.TimerHandle] = []
         self._closed = asyncio.Event()
         self._tearing_down = False
+        self._event_bucket = TokenBucket(config.device_events_per_s, burst=config.device_events_per_s)
+        self._flood_reported_at = float("-inf")
         self._audio_frames_out = 0
         # downlink latency: when the first audio delta after an idle stretch arrived; matched with
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
@@ -263,7 +267,15 @@ class Call:
     def _on_device_message(self, raw: str | bytes) -> None:
         if self.end_reason is not None or self.core is None:
             return
-        self.core.on_device_message(raw, self._loop.time())
+        now = self._loop.time()
+        if not self._event_bucket.allow(now):
+            self.metrics.dc_events_refused += 1
+            if now - self._flood_reported_at >= 1.0:  # at most one error event per second of flood
+                self._flood_reported_at = now
+                self._send_device(error_event("Too many events; some were dropped.", "rate_limit_exceeded",
+                                              "rate_limit_error"))
+            return
+        self.core.on_device_message(raw, now)
         self._perform()
 
     def _on_peer_closed(self, reason: str) -> None:

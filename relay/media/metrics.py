@@ -46,6 +46,8 @@ class MediaMetrics:
     rtp_in_lost: int = 0
     rtp_in_late: int = 0
     rtp_in_bad: int = 0
+    rtp_in_flood: int = 0
+    dc_events_refused: int = 0
     frames_out: int = 0
     frames_out_silent: int = 0
     frames_out_dropped: int = 0

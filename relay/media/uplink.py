@@ -8,6 +8,8 @@ the sink reorders a little, decodes Opus straight to 24 kHz mono (or keeps G.711
 bytes as they are), and emits fixed-length chunks through ``on_chunk``.
 ``install(receiver, sink)`` does the plugging, in one place.
 
+Packets beyond ``max_packets_per_s`` (a flooding device) are dropped before any decoding.
+
 Reordering: a packet ahead of the expected sequence number is held (at most
 ``max_hold`` packets); when more arrive the gap is declared lost and concealed
 (Opus PLC, or G.711 silence), at most ``max_conceal`` frames. Late or duplicate
@@ -24,6 +26,7 @@ from typing import Any
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
 from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusDecoder, OpusError
+from relay.media.ratelimit import TokenBucket
 
 log = logging.getLogger("relay.media")
 
@@ -34,7 +37,8 @@ class UplinkSink:
     """Stands in for aiortc's audio ``JitterBuffer``: ``add(packet) -> (pli, None)``."""
 
     def __init__(self, codec: AudioCodec, *, chunk_ms: int, on_chunk: Callable[[bytes, float], None],
-                 metrics: MediaMetrics, max_hold: int = 3, max_conceal: int = 5) -> None:
+                 metrics: MediaMetrics, max_hold: int = 3, max_conceal: int = 5,
+                 max_packets_per_s: float = 100.0) -> None:
         if not 10 <= chunk_ms <= 1000:
             raise ValueError("chunk_ms must be within 10..1000")
         self.codec = codec
@@ -49,6 +53,8 @@ class UplinkSink:
         self._held: dict[int, tuple[bytes, float]] = {}
         self._buf = bytearray()
         self._first_arrival: float | None = None
+        # a device sends 50 packets/s at 20 ms ptime (100 at 10 ms); a flood is dropped before decoding
+        self._bucket = TokenBucket(max_packets_per_s, burst=max_packets_per_s / 2)
         self.closed = False
 
     # -- aiortc's JitterBuffer interface ------------------------------------
@@ -57,6 +63,9 @@ class UplinkSink:
             return False, None
         arrival = time.perf_counter()
         self._metrics.rtp_in_packets += 1
+        if not self._bucket.allow(arrival):
+            self._metrics.rtp_in_flood += 1
+            return False, None
         seq = packet.sequence_number
         data = packet._data  # depayloaded by aiortc just before add()
         if self._expected is None:

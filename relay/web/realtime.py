@@ -66,6 +66,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         opus_bitrate_bps=settings.opus_bitrate_bps,
         dc_queue_max=settings.datachannel_queue_max,
         dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
+        device_events_per_s=settings.device_events_per_s,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
         recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,

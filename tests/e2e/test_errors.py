@@ -133,3 +133,26 @@ async def test_stats_need_the_admin_token(relay_factory):
             assert resp.status == 200
             stats = await resp.json()
     assert stats["live_calls"] == 0 and "uplink_latency" in stats and stats["calls_started"] == 0
+
+
+async def test_event_flood_gets_one_error_and_the_call_survives(relay_factory):
+    relay = await relay_factory(device_events_per_s=20)
+    events = []
+    device = relay.device()
+    await device.connect(on_event=events.append)
+    try:
+        for _ in range(200):
+            device.send_event({"type": "input_audio_buffer.clear"})
+        async with asyncio.timeout(10):
+            while not any(e["type"] == "error" and e["error"]["code"] == "rate_limit_exceeded" for e in events):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.2)  # the bucket refills
+        device.send_text("still here")
+        async with asyncio.timeout(10):
+            while not any(e["type"] == "response.done" for e in events):
+                await asyncio.sleep(0.05)
+        assert relay.plane.metrics.dc_events_refused >= 100
+        assert sum(e["type"] == "error" and e["error"]["code"] == "rate_limit_exceeded" for e in events) <= 2
+    finally:
+        await device.hangup()
+    await relay.wait_idle()

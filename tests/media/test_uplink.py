@@ -91,3 +91,20 @@ def test_closed_sink_ignores_packets():
     sink.close()
     sink.add(Pkt(0, b"\x00" * 160))
     assert chunks == []
+
+
+def test_packet_flood_is_dropped_before_decoding():
+    sink, chunks, m = make_sink(PCMU, chunk_ms=20)
+    for seq in range(500):  # 500 packets in a burst (10 s worth of audio at once)
+        sink.add(Pkt(seq, b"\x00" * 160))
+    assert m.rtp_in_flood >= 400 and len(chunks) <= 100
+
+
+def test_token_bucket():
+    from relay.media.ratelimit import TokenBucket
+
+    bucket = TokenBucket(10, burst=5)
+    assert [bucket.allow(0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert bucket.allow(0.1) and not bucket.allow(0.1)
+    with pytest.raises(ValueError):
+        TokenBucket(0, 1)
