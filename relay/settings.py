@@ -104,6 +104,7 @@ class Settings:
     datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")
     datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
     device_events_per_s: float = _f(50.0, "Data-channel events a device may send per second (burst the same); beyond: an error event, dropped.")
+    ice_public_ip: str = _f("", "Public address advertised in relay's ICE host candidates behind a 1:1 NAT; empty: the gathered addresses.")
 
     # --- app REST API: TTS, voices, stories, file storage (#6) --------------
     tts_engine: str = _f("espeak", "`espeak` (embedded espeak-ng) or `qwen3` (the Qwen3-TTS adapter at `tts_adapter_url`).")

@@ -10,15 +10,21 @@ tests need exactly 127.0.0.1. aioice has no option for it, so this module wraps
 calls -- in one place, below. The wrapper is process-wide (aioice looks the name up
 at call time); with no allowlist configured it behaves exactly like aioice.
 
-Not implemented (aioice has no hook for them short of re-implementing candidate
-gathering): a fixed UDP port range and 1:1 NAT public-IP advertisement. Behind a
-1:1 NAT, use the TURN farm (``turn_urls``) for now.
+1:1 NAT (``ice_public_ip``): ``advertise_public_ip(answer_sdp, ip)`` rewrites the
+host candidates (and the ``c=`` lines) of relay's answer to the public address;
+the NAT forwards to the private socket the candidate was gathered on, which is
+all ICE needs (the device's checks arrive on that socket, and we answer from it).
+
+Not implemented (aioice binds host sockets to port 0 with no hook short of
+re-implementing candidate gathering): a fixed UDP port range. Open the kernel's
+ephemeral range (``net.ipv4.ip_local_port_range``) or use the TURN farm.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 
 import aioice.ice
@@ -70,3 +76,23 @@ def host_addresses() -> tuple[str, ...]:
 def rtc_configuration() -> RTCConfiguration:
     """The configuration of every peer relay creates: no STUN/TURN servers, never Google's STUN."""
     return RTCConfiguration(iceServers=[])
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host.*)$")
+_CONNECTION = re.compile(r"^(c=IN|a=rtcp:\d+ IN) IP(4|6) (\S+)$")
+
+
+def advertise_public_ip(sdp: str, public_ip: str) -> str:
+    """``sdp`` with every host candidate address (and ``c=`` / ``a=rtcp`` address) replaced by ``public_ip``."""
+    version = ipaddress.ip_address(public_ip).version
+    out = []
+    for line in sdp.splitlines():
+        m = _CANDIDATE.match(line)
+        if m:
+            line = f"{m.group(1)}{public_ip}{m.group(3)}"
+        else:
+            m = _CONNECTION.match(line)
+            if m and m.group(3) not in ("0.0.0.0", "::"):
+                line = f"{m.group(1)} IP{version} {public_ip}"
+        out.append(line)
+    return "\r\n".join(out) + "\r\n"

@@ -48,6 +48,7 @@ class Peer:
         on_connected: Callable[[], None] = lambda: None,
         dc_queue_max: int = 256,
         dc_max_buffered_bytes: int = 1 << 20,
+        public_ip: str = "",
         log_extra: dict[str, str] | None = None,
     ) -> None:
         self.codec = codec
@@ -61,6 +62,7 @@ class Peer:
         self._dc_max_buffered = dc_max_buffered_bytes
         self._channels: list[RTCDataChannel] = []
         self._log_extra = log_extra or {}
+        self._public_ip = public_ip
         self.pc: RTCPeerConnection | None = None
         self.closed = False
         self.connected = False
@@ -91,7 +93,8 @@ class Peer:
         if pc.localDescription is None:
             await self.close()
             raise OfferError("could not build an SDP answer", "invalid_sdp")
-        return pc.localDescription.sdp
+        answer_sdp = pc.localDescription.sdp
+        return ice.advertise_public_ip(answer_sdp, self._public_ip) if self._public_ip else answer_sdp
 
     # -- data channel ------------------------------------------------------
     def send_event(self, text: str) -> None:

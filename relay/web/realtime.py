@@ -14,6 +14,7 @@ may use it. Shutdown drains live calls (``shutdown_timeout_s``), then closes.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, parse_offer
 from relay.media.metrics import MediaMetrics
 from relay.media.registry import CallLimitReached, CallRegistry
-from relay.settings import Settings
+from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
 
@@ -67,6 +68,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         dc_queue_max=settings.datachannel_queue_max,
         dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
         device_events_per_s=settings.device_events_per_s,
+        ice_public_ip=settings.ice_public_ip,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
         recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,
@@ -212,6 +214,11 @@ async def get_stats(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
+    if settings.ice_public_ip:
+        try:
+            ipaddress.ip_address(settings.ice_public_ip)
+        except ValueError:
+            raise SettingsError(f"ice_public_ip is not an IP address: {settings.ice_public_ip!r}") from None
     metrics = MediaMetrics()
     app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
                             registry=CallRegistry(settings.max_calls))

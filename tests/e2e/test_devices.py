@@ -103,3 +103,23 @@ async def test_any_data_channel_label(relay, label):
     device.send_text("hi")
     await wait_until(lambda: any(e["type"] == "response.done" for e in events))
     await device.hangup()
+
+
+async def test_public_ip_advertisement_keeps_calls_working(relay_factory):
+    relay = await relay_factory(ice_public_ip="127.0.0.1")  # a 1:1 "NAT" onto the same address
+    events = []
+    device = relay.device()
+    answer = await device.connect(on_event=events.append)
+    assert "127.0.0.1" in answer
+    device.send_text("hi")
+    await wait_until(lambda: any(e["type"] == "response.done" for e in events))
+    await device.hangup()
+    await relay.wait_idle()
+
+
+async def test_bad_public_ip_is_a_settings_error():
+    from relay.settings import SettingsError, load_settings
+    from relay.web.app import create_app
+
+    with pytest.raises(SettingsError):
+        create_app(load_settings(environ={}, ice_public_ip="nat.example"))
