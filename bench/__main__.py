@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="start the relay(s) here, fresh for every run, on 127.0.0.1")
     tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
     tgt.add_argument("--relay-cmd", help="command starting relay (default: python -m relay serve)")
+    tgt.add_argument("--nice", type=int, default=0,
+                     help="scheduling priority of the spawned relays and assistant (e.g. -10 on a shared machine, "
+                          "as root); the same for relay and reference")
     tgt.add_argument("--relay-env", action="append", default=[], metavar="RELAY_X=value",
                      help="extra environment for the spawned relay, e.g. RELAY_OPUS_COMPLEXITY=3 (repeatable)")
     tgt.add_argument("--upstream", default="",
@@ -113,6 +116,7 @@ class Bench:
             return ""
         if self.assistant is None:
             self.assistant = servers.assistant_server()
+            self.assistant.nice = self.args.nice
             await self.assistant.start()
         return f"ws://127.0.0.1:{self.assistant.port}/v1/realtime"
 
@@ -128,6 +132,7 @@ class Bench:
                 server = servers.reference_server(upstream=await self.upstream_url() or "local", model=a.model)
             try:
                 if server is not None:
+                    server.nice = a.nice
                     await server.start()
                 sc = Scenario(
                     base_url=server.base_url if server else a.url, n=n, rate_per_s=a.rate, duration_s=a.duration,

@@ -27,6 +27,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    nice: int = 0   # scheduling priority for the server (negative: ahead of other work; needs root)
 
     @property
     def pid(self) -> int:
@@ -42,6 +43,8 @@ class Server:
         env = {**os.environ, **self.env}
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=fd, stderr=fd, stdin=subprocess.DEVNULL)
         os.close(fd)
+        if self.nice:
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, self.nice)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
