@@ -177,3 +177,26 @@ async def test_one_device_cannot_take_every_slot(env_sqlite: Env) -> None:
             await cm.__aexit__(None, None, None)
     assert services.per_client == {}
     assert (await _tts(env, voice.id, text="hello"))[0] == 200
+
+
+async def test_a_dead_worker_fails_one_request_then_the_pool_recovers(env_sqlite: Env) -> None:
+    import asyncio
+    import os
+    import signal
+
+    env = env_sqlite
+    voice = await env.workspace_voice()
+    assert (await _tts(env, voice.id, text="warm up"))[0] == 200
+    executor = env.services.pool._executor
+    assert executor is not None
+    for pid in list(executor._processes):  # the worker processes this test's app started
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(200):  # the executor notices the death on its management thread
+        if executor._broken:
+            break
+        await asyncio.sleep(0.01)
+    assert executor._broken
+    resp = await env.client.post(tts_path(voice.id), headers=env.a.headers(), json={"text": "hello"})
+    assert await error_of(resp) == (502, "TTS_FAILED")
+    status, body = await _tts(env, voice.id, text="hello again")
+    assert status == 200 and [t["word"] for t in body["timestamps"]] == ["hello", "again"]
