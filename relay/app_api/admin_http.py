@@ -11,6 +11,7 @@
                                                   or multipart (workspace_id, name, description?, audio_file)
     PATCH  /admin/v1/voices/{id}                  {name?, description?}
     DELETE /admin/v1/voices/{id}
+    GET    /admin/v1/app-usage?workspace_id=...   {"data": [{app_source, endpoint, requests}]} (X-App-Source analytics)
 """
 
 from __future__ import annotations
@@ -137,7 +138,16 @@ async def delete_voice(request: web.Request) -> web.Response:
     return json_response({"id": request.match_info["id"], "deleted": True})
 
 
+async def app_usage(request: web.Request) -> web.Response:
+    from relay.store import app_requests
+
+    wid = request.query.get("workspace_id") or "default"
+    rows = await app_requests.counts_by_source(request.app[keys.DB], wid)
+    return json_response({"data": rows})
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/app-usage", _mapped(app_usage)),
     ("GET", "/stories", _mapped(list_stories)),
     ("POST", "/stories", _mapped(create_story)),
     ("GET", "/stories/{id}", _mapped(get_story)),

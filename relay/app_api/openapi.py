@@ -157,6 +157,14 @@ PATHS: dict[str, Any] = {
                   "responses": {"200": _json(_ref("AdminStory")), **_admin_errors(400, 401, 404, 409, 415, 429)}},
         "delete": {"summary": "Delete a story", "tags": ["admin"], "security": _ADMIN, "parameters": [_ID],
                    "responses": {"200": _json(_ref("Deleted")), **_admin_errors(401, 404, 429)}}},
+    "/admin/v1/app-usage": {"get": {
+        "summary": "App API requests per X-App-Source and endpoint", "tags": ["admin"], "security": _ADMIN,
+        "parameters": [{"name": "workspace_id", "in": "query", "required": False, "schema": _STR}],
+        "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {"data": {
+            "type": "array", "items": {"type": "object", "required": ["app_source", "endpoint", "requests"],
+                                       "properties": {"app_source": _STR_N, "endpoint": _STR,
+                                                      "requests": {"type": "integer"}}}}}}),
+                      **_admin_errors(401, 429)}}},
     "/admin/v1/voices": {
         "get": {"summary": "A workspace's voices", "tags": ["admin"], "security": _ADMIN,
                 "parameters": [{"name": "workspace_id", "in": "query", "required": False, "schema": _STR}],

@@ -58,5 +58,7 @@ async def test_app_responses_match_the_document(sqlite_db, make_app) -> None:  #
     await call("DELETE", f"/admin/v1/voices/{ws_voice['voice_id']}", 200, headers=adm)
     await call("DELETE", f"/admin/v1/stories/{story['story_id']}", 200, headers=adm)
     await call("GET", "/v1/app/files/x.wav?expires=1&sig=abc", 403)  # (real keys have several segments)
+    usage = await call("GET", f"/admin/v1/app-usage?workspace_id={env.ws.id}", 200, headers=adm)
+    assert {"app_source": None, "endpoint": "tts", "requests": 4} in usage["data"]
     assert await admin.list_stories(env.db, env.ws.id) == []
     assert len(contract.checked) >= 20
