@@ -105,6 +105,8 @@ class Settings:
     datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
     device_events_per_s: float = _f(50.0, "Data-channel events a device may send per second (burst the same); beyond: an error event, dropped.")
     ice_public_ip: str = _f("", "Public address advertised in relay's ICE host candidates behind a 1:1 NAT; empty: the gathered addresses.")
+    ice_port_min: int = _f(0, "Lowest UDP port for relay's ICE host candidates (with `ice_port_max`); 0: any port.")
+    ice_port_max: int = _f(0, "Highest UDP port for relay's ICE host candidates; one port per call is used.")
 
     # --- app REST API: TTS, voices, stories, file storage (#6) --------------
     tts_engine: str = _f("espeak", "`espeak` (embedded espeak-ng) or `qwen3` (the Qwen3-TTS adapter at `tts_adapter_url`).")

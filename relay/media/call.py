@@ -77,6 +77,7 @@ class CallConfig:
     dc_max_buffered_bytes: int = 1 << 20
     device_events_per_s: float = 50.0
     ice_public_ip: str = ""
+    ice_port_range: tuple[int, int] | None = None
     ice_connect_timeout_s: float = 15.0
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
     recycle_after_s: float | None = 3300.0
@@ -152,7 +153,7 @@ class Call:
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
                          on_message=self._on_device_message, on_closed=self._on_peer_closed,
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
-                         public_ip=config.ice_public_ip, log_extra=self._log)
+                         public_ip=config.ice_public_ip, port_range=config.ice_port_range, log_extra=self._log)
 
     # -- start ---------------------------------------------------------------
     async def start(self, offer_sdp: str) -> str:

@@ -15,20 +15,28 @@ host candidates (and the ``c=`` lines) of relay's answer to the public address;
 the NAT forwards to the private socket the candidate was gathered on, which is
 all ICE needs (the device's checks arrive on that socket, and we answer from it).
 
-Not implemented (aioice binds host sockets to port 0 with no hook short of
-re-implementing candidate gathering): a fixed UDP port range. Open the kernel's
-ephemeral range (``net.ipv4.ip_local_port_range``) or use the TURN farm.
+Fixed UDP port range (``ice_port_min``..``ice_port_max``): aioice binds host sockets
+to port 0 and has no option for a range. ``restrict_port_range(pc, lo, hi)`` replaces,
+on relay's own ICE connections only (an instance attribute, not a global patch),
+``Connection.get_component_candidates`` with ``_host_candidates_in_range`` below:
+the same host-candidate gathering, binding a free port of the range. relay's peers
+never have STUN/TURN servers, so host candidates are all there is to gather.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import random
 import re
+import socket
+from typing import Any
 from collections.abc import Iterable
 
 import aioice.ice
-from aiortc import RTCConfiguration
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 log = logging.getLogger("relay.media")
 
@@ -96,3 +104,69 @@ def advertise_public_ip(sdp: str, public_ip: str) -> str:
                 line = f"{m.group(1)} IP{version} {public_ip}"
         out.append(line)
     return "\r\n".join(out) + "\r\n"
+
+
+MAX_BIND_ATTEMPTS = 64
+
+
+class NoFreePort(Exception):
+    """No UDP port of the configured range could be bound."""
+
+
+async def _host_candidates_in_range(connection: aioice.ice.Connection, component: int, addresses: list[str],
+                                    port_min: int, port_max: int) -> list[Candidate]:
+    """aioice's host-candidate gathering (``Connection.get_component_candidates``), with ports from a range."""
+    loop = asyncio.get_running_loop()
+    candidates: list[Candidate] = []
+    ports = range(port_min, port_max + 1)
+    for address in addresses:
+        bound = None
+        for port in random.sample(ports, min(len(ports), MAX_BIND_ATTEMPTS)):
+            try:
+                bound = await loop.create_datagram_endpoint(lambda: aioice.ice.StunProtocol(connection),
+                                                            local_addr=(address, port))
+                break
+            except OSError:
+                continue
+        if bound is None:
+            log.warning("no free UDP port in %d..%d on %s", port_min, port_max, address)
+            continue
+        transport, protocol = bound
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        host, port = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
+            priority=candidate_priority(component, "host"), host=host, port=port, type="host")
+        connection._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+def _ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:
+    gatherers: list[Any] = [t.sender.transport.transport.iceGatherer for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        gatherers.append(pc.sctp.transport.transport.iceGatherer)
+    out: list[aioice.ice.Connection] = []
+    for gatherer in gatherers:
+        conn = gatherer._connection
+        if conn not in out:
+            out.append(conn)
+    return out
+
+
+def restrict_port_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> None:
+    """Make ``pc`` gather its host candidates on ports ``port_min..port_max`` (call before
+    ``setLocalDescription``, which gathers)."""
+    if not 0 < port_min <= port_max <= 65535:
+        raise ValueError("the ICE port range must satisfy 0 < min <= max <= 65535")
+    for conn in _ice_connections(pc):
+        if conn.stun_server or conn.turn_server:
+            continue  # never the case for relay's peers; keep aioice's gathering if it ever is
+
+        async def gather(component: int, addresses: list[str], timeout: int = 5,
+                         _conn: aioice.ice.Connection = conn) -> list[Candidate]:
+            return await _host_candidates_in_range(_conn, component, addresses, port_min, port_max)
+
+        conn.get_component_candidates = gather  # type: ignore[method-assign]

@@ -49,6 +49,7 @@ class Peer:
         dc_queue_max: int = 256,
         dc_max_buffered_bytes: int = 1 << 20,
         public_ip: str = "",
+        port_range: tuple[int, int] | None = None,
         log_extra: dict[str, str] | None = None,
     ) -> None:
         self.codec = codec
@@ -63,6 +64,7 @@ class Peer:
         self._channels: list[RTCDataChannel] = []
         self._log_extra = log_extra or {}
         self._public_ip = public_ip
+        self._port_range = port_range
         self.pc: RTCPeerConnection | None = None
         self.closed = False
         self.connected = False
@@ -85,8 +87,12 @@ class Peer:
                 if type(exc).__module__.startswith("aiortc"):
                     raise OfferError(f"the SDP offer was rejected: {exc}", "invalid_sdp") from None
                 raise
+            if self._port_range is not None:
+                ice.restrict_port_range(pc, *self._port_range)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            if " typ host" not in pc.localDescription.sdp:
+                raise ice.NoFreePort("no ICE candidate could be gathered (no free UDP port?)")
         except BaseException:
             await self.close()
             raise

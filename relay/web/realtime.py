@@ -69,6 +69,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
         device_events_per_s=settings.device_events_per_s,
         ice_public_ip=settings.ice_public_ip,
+        ice_port_range=(settings.ice_port_min, settings.ice_port_max) if settings.ice_port_min else None,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
         recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,
@@ -116,6 +117,11 @@ async def post_realtime(request: web.Request) -> web.Response:
     except OfferError as exc:
         plane.registry.release()
         raise ApiError(400, str(exc), exc.code) from None
+    except ice.NoFreePort:
+        plane.registry.release()
+        plane.metrics.calls_rejected += 1
+        raise ApiError(503, "No free media port on this server; try again shortly", "capacity_exceeded",
+                       headers={"Retry-After": "1"}) from None
     except BaseException:
         plane.registry.release()
         raise
@@ -219,6 +225,9 @@ def setup(app: web.Application) -> None:
             ipaddress.ip_address(settings.ice_public_ip)
         except ValueError:
             raise SettingsError(f"ice_public_ip is not an IP address: {settings.ice_public_ip!r}") from None
+    if settings.ice_port_min or settings.ice_port_max:
+        if not 0 < settings.ice_port_min <= settings.ice_port_max <= 65535:
+            raise SettingsError("ice_port_min/ice_port_max: need 0 < min <= max <= 65535 (or both 0)")
     metrics = MediaMetrics()
     app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
                             registry=CallRegistry(settings.max_calls))

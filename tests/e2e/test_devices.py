@@ -123,3 +123,26 @@ async def test_bad_public_ip_is_a_settings_error():
 
     with pytest.raises(SettingsError):
         create_app(load_settings(environ={}, ice_public_ip="nat.example"))
+
+
+async def test_fixed_udp_port_range(relay_factory):
+    from tests.conftest import free_port
+    import socket
+
+    base = free_port(socket.SOCK_DGRAM)
+    relay = await relay_factory(ice_port_min=base, ice_port_max=base)
+    events = []
+    device = relay.device()
+    answer = await device.connect(on_event=events.append)
+    ports = {int(line.split()[5]) for line in answer.splitlines() if line.startswith("a=candidate:")}
+    assert ports == {base}
+    device.send_text("hi")
+    await wait_until(lambda: any(e["type"] == "response.done" for e in events))
+    # the only port is taken: a second call is refused with 503, cleanly
+    second = relay.device()
+    with pytest.raises(Exception) as info:
+        await second.connect()
+    assert getattr(info.value, "status", None) == 503
+    assert len(relay.plane.registry) == 1
+    await device.hangup()
+    await relay.wait_idle()
