@@ -62,7 +62,7 @@ def recorded(endpoint: str) -> Callable[[Handler], Handler]:
                                                   client_id=device.client_id,
                                                   app_source=request.headers.get("X-App-Source"),
                                                   endpoint=endpoint, status=status)
-                    except (OSError, RuntimeError) as exc:  # analytics never fail a request
+                    except Exception as exc:  # analytics never fail a request (logged, not swallowed)
                         log.warning("could not record app request: %s", type(exc).__name__)
 
         return inner

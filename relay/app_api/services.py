@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from aiohttp import web
 
 from relay.settings import Settings
 from relay.storage import LocalStorage, Storage, StorageError, UrlSigner, load_signing_key
+from relay.store import app_requests
+from relay.store.db import Database
 from relay.tts.adapter import AdapterEngine
 from relay.tts.engine import TtsEngine, TtsError
 from relay.tts.espeak import EspeakEngine
@@ -22,6 +25,7 @@ from relay.web import keys
 
 log = logging.getLogger("relay.app_api")
 TTS_OUTPUT_PREFIX = "tts"
+ANALYTICS_RETENTION_S = 90 * 86400
 
 
 class ClientBusy(RuntimeError):
@@ -91,8 +95,9 @@ def build_services(settings: Settings) -> AppServices:
     return AppServices(settings, pool, engine, espeak, transcriber, storage)
 
 
-async def _janitor(services: AppServices) -> None:
-    """Delete synthesised files older than ``tts_output_retention_s`` (their signed URLs expired long ago)."""
+async def _janitor(services: AppServices, db: Database) -> None:
+    """Delete synthesised files older than ``tts_output_retention_s`` (their signed URLs expired long ago)
+    and analytics rows older than ``ANALYTICS_RETENTION_S``."""
     retention = services.settings.tts_output_retention_s
     period = max(5.0, min(600.0, retention / 4))
     while True:
@@ -101,14 +106,17 @@ async def _janitor(services: AppServices) -> None:
             removed = await services.storage.cleanup(TTS_OUTPUT_PREFIX, retention)
             if removed:
                 log.info("deleted %d expired synthesised files", removed)
+            await app_requests.delete_older_than(db, time.time() - ANALYTICS_RETENTION_S)
         except StorageError as exc:
             log.warning("storage cleanup failed: %s", exc)
+        except Exception:  # a database hiccup must not end the loop: log it, try again next period
+            log.exception("app API cleanup failed")
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     services = build_services(app[keys.SETTINGS])
     app[SERVICES] = services
-    janitor = asyncio.create_task(_janitor(services), name="app-api-janitor")
+    janitor = asyncio.create_task(_janitor(services, app[keys.DB]), name="app-api-janitor")
     try:
         yield
     finally:

@@ -30,3 +30,7 @@ async def counts_by_source(db: Executor, workspace_id: str) -> list[dict[str, An
     return await db.fetchall(
         "SELECT app_source, endpoint, COUNT(*) AS requests FROM app_requests WHERE workspace_id = ? "
         "GROUP BY app_source, endpoint ORDER BY app_source, endpoint", workspace_id)
+
+
+async def delete_older_than(db: Executor, cutoff: float) -> int:
+    return await db.execute("DELETE FROM app_requests WHERE at < ?", cutoff)

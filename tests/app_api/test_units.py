@@ -136,3 +136,24 @@ async def test_pocketsphinx_recognises_espeak_speech() -> None:
             await PocketsphinxTranscriber(pool).transcribe(noise, 16000, "en")
     finally:
         pool.close()
+
+
+async def test_retention_of_files_and_analytics(db, tmp_path) -> None:  # noqa: ANN001
+    import os
+    import time
+
+    from relay.storage import LocalStorage, UrlSigner
+    from relay.store import app_requests
+
+    storage = LocalStorage(tmp_path / "files", UrlSigner(b"k" * 32))
+    await storage.put("tts/d/old.mp3", b"old")
+    await storage.put("tts/d/new.mp3", b"new")
+    await storage.put("voices/v/reference.wav", b"ref")
+    past = time.time() - 7200
+    os.utime(tmp_path / "files/tts/d/old.mp3", (past, past))
+    assert await storage.cleanup("tts", 3600) == 1
+    assert await storage.get("tts/d/old.mp3") is None and await storage.get("tts/d/new.mp3") is not None
+    assert await storage.get("voices/v/reference.wav") is not None  # only the prefix is swept
+    await app_requests.record(db, workspace_id="default", client_id="c", app_source="a", endpoint="tts", status=200)
+    assert await app_requests.delete_older_than(db, time.time() - 60) == 0
+    assert await app_requests.delete_older_than(db, time.time() + 1) == 1
