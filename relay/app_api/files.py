@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from relay.app_api.services import SERVICES, AppServices
-from relay.storage import LocalStorage, StorageError
-from relay.storage.base import check_key
+from relay.storage import LocalStorage
+from relay.storage.base import check_key, content_type_for
 from relay.web.errors import AppApiError
 
 
-async def get_file(request: web.Request) -> web.Response:
+async def get_file(request: web.Request) -> web.StreamResponse:
     services: AppServices = request.app[SERVICES]
     storage = services.storage
     if not isinstance(storage, LocalStorage):
@@ -25,11 +27,9 @@ async def get_file(request: web.Request) -> web.Response:
         raise AppApiError(403, "This link has expired", "URL_EXPIRED")
     if reason is not None:
         raise AppApiError(403, "Invalid link signature", "INVALID_SIGNATURE")
-    try:
-        stored = await storage.get(key)
-    except StorageError:
-        raise AppApiError(500, "Could not read the file", "STORAGE_ERROR") from None
-    if stored is None:
+    path = storage.local_path(key)
+    if not await asyncio.to_thread(path.is_file):
         raise AppApiError(404, "File not found", "FILE_NOT_FOUND")
-    return web.Response(body=stored.data, content_type=stored.content_type,
-                        headers={"Cache-Control": "private, max-age=300"})
+    # sendfile, Range requests (seeking in <audio>), conditional GETs
+    return web.FileResponse(path, headers={"Content-Type": content_type_for(key),
+                                           "Cache-Control": "private, max-age=300"})

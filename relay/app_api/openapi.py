@@ -137,6 +137,7 @@ PATHS: dict[str, Any] = {
                        {"name": "sig", "in": "query", "required": True, "schema": _STR}],
         "responses": {"200": {"description": "The file", "content": {
             "audio/mpeg": {"schema": {"type": "string"}}, "audio/wav": {"schema": {"type": "string"}}}},
+            "206": {"description": "A byte range of the file (Range request)"},
             **_errors(403, 404, 500)}}},
     "/admin/v1/stories": {
         "get": {"summary": "List stories", "tags": ["admin"], "security": _ADMIN,

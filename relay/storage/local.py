@@ -23,6 +23,10 @@ class LocalStorage(Storage):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def local_path(self, key: str) -> Path:
+        """Where ``key`` lives on disk (for serving it with sendfile and Range support)."""
+        return self._path(key)
+
     def _put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

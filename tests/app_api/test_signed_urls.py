@@ -78,3 +78,14 @@ async def test_two_apps_on_one_data_dir_share_the_key(env_sqlite: Env, make_app)
     path = urlsplit(url)
     resp = await other.get(path.path + "?" + path.query)
     assert resp.status == 200
+
+
+async def test_range_requests_for_seeking(env_sqlite: Env) -> None:
+    env = env_sqlite
+    key = await _stored(env, "tts/test/r.wav", bytes(range(256)) * 4)
+    url, _ = env.services.storage.signed_url(key, str(env.client.make_url("")), 300)
+    resp = await env.client.session.get(url, headers={"Range": "bytes=100-199"})
+    assert resp.status == 206 and await resp.read() == (bytes(range(256)) * 4)[100:200]
+    assert resp.headers["Content-Range"] == "bytes 100-199/1024"
+    missing, _ = env.services.storage.signed_url("tts/test/none.wav", str(env.client.make_url("")), 300)
+    assert await error_of(await env.client.session.get(missing)) == (404, "FILE_NOT_FOUND")
