@@ -173,6 +173,18 @@ async def test_storage_failure_is_storage_error(env_sqlite: Env) -> None:
     resp = await env.client.post("/v1/app/voices/design", headers=env.a.headers(),
                                  json={"name": "x", "design_prompt": "a deep male voice"})
     assert await error_of(resp) == (500, "STORAGE_ERROR")
+    pcm, rate = speech_pcm(11.0)
+    resp = await env.client.post("/v1/app/voices/clone", headers=env.a.headers(), data=clone_form(wav_bytes(pcm, rate)))
+    assert await error_of(resp) == (500, "STORAGE_ERROR")
+    assert (await env.client.get("/v1/app/voices", headers=env.a.headers())).status == 200
+    assert (await (await env.client.get("/v1/app/voices", headers=env.a.headers())).json())["voices"] == []
+    # synthesised audio cannot be stored either
+    (files / "voices").unlink()
+    voice = await env.workspace_voice()
+    (files / "tts").write_bytes(b"not a directory")
+    resp = await env.client.post(f"/v1/app/text-to-speech/{voice.id}/with-timestamps", headers=env.a.headers(),
+                                 json={"text": "hello"})
+    assert await error_of(resp) == (500, "STORAGE_ERROR")
 
 
 async def test_x_app_source_is_recorded(env: Env) -> None:
