@@ -31,8 +31,8 @@ import logging
 import random
 import re
 import socket
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 import aioice.ice
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
@@ -165,7 +165,7 @@ def restrict_port_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> 
         if conn.stun_server or conn.turn_server:
             continue  # never the case for relay's peers; keep aioice's gathering if it ever is
 
-        async def gather(component: int, addresses: list[str], timeout: int = 5,
+        async def gather(component: int, addresses: list[str], timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
                          _conn: aioice.ice.Connection = conn) -> list[Candidate]:
             return await _host_candidates_in_range(_conn, component, addresses, port_min, port_max)
 

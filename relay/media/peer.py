@@ -148,7 +148,7 @@ class Peer:
             pc = self.pc
             if pc is not None and pc.connectionState not in ("failed", "closed"):
                 deadline = loop.time() + await_channel_s
-                while not self._channels and not self.closed and loop.time() < deadline:
+                while not self._channels and not self.closed and loop.time() < deadline:  # noqa: ASYNC110 -- polling state that has no event
                     await asyncio.sleep(0.02)
         deadline = loop.time() + timeout_s
         while not self.closed and loop.time() < deadline:

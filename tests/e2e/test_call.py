@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-
 from relay.client import encode_pcm16_to_opus
 from tests.e2e.audio import RATE_HZ, Capture, bursts, dominant_hz, rms
 
 
 async def wait_until(predicate, timeout_s: float = 15.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 -- polling state that has no event
             await asyncio.sleep(0.05)
 
 

@@ -16,7 +16,7 @@ from tests.e2e.audio import RATE_HZ, Capture, LiveTrack, bursts, dominant_hz, to
 
 async def wait_until(predicate, timeout_s: float = 15.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 -- polling state that has no event
             await asyncio.sleep(0.02)
 
 

@@ -15,7 +15,7 @@ from tests.e2e.audio import RATE_HZ, Capture, PcmFrameTrack, bursts, dominant_hz
 
 async def wait_until(predicate, timeout_s: float = 15.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 -- polling state that has no event
             await asyncio.sleep(0.05)
 
 
@@ -126,8 +126,9 @@ async def test_bad_public_ip_is_a_settings_error():
 
 
 async def test_fixed_udp_port_range(relay_factory):
-    from tests.conftest import free_port
     import socket
+
+    from tests.conftest import free_port
 
     base = free_port(socket.SOCK_DGRAM)
     relay = await relay_factory(ice_port_min=base, ice_port_max=base)

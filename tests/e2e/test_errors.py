@@ -66,7 +66,7 @@ async def test_golden_offers_of_real_devices_get_answers(relay):
         status, ctype, body = await post(relay, golden_offer(name))
         assert status == 201 and ctype == "application/sdp", body
         answer = body.decode()
-        assert answer.startswith("v=0") and f"a=rtpmap:" in answer and rtpmap in answer
+        assert answer.startswith("v=0") and "a=rtpmap:" in answer and rtpmap in answer
         assert "typ host" in answer and "127.0.0.1" in answer and "srflx" not in answer
     # these devices never connect (their candidates are fictitious): end them like a timeout would
     for call in relay.plane.registry.calls():
@@ -109,7 +109,7 @@ async def test_bad_events_get_error_events_and_the_call_goes_on(relay_factory):
         device.send_event({"type": "no.such.event"})
         device.channel.send(orjson.dumps({"type": "conversation.item.create", "pad": "x" * 100_000}).decode())
         async with asyncio.timeout(15):
-            while "output_audio_buffer.stopped" not in [e["type"] for e in events]:
+            while "output_audio_buffer.stopped" not in [e["type"] for e in events]:  # noqa: ASYNC110 -- polling state that has no event
                 await asyncio.sleep(0.05)
     finally:
         await device.hangup()
@@ -144,12 +144,12 @@ async def test_event_flood_gets_one_error_and_the_call_survives(relay_factory):
         for _ in range(200):
             device.send_event({"type": "input_audio_buffer.clear"})
         async with asyncio.timeout(10):
-            while not any(e["type"] == "error" and e["error"]["code"] == "rate_limit_exceeded" for e in events):
+            while not any(e["type"] == "error" and e["error"]["code"] == "rate_limit_exceeded" for e in events):  # noqa: ASYNC110 -- polling state that has no event
                 await asyncio.sleep(0.05)
         await asyncio.sleep(1.2)  # the bucket refills
         device.send_text("still here")
         async with asyncio.timeout(10):
-            while not any(e["type"] == "response.done" for e in events):
+            while not any(e["type"] == "response.done" for e in events):  # noqa: ASYNC110 -- polling state that has no event
                 await asyncio.sleep(0.05)
         assert relay.plane.metrics.dc_events_refused >= 100
         assert sum(e["type"] == "error" and e["error"]["code"] == "rate_limit_exceeded" for e in events) <= 2

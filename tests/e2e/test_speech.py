@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import numpy as np
 
@@ -14,8 +13,9 @@ from tests.e2e.audio import RATE_HZ, Capture, best_envelope_correlation, envelop
 
 async def test_espeak_speech_echo_keeps_its_envelope(relay, tmp_path):
     wav = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), "Hello relay, please repeat this sentence."],
-                   check=True, timeout=30)
+    proc = await asyncio.create_subprocess_exec(
+        "espeak-ng", "-s", "150", "-w", str(wav), "Hello relay, please repeat this sentence.")
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
     speech, rate = read_wav_pcm16(wav)
     speech = resample_pcm16(speech, rate, RATE_HZ)
     pad = np.zeros(RATE_HZ // 2, dtype=np.int16)
@@ -25,7 +25,7 @@ async def test_espeak_speech_echo_keeps_its_envelope(relay, tmp_path):
     await device.connect(audio_source=encode_pcm16_to_opus(signal, RATE_HZ), on_audio=capture,
                          on_event=events.append)
     async with asyncio.timeout(20):
-        while "output_audio_buffer.stopped" not in [e["type"] for e in events]:
+        while "output_audio_buffer.stopped" not in [e["type"] for e in events]:  # noqa: ASYNC110 -- polling state that has no event
             await asyncio.sleep(0.05)
     await device.hangup()
     assert [e["type"] for e in events].count("response.done") == 1  # one utterance, one reply

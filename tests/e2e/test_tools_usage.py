@@ -13,7 +13,7 @@ from relay.web import keys
 
 async def wait_until(predicate, timeout_s: float = 15.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 -- polling state that has no event
             await asyncio.sleep(0.02)
 
 

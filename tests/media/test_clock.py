@@ -50,7 +50,7 @@ async def test_schedule_is_absolute_and_skips_ahead_after_a_stall():
     clock.start()
     await asyncio.sleep(0)
     import time
-    time.sleep(0.1)  # stall the loop for 20 ticks
+    time.sleep(0.1)  # noqa: ASYNC251 -- stall the loop on purpose, for 20 ticks
     await asyncio.wait_for(listener.enough.wait(), 5)
     await clock.stop()
     # a stall longer than max_catchup ticks is skipped, not replayed as a burst

@@ -71,7 +71,7 @@ class Loopback:
 
 async def wait_for(predicate, timeout_s=10.0):
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 -- polling state that has no event
             await asyncio.sleep(0.02)
 
 
