@@ -108,7 +108,7 @@ class Call:
         config: CallConfig,
         metrics: MediaMetrics,
         clock: MediaClock,
-        upstream_factory: Callable[[Any, str], Upstream],
+        upstream_factory: Callable[[Any, str], Awaitable[Upstream]],
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Call, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Call], None] = lambda call: None,
@@ -191,8 +191,8 @@ class Call:
 
     async def _run_upstream(self) -> None:
         assert self.core is not None
-        upstream = self.upstream = self._upstream_factory(self.device.assistant, self.id)
         try:
+            upstream = self.upstream = await self._upstream_factory(self.device.assistant, self.id)
             await upstream.connect()
         except Exception as exc:  # UpstreamError and friends: tell the device, end cleanly
             log.warning("upstream connect failed: %s", exc, extra=self._log)
@@ -232,14 +232,17 @@ class Call:
     async def _recycle(self, reason: str) -> None:
         """Replace the upstream socket (the core replays configuration and history on the new one)."""
         assert self.core is not None
-        fresh = self._upstream_factory(self.device.assistant, self.id)
+        fresh: Upstream | None = None
         try:
+            fresh = await self._upstream_factory(self.device.assistant, self.id)
             await fresh.connect()
         except asyncio.CancelledError:
-            await fresh.close()
+            if fresh is not None:
+                await fresh.close()
             raise
         except Exception as exc:
-            await fresh.close()
+            if fresh is not None:
+                await fresh.close()
             log.warning("upstream recycle failed: %s", exc, extra=self._log)
             if self.end_reason is None:
                 self.core.on_upstream_closed(f"recycle failed: {exc}", self._loop.time())

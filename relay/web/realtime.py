@@ -13,12 +13,13 @@ may use it. Shutdown drains live calls (``shutdown_timeout_s``), then closes.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -52,6 +53,18 @@ class MediaPlane:
     tool_http: aiohttp.ClientSession | None = None  # tool webhooks, with the private-address guard
     local_assistant_url: str = ""
     local_assistant_runner: Any = None
+    _local_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def local_assistant(self) -> str:
+        """The built-in local assistant's URL, starting it on first use (stopped at app cleanup)."""
+        async with self._local_lock:
+            if not self.local_assistant_url:
+                from relay.assistant import start_local_assistant
+
+                self.local_assistant_runner, self.local_assistant_url = await start_local_assistant(
+                    "127.0.0.1", 0, session_s=self.settings.local_assistant_session_s)
+                log.info("built-in local assistant started at %s", self.local_assistant_url)
+            return self.local_assistant_url
 
 
 MEDIA = web.AppKey("media", MediaPlane)
@@ -133,10 +146,13 @@ async def post_realtime(request: web.Request) -> web.Response:
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any) -> Call:
     settings = plane.settings
 
-    def upstream_factory(assistant: Any, log_id: str) -> Any:
+    async def upstream_factory(assistant: Any, log_id: str) -> Any:
         from relay.upstream.client import UpstreamClient, connect_request
 
-        request = connect_request(assistant, local_url=plane.local_assistant_url)
+        local_url = ""
+        if assistant.provider == "local" and not assistant.upstream_url:
+            local_url = await plane.local_assistant()
+        request = connect_request(assistant, local_url=local_url)
         assert plane.http is not None
         return UpstreamClient(plane.http, request, connect_timeout_s=settings.upstream_connect_timeout_s,
                               send_queue_max=settings.upstream_send_queue_max, log_id=log_id)
@@ -182,11 +198,8 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     plane.http = aiohttp.ClientSession()
     plane.tool_http = make_tool_session(allow_private=settings.tool_allow_private)
     try:
-        if _needs_local_assistant(settings):
-            from relay.assistant import start_local_assistant
-
-            plane.local_assistant_runner, plane.local_assistant_url = await start_local_assistant(
-                "127.0.0.1", 0, session_s=settings.local_assistant_session_s)
+        if _needs_local_assistant(settings):  # the default assistant: start it now, not on the first call
+            await plane.local_assistant()
         yield
     finally:
         await plane.registry.drain(0)

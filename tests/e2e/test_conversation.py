@@ -232,3 +232,25 @@ async def test_graceful_drain_on_shutdown_ends_live_calls(relay_factory):
     await wait_until(lambda: "error" in types(events), 5)
     assert [e for e in events if e["type"] == "error"][-1]["error"]["code"] == "server_shutdown"
     await device.hangup()
+
+
+async def test_upstream_recycle_is_invisible_to_the_device(relay_factory):
+    relay = await relay_factory(upstream_recycle_s=2)
+    track = LiveTrack()
+    capture, events = Capture(), []
+    device = relay.device()
+    await device.connect(audio_source=track, on_audio=capture, on_event=events.append)
+    call = relay.plane.registry.calls()[0]
+    first_upstream = call.upstream
+    track.play(tone(0.5, 440.0))
+    await wait_until(lambda: "output_audio_buffer.stopped" in types(events))
+    await wait_until(lambda: call.upstream is not first_upstream, 10)  # recycled after 2 s
+    track.play(tone(0.5, 660.0))
+    await wait_until(lambda: types(events).count("output_audio_buffer.stopped") >= 2, 15)
+    await device.hangup()
+    await call.wait_closed()
+    heard = [dominant_hz(capture.segment_samples(s), capture.rate_hz) for s in capture.segments()]
+    assert len(heard) == 2 and abs(heard[0] - 440) < 10 and abs(heard[1] - 660) < 10
+    assert "error" not in types(events)
+    assert types(events).count("session.created") == 1  # the new upstream session stays hidden
+    await relay.wait_idle()

@@ -90,3 +90,24 @@ async def test_server_tool_on_a_private_address_is_refused_by_default(relay_fact
     transcripts = [e.get("transcript", "") for e in events if e["type"] == "response.audio_transcript.done"]
     assert any("refused" in t for t in transcripts), transcripts
     await relay.wait_idle()
+
+
+async def test_stored_local_assistant_starts_the_built_in_one_on_demand(relay_factory, tmp_path):
+    """The operator's default is a third-party upstream (unreachable here); a workspace's assistant is
+    the built-in local one, started on its first call."""
+    relay = await relay_factory(demo_mode=False, upstream_url="ws://127.0.0.1:9/v1/realtime",
+                                upstream_provider="compatible")
+    assert relay.plane.local_assistant_url == ""
+    db = relay.app[keys.DB]
+    ws, _ = await workspaces.create(db, "local")
+    assistant = await assistants.create(db, ws.id, "echo", provider="local")
+    client = await clients.create(db, ws.id, assistant_id=assistant.id)
+    events: list[dict] = []
+    device = relay.device(demo=False)
+    device.client_id = client.id
+    await device.connect(on_event=events.append)
+    device.send_text("hello")
+    await wait_until(lambda: any(e["type"] == "response.done" for e in events))
+    await device.hangup()
+    assert relay.plane.local_assistant_url.startswith("ws://127.0.0.1:")
+    await relay.wait_idle()
