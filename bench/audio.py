@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.markers import marker_tone
+from bench.markers import MARKER_FREQS_HZ, marker_tone
 from relay.client.codec import OPUS_RATE_HZ, PTIME_MS, encode_pcm16_to_opus, read_wav_pcm16, resample_pcm16
 
 SPEECH_TEXT = [
@@ -31,7 +31,7 @@ FRAME_SAMPLES = OPUS_RATE_HZ * PTIME_MS // 1000
 @dataclass
 class BenchAudio:
     packets: list[bytes]
-    marker_frames: frozenset[int]   # packet indices where a marker starts
+    marker_frames: dict[int, int]   # packet index where a marker starts -> its tone (index in MARKER_FREQS_HZ)
     duration_s: float
     source: str
 
@@ -78,13 +78,14 @@ def build(audio_path: str | None = None, *, markers: bool = True, marker_interva
     n_frames = -(-len(samples) // FRAME_SAMPLES)
     pcm = np.zeros(n_frames * FRAME_SAMPLES, np.int16)
     pcm[: len(samples)] = samples
-    marker_frames: set[int] = set()
+    marker_frames: dict[int, int] = {}
     if markers:
-        tone = marker_tone(OPUS_RATE_HZ)
+        tones = [marker_tone(OPUS_RATE_HZ, freq_hz=f) for f in MARKER_FREQS_HZ]
         step = max(1, marker_interval_ms // PTIME_MS)
-        for f in range(step // 2, n_frames - 3, step):
+        for k, f in enumerate(range(step // 2, n_frames - 3, step)):
+            kind = k % len(tones)
             start = f * FRAME_SAMPLES
-            pcm[start : start + len(tone)] = tone
-            marker_frames.add(f)
+            pcm[start : start + len(tones[kind])] = tones[kind]
+            marker_frames[f] = kind
     packets = encode_pcm16_to_opus(pcm, OPUS_RATE_HZ)
-    return BenchAudio(packets, frozenset(marker_frames), n_frames * PTIME_MS / 1000, source)
+    return BenchAudio(packets, marker_frames, n_frames * PTIME_MS / 1000, source)

@@ -69,12 +69,14 @@ class Device:
         self.track = OpusPacketTrack(audio.packets, loop=True, on_sent=self._on_sent)
 
     def _on_sent(self, index: int, t_s: float) -> None:
-        if index in self.audio.marker_frames:
-            self.matcher.on_sent(t_s)
+        kind = self.audio.marker_frames.get(index)
+        if kind is not None:
+            self.matcher.on_sent(t_s, kind)
 
     def _on_audio(self, pcm: Any, rate_hz: int, arrival_s: float) -> None:
-        if self.detector.feed(pcm, arrival_s):
-            self.matcher.on_detected(arrival_s)
+        kind = self.detector.feed(pcm, arrival_s)
+        if kind is not None:
+            self.matcher.on_detected(arrival_s, kind)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.result.events += 1

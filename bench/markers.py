@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MARKER_FREQ_HZ = 1800.0
+# consecutive markers cycle through these tones, so an echo that comes back after
+# the next marker was sent cannot be mistaken for that next marker's echo
+MARKER_FREQS_HZ = (1800.0, 2400.0, 3000.0)
 MARKER_MS = 40
 MARKER_AMPLITUDE = 0.5  # of full scale (-6 dBFS)
 
@@ -63,48 +66,61 @@ def tone_ratio(frame: np.ndarray, rate_hz: int, freq_hz: float = MARKER_FREQ_HZ)
 
 
 class MarkerDetector:
-    """Rising edges of the marker tone in a stream of decoded frames."""
+    """Rising edges of the marker tones in a stream of decoded frames.
 
-    def __init__(self, rate_hz: int = 48000, *, freq_hz: float = MARKER_FREQ_HZ, min_ratio: float = 0.5,
-                 min_rms: float = 2000.0) -> None:
+    ``feed`` returns the index (into ``freqs_hz``) of a tone that starts in this
+    frame, or None.
+    """
+
+    def __init__(self, rate_hz: int = 48000, *, freqs_hz: tuple[float, ...] = MARKER_FREQS_HZ,
+                 min_ratio: float = 0.5, min_rms: float = 2000.0) -> None:
         self.rate_hz = rate_hz
-        self.freq_hz = freq_hz
+        self.freqs_hz = freqs_hz
         self.min_ratio = min_ratio
         self.min_rms = min_rms
-        self._in_tone = False
-        self.detections: list[float] = []
+        self._current: int | None = None
+        self.detections: list[tuple[float, int]] = []
 
-    def feed(self, frame: np.ndarray, arrival_s: float) -> bool:
+    def feed(self, frame: np.ndarray, arrival_s: float) -> int | None:
         rate_hz = self.rate_hz
-        if rate_hz >= 32000:  # the marker is at 1.8 kHz: every other sample is plenty, and half the cost
-            frame, rate_hz = frame[::2], rate_hz // 2
-        ratio, rms = tone_ratio(frame, rate_hz, self.freq_hz)
-        present = ratio >= self.min_ratio and rms >= self.min_rms
-        edge = present and not self._in_tone
-        self._in_tone = present
-        if edge:
-            self.detections.append(arrival_s)
+        if rate_hz >= 16000 and max(self.freqs_hz) < rate_hz / 4 - 1000:
+            frame, rate_hz = frame[::2], rate_hz // 2  # tones well below the new Nyquist: half the cost
+        present: int | None = None
+        best = self.min_ratio
+        for kind, freq in enumerate(self.freqs_hz):
+            ratio, rms = tone_ratio(frame, rate_hz, freq)
+            if rms < self.min_rms:
+                break  # the same for every frequency: too quiet to be a marker
+            if ratio >= best:
+                best, present = ratio, kind
+        edge = present if present is not None and present != self._current else None
+        self._current = present
+        if edge is not None:
+            self.detections.append((arrival_s, edge))
         return edge
 
 
 @dataclass
 class MarkerMatcher:
-    """Pairs sent markers with detections; a detection more than ``timeout_s`` after a send is no match."""
+    """Pairs sent markers with detections of the same tone; a detection more than
+    ``timeout_s`` after a send is no match."""
 
     timeout_s: float = 1.0
     sent: list[float] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
     rtts_ms: list[float] = field(default_factory=list)
     spurious: int = 0
     _matched: set[int] = field(default_factory=set)
 
-    def on_sent(self, t_s: float) -> None:
+    def on_sent(self, t_s: float, kind: int = 0) -> None:
         self.sent.append(t_s)
+        self.kinds.append(kind)
 
-    def on_detected(self, t_s: float) -> float | None:
-        """Match against the latest marker sent before ``t_s``; returns the RTT in ms or None."""
+    def on_detected(self, t_s: float, kind: int = 0) -> float | None:
+        """Match against the latest marker of this tone sent before ``t_s``; the RTT in ms, or None."""
         for i in range(len(self.sent) - 1, -1, -1):
             s = self.sent[i]
-            if s > t_s:
+            if s > t_s or self.kinds[i] != kind:
                 continue
             if t_s - s > self.timeout_s or i in self._matched:
                 break

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.audio import normalise
-from bench.markers import MarkerDetector, MarkerMatcher, marker_tone, tone_ratio
+from bench.markers import MARKER_FREQS_HZ, MarkerDetector, MarkerMatcher, marker_tone, tone_ratio
 from relay.client.codec import PacketDecoder, encode_pcm16_to_opus
 
 RATE = 48000
@@ -36,26 +37,28 @@ def test_tone_ratio_separates_tone_from_speech_and_noise():
     assert tone_ratio(np.zeros(FRAME, np.int16), RATE) == (0.0, 0.0)
 
 
-def test_detector_finds_each_marker_once_in_speech_after_opus_round_trip():
+def test_detector_finds_each_marker_and_its_tone_in_speech_after_opus_round_trip():
     speech = _speechlike(5.0)
-    tone = marker_tone(RATE)
     starts = [25, 75, 125, 175]  # frame indices, i.e. 0.5 s, 1.5 s, ...
-    for f in starts:
+    kinds = [k % len(MARKER_FREQS_HZ) for k in range(len(starts))]
+    for f, kind in zip(starts, kinds, strict=True):
+        tone = marker_tone(RATE, freq_hz=MARKER_FREQS_HZ[kind])
         speech[f * FRAME : f * FRAME + len(tone)] = tone
     decoder = PacketDecoder("opus", RATE)
     det = MarkerDetector(RATE)
     edges = []
     for i, packet in enumerate(encode_pcm16_to_opus(speech, RATE)):
-        if det.feed(decoder.decode(packet), i * 0.02):
-            edges.append(i)
-    assert len(edges) == len(starts)
-    assert all(abs(e - s) <= 1 for e, s in zip(edges, starts, strict=True)), edges
+        kind = det.feed(decoder.decode(packet), i * 0.02)
+        if kind is not None:
+            edges.append((i, kind))
+    assert [k for _, k in edges] == kinds
+    assert all(abs(e - s) <= 1 for (e, _), s in zip(edges, starts, strict=True)), edges
 
 
 def test_detector_ignores_quiet_tone():
     det = MarkerDetector(RATE)
     quiet = (marker_tone(RATE).astype(np.float64) * 0.05).astype(np.int16)
-    assert not any(det.feed(f, 0.0) for f in _frames(np.concatenate([quiet, np.zeros(FRAME, np.int16)])))
+    assert all(det.feed(f, 0.0) is None for f in _frames(np.concatenate([quiet, np.zeros(FRAME, np.int16)])))
 
 
 def test_matcher_rtts_loss_and_spurious():
@@ -69,3 +72,13 @@ def test_matcher_rtts_loss_and_spurious():
     assert m.spurious == 1
     assert m.due(3.5) == 3 and m.lost(3.5) == 1   # the 3.0 marker is not due yet
     assert m.lost(4.5) == 2
+
+
+def test_late_echo_is_not_taken_for_the_next_marker():
+    m = MarkerMatcher(timeout_s=1.0)
+    m.on_sent(0.0, kind=0)
+    m.on_sent(1.0, kind=1)
+    # marker 0's echo arrives 1.05 s late: same tone as marker 0 only, too late -> no match, not a 50 ms RTT
+    assert m.on_detected(1.05, kind=0) is None
+    assert m.on_detected(1.08, kind=1) == pytest.approx(80.0)
+    assert m.rtts_ms == [pytest.approx(80.0)] and m.spurious == 1

@@ -39,7 +39,7 @@ async def test_reference_echoes_markers_and_events(reference_url):
                             on_sent=lambda i, t: matcher.on_sent(t) if i in marker_frames else None)
 
     def on_audio(pcm, rate_hz, arrival_s):
-        if detector.feed(pcm, arrival_s):
+        if detector.feed(pcm, arrival_s) is not None:
             matcher.on_detected(arrival_s)
 
     events: list[str] = []
