@@ -160,14 +160,15 @@ class Call:
         """Answer the offer and start the call. Raises ``OfferError``; then nothing is left running."""
         try:
             answer = await self.peer.answer(offer_sdp)
+            self.core = CallCore(self.device.assistant, now=self._loop.time(),
+                                 audio_format=self.codec.upstream_format, max_call_s=self.config.max_call_s,
+                                 recycle_after_s=self.config.recycle_after_s,
+                                 device_event_max_bytes=self.config.device_event_max_bytes, log_id=self.id)
         except BaseException:
+            await self.peer.close()  # idempotent: answer() already closed it if it failed there
             self._encoder.close()
             self._closed.set()
             raise
-        now = self._loop.time()
-        self.core = CallCore(self.device.assistant, now=now, audio_format=self.codec.upstream_format,
-                             max_call_s=self.config.max_call_s, recycle_after_s=self.config.recycle_after_s,
-                             device_event_max_bytes=self.config.device_event_max_bytes, log_id=self.id)
         self._clock.register(self)
         self._timers.append(self._loop.call_later(self.config.ice_connect_timeout_s, self._connect_deadline))
         self._arm_core_timer()

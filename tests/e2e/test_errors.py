@@ -156,3 +156,27 @@ async def test_event_flood_gets_one_error_and_the_call_survives(relay_factory):
     finally:
         await device.hangup()
     await relay.wait_idle()
+
+
+async def test_assistant_with_an_unusable_dialect_fails_cleanly(relay_factory):
+    """A bad stored configuration is the server's problem: a 500 in seed 000's shape, no peer left."""
+    from relay.store import assistants, clients, workspaces
+    from relay.web import keys
+
+    relay = await relay_factory(demo_mode=False)
+    db = relay.app[keys.DB]
+    ws, _ = await workspaces.create(db, "broken")
+    assistant = await assistants.create(db, ws.id, "broken", provider="local")
+    client = await clients.create(db, ws.id, assistant_id=assistant.id)
+    await db.execute("UPDATE assistants SET dialect = ? WHERE id = ?", "v3", assistant.id)
+    import gc
+
+    from aiortc import RTCPeerConnection
+
+    status, ctype, body = await post(relay, golden_offer("chrome"), **{"X-Client-Id": client.id,
+                                                                       "X-Demo-Mode": "false"})
+    assert status == 500 and ctype == "application/json" and orjson.loads(body)["error"]["type"] == "server_error"
+    assert len(relay.plane.registry) == 0
+    gc.collect()
+    live = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
+    assert live == []
