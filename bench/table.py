@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -14,16 +15,19 @@ def _v(x: Any, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
-def rows(doc: dict[str, Any]) -> list[str]:
+def rows(doc: dict[str, Any], scenario: str) -> list[str]:
+    from bench.report import passes_bar
+
     out = []
     for r in doc["runs"]:
         if "measure" not in r:
             if "sweep_max_n" in r:
-                out.append(f"| {r['label']} | sweep max N = **{r['sweep_max_n']}** | | | | | | | | | |")
+                out.append(f"| {scenario} | {r['label']} | sweep max N = **{r['sweep_max_n']}** | | | | | | | | | |")
             continue
         m, s, rt, fr = r["measure"], r["setup_ms"], r["marker_rtt_ms"], r["frames"]
+        flag = "" if passes_bar(r) else " (overloaded)"
         out.append(
-            f"| {r['label']} | {r['calls_established']}/{r['calls_requested']} "
+            f"| {scenario} | {r['label']} | {r['calls_established']}/{r['calls_requested']}{flag} "
             f"| {_v(m.get('relay_cpu_pct'))} | {_v(m.get('relay_cpu_pct_per_call'), '{:.2f}')} "
             f"| {_v(m.get('relay_rss_mb'))} "
             f"| {_v(s['p50'])} / {_v(s['p99'])} "
@@ -35,21 +39,21 @@ def rows(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def table(docs: list[dict[str, Any]]) -> str:
-    head = ["| relay | calls | CPU % | CPU %/call | RSS MB | setup ms p50 / p99 | marker ms p50 / p95 / p99 "
+def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
+    head = ["| run | relay | calls | CPU % | CPU %/call | RSS MB | setup ms p50 / p99 | marker ms p50 / p95 / p99 "
             "| markers lost | frames lost % / missing % | bench CPU %/device | CPU wait % / load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    body = [row for doc in docs for row in rows(doc)]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    body = [row for scenario, doc in docs for row in rows(doc, scenario)]
     extra = []
-    for doc in docs:
+    for scenario, doc in docs:
         for ratio in doc.get("ratios", []):
             cpu = ratio["cpu_per_call"]["ratio"]
             p50 = ratio["marker_p50"]["ratio"]
-            extra.append(f"- N={ratio['n']}: reference/relay CPU per call **{_v(cpu, '{:.2f}')}x**, "
+            extra.append(f"- {scenario} N={ratio['n']}: reference/relay CPU per call **{_v(cpu, '{:.2f}')}x**, "
                          f"marker p50 {_v(p50, '{:.2f}')}x, RSS per call "
                          f"{_v(ratio['rss_per_call']['ratio'], '{:.2f}')}x")
         for label, mg in doc.get("marginal", {}).items():
-            extra.append(f"- marginal cost, {label}: {mg['cpu_pct_per_added_call']:.2f} % CPU and "
+            extra.append(f"- {scenario}, marginal cost, {label}: {mg['cpu_pct_per_added_call']:.2f} % CPU and "
                          f"{mg['rss_mb_per_added_call']:.3f} MB RSS per added call")
     return "\n".join(head + body + ([""] + extra if extra else []))
 
@@ -58,7 +62,7 @@ def main() -> None:
     docs = []
     for path in sys.argv[1:]:
         with open(path) as fh:
-            docs.append(json.load(fh))
+            docs.append((os.path.splitext(os.path.basename(path))[0], json.load(fh)))
     print(table(docs))
 
 
