@@ -38,29 +38,56 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench", description="relay's load tester",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="relay's load tester",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     tgt = ap.add_argument_group("target")
     tgt.add_argument("--url", help="base URL of a running relay (or any relay speaking seeds 000/001)")
     tgt.add_argument("--relay-pid", type=int, help="PID of the relay under --url, for CPU/RSS")
-    tgt.add_argument("--metrics-url", help="Prometheus endpoint of the relay under --url (process_cpu_seconds_total, "
-                                           "process_resident_memory_bytes), instead of --relay-pid")
-    tgt.add_argument("--spawn", choices=["relay", "reference", "both"],
-                     help="start the relay(s) here, fresh for every run, on 127.0.0.1")
+    tgt.add_argument(
+        "--metrics-url",
+        help="Prometheus endpoint of the relay under --url (process_cpu_seconds_total, "
+        "process_resident_memory_bytes), instead of --relay-pid",
+    )
+    tgt.add_argument(
+        "--spawn",
+        choices=["relay", "reference", "both"],
+        help="start the relay(s) here, fresh for every run, on 127.0.0.1",
+    )
     tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
     tgt.add_argument("--relay-cmd", help="command starting relay (default: python -m relay serve)")
-    tgt.add_argument("--nice", type=int, default=0,
-                     help="scheduling priority of the spawned relays and assistant (e.g. -10 on a shared machine, "
-                          "as root); the same for relay and reference")
-    tgt.add_argument("--relay-env", action="append", default=[], metavar="RELAY_X=value",
-                     help="extra environment for the spawned relay, e.g. RELAY_OPUS_COMPLEXITY=3 (repeatable)")
-    tgt.add_argument("--upstream", default="",
-                     help="Realtime WebSocket URL (beta) both spawned relays use; default: the bench starts relay's "
-                          "local assistant as its own process (python -m relay.assistant), so relay CPU excludes it")
-    tgt.add_argument("--inprocess-assistant", action="store_true",
-                     help="instead, each spawned relay runs the local assistant inside its own process")
-    tgt.add_argument("--model", default="relay-loopback",
-                     help="assistant model for spawned relays (relay-loopback for markers, relay-echo for speech)")
+    tgt.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="scheduling priority of the spawned relays and assistant (e.g. -10 on a shared machine, "
+        "as root); the same for relay and reference",
+    )
+    tgt.add_argument(
+        "--relay-env",
+        action="append",
+        default=[],
+        metavar="RELAY_X=value",
+        help="extra environment for the spawned relay, e.g. RELAY_OPUS_COMPLEXITY=3 (repeatable)",
+    )
+    tgt.add_argument(
+        "--upstream",
+        default="",
+        help="Realtime WebSocket URL (beta) both spawned relays use; default: the bench starts relay's "
+        "local assistant as its own process (python -m relay.assistant), so relay CPU excludes it",
+    )
+    tgt.add_argument(
+        "--inprocess-assistant",
+        action="store_true",
+        help="instead, each spawned relay runs the local assistant inside its own process",
+    )
+    tgt.add_argument(
+        "--model",
+        default="relay-loopback",
+        help="assistant model for spawned relays (relay-loopback for markers, relay-echo for speech)",
+    )
     ld = ap.add_argument_group("load")
     ld.add_argument("-n", type=_ints, default=[10], help="concurrent devices, comma-separated for several runs")
     ld.add_argument("--rate", type=float, default=20.0, help="ramp-up: new calls per second")
@@ -74,8 +101,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ld.add_argument("--assistant-id", help="X-Assistant-Id to send")
     ld.add_argument("--no-session", action="store_true", help="skip POST /v1/realtime/sessions")
     sw = ap.add_argument_group("sweep")
-    sw.add_argument("--sweep", action="store_true",
-                    help="raise N until frame loss > 1 %% or marker p99 > 300 ms; print the largest passing N")
+    sw.add_argument(
+        "--sweep",
+        action="store_true",
+        help="raise N until frame loss > 1 %% or marker p99 > 300 ms; print the largest passing N",
+    )
     sw.add_argument("--sweep-start", type=int, default=10)
     sw.add_argument("--sweep-step", type=int, default=10)
     sw.add_argument("--sweep-max", type=int, default=200)
@@ -97,8 +127,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.audio = bench_audio.build(args.audio, markers=not args.no_markers,
-                                       marker_interval_ms=args.marker_interval_ms)
+        self.audio = bench_audio.build(
+            args.audio, markers=not args.no_markers, marker_interval_ms=args.marker_interval_ms
+        )
         self.reports: list[dict[str, Any]] = []
         self.assistant: servers.Server | None = None
 
@@ -125,9 +156,13 @@ class Bench:
         server: servers.Server | None = None
         with tempfile.TemporaryDirectory(prefix="bench-relay-") as data_dir:
             if target == "relay":
-                server = servers.relay_server(model=a.model, data_dir=data_dir, upstream_url=await self.upstream_url(),
-                                              cmd=a.relay_cmd.split() if a.relay_cmd else None,
-                                              extra_env=dict(kv.split("=", 1) for kv in a.relay_env))
+                server = servers.relay_server(
+                    model=a.model,
+                    data_dir=data_dir,
+                    upstream_url=await self.upstream_url(),
+                    cmd=a.relay_cmd.split() if a.relay_cmd else None,
+                    extra_env=dict(kv.split("=", 1) for kv in a.relay_env),
+                )
             elif target == "reference":
                 server = servers.reference_server(upstream=await self.upstream_url() or "local", model=a.model)
             try:
@@ -135,12 +170,19 @@ class Bench:
                     server.nice = a.nice
                     await server.start()
                 sc = Scenario(
-                    base_url=server.base_url if server else a.url, n=n, rate_per_s=a.rate, duration_s=a.duration,
-                    demo=not a.no_demo, client_ids=a.client_id, client_secrets=a.client_secret,
-                    assistant_id=a.assistant_id, create_session=not a.no_session,
+                    base_url=server.base_url if server else a.url,
+                    n=n,
+                    rate_per_s=a.rate,
+                    duration_s=a.duration,
+                    demo=not a.no_demo,
+                    client_ids=a.client_id,
+                    client_secrets=a.client_secret,
+                    assistant_id=a.assistant_id,
+                    create_session=not a.no_session,
                     relay_pid=server.pid if server else a.relay_pid,
                     metrics_url=None if server else a.metrics_url,
-                    label=target if server else "target", progress=not a.quiet,
+                    label=target if server else "target",
+                    progress=not a.quiet,
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
                 )
                 report = await run(sc, self.audio)
@@ -172,8 +214,10 @@ class Bench:
             for line in compare_lines(self.reports):
                 print(line)
         for label, m in marginal_costs(self.reports).items():
-            print(f"marginal [{label}]: {m['cpu_pct_per_added_call']:.2f} % CPU and "
-                  f"{m['rss_mb_per_added_call']:.3f} MB RSS per added call (fit over the runs)")
+            print(
+                f"marginal [{label}]: {m['cpu_pct_per_added_call']:.2f} % CPU and "
+                f"{m['rss_mb_per_added_call']:.3f} MB RSS per added call (fit over the runs)"
+            )
         self.write_outputs()
         return 0
 
@@ -201,11 +245,17 @@ class Bench:
             for path in plot(runs, a.plots):
                 print(f"plot: {path}")
         if a.json:
-            doc = {"audio": {"source": self.audio.source, "duration_s": self.audio.duration_s,
-                             "markers_per_loop": len(self.audio.marker_frames)},
-                   "args": {k: v for k, v in vars(a).items() if k != "client_secret"},
-                   "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
-                   "ratios": compare_table(self.reports), "marginal": marginal_costs(self.reports)}
+            doc = {
+                "audio": {
+                    "source": self.audio.source,
+                    "duration_s": self.audio.duration_s,
+                    "markers_per_loop": len(self.audio.marker_frames),
+                },
+                "args": {k: v for k, v in vars(a).items() if k != "client_secret"},
+                "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
+                "ratios": compare_table(self.reports),
+                "marginal": marginal_costs(self.reports),
+            }
             with open(a.json, "w") as fh:
                 json.dump(doc, fh, indent=1, default=str)
             print(f"report: {a.json}")
@@ -229,34 +279,46 @@ def compare_table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if label != "relay" or ref is None:
             continue
         row: dict[str, Any] = {"n": n}
-        for name, path in {"cpu_per_call": ("measure", "relay_cpu_pct_per_call"),
-                           "rss_per_call": ("measure", "relay_rss_mb_per_call"),
-                           "marker_p50": ("marker_rtt_ms", "p50"), "marker_p99": ("marker_rtt_ms", "p99"),
-                           "setup_p99": ("setup_ms", "p99")}.items():
+        for name, path in {
+            "cpu_per_call": ("measure", "relay_cpu_pct_per_call"),
+            "rss_per_call": ("measure", "relay_rss_mb_per_call"),
+            "marker_p50": ("marker_rtt_ms", "p50"),
+            "marker_p99": ("marker_rtt_ms", "p99"),
+            "setup_p99": ("setup_ms", "p99"),
+        }.items():
             a, b = _get(rel, *path), _get(ref, *path)
-            row[name] = {"relay": a, "reference": b,
-                         "ratio": round(b / a, 2) if a and b is not None and a > 0 else None}
+            row[name] = {
+                "relay": a,
+                "reference": b,
+                "ratio": round(b / a, 2) if a and b is not None and a > 0 else None,
+            }
         rows.append(row)
     return rows
+
+
+def _slope(pts: list[tuple[float, float, float]], i: int) -> float:
+    """Least-squares slope of column ``i`` against column 0."""
+    n_mean = sum(p[0] for p in pts) / len(pts)
+    y_mean = sum(p[i] for p in pts) / len(pts)
+    sxx = sum((p[0] - n_mean) ** 2 for p in pts)
+    return sum((p[0] - n_mean) * (p[i] - y_mean) for p in pts) / sxx
 
 
 def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per label, least-squares slopes over the runs: CPU % and RSS MB per additional call."""
     out: dict[str, dict[str, float]] = {}
     for label in sorted({r["label"] for r in reports if "measure" in r}):
-        pts = [(r["calls_established"], r["measure"]["relay_cpu_pct"], r["measure"]["relay_rss_mb"])
-               for r in reports if r.get("label") == label and "relay_rss_mb" in r.get("measure", {})
-               and r["calls_established"] > 0]
+        pts = [
+            (r["calls_established"], r["measure"]["relay_cpu_pct"], r["measure"]["relay_rss_mb"])
+            for r in reports
+            if r.get("label") == label and "relay_rss_mb" in r.get("measure", {}) and r["calls_established"] > 0
+        ]
         if len({p[0] for p in pts}) < 2:
             continue
-        n_mean = sum(p[0] for p in pts) / len(pts)
-        sxx = sum((p[0] - n_mean) ** 2 for p in pts)
-
-        def slope(i: int) -> float:
-            y_mean = sum(p[i] for p in pts) / len(pts)
-            return sum((p[0] - n_mean) * (p[i] - y_mean) for p in pts) / sxx
-
-        out[label] = {"cpu_pct_per_added_call": round(slope(1), 3), "rss_mb_per_added_call": round(slope(2), 3)}
+        out[label] = {
+            "cpu_pct_per_added_call": round(_slope(pts, 1), 3),
+            "rss_mb_per_added_call": round(_slope(pts, 2), 3),
+        }
     return out
 
 
@@ -274,8 +336,10 @@ def compare_lines(reports: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     try:
         import uvloop
 

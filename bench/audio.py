@@ -31,7 +31,7 @@ FRAME_SAMPLES = OPUS_RATE_HZ * PTIME_MS // 1000
 @dataclass
 class BenchAudio:
     packets: list[bytes]
-    marker_frames: dict[int, int]   # packet index where a marker starts -> its tone (index in MARKER_FREQS_HZ)
+    marker_frames: dict[int, int]  # packet index where a marker starts -> its tone (index in MARKER_FREQS_HZ)
     duration_s: float
     source: str
 
@@ -45,8 +45,13 @@ def espeak_speech(rate_hz: int = OPUS_RATE_HZ, pause_ms: int = 1200) -> np.ndarr
     with tempfile.TemporaryDirectory() as tmp:
         for i, text in enumerate(SPEECH_TEXT):
             path = Path(tmp) / f"s{i}.wav"
-            subprocess.run([exe, "-s", "160", "-w", str(path), text], check=True, timeout=30,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [exe, "-s", "160", "-w", str(path), text],
+                check=True,
+                timeout=30,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             samples, sr = read_wav_pcm16(path)
             parts.append(resample_pcm16(samples, sr, rate_hz))
             parts.append(np.zeros(rate_hz * pause_ms // 1000, np.int16))
@@ -62,8 +67,9 @@ def normalise(samples: np.ndarray, rms: float = SPEECH_RMS) -> np.ndarray:
     return np.clip(x * (rms / cur), -32768, 32767).astype(np.int16)
 
 
-def build(audio_path: str | None = None, *, markers: bool = True, marker_interval_ms: int = 1000,
-          min_duration_s: float = 10.0) -> BenchAudio:
+def build(
+    audio_path: str | None = None, *, markers: bool = True, marker_interval_ms: int = 1000, min_duration_s: float = 10.0
+) -> BenchAudio:
     """The packet list every device sends (looped), with marker positions."""
     if audio_path:
         samples, sr = read_wav_pcm16(audio_path)

@@ -35,7 +35,7 @@ class DeviceResult:
     ok: bool = False
     error: str = ""
     started_s: float = 0.0
-    setup_ms: float | None = None     # session + SDP round trips (what the relay costs)
+    setup_ms: float | None = None  # session + SDP round trips (what the relay costs)
     session_ms: float | None = None
     sdp_ms: float | None = None
     offer_ms: float | None = None
@@ -43,7 +43,7 @@ class DeviceResult:
     frames_sent: int = 0
     frames_received: int = 0
     frames_lost: int = 0
-    frames_missing: int = 0   # by wall clock: 20 ms slots between first and last arrival with no packet
+    frames_missing: int = 0  # by wall clock: 20 ms slots between first and last arrival with no packet
     max_gap_ms: float = 0.0
     send_resyncs: int = 0
     events: int = 0
@@ -64,8 +64,14 @@ class Device:
         self.result = DeviceResult(index)
         self.matcher = MarkerMatcher(timeout_s=cfg.marker_timeout_s)
         self.detector = MarkerDetector(DECODE_RATE_HZ)
-        self.client = RelayClient(cfg.base_url, cfg.client_id, cfg.client_secret, demo=cfg.demo,
-                                  assistant_id=cfg.assistant_id, host_addresses=["127.0.0.1"])
+        self.client = RelayClient(
+            cfg.base_url,
+            cfg.client_id,
+            cfg.client_secret,
+            demo=cfg.demo,
+            assistant_id=cfg.assistant_id,
+            host_addresses=["127.0.0.1"],
+        )
         self.track = OpusPacketTrack(audio.packets, loop=True, on_sent=self._on_sent)
 
     def _on_sent(self, index: int, t_s: float) -> None:
@@ -88,8 +94,13 @@ class Device:
         try:
             if self.cfg.create_session:
                 await self.client.create_session(["text", "audio"])
-            await self.client.connect(audio_source=self.track, on_audio=self._on_audio, on_event=self._on_event,
-                                      audio_rate_hz=DECODE_RATE_HZ, timeout_s=self.cfg.connect_timeout_s)
+            await self.client.connect(
+                audio_source=self.track,
+                on_audio=self._on_audio,
+                on_event=self._on_event,
+                audio_rate_hz=DECODE_RATE_HZ,
+                timeout_s=self.cfg.connect_timeout_s,
+            )
         except (RelayError, ConnectError, OSError, TimeoutError, ValueError) as exc:
             r.error = f"{type(exc).__name__}: {exc}"[:300]
             log.debug("device %d failed: %s", self.index, r.error)

@@ -1,6 +1,6 @@
 """Flat summary of a py-spy raw profile (``py-spy record -f raw``): top self and inclusive frames.
 
-    python -m bench.flat profile.raw [--top 30] [--filter aiortc]
+python -m bench.flat profile.raw [--top 30] [--filter aiortc]
 """
 
 from __future__ import annotations

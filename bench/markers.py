@@ -22,8 +22,9 @@ MARKER_MS = 40
 MARKER_AMPLITUDE = 0.5  # of full scale (-6 dBFS)
 
 
-def marker_tone(rate_hz: int, duration_ms: int = MARKER_MS, freq_hz: float = MARKER_FREQ_HZ,
-                amplitude: float = MARKER_AMPLITUDE) -> np.ndarray:
+def marker_tone(
+    rate_hz: int, duration_ms: int = MARKER_MS, freq_hz: float = MARKER_FREQ_HZ, amplitude: float = MARKER_AMPLITUDE
+) -> np.ndarray:
     """The burst as int16 samples, with 2 ms raised-cosine edges (no click energy)."""
     n = rate_hz * duration_ms // 1000
     t = np.arange(n) / rate_hz
@@ -72,8 +73,14 @@ class MarkerDetector:
     frame, or None.
     """
 
-    def __init__(self, rate_hz: int = 48000, *, freqs_hz: tuple[float, ...] = MARKER_FREQS_HZ,
-                 min_ratio: float = 0.5, min_rms: float = 2000.0) -> None:
+    def __init__(
+        self,
+        rate_hz: int = 48000,
+        *,
+        freqs_hz: tuple[float, ...] = MARKER_FREQS_HZ,
+        min_ratio: float = 0.5,
+        min_rms: float = 2000.0,
+    ) -> None:
         self.rate_hz = rate_hz
         self.freqs_hz = freqs_hz
         self.min_ratio = min_ratio

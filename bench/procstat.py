@@ -12,7 +12,7 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 @dataclass
 class Sample:
     t_s: float
-    cpu_s: float     # user + system, this process and its live descendants
+    cpu_s: float  # user + system, this process and its live descendants
     rss_bytes: int
     wait_s: float = 0.0  # main thread's time runnable but waiting for a CPU (/proc/<pid>/schedstat)
 

@@ -126,12 +126,23 @@ class Call:
     async def open_upstream(self) -> None:
         url = self.app[UPSTREAM_URL]
         sep = "&" if "?" in url else "?"
-        self.ws = await self.app[HTTP].ws_connect(f"{url}{sep}model={self.app[MODEL]}", max_msg_size=16 << 20,
-                                                  headers={"OpenAI-Beta": "realtime=v1"})
-        await self.ws.send_str(orjson.dumps({"type": "session.update", "session": {
-            "model": self.app[MODEL], "modalities": ["text", "audio"],
-            "input_audio_format": "pcm16", "output_audio_format": "pcm16",
-            "turn_detection": {"type": "server_vad"}}}).decode())
+        self.ws = await self.app[HTTP].ws_connect(
+            f"{url}{sep}model={self.app[MODEL]}", max_msg_size=16 << 20, headers={"OpenAI-Beta": "realtime=v1"}
+        )
+        await self.ws.send_str(
+            orjson.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "model": self.app[MODEL],
+                        "modalities": ["text", "audio"],
+                        "input_audio_format": "pcm16",
+                        "output_audio_format": "pcm16",
+                        "turn_detection": {"type": "server_vad"},
+                    },
+                }
+            ).decode()
+        )
 
     async def uplink(self, track: MediaStreamTrack) -> None:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=UPSTREAM_RATE_HZ)
@@ -143,9 +154,11 @@ class Call:
             for out in resampler.resample(frame):
                 pcm = bytes(out.planes[0])[: out.samples * 2]
                 if self.ws is not None and not self.ws.closed:
-                    await self.ws.send_str(orjson.dumps({
-                        "type": "input_audio_buffer.append",
-                        "audio": base64.b64encode(pcm).decode()}).decode())
+                    await self.ws.send_str(
+                        orjson.dumps(
+                            {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
+                        ).decode()
+                    )
 
     async def downlink(self) -> None:
         assert self.ws is not None
@@ -230,8 +243,11 @@ async def realtime(request: web.Request) -> web.Response:
             await pc.setLocalDescription(await pc.createAnswer())
     except (ValueError, aiohttp.ClientError, OSError) as exc:
         await call.close()
-        return error(400 if isinstance(exc, ValueError) else 502, f"cannot set up the call: {exc}",
-                     "invalid_sdp" if isinstance(exc, ValueError) else "upstream_unavailable")
+        return error(
+            400 if isinstance(exc, ValueError) else 502,
+            f"cannot set up the call: {exc}",
+            "invalid_sdp" if isinstance(exc, ValueError) else "upstream_unavailable",
+        )
     call.spawn(call.downlink())
     return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp")
 
@@ -251,8 +267,7 @@ async def _lifecycle(app: web.Application) -> Any:
         await assistant.cleanup()
 
 
-def create_app(upstream_url: str, *, model: str = "relay-loopback",
-               hosts: list[str] | None = None) -> web.Application:
+def create_app(upstream_url: str, *, model: str = "relay-loopback", hosts: list[str] | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_SDP_BYTES)
     app[UPSTREAM_URL] = upstream_url
     app[MODEL] = model
@@ -268,15 +283,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8090)
-    ap.add_argument("--upstream", default="local",
-                    help="Realtime WebSocket URL (beta dialect); 'local': start relay's local assistant in-process")
+    ap.add_argument(
+        "--upstream",
+        default="local",
+        help="Realtime WebSocket URL (beta dialect); 'local': start relay's local assistant in-process",
+    )
     ap.add_argument("--model", default="relay-loopback", help="model asked of the upstream")
-    ap.add_argument("--ice-host", action="append", default=None,
-                    help="host address ICE advertises (repeatable; default 127.0.0.1)")
+    ap.add_argument(
+        "--ice-host", action="append", default=None, help="host address ICE advertises (repeatable; default 127.0.0.1)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    web.run_app(create_app(args.upstream, model=args.model, hosts=args.ice_host), host=args.host,
-                port=args.port, print=None)
+    web.run_app(
+        create_app(args.upstream, model=args.model, hosts=args.ice_host), host=args.host, port=args.port, print=None
+    )
 
 
 if __name__ == "__main__":

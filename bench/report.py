@@ -21,12 +21,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def dist(values: Sequence[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "p99": percentile(values, 99), "max": round(max(values), 3) if values else None}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": round(max(values), 3) if values else None,
+    }
 
 
-def summarize(label: str, n: int, rate_per_s: float, duration_s: float, results: list[DeviceResult],
-              measure: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    label: str, n: int, rate_per_s: float, duration_s: float, results: list[DeviceResult], measure: dict[str, Any]
+) -> dict[str, Any]:
     ok = [r for r in results if r.ok]
     rtts = [x for r in ok for x in r.marker_rtts_ms]
     frames_sent = sum(r.frames_sent for r in ok)
@@ -49,13 +55,18 @@ def summarize(label: str, n: int, rate_per_s: float, duration_s: float, results:
         "connect_ms": dist([r.connect_ms for r in ok if r.connect_ms is not None]),
         "marker_rtt_ms": dist(rtts),
         "markers": {"due": markers_due, "lost": markers_lost, "spurious": sum(r.markers_spurious for r in ok)},
-        "frames": {"sent": frames_sent, "received": frames_received, "lost": frames_lost,
-                   "lost_pct": round(100.0 * frames_lost / expected, 3) if expected else None,
-                   "missing": frames_missing,
-                   "missing_pct": round(100.0 * frames_missing / (frames_received + frames_missing), 3)
-                   if frames_received + frames_missing else None,
-                   "max_gap_ms": max((r.max_gap_ms for r in ok), default=None),
-                   "send_resyncs": sum(r.send_resyncs for r in ok)},
+        "frames": {
+            "sent": frames_sent,
+            "received": frames_received,
+            "lost": frames_lost,
+            "lost_pct": round(100.0 * frames_lost / expected, 3) if expected else None,
+            "missing": frames_missing,
+            "missing_pct": round(100.0 * frames_missing / (frames_received + frames_missing), 3)
+            if frames_received + frames_missing
+            else None,
+            "max_gap_ms": max((r.max_gap_ms for r in ok), default=None),
+            "send_resyncs": sum(r.send_resyncs for r in ok),
+        },
         "events": sum(r.events for r in ok),
         "measure": dict(measure),
     }
@@ -94,14 +105,20 @@ def text_summary(r: dict[str, Any]) -> str:
         f"max gap {_fmt(fr['max_gap_ms'])} ms; data-channel events {r['events']}",
     ]
     if "relay_cpu_pct" in m:
-        lines.append(f"  relay cpu {m['relay_cpu_pct']:.1f}% ({m.get('relay_cpu_pct_per_call', 0):.2f}%/call), "
-                     f"rss {m['relay_rss_mb']:.1f} MB ({m.get('relay_rss_mb_per_call', 0):.3f} MB/call); "
-                     f"waiting for a CPU {m.get('relay_runqueue_wait_pct', 0):.1f}% of the time, "
-                     f"load avg {m.get('loadavg_1m', 0):.1f}")
-    extra = "".join(f"; {k[:-8]} cpu {v:.1f}%" for k, v in m.items() if k.endswith("_cpu_pct")
-                    and k not in ("relay_cpu_pct", "bench_cpu_pct"))
-    lines.append(f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"
-                 + extra)
+        lines.append(
+            f"  relay cpu {m['relay_cpu_pct']:.1f}% ({m.get('relay_cpu_pct_per_call', 0):.2f}%/call), "
+            f"rss {m['relay_rss_mb']:.1f} MB ({m.get('relay_rss_mb_per_call', 0):.3f} MB/call); "
+            f"waiting for a CPU {m.get('relay_runqueue_wait_pct', 0):.1f}% of the time, "
+            f"load avg {m.get('loadavg_1m', 0):.1f}"
+        )
+    extra = "".join(
+        f"; {k[:-8]} cpu {v:.1f}%"
+        for k, v in m.items()
+        if k.endswith("_cpu_pct") and k not in ("relay_cpu_pct", "bench_cpu_pct")
+    )
+    lines.append(
+        f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)" + extra
+    )
     if r["errors"]:
         lines.append(f"  errors: {r['errors'][:3]}")
     return "\n".join(lines)
@@ -130,8 +147,12 @@ def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
     for r in reports:
         xs = sorted(r.get("_rtts_ms") or [])
         if xs:
-            ax.plot(xs, [100.0 * (i + 1) / len(xs) for i in range(len(xs))], drawstyle="steps-post",
-                    label=f"{r['label']} N={r['calls_requested']}")
+            ax.plot(
+                xs,
+                [100.0 * (i + 1) / len(xs) for i in range(len(xs))],
+                drawstyle="steps-post",
+                label=f"{r['label']} N={r['calls_requested']}",
+            )
     ax.set_xlabel("marker round trip, ms")
     ax.set_ylabel("% of markers <= x")
     ax.grid(alpha=0.3)
@@ -145,8 +166,10 @@ def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
     labels = sorted({r["label"] for r in reports})
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90)
     for label in labels:
-        rs = sorted((r for r in reports if r["label"] == label and "relay_cpu_pct" in r["measure"]),
-                    key=lambda r: r["calls_established"])
+        rs = sorted(
+            (r for r in reports if r["label"] == label and "relay_cpu_pct" in r["measure"]),
+            key=lambda r: r["calls_established"],
+        )
         if not rs:
             continue
         ns = [r["calls_established"] for r in rs]

@@ -20,8 +20,14 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None,
-                shutdown_timeout=settings.shutdown_timeout_s)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+    )
 
 
 if __name__ == "__main__":

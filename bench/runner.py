@@ -27,8 +27,8 @@ WATCHDOG_SLACK_S = 60.0
 class Scenario:
     base_url: str
     n: int
-    rate_per_s: float = 20.0       # ramp-up: new calls per second
-    duration_s: float = 10.0       # steady state after the ramp
+    rate_per_s: float = 20.0  # ramp-up: new calls per second
+    duration_s: float = 10.0  # steady state after the ramp
     demo: bool = True
     client_ids: list[str] | None = None
     client_secrets: list[str] | None = None
@@ -36,10 +36,10 @@ class Scenario:
     assistant_id: str | None = None
     create_session: bool = True
     relay_pid: int | None = None
-    metrics_url: str | None = None     # Prometheus endpoint with process_* metrics (instead of a pid)
+    metrics_url: str | None = None  # Prometheus endpoint with process_* metrics (instead of a pid)
     label: str = "relay"
     progress: bool = True
-    extra_pids: dict[str, int] | None = None   # other processes to measure (e.g. the assistant)
+    extra_pids: dict[str, int] | None = None  # other processes to measure (e.g. the assistant)
 
 
 def _credentials(sc: Scenario, i: int) -> tuple[str, str | None]:
@@ -72,9 +72,20 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     devices: list[Device] = []
     for i in range(sc.n):
         cid, secret = _credentials(sc, i)
-        devices.append(Device(i, DeviceConfig(sc.base_url, cid, secret, demo=sc.demo,
-                                              assistant_id=sc.assistant_id,
-                                              create_session=sc.create_session), audio))
+        devices.append(
+            Device(
+                i,
+                DeviceConfig(
+                    sc.base_url,
+                    cid,
+                    secret,
+                    demo=sc.demo,
+                    assistant_id=sc.assistant_id,
+                    create_session=sc.create_session,
+                ),
+                audio,
+            )
+        )
     relay_base = await _relay_sample(sc)
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
@@ -162,6 +173,8 @@ async def _progress(sc: Scenario, devices: list[Device], t0: float) -> None:
         cur = await _relay_sample(sc)
         cpu = f" relay cpu {procstat.cpu_percent(prev, cur):5.1f}%" if prev and cur else ""
         prev = cur
-        sys.stderr.write(f"\r[{sc.label}] t={time.monotonic() - t0:5.1f}s calls {up}/{sc.n} failed {failed} "
-                         f"marker p50 {p50} ms{cpu}   ")
+        sys.stderr.write(
+            f"\r[{sc.label}] t={time.monotonic() - t0:5.1f}s calls {up}/{sc.n} failed {failed} "
+            f"marker p50 {p50} ms{cpu}   "
+        )
         sys.stderr.flush()

@@ -27,7 +27,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
-    nice: int = 0   # scheduling priority for the server (negative: ahead of other work; needs root)
+    nice: int = 0  # scheduling priority for the server (negative: ahead of other work; needs root)
 
     @property
     def pid(self) -> int:
@@ -41,7 +41,14 @@ class Server:
     async def start(self, timeout_s: float = 30.0) -> None:
         fd, self.log_path = tempfile.mkstemp(prefix=f"bench-{self.label}-", suffix=".log")
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(self.cmd, env=env, stdout=fd, stderr=fd, stdin=subprocess.DEVNULL)
+        # Popen returns at once (fork/exec); readiness is awaited below without blocking the loop
+        self.proc = subprocess.Popen(  # noqa: ASYNC220
+            self.cmd,
+            env=env,
+            stdout=fd,
+            stderr=fd,
+            stdin=subprocess.DEVNULL,
+        )
         os.close(fd)
         if self.nice:
             os.setpriority(os.PRIO_PROCESS, self.proc.pid, self.nice)
@@ -93,8 +100,15 @@ def assistant_server(*, port: int | None = None) -> Server:
     return Server("assistant", [sys.executable, "-m", "relay.assistant", "--port", str(port)], port)
 
 
-def relay_server(*, model: str, data_dir: str, upstream_url: str = "", cmd: list[str] | None = None,
-                 port: int | None = None, extra_env: dict[str, str] | None = None) -> Server:
+def relay_server(
+    *,
+    model: str,
+    data_dir: str,
+    upstream_url: str = "",
+    cmd: list[str] | None = None,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
     """relay on loopback: demo mode on, ICE on 127.0.0.1, default assistant = ``upstream_url`` with ``model``.
 
     With ``upstream_url`` (the bench's local-assistant process) relay talks to it as an
@@ -102,19 +116,27 @@ def relay_server(*, model: str, data_dir: str, upstream_url: str = "", cmd: list
     """
     port = port or free_port()
     env = {
-        "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port), "RELAY_DATA_DIR": data_dir,
-        "RELAY_DEMO_MODE": "true", "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
-        "RELAY_UPSTREAM_MODEL": model, "RELAY_LOG_LEVEL": "warning",
+        "RELAY_HOST": "127.0.0.1",
+        "RELAY_PORT": str(port),
+        "RELAY_DATA_DIR": data_dir,
+        "RELAY_DEMO_MODE": "true",
+        "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "RELAY_UPSTREAM_MODEL": model,
+        "RELAY_LOG_LEVEL": "warning",
     }
     if upstream_url:
-        env.update({"RELAY_UPSTREAM_URL": upstream_url, "RELAY_UPSTREAM_PROVIDER": "compatible",
-                    "RELAY_UPSTREAM_DIALECT": "beta"})
+        env.update(
+            {
+                "RELAY_UPSTREAM_URL": upstream_url,
+                "RELAY_UPSTREAM_PROVIDER": "compatible",
+                "RELAY_UPSTREAM_DIALECT": "beta",
+            }
+        )
     env.update(extra_env or {})
     return Server("relay", cmd or default_relay_cmd(), port, env)
 
 
 def reference_server(*, upstream: str, model: str, port: int | None = None) -> Server:
     port = port or free_port()
-    cmd = [sys.executable, "-m", "bench.reference", "--port", str(port), "--upstream", upstream,
-           "--model", model]
+    cmd = [sys.executable, "-m", "bench.reference", "--port", str(port), "--upstream", upstream, "--model", model]
     return Server("reference", cmd, port)

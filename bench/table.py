@@ -1,6 +1,6 @@
 """Markdown table of a bench JSON report (what bench/README.md shows).
 
-    python -m bench.table bench/results/loopback.json [more.json ...]
+python -m bench.table bench/results/loopback.json [more.json ...]
 """
 
 from __future__ import annotations
@@ -35,26 +35,33 @@ def rows(doc: dict[str, Any], scenario: str) -> list[str]:
             f"| {r['markers']['lost']}/{r['markers']['due']} "
             f"| {_v(fr['lost_pct'], '{:.2f}')} / {_v(fr.get('missing_pct'), '{:.2f}')} "
             f"| {_v(m.get('bench_cpu_pct_per_device'), '{:.2f}')} "
-            f"| {_v(m.get('relay_runqueue_wait_pct'))} / {_v(m.get('loadavg_1m'))} |")
+            f"| {_v(m.get('relay_runqueue_wait_pct'))} / {_v(m.get('loadavg_1m'))} |"
+        )
     return out
 
 
 def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
-    head = ["| run | relay | calls | CPU % | CPU %/call | RSS MB | setup ms p50 / p99 | marker ms p50 / p95 / p99 "
-            "| markers lost | frames lost % / missing % | bench CPU %/device | CPU wait % / load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = [
+        "| run | relay | calls | CPU % | CPU %/call | RSS MB | setup ms p50 / p99 | marker ms p50 / p95 / p99 "
+        "| markers lost | frames lost % / missing % | bench CPU %/device | CPU wait % / load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     body = [row for scenario, doc in docs for row in rows(doc, scenario)]
     extra = []
     for scenario, doc in docs:
         for ratio in doc.get("ratios", []):
             cpu = ratio["cpu_per_call"]["ratio"]
             p50 = ratio["marker_p50"]["ratio"]
-            extra.append(f"- {scenario} N={ratio['n']}: reference/relay CPU per call **{_v(cpu, '{:.2f}')}x**, "
-                         f"marker p50 {_v(p50, '{:.2f}')}x, RSS per call "
-                         f"{_v(ratio['rss_per_call']['ratio'], '{:.2f}')}x")
+            extra.append(
+                f"- {scenario} N={ratio['n']}: reference/relay CPU per call **{_v(cpu, '{:.2f}')}x**, "
+                f"marker p50 {_v(p50, '{:.2f}')}x, RSS per call "
+                f"{_v(ratio['rss_per_call']['ratio'], '{:.2f}')}x"
+            )
         for label, mg in doc.get("marginal", {}).items():
-            extra.append(f"- {scenario}, marginal cost, {label}: {mg['cpu_pct_per_added_call']:.2f} % CPU and "
-                         f"{mg['rss_mb_per_added_call']:.3f} MB RSS per added call")
+            extra.append(
+                f"- {scenario}, marginal cost, {label}: {mg['cpu_pct_per_added_call']:.2f} % CPU and "
+                f"{mg['rss_mb_per_added_call']:.3f} MB RSS per added call"
+            )
     return "\n".join(head + body + ([""] + extra if extra else []))
 
 

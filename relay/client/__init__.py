@@ -11,7 +11,20 @@ from relay.client.receiver import AudioReceiver, ReceiveStats
 from relay.client.sources import OpusPacketTrack, PcmGeneratorTrack, silence_track, wav_track
 
 __all__ = [
-    "AudioReceiver", "ConnectError", "OpusPacketTrack", "PacketDecoder", "PcmGeneratorTrack", "ReceiveStats",
-    "RelayClient", "RelayError", "Timings", "encode_pcm16_to_opus", "host_addresses", "ice_servers_from_session",
-    "parse_error", "read_wav_pcm16", "silence_track", "wav_track",
+    "AudioReceiver",
+    "ConnectError",
+    "OpusPacketTrack",
+    "PacketDecoder",
+    "PcmGeneratorTrack",
+    "ReceiveStats",
+    "RelayClient",
+    "RelayError",
+    "Timings",
+    "encode_pcm16_to_opus",
+    "host_addresses",
+    "ice_servers_from_session",
+    "parse_error",
+    "read_wav_pcm16",
+    "silence_track",
+    "wav_track",
 ]

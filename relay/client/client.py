@@ -54,10 +54,10 @@ MAX_EVENT_BYTES = 1024 * 1024
 class Timings:
     """Milliseconds spent in each setup step (None: step not done)."""
 
-    session_ms: float | None = None   # POST /v1/realtime/sessions
-    offer_ms: float | None = None     # createOffer + full ICE gathering
-    sdp_ms: float | None = None       # POST /v1/realtime round trip
-    connect_ms: float | None = None   # answer set -> ICE+DTLS connected
+    session_ms: float | None = None  # POST /v1/realtime/sessions
+    offer_ms: float | None = None  # createOffer + full ICE gathering
+    sdp_ms: float | None = None  # POST /v1/realtime round trip
+    connect_ms: float | None = None  # answer set -> ICE+DTLS connected
     datachannel_ms: float | None = None  # answer set -> data channel open
 
     def as_dict(self) -> dict[str, float | None]:
@@ -84,8 +84,7 @@ def ice_servers_from_session(servers: Any) -> list[RTCIceServer]:
     for entry in servers or []:
         if not isinstance(entry, dict) or "urls" not in entry:
             continue
-        out.append(RTCIceServer(urls=entry["urls"], username=entry.get("username"),
-                                credential=entry.get("credential")))
+        out.append(RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential")))
     return out
 
 
@@ -99,10 +98,19 @@ class RelayClient:
     (aiortc would otherwise fall back to a public STUN server when given none).
     """
 
-    def __init__(self, base_url: str, client_id: str, client_secret: str | None = None, *,
-                 demo: bool = False, assistant_id: str | None = None,
-                 host_addresses: Sequence[str] | None = None, use_session_ice_servers: bool = False,
-                 http_timeout_s: float = 10.0, http_session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        demo: bool = False,
+        assistant_id: str | None = None,
+        host_addresses: Sequence[str] | None = None,
+        use_session_ice_servers: bool = False,
+        http_timeout_s: float = 10.0,
+        http_session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
@@ -151,8 +159,9 @@ class RelayClient:
         return self._http
 
     async def _post(self, path: str, body: bytes, content_type: str) -> tuple[bytes, str]:
-        async with self._http_session().post(self.base_url + path, data=body,
-                                             headers=self.headers(content_type)) as resp:
+        async with self._http_session().post(
+            self.base_url + path, data=body, headers=self.headers(content_type)
+        ) as resp:
             data = await resp.read()
             if resp.status >= 400:
                 raise parse_error(resp.status, data, resp.content_type)
@@ -161,8 +170,9 @@ class RelayClient:
     async def create_session(self, modalities: Sequence[str] = ("text", "audio")) -> dict[str, Any]:
         """``POST /v1/realtime/sessions``; returns ``{"id", "iceServers", ...}``."""
         t0 = time.perf_counter()
-        data, _ = await self._post("/v1/realtime/sessions", orjson.dumps({"modalities": list(modalities)}),
-                                   "application/json")
+        data, _ = await self._post(
+            "/v1/realtime/sessions", orjson.dumps({"modalities": list(modalities)}), "application/json"
+        )
         self.timings.session_ms = (time.perf_counter() - t0) * 1000
         try:
             doc = orjson.loads(data)
@@ -183,16 +193,27 @@ class RelayClient:
             return wav_track(audio_source)
         if isinstance(audio_source, (list, tuple)) and all(isinstance(p, bytes) for p in audio_source):
             return OpusPacketTrack(audio_source)
-        raise TypeError("audio_source: a WAV path, a list of Opus packets, a MediaStreamTrack "
-                        "(e.g. relay.client.PcmGeneratorTrack) or None")
+        raise TypeError(
+            "audio_source: a WAV path, a list of Opus packets, a MediaStreamTrack "
+            "(e.g. relay.client.PcmGeneratorTrack) or None"
+        )
 
-    def build_peer(self, *, audio_source: Any = None, datachannel_label: str = "messages",
-                   late_datachannel: bool = False, codecs: Sequence[str] = ("opus",),
-                   ice_servers: Sequence[RTCIceServer] | None = None) -> RTCPeerConnection:
+    def build_peer(
+        self,
+        *,
+        audio_source: Any = None,
+        datachannel_label: str = "messages",
+        late_datachannel: bool = False,
+        codecs: Sequence[str] = ("opus",),
+        ice_servers: Sequence[RTCIceServer] | None = None,
+    ) -> RTCPeerConnection:
         """Create the peer connection, audio transceiver and (unless late) the data channel."""
         if ice_servers is None:
-            ice_servers = (ice_servers_from_session(self.session.get("iceServers"))
-                           if self.use_session_ice_servers and self.session else [])
+            ice_servers = (
+                ice_servers_from_session(self.session.get("iceServers"))
+                if self.use_session_ice_servers and self.session
+                else []
+            )
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self.pc = pc
         self.track = self._make_track(audio_source)
@@ -249,12 +270,23 @@ class RelayClient:
         if channel.readyState == "open":
             self._channel_open.set()
 
-    async def connect(self, *, audio_source: Any = None, on_event: EventCallback | None = None,
-                      tools: dict[str, ToolCallback] | None = None, on_audio: OnAudio | None = None,
-                      decode_audio: bool = True, audio_rate_hz: int = 48000, audio_queue_frames: int = 0,
-                      datachannel_label: str = "messages", late_datachannel: bool = False,
-                      codecs: Sequence[str] = ("opus",), ice_servers: Sequence[RTCIceServer] | None = None,
-                      wait: bool = True, timeout_s: float = 10.0) -> str:
+    async def connect(
+        self,
+        *,
+        audio_source: Any = None,
+        on_event: EventCallback | None = None,
+        tools: dict[str, ToolCallback] | None = None,
+        on_audio: OnAudio | None = None,
+        decode_audio: bool = True,
+        audio_rate_hz: int = 48000,
+        audio_queue_frames: int = 0,
+        datachannel_label: str = "messages",
+        late_datachannel: bool = False,
+        codecs: Sequence[str] = ("opus",),
+        ice_servers: Sequence[RTCIceServer] | None = None,
+        wait: bool = True,
+        timeout_s: float = 10.0,
+    ) -> str:
         """Build the offer, gather ICE fully, ``POST /v1/realtime``, set the answer.
 
         ``audio_source``: a WAV path, a list of pre-encoded 20 ms Opus packets, any
@@ -268,11 +300,17 @@ class RelayClient:
             raise RuntimeError("RelayClient.connect() may be called once")
         self._on_event = on_event
         self._tools = dict(tools or {})
-        self.receiver = AudioReceiver(decode=decode_audio, rate_hz=audio_rate_hz, on_audio=on_audio,
-                                      queue_frames=audio_queue_frames)
+        self.receiver = AudioReceiver(
+            decode=decode_audio, rate_hz=audio_rate_hz, on_audio=on_audio, queue_frames=audio_queue_frames
+        )
         try:
-            pc = self.build_peer(audio_source=audio_source, datachannel_label=datachannel_label,
-                                 late_datachannel=late_datachannel, codecs=codecs, ice_servers=ice_servers)
+            pc = self.build_peer(
+                audio_source=audio_source,
+                datachannel_label=datachannel_label,
+                late_datachannel=late_datachannel,
+                codecs=codecs,
+                ice_servers=ice_servers,
+            )
             t0 = time.perf_counter()
             with host_addresses(self.host_addresses):
                 await pc.setLocalDescription(await pc.createOffer())
@@ -299,8 +337,9 @@ class RelayClient:
                 if datachannel and not self._failed:
                     await self._channel_open.wait()
         except TimeoutError:
-            raise ConnectError(f"not connected after {timeout_s} s "
-                               f"(state {self.pc.connectionState if self.pc else 'none'})") from None
+            raise ConnectError(
+                f"not connected after {timeout_s} s (state {self.pc.connectionState if self.pc else 'none'})"
+            ) from None
         if self._failed:
             raise ConnectError(f"connection {self._failed}")
 
@@ -338,8 +377,12 @@ class RelayClient:
             if inspect.isawaitable(result):
                 self._spawn(result)
         item = event.get("item")
-        if (event.get("type") == "response.output_item.done" and isinstance(item, dict)
-                and item.get("type") == "function_call" and item.get("name") in self._tools):
+        if (
+            event.get("type") == "response.output_item.done"
+            and isinstance(item, dict)
+            and item.get("type") == "function_call"
+            and item.get("name") in self._tools
+        ):
             self._spawn(self._run_tool(item))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -367,9 +410,16 @@ class RelayClient:
         except Exception as exc:  # the assistant still gets an answer, so the turn is not left hanging
             log.exception("device tool %s failed", item.get("name"))
             output = {"success": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
-        self.send_event({"type": "conversation.item.create",
-                         "item": {"type": "function_call_output", "call_id": item.get("call_id"),
-                                  "output": orjson.dumps(output).decode()}})
+        self.send_event(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": item.get("call_id"),
+                    "output": orjson.dumps(output).decode(),
+                },
+            }
+        )
         self.send_event({"type": "response.create"})
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -399,9 +449,12 @@ class RelayClient:
 
     def send_text(self, text: str, *, respond: bool = True) -> None:
         """A user text message (``conversation.item.create``), then ``response.create``."""
-        self.send_event({"type": "conversation.item.create",
-                         "item": {"type": "message", "role": "user",
-                                  "content": [{"type": "input_text", "text": text}]}})
+        self.send_event(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+            }
+        )
         if respond:
             self.send_event({"type": "response.create"})
 

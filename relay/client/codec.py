@@ -54,8 +54,11 @@ class OpusEncoder:
         self._ctx.layout = "mono"
         self._ctx.format = "s16"
         self._ctx.bit_rate = bitrate_bps
-        self._ctx.options = {"application": "voip", "frame_duration": str(PTIME_MS),
-                             "compression_level": str(complexity)}
+        self._ctx.options = {
+            "application": "voip",
+            "frame_duration": str(PTIME_MS),
+            "compression_level": str(complexity),
+        }
         self._pts = 0
 
     def encode(self, frame_pcm16: np.ndarray) -> list[bytes]:
@@ -80,8 +83,9 @@ def frames_48k(samples_48k: np.ndarray) -> Iterable[np.ndarray]:
     return (padded[i : i + n] for i in range(0, total, n))
 
 
-def encode_pcm16_to_opus(samples: np.ndarray, rate_hz: int, *, bitrate_bps: int = 32000,
-                         complexity: int = 5) -> list[bytes]:
+def encode_pcm16_to_opus(
+    samples: np.ndarray, rate_hz: int, *, bitrate_bps: int = 32000, complexity: int = 5
+) -> list[bytes]:
     """Encode a whole mono int16 signal to a list of 20 ms Opus packets (one per frame).
 
     The list has exactly ``ceil(duration / 20 ms)`` packets, so packet ``i``
@@ -128,8 +132,9 @@ class PacketDecoder:
         self._ctx.sample_rate = native
         self._ctx.layout = "mono"
         self.rate_hz = rate_hz if self.codec == "opus" else native
-        self._resampler = (av.AudioResampler(format="s16", layout="mono", rate=rate_hz)
-                           if self.rate_hz != native else None)
+        self._resampler = (
+            av.AudioResampler(format="s16", layout="mono", rate=rate_hz) if self.rate_hz != native else None
+        )
 
     def decode(self, payload: bytes) -> np.ndarray:
         frames = self._ctx.decode(av.Packet(payload))

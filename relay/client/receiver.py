@@ -42,9 +42,14 @@ class ReceiveStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "packets": self.packets, "payload_bytes": self.payload_bytes, "lost": self.lost,
-            "duplicates_or_late": self.duplicates_or_late, "max_gap_ms": round(self.max_gap_ms, 1),
-            "queue_dropped": self.queue_dropped, "decode_errors": self.decode_errors, "codec": self.codec,
+            "packets": self.packets,
+            "payload_bytes": self.payload_bytes,
+            "lost": self.lost,
+            "duplicates_or_late": self.duplicates_or_late,
+            "max_gap_ms": round(self.max_gap_ms, 1),
+            "queue_dropped": self.queue_dropped,
+            "decode_errors": self.decode_errors,
+            "codec": self.codec,
         }
 
 
@@ -57,8 +62,9 @@ class AudioReceiver:
     when full and counted in ``stats.queue_dropped``).
     """
 
-    def __init__(self, *, decode: bool = True, rate_hz: int = 48000, on_audio: OnAudio | None = None,
-                 queue_frames: int = 0) -> None:
+    def __init__(
+        self, *, decode: bool = True, rate_hz: int = 48000, on_audio: OnAudio | None = None, queue_frames: int = 0
+    ) -> None:
         self.decode = decode
         self.rate_hz = rate_hz
         self.on_audio = on_audio

@@ -107,8 +107,13 @@ class OpusPacketTrack(PacedPacketTrack):
 class PcmGeneratorTrack(PacedPacketTrack):
     """Encodes PCM from a (sync or async) generator of int16 chunks at ``rate_hz``, frame by frame."""
 
-    def __init__(self, chunks: Iterable[bytes | np.ndarray] | AsyncIterator[bytes | np.ndarray],
-                 rate_hz: int = OPUS_RATE_HZ, *, on_sent: OnSent | None = None) -> None:
+    def __init__(
+        self,
+        chunks: Iterable[bytes | np.ndarray] | AsyncIterator[bytes | np.ndarray],
+        rate_hz: int = OPUS_RATE_HZ,
+        *,
+        on_sent: OnSent | None = None,
+    ) -> None:
         super().__init__(on_sent)
         self.rate_hz = rate_hz
         self._sync: Iterator[bytes | np.ndarray] | None = None
@@ -132,8 +137,11 @@ class PcmGeneratorTrack(PacedPacketTrack):
             except (StopIteration, StopAsyncIteration):
                 self._ended = True
                 break
-            samples = np.frombuffer(chunk, dtype="<i2") if isinstance(chunk, (bytes, bytearray, memoryview)) \
+            samples = (
+                np.frombuffer(chunk, dtype="<i2")
+                if isinstance(chunk, (bytes, bytearray, memoryview))
                 else np.asarray(chunk, dtype=np.int16).reshape(-1)
+            )
             samples = resample_pcm16(samples, self.rate_hz, OPUS_RATE_HZ)
             self._buffer = np.concatenate([self._buffer, samples])
 

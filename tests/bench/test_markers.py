@@ -67,10 +67,10 @@ def test_matcher_rtts_loss_and_spurious():
         m.on_sent(t)
     assert m.on_detected(0.12) == 120.0
     assert m.on_detected(2.25) is not None  # marker at 2.0; marker at 1.0 never came back
-    assert m.on_detected(2.30) is None      # second edge for the same marker: spurious
+    assert m.on_detected(2.30) is None  # second edge for the same marker: spurious
     assert round(m.rtts_ms[1]) == 250
     assert m.spurious == 1
-    assert m.due(3.5) == 3 and m.lost(3.5) == 1   # the 3.0 marker is not due yet
+    assert m.due(3.5) == 3 and m.lost(3.5) == 1  # the 3.0 marker is not due yet
     assert m.lost(4.5) == 2
 
 

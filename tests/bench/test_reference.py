@@ -35,8 +35,9 @@ async def test_reference_echoes_markers_and_events(reference_url):
         signal[f * 960 : f * 960 + len(tone)] = tone
     matcher = MarkerMatcher(timeout_s=1.0)
     detector = MarkerDetector(rate)
-    track = OpusPacketTrack(encode_pcm16_to_opus(signal, rate),
-                            on_sent=lambda i, t: matcher.on_sent(t) if i in marker_frames else None)
+    track = OpusPacketTrack(
+        encode_pcm16_to_opus(signal, rate), on_sent=lambda i, t: matcher.on_sent(t) if i in marker_frames else None
+    )
 
     def on_audio(pcm, rate_hz, arrival_s):
         if detector.feed(pcm, arrival_s) is not None:

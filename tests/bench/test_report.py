@@ -15,15 +15,30 @@ def test_percentile():
 
 
 def _ok(i: int, rtts: list[float], lost: int = 0) -> DeviceResult:
-    return DeviceResult(i, ok=True, setup_ms=10.0 + i, session_ms=4.0, sdp_ms=6.0 + i, connect_ms=20.0,
-                        frames_sent=500, frames_received=490, frames_lost=lost, markers_due=len(rtts),
-                        marker_rtts_ms=rtts, events=3)
+    return DeviceResult(
+        i,
+        ok=True,
+        setup_ms=10.0 + i,
+        session_ms=4.0,
+        sdp_ms=6.0 + i,
+        connect_ms=20.0,
+        frames_sent=500,
+        frames_received=490,
+        frames_lost=lost,
+        markers_due=len(rtts),
+        marker_rtts_ms=rtts,
+        events=3,
+    )
 
 
 def test_summarize_and_per_call_costs():
     results = [_ok(0, [100.0, 110.0]), _ok(1, [120.0, 130.0], lost=10), DeviceResult(2, error="RelayError: 503")]
-    measure = {"relay_cpu_pct": 20.0, "relay_rss_base_bytes": 50 * 2**20, "relay_rss_bytes": 51 * 2**20,
-               "bench_cpu_pct": 4.0}
+    measure = {
+        "relay_cpu_pct": 20.0,
+        "relay_rss_base_bytes": 50 * 2**20,
+        "relay_rss_bytes": 51 * 2**20,
+        "bench_cpu_pct": 4.0,
+    }
     r = summarize("relay", 3, 20.0, 5.0, results, measure)
     assert r["calls_requested"] == 3 and r["calls_established"] == 2
     assert r["errors"] == ["RelayError: 503"]

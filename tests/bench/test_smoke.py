@@ -23,9 +23,16 @@ pytestmark = pytest.mark.slow
 async def loopback_relay_url(tmp_path):
     runner, assistant_url = await start_local_assistant("127.0.0.1", 0)
     ice.configure_host_addresses(["127.0.0.1"])
-    settings = load_settings(environ={}, data_dir=str(tmp_path / "relay"), demo_mode=True,
-                             ice_host_addresses=["127.0.0.1"], upstream_url=assistant_url,
-                             upstream_provider="compatible", upstream_model="relay-loopback", log_format="text")
+    settings = load_settings(
+        environ={},
+        data_dir=str(tmp_path / "relay"),
+        demo_mode=True,
+        ice_host_addresses=["127.0.0.1"],
+        upstream_url=assistant_url,
+        upstream_provider="compatible",
+        upstream_model="relay-loopback",
+        log_format="text",
+    )
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
@@ -37,14 +44,24 @@ async def loopback_relay_url(tmp_path):
 async def test_bench_smoke_n2(loopback_relay_url):
     audio = build(None, markers=True, marker_interval_ms=500, min_duration_s=3.0)
     assert audio.source == "espeak-ng" and audio.marker_frames
-    report = await run(Scenario(base_url=loopback_relay_url, n=2, rate_per_s=20, duration_s=3.0,
-                                relay_pid=os.getpid(), label="relay", progress=False), audio)
+    report = await run(
+        Scenario(
+            base_url=loopback_relay_url,
+            n=2,
+            rate_per_s=20,
+            duration_s=3.0,
+            relay_pid=os.getpid(),
+            label="relay",
+            progress=False,
+        ),
+        audio,
+    )
     assert report["calls_requested"] == 2 and report["calls_established"] == 2, report["errors"]
     setup = report["setup_ms"]
     assert setup["n"] == 2 and 0 < setup["p50"] <= setup["p99"] < 5000
     assert report["session_ms"]["n"] == 2 and report["sdp_ms"]["n"] == 2
     rtt = report["marker_rtt_ms"]
-    assert rtt["n"] >= 8, rtt                      # ~2 markers/s x 2 devices x 3+ s
+    assert rtt["n"] >= 8, rtt  # ~2 markers/s x 2 devices x 3+ s
     assert 0 < rtt["p50"] <= rtt["p99"] < 1000
     # a smoke test, not the performance bar: the markers must come back, even on a busy CI machine
     assert report["markers"]["lost"] <= max(1, report["markers"]["due"] // 4), report["markers"]

@@ -18,8 +18,9 @@ LOOPBACK = ["127.0.0.1"]
 @pytest.fixture
 async def relay_url(tmp_path) -> AsyncIterator[str]:
     ice.configure_host_addresses(LOOPBACK)
-    settings = load_settings(environ={}, data_dir=str(tmp_path / "relay"), demo_mode=True,
-                             ice_host_addresses=LOOPBACK, log_format="text")
+    settings = load_settings(
+        environ={}, data_dir=str(tmp_path / "relay"), demo_mode=True, ice_host_addresses=LOOPBACK, log_format="text"
+    )
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")

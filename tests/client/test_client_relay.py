@@ -30,7 +30,7 @@ def _device(url: str, **kw) -> RelayClient:
 
 async def _until(pred, timeout_s: float = 15.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not pred():
+        while not pred():  # noqa: ASYNC110 - polling state the SDK updates from aiortc callbacks
             await asyncio.sleep(0.05)
 
 
@@ -40,9 +40,11 @@ async def test_session_connect_echo_and_hangup(relay_url):
     async with _device(relay_url) as device:
         session = await device.create_session(["text", "audio"])
         assert isinstance(session["id"], str) and isinstance(session.get("iceServers", []), list)
-        answer = await device.connect(audio_source=encode_pcm16_to_opus(_tone(0.8, 1.5), RATE),
-                                      on_event=lambda e: types.append(e["type"]),
-                                      on_audio=lambda pcm, r, ts: loud.append(ts) if np.abs(pcm).max() > 3000 else None)
+        answer = await device.connect(
+            audio_source=encode_pcm16_to_opus(_tone(0.8, 1.5), RATE),
+            on_event=lambda e: types.append(e["type"]),
+            on_audio=lambda pcm, r, ts: loud.append(ts) if np.abs(pcm).max() > 3000 else None,
+        )
         assert "a=candidate" in answer and device.connected
         t = device.timings
         assert t.session_ms > 0 and t.sdp_ms > 0 and t.connect_ms is not None and t.datachannel_ms is not None

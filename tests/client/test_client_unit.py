@@ -23,13 +23,19 @@ from relay.client.client import _rtpmap
 
 
 def test_parse_error_seed_shape():
-    err = parse_error(400, b'{"error": {"message": "Missing X-Client-Id header", '
-                           b'"type": "invalid_request_error", "code": "missing_header"}}')
+    err = parse_error(
+        400,
+        b'{"error": {"message": "Missing X-Client-Id header", '
+        b'"type": "invalid_request_error", "code": "missing_header"}}',
+    )
     assert isinstance(err, RelayError)
     assert (err.status, err.code, err.type) == (400, "missing_header", "invalid_request_error")
     assert err.message == "Missing X-Client-Id header"
-    assert err.error == {"message": "Missing X-Client-Id header", "type": "invalid_request_error",
-                         "code": "missing_header"}
+    assert err.error == {
+        "message": "Missing X-Client-Id header",
+        "type": "invalid_request_error",
+        "code": "missing_header",
+    }
 
 
 def test_parse_error_non_json_body():
@@ -38,8 +44,9 @@ def test_parse_error_non_json_body():
 
 
 def test_ice_servers_from_session_skips_bad_entries():
-    servers = ice_servers_from_session([{"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "c"},
-                                        "junk", {"username": "no urls"}])
+    servers = ice_servers_from_session(
+        [{"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "c"}, "junk", {"username": "no urls"}]
+    )
     assert len(servers) == 1 and servers[0].username == "u" and servers[0].urls == ["turn:127.0.0.1:3478"]
 
 
@@ -48,6 +55,7 @@ async def test_offer_has_opus_datachannel_and_only_loopback_candidates():
     pc = client.build_peer(audio_source=None, datachannel_label="oai-events")
     try:
         from relay.client.ice import host_addresses
+
         with host_addresses(client.host_addresses):
             await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp
@@ -85,8 +93,13 @@ async def test_unsupported_codec_rejected():
 def test_headers():
     c = RelayClient("http://x/", "id1", "sec", demo=True, assistant_id="asst_1")
     h = c.headers("application/sdp")
-    assert h == {"Content-Type": "application/sdp", "X-Client-Id": "id1", "X-Client-Secret": "sec",
-                 "X-Demo-Mode": "true", "X-Assistant-Id": "asst_1"}
+    assert h == {
+        "Content-Type": "application/sdp",
+        "X-Client-Id": "id1",
+        "X-Client-Secret": "sec",
+        "X-Demo-Mode": "true",
+        "X-Assistant-Id": "asst_1",
+    }
     assert "X-Demo-Mode" not in RelayClient("http://x", "id1", "sec").headers("application/json")
 
 
@@ -95,12 +108,15 @@ async def test_http_errors_raise_typed_exception():
 
     async def sessions(request: web.Request) -> web.Response:
         seen.append(dict(request.headers))
-        return web.json_response({"error": {"message": "Invalid client secret", "type": "authentication_error",
-                                            "code": "invalid_secret"}}, status=401)
+        return web.json_response(
+            {"error": {"message": "Invalid client secret", "type": "authentication_error", "code": "invalid_secret"}},
+            status=401,
+        )
 
     async def realtime(request: web.Request) -> web.Response:
-        return web.json_response({"error": {"message": "bad sdp", "type": "invalid_request_error",
-                                            "code": "invalid_sdp"}}, status=400)
+        return web.json_response(
+            {"error": {"message": "bad sdp", "type": "invalid_request_error", "code": "invalid_sdp"}}, status=400
+        )
 
     app = web.Application()
     app.router.add_post("/v1/realtime/sessions", sessions)
@@ -200,8 +216,20 @@ async def _tool_round_trip(tools, name: str, arguments: str) -> list[dict]:
     client = RelayClient("http://127.0.0.1:1", "dev-1")
     client._tools = tools
     client.channel = _FakeChannel()
-    client._handle_message(orjson.dumps({"type": "response.output_item.done", "item": {
-        "type": "function_call", "id": "call_1", "call_id": "call_1", "name": name, "arguments": arguments}}))
+    client._handle_message(
+        orjson.dumps(
+            {
+                "type": "response.output_item.done",
+                "item": {
+                    "type": "function_call",
+                    "id": "call_1",
+                    "call_id": "call_1",
+                    "name": name,
+                    "arguments": arguments,
+                },
+            }
+        )
+    )
     for _ in range(20):
         await asyncio.sleep(0)
     sent = [orjson.loads(m) for m in client.channel.sent]
@@ -212,10 +240,15 @@ async def _tool_round_trip(tools, name: str, arguments: str) -> list[dict]:
 async def test_tool_call_answered_exactly_like_seed_snippet():
     import orjson
 
-    sent = await _tool_round_trip({"set_device_volume": lambda a: {"volume_level": a["volume_level"]}},
-                                  "set_device_volume", '{"volume_level": 40}')
-    assert sent[0] == {"type": "conversation.item.create", "item": {
-        "type": "function_call_output", "call_id": "call_1", "output": sent[0]["item"]["output"]}}
+    sent = await _tool_round_trip(
+        {"set_device_volume": lambda a: {"volume_level": a["volume_level"]}},
+        "set_device_volume",
+        '{"volume_level": 40}',
+    )
+    assert sent[0] == {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": "call_1", "output": sent[0]["item"]["output"]},
+    }
     assert orjson.loads(sent[0]["item"]["output"]) == {"success": True, "volume_level": 40}
     assert sent[1] == {"type": "response.create"}
 
