@@ -4,6 +4,7 @@ assistant, and devices from relay's Python device SDK (real aiortc peers, ICE on
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from aiortc import RTCPeerConnection
 
 from relay.client import RelayClient
 from relay.media import ice
@@ -49,6 +51,12 @@ class Relay:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def live_peers() -> int:
+    """aiortc peer connections (relay's and the test devices') not closed yet."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed")
 
 
 @pytest.fixture
@@ -93,3 +101,4 @@ async def relay(relay_factory) -> AsyncIterator[Relay]:
     leftover = [t for t in asyncio.all_tasks() if not t.done()]
     assert len(leftover) <= tasks_before, [t.get_name() for t in leftover]
     assert open_fds() <= fds_before + 2  # keep-alive HTTP connections of the test client may linger
+    assert live_peers() == 0
