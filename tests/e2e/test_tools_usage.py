@@ -111,3 +111,20 @@ async def test_stored_local_assistant_starts_the_built_in_one_on_demand(relay_fa
     await device.hangup()
     assert relay.plane.local_assistant_url.startswith("ws://127.0.0.1:")
     await relay.wait_idle()
+
+
+async def test_usage_recorded_on_postgresql(relay_factory, pg_database_url):
+    relay = await relay_factory(database_url=pg_database_url)
+    db = relay.app[keys.DB]
+    assert db.dialect == "postgresql"
+    events: list[dict] = []
+    device = relay.device()
+    await device.connect(on_event=events.append)
+    call = relay.plane.registry.calls()[0]
+    device.send_text("hello")
+    await wait_until(lambda: any(e["type"] == "response.done" for e in events))
+    await device.hangup()
+    await call.wait_closed()
+    rows = await usage.list_usage(db, client_id=device.client_id)
+    assert len(rows) == 1 and rows[0].demo and rows[0].session_id == call.id and rows[0].output_tokens > 0
+    await relay.wait_idle()
