@@ -214,9 +214,10 @@ class Bench:
             for line in compare_lines(self.reports):
                 print(line)
         for label, m in marginal_costs(self.reports).items():
+            cpu, rss = m.get("cpu_pct_per_added_call"), m.get("rss_mb_per_added_call")
             print(
-                f"marginal [{label}]: {m['cpu_pct_per_added_call']:.2f} % CPU and "
-                f"{m['rss_mb_per_added_call']:.3f} MB RSS per added call (fit over the runs)"
+                f"marginal [{label}]: {'-' if cpu is None else f'{cpu:.2f}'} % CPU (fit over healthy runs) and "
+                f"{'-' if rss is None else f'{rss:.3f}'} MB RSS per added call"
             )
         self.write_outputs()
         return 0
@@ -305,20 +306,24 @@ def _slope(pts: list[tuple[float, float, float]], i: int) -> float:
 
 
 def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per label, least-squares slopes over the runs: CPU % and RSS MB per additional call."""
+    """Per label, least-squares slopes over the runs: CPU % per additional call (healthy runs only: an
+    overloaded process skips work, so its CPU understates the need) and RSS MB per additional call."""
     out: dict[str, dict[str, float]] = {}
     for label in sorted({r["label"] for r in reports if "measure" in r}):
-        pts = [
-            (r["calls_established"], r["measure"]["relay_cpu_pct"], r["measure"]["relay_rss_mb"])
+        runs = [
+            r
             for r in reports
             if r.get("label") == label and "relay_rss_mb" in r.get("measure", {}) and r["calls_established"] > 0
         ]
-        if len({p[0] for p in pts}) < 2:
-            continue
-        out[label] = {
-            "cpu_pct_per_added_call": round(_slope(pts, 1), 3),
-            "rss_mb_per_added_call": round(_slope(pts, 2), 3),
-        }
+        rss = [(r["calls_established"], r["measure"]["relay_rss_mb"], 0.0) for r in runs]
+        cpu = [(r["calls_established"], r["measure"]["relay_cpu_pct"], 0.0) for r in runs if passes_bar(r)]
+        row: dict[str, float] = {}
+        if len({p[0] for p in cpu}) >= 2:
+            row["cpu_pct_per_added_call"] = round(_slope(cpu, 1), 3)
+        if len({p[0] for p in rss}) >= 2:
+            row["rss_mb_per_added_call"] = round(_slope(rss, 1), 3)
+        if row:
+            out[label] = row
     return out
 
 

@@ -58,9 +58,10 @@ def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
                 f"{_v(ratio['rss_per_call']['ratio'], '{:.2f}')}x"
             )
         for label, mg in doc.get("marginal", {}).items():
+            cpu, rss = mg.get("cpu_pct_per_added_call"), mg.get("rss_mb_per_added_call")
             extra.append(
-                f"- {scenario}, marginal cost, {label}: {mg['cpu_pct_per_added_call']:.2f} % CPU and "
-                f"{mg['rss_mb_per_added_call']:.3f} MB RSS per added call"
+                f"- {scenario}, marginal cost, {label}: {_v(cpu, '{:.2f}')} % CPU (fit over healthy runs) and "
+                f"{_v(rss, '{:.3f}')} MB RSS per added call"
             )
     return "\n".join(head + body + ([""] + extra if extra else []))
 
