@@ -77,6 +77,26 @@ def usage(in_text: str = "", in_audio_ms: int = 0, out_text: str = "", out_audio
             "output_token_details": {"text_tokens": ot, "audio_tokens": oa}}
 
 
+def _is_modalities(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(m in ("text", "audio") for m in v)
+
+
+def _opt_dict(v: Any) -> bool:
+    return v is None or isinstance(v, dict)
+
+
+_SESSION_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "modalities": _is_modalities,
+    "instructions": lambda v: isinstance(v, str),
+    "voice": lambda v: isinstance(v, str),
+    "input_audio_transcription": _opt_dict,
+    "turn_detection": _opt_dict,
+    "input_audio_noise_reduction": _opt_dict,
+    "tool_choice": lambda v: isinstance(v, (str, dict)),
+    "temperature": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+
+
 @dataclass
 class _Item:
     id: str
@@ -220,6 +240,11 @@ class LocalSession:
 
     async def _on_session_update(self, event: dict[str, Any], cid: str | None) -> None:
         session = event["session"]
+        for key, check in _SESSION_CHECKS.items():
+            if key in session and not check(session[key]):
+                await self.error(f"Invalid type for 'session.{key}'.", code="invalid_type", param=f"session.{key}",
+                                 event_id=cid)
+                return
         for key in ("input_audio_format", "output_audio_format"):
             if key in session and session[key] not in au.RATE_HZ:
                 await self.error(f"Invalid value: '{session[key]}'. Supported values are: 'pcm16', 'g711_ulaw', "
@@ -260,7 +285,10 @@ class LocalSession:
 
     async def _on_input_audio_buffer_append(self, event: dict[str, Any], cid: str | None) -> None:
         try:
-            data = base64.b64decode(event.get("audio") or "", validate=True)
+            audio = event.get("audio")
+            if not isinstance(audio, str):
+                raise ValueError("audio must be a string")
+            data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             await self.error("Invalid 'audio': expected base64-encoded audio.", code="invalid_value", param="audio",
                              event_id=cid)
@@ -393,7 +421,7 @@ class LocalSession:
 
     async def _on_conversation_item_delete(self, event: dict[str, Any], cid: str | None) -> None:
         item_id = event.get("item_id")
-        if item_id not in self.items:
+        if not isinstance(item_id, str) or item_id not in self.items:
             await self.error(f"Item with item_id '{item_id}' not found.", code="item_not_found",
                              param="item_id", event_id=cid)
             return
@@ -402,7 +430,8 @@ class LocalSession:
         await self.send({"type": "conversation.item.deleted", "item_id": item_id})
 
     async def _on_conversation_item_retrieve(self, event: dict[str, Any], cid: str | None) -> None:
-        item = self.items.get(event.get("item_id"))  # type: ignore[arg-type]
+        item_id = event.get("item_id")
+        item = self.items.get(item_id) if isinstance(item_id, str) else None
         if item is None:
             await self.error(f"Item with item_id '{event.get('item_id')}' not found.", code="item_not_found",
                              param="item_id", event_id=cid)
@@ -430,8 +459,8 @@ class LocalSession:
                              code="invalid_value", param="audio_end_ms", event_id=cid)
             return
         item.audio_ms = end_ms
-        await self.send({"type": "conversation.item.truncated", "item_id": item_id,
-                         "content_index": event.get("content_index", 0), "audio_end_ms": end_ms})
+        await self.send({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0,
+                         "audio_end_ms": end_ms})
 
     async def _on_response_create(self, event: dict[str, Any], cid: str | None) -> None:
         if self._response is not None:
@@ -440,6 +469,11 @@ class LocalSession:
                              code="conversation_already_has_active_response", event_id=cid)
             return
         params = event.get("response") if isinstance(event.get("response"), dict) else {}
+        modalities = params.get("modalities")
+        if modalities is not None and not _is_modalities(modalities):
+            await self.error("Invalid 'response.modalities': expected a subset of ['text', 'audio'].",
+                             code="invalid_value", param="response.modalities", event_id=cid)
+            return
         await self._start_response(params)
 
     async def _on_response_cancel(self, event: dict[str, Any], cid: str | None) -> None:

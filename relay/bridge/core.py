@@ -74,6 +74,15 @@ HISTORY_TEXT_MAX_CHARS = 4000
 SEEN_MAX = 256
 
 
+def _str(value: Any) -> str | None:
+    """``value`` if it is a string, else None (events come from outside: never trust a field's type)."""
+    return value if isinstance(value, str) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def append_event(audio: bytes) -> dict[str, Any]:
     """``input_audio_buffer.append`` for raw audio in the call's input format (same in both dialects)."""
     return {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode("ascii")}
@@ -320,7 +329,7 @@ class CallCore:
 
     def on_upstream_event(self, event: dict[str, Any], now: float) -> None:
         """One parsed event from the upstream, in the upstream's dialect."""
-        if self.ended or not isinstance(event, dict):
+        if self.ended or not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return
         for ev in dl.translate(event, self.upstream_dialect, dl.BETA):
             handler = self._up_handlers.get(ev.get("type", ""))
@@ -329,12 +338,12 @@ class CallCore:
                 self._to_device(ev)
 
     def _up_audio_delta(self, ev: dict[str, Any], now: float) -> bool:
-        item_id = ev.get("item_id") or "item"
-        response_id = ev.get("response_id")
+        item_id = _str(ev.get("item_id")) or "item"
+        response_id = _str(ev.get("response_id"))
         if item_id in self._muted_items or (response_id is not None and response_id in self._muted_responses):
             return False
         try:
-            data = base64.b64decode(ev.get("delta") or "", validate=True)
+            data = base64.b64decode(_str(ev.get("delta")) or "", validate=True)
         except (binascii.Error, ValueError):
             log.warning("upstream audio delta is not base64; dropped", extra={"session_id": self.log_id})
             return False
@@ -347,23 +356,23 @@ class CallCore:
         return False  # audio goes over RTP, never on the data channel
 
     def _up_audio_done(self, ev: dict[str, Any], now: float) -> bool:
-        item_id = ev.get("item_id") or "item"
+        item_id = _str(ev.get("item_id")) or "item"
         self._audio_done_items.add(item_id)
         if item_id not in self._muted_items:
             self._playout.finish(item_id)
         return True
 
     def _up_response_created(self, ev: dict[str, Any], now: float) -> bool:
-        resp = ev.get("response") or {}
-        self._active_response = resp.get("id")
+        self._active_response = _str(_dict(ev.get("response")).get("id")) or "response"
         return True
 
     def _up_response_done(self, ev: dict[str, Any], now: float) -> bool:
-        resp = ev.get("response") or {}
-        rid = resp.get("id") or ""
+        resp = _dict(ev.get("response"))
+        rid = _str(resp.get("id")) or ""
         if self._active_response == rid or not rid:
             self._active_response = None
-        for item in resp.get("output") or ():
+        output = resp.get("output")
+        for item in output if isinstance(output, list) else ():
             if isinstance(item, dict) and item.get("type") == "function_call":
                 self._tool_call(item)
         usage = resp.get("usage")
@@ -436,7 +445,7 @@ class CallCore:
 
     def _up_error(self, ev: dict[str, Any], now: float) -> bool:
         err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
-        about = err.get("event_id")
+        about = _str(err.get("event_id"))
         ours = about is not None and about in self._truncate_event_ids
         unattributed = about is None and "truncat" in str(err.get("message", "")).lower()
         if ours or unattributed:
@@ -454,8 +463,7 @@ class CallCore:
         return True
 
     def _up_item_created(self, ev: dict[str, Any], now: float) -> bool:
-        item = ev.get("item") or {}
-        return item.get("id") not in self._replay_item_ids
+        return _str(_dict(ev.get("item")).get("id")) not in self._replay_item_ids
 
     def _up_user_transcript(self, ev: dict[str, Any], now: float) -> bool:
         self._remember("user", ev.get("transcript"))
@@ -578,7 +586,7 @@ class CallCore:
 
     def _dev_session_update(self, ev: dict[str, Any], now: float) -> None:
         session = ev.get("session")
-        cid = ev.get("event_id")
+        cid = _str(ev.get("event_id"))
         if not isinstance(session, dict):
             self._device_error("session.update needs a 'session' object.", code="invalid_value", param="session",
                                client_event_id=cid)
@@ -617,14 +625,15 @@ class CallCore:
         item = ev.get("item")
         if not isinstance(item, dict):
             self._device_error("conversation.item.create needs an 'item' object.", code="invalid_value",
-                               param="item", client_event_id=ev.get("event_id"))
+                               param="item", client_event_id=_str(ev.get("event_id")))
             return
         if item.get("role") == "system" and not self._field_allowed("instructions"):
             self._device_error("System messages are not allowed from the device.", code="item_not_allowed",
-                               param="item.role", client_event_id=ev.get("event_id"))
+                               param="item.role", client_event_id=_str(ev.get("event_id")))
             return
-        if item.get("type", "message") == "message" and item.get("role") == "user":
-            for part in item.get("content") or ():
+        content = item.get("content")
+        if item.get("type", "message") == "message" and item.get("role") == "user" and isinstance(content, list):
+            for part in content:
                 if isinstance(part, dict) and part.get("type") == "input_text":
                     self._remember("user", part.get("text"))
         self._to_upstream(ev)
@@ -638,7 +647,7 @@ class CallCore:
                 ev["response"] = {k: v for k, v in resp.items() if k not in refused}
                 self._device_error("These response fields are set by the assistant and were ignored: "
                                    f"{', '.join(sorted(refused))}.", code="response_field_not_allowed",
-                                   param="response." + refused[0], client_event_id=ev.get("event_id"))
+                                   param="response." + refused[0], client_event_id=_str(ev.get("event_id")))
         self._to_upstream(ev)
 
     def _dev_response_cancel(self, ev: dict[str, Any], now: float) -> None:

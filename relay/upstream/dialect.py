@@ -259,10 +259,11 @@ def _event_to_beta(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def translate(event: dict[str, Any], src: str, dst: str) -> list[dict[str, Any]]:
-    """``event`` in dialect ``src`` -> zero or more events in dialect ``dst``."""
+    """``event`` in dialect ``src`` -> zero or more events in dialect ``dst`` (events without a
+    string ``type`` pass unchanged)."""
     if src not in DIALECTS or dst not in DIALECTS:
         raise ValueError(f"unknown dialect: {src!r} -> {dst!r}")
-    if src == dst:
+    if src == dst or not isinstance(event.get("type"), str):
         return [event]
     return _event_to_ga(event) if dst == GA else _event_to_beta(event)
 
@@ -283,7 +284,7 @@ _GA_RESPONSE_MARKERS = ("output_modalities", "audio")
 
 def detect(event: dict[str, Any]) -> str | None:
     """The dialect an event is unambiguously shaped in, or ``None`` when it fits both."""
-    etype = event.get("type")
+    etype = event.get("type") if isinstance(event.get("type"), str) else None
     if etype in _GA_EVENT_TYPES:
         return GA
     if etype in _BETA_EVENT_TYPES:
@@ -302,7 +303,7 @@ def detect(event: dict[str, Any]) -> str | None:
             return BETA
     item = event.get("item")
     if isinstance(item, dict) and isinstance(item.get("content"), list):
-        types = {p.get("type") for p in item["content"] if isinstance(p, dict)}
+        types = {p["type"] for p in item["content"] if isinstance(p, dict) and isinstance(p.get("type"), str)}
         if types & set(_PART_GA_TO_BETA):
             return GA
         if types & set(_PART_BETA_TO_GA):
