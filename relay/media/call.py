@@ -186,7 +186,9 @@ class Call:
             pass
         except Exception:
             log.exception("call failed", extra=self._log)
-            self.end_reason = self.end_reason or "internal_error"
+            if self.end_reason is None:
+                self._send_device(error_event("Internal error; the call ended.", "internal_error"))
+                self.end_reason = "internal_error"
         finally:
             await self._teardown()
 
