@@ -140,7 +140,7 @@ async def post_realtime(request: web.Request) -> web.Response:
         raise
     plane.registry.add(call)
     return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
-                        headers={"X-Session-Id": call_id, "Location": f"/v1/realtime/calls/{call_id}"})
+                        headers={"X-Session-Id": call_id})
 
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any) -> Call:

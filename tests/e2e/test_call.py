@@ -26,6 +26,7 @@ async def test_speech_is_heard_back_with_events_in_beta(relay):
     answer = await device.connect(audio_source=encode_pcm16_to_opus(signal, RATE_HZ), on_audio=capture,
                                   on_event=events.append)
     assert "opus/48000/2" in answer and "127.0.0.1" in answer
+    assert "a=setup:active" in answer and "a=fingerprint:sha-256" in answer
     types = lambda: [e["type"] for e in events]  # noqa: E731
     await wait_until(lambda: "output_audio_buffer.stopped" in types())
     await device.hangup()
