@@ -7,7 +7,8 @@ performs the returned actions in order (see ``relay.bridge.actions``).
 Edge contract (media engineer):
 
 * create: ``core = CallCore(assistant, audio_format="pcm16"|"g711_ulaw"|"g711_alaw", now=now, ...)``
-* upstream connected: ``core.on_upstream_opened(now)`` -> SendUpstream(session.update ...)
+* upstream connected: ``core.on_upstream_opened(now)`` -> SendUpstream(session.update ...); device
+  events that arrived before (at most 64) are held by the core and sent right after it
 * every upstream JSON event (already parsed): ``core.on_upstream_event(event, now)``
 * every data-channel message (str or bytes): ``core.on_device_message(raw, now)``
 * uplink audio: ``append_event(audio_bytes)`` in the call's audio format, sent upstream by
@@ -71,6 +72,7 @@ REDACTED_SESSION_FIELDS = ("instructions", "tools", "prompt", "tracing", "client
 RESPONSE_GUARDED_FIELDS = ("instructions", "tools", "tool_choice", "voice", "model", "output_audio_format",
                            "temperature", "max_response_output_tokens")
 HISTORY_TEXT_MAX_CHARS = 4000
+EARLY_EVENTS_MAX = 64  # device events held while the first upstream connects
 SEEN_MAX = 256
 
 
@@ -184,6 +186,7 @@ class CallCore:
         self.truncates: list[tuple[str, int]] = []  # (item_id, audio_end_ms), for observability and tests
 
         # upstream session lifecycle
+        self._early_upstream: deque[dict[str, Any]] = deque(maxlen=EARLY_EVENTS_MAX)
         self._history: deque[dict[str, Any]] = deque(maxlen=history_max_items)
         self._opened_count = 0
         self._replay_item_ids = _BoundedSet(history_max_items + 8)
@@ -240,7 +243,14 @@ class CallCore:
 
     def _to_upstream(self, beta_event: dict[str, Any]) -> None:
         for ev in dl.translate(beta_event, dl.BETA, self.upstream_dialect):
-            self._actions.append(SendUpstream(ev))
+            if self._opened_count == 0:
+                # not connected yet: keep a few (the device may talk while the upstream connects)
+                if len(self._early_upstream) == self._early_upstream.maxlen:
+                    log.warning("upstream not connected yet; dropping an early device event",
+                                extra={"session_id": self.log_id})
+                self._early_upstream.append(ev)
+            else:
+                self._actions.append(SendUpstream(ev))
 
     def _to_device(self, beta_event: dict[str, Any]) -> None:
         for ev in dl.translate(beta_event, dl.BETA, self.device_dialect):
@@ -282,6 +292,8 @@ class CallCore:
                 self._replay_item_ids.add(ev["item"]["id"])
                 self._to_upstream(ev)
             self._active_response = None
+        while self._early_upstream:
+            self._actions.append(SendUpstream(self._early_upstream.popleft()))
         self._recycling = False
         if self._recycle_after_s:
             self._recycle_at = now + self._recycle_after_s

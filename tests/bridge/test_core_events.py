@@ -149,6 +149,7 @@ def test_session_update_filtered_to_allowed_subfields(harness: Harness) -> None:
 def test_session_update_whole_field_allowed_when_permitted() -> None:
     core = CallCore(make_assistant(device_update_allow=("voice", "turn_detection", "input_audio_format")), now=0.0)
     h = Harness(core)
+    opened(core)
     out = h.dev({"type": "session.update", "session": {"voice": "echo", "turn_detection": None,
                                                        "input_audio_format": "g711_ulaw"}})
     [up] = upstream_events(out)
@@ -159,6 +160,7 @@ def test_session_update_whole_field_allowed_when_permitted() -> None:
 def test_session_update_to_ga_upstream_is_ga_shaped() -> None:
     core = CallCore(make_assistant(dialect="ga"), now=0.0)
     h = Harness(core)
+    opened(core)
     [up] = upstream_events(h.dev({"type": "session.update",
                                   "session": {"input_audio_transcription": {"language": "fr"}}}))
     assert up["session"] == {"type": "realtime",
@@ -268,3 +270,22 @@ def test_recycle_forced_after_grace(harness: Harness) -> None:
     assert harness.drain() == []
     harness.core.on_timer(136.0)  # grace: 5 % of 100 s + 30 s
     assert harness.drain() == [RecycleUpstream("expiry")]
+
+
+def test_device_events_before_upstream_opens_are_held() -> None:
+    core = CallCore(make_assistant(), now=0.0)
+    h = Harness(core)
+    assert h.dev({"type": "response.create", "event_id": "early1"}) == []
+    h.dev({"type": "input_audio_buffer.commit", "event_id": "early2"})
+    core.on_upstream_opened(0.1)
+    ups = upstream_events(h.drain())
+    assert [e.get("event_id") for e in ups][1:] == ["early1", "early2"]
+    assert ups[0]["type"] == "session.update"
+    # bounded
+    core2 = CallCore(make_assistant(), now=0.0)
+    h2 = Harness(core2)
+    for i in range(100):
+        h2.dev({"type": "input_audio_buffer.commit", "event_id": f"e{i}"})
+    core2.on_upstream_opened(0.1)
+    ups = upstream_events(h2.drain())
+    assert len(ups) == 1 + 64 and ups[-1]["event_id"] == "e99"
