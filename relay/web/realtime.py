@@ -35,10 +35,35 @@ from relay.media.registry import CallLimitReached, CallRegistry
 from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
+from relay.web.openapi import DEVICE_HEADERS
 
 log = logging.getLogger("relay.media")
 
 SDP_CONTENT_TYPE = "application/sdp"
+
+_E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 403, 404, 413, 415, 429, 500, 503)}
+_LATENCY = {"type": "object", "properties": {"count": {"type": "integer"}, "p50_ms": {"type": ["number", "null"]},
+                                             "p99_ms": {"type": ["number", "null"]},
+                                             "max_ms": {"type": ["number", "null"]}}}
+OPENAPI = {"paths": {
+    "/v1/realtime": {"post": {
+        "summary": "WebRTC SDP exchange: the device's complete (non-trickle) offer in, relay's answer out (seed 000)",
+        "tags": ["realtime"],
+        "parameters": DEVICE_HEADERS,
+        "requestBody": {"required": True, "content": {SDP_CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        "responses": {
+            "201": {"description": "The SDP answer", "headers": {"X-Session-Id": {"schema": {"type": "string"}}},
+                    "content": {SDP_CONTENT_TYPE: {"schema": {"type": "string"}}}},
+            **{str(c): _E[c] for c in (400, 401, 403, 404, 413, 415, 429, 500, 503)}}}},
+    "/v1/realtime/stats": {"get": {
+        "summary": "This worker's media-plane counters and latency percentiles (admin token)",
+        "tags": ["ops"], "security": [{"AdminToken": []}],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"live_calls": {"type": "integer"}, "max_calls": {"type": "integer"},
+                                             "uplink_latency": _LATENCY, "downlink_latency": _LATENCY},
+            "additionalProperties": True}}}},
+            "401": _E[401], "404": _E[404]}}},
+}}
 
 
 @dataclass

@@ -180,3 +180,14 @@ async def test_assistant_with_an_unusable_dialect_fails_cleanly(relay_factory):
     gc.collect()
     live = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
     assert live == []
+
+
+async def test_openapi_documents_the_sdp_exchange(relay):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(relay.base_url + "/openapi.json") as resp:
+            doc = await resp.json()
+    op = doc["paths"]["/v1/realtime"]["post"]
+    assert "application/sdp" in op["requestBody"]["content"] and "application/sdp" in op["responses"]["201"]["content"]
+    assert {"400", "401", "413", "415", "503"} <= set(op["responses"])
+    assert {p["name"] for p in op["parameters"]} >= {"X-Client-Id", "X-Client-Secret", "X-Demo-Mode", "X-Assistant-Id"}
+    assert "/v1/realtime/stats" in doc["paths"]
