@@ -622,16 +622,16 @@ class CallCore:
             self._device_error("These session fields are set by the assistant and cannot be changed by the "
                                f"device: {', '.join(sorted(refused))[:512]}.", code="session_field_not_allowed",
                                param="session." + refused[0], client_event_id=cid)
-        if kept:
-            if "tools" in kept and isinstance(kept["tools"], list):
-                self._client_tools |= {t.get("name") for t in kept["tools"] if isinstance(t, dict)
-                                       and isinstance(t.get("name"), str) and t.get("name") not in self._server_tools}
-                kept["tools"] = kept["tools"] + [t for t in self._base_session["tools"]
-                                                 if t["name"] in self._server_tools]
-            out = {"type": "session.update", "session": kept}
-            if cid:
-                out["event_id"] = cid
-            self._to_upstream(out)
+        if "tools" in kept and isinstance(kept["tools"], list):
+            self._client_tools |= {t.get("name") for t in kept["tools"] if isinstance(t, dict)
+                                   and isinstance(t.get("name"), str) and t.get("name") not in self._server_tools}
+            kept["tools"] = kept["tools"] + [t for t in self._base_session["tools"]
+                                             if t["name"] in self._server_tools]
+        # forwarded even when nothing is left, so the device still gets its session.updated
+        out = {"type": "session.update", "session": kept}
+        if cid:
+            out["event_id"] = cid
+        self._to_upstream(out)
 
     def _dev_item_create(self, ev: dict[str, Any], now: float) -> None:
         item = ev.get("item")

@@ -289,3 +289,10 @@ def test_device_events_before_upstream_opens_are_held() -> None:
     core2.on_upstream_opened(0.1)
     ups = upstream_events(h2.drain())
     assert len(ups) == 1 + 64 and ups[-1]["event_id"] == "e99"
+
+
+def test_fully_refused_session_update_still_gets_session_updated(harness: Harness) -> None:
+    out = harness.dev({"type": "session.update", "session": {"instructions": "x"}})
+    [up] = upstream_events(out)
+    assert up == {"type": "session.update", "session": {}}
+    assert types(device_events(out)) == ["error"]
