@@ -2,7 +2,7 @@
 
 No WebRTC here (that is the media plane's end-to-end suite): the test plays the edge,
 feeding the core and pulling its frames, to prove the protocol side end to end:
-echoed audio plays out exactly, events reach the device in its dialect, barge-in
+echoed audio plays out exactly (pcm16 and G.711, no transcoding), events reach the device in its dialect, barge-in
 truncates are accepted by the upstream, and the next response is heard.
 """
 
@@ -15,6 +15,7 @@ from array import array
 import aiohttp
 import pytest
 
+from relay._fast import alaw_encode, ulaw_encode
 from relay.assistant import start_local_assistant
 from relay.bridge import CallCore, EndCall, SendDevice, SendUpstream, append_event
 from relay.models import Assistant
@@ -23,11 +24,21 @@ from relay.upstream.client import UpstreamClient, connect_request
 WAIT_S = 10.0  # safety net only
 
 
-def tone(ms: int, freq_hz: float, amplitude: int = 8000) -> bytes:
+def tone(ms: int, freq_hz: float, amplitude: int = 8000, fmt: str = "pcm16") -> bytes:
     import math
 
-    n = 24 * ms
-    return array("h", (int(amplitude * math.sin(2 * math.pi * freq_hz * i / 24000)) for i in range(n))).tobytes()
+    rate = 24000 if fmt == "pcm16" else 8000
+    n = rate * ms // 1000
+    pcm = array("h", (int(amplitude * math.sin(2 * math.pi * freq_hz * i / rate)) for i in range(n))).tobytes()
+    if fmt == "g711_ulaw":
+        return ulaw_encode(pcm)
+    if fmt == "g711_alaw":
+        return alaw_encode(pcm)
+    return pcm
+
+
+def silence(ms: int, fmt: str) -> bytes:
+    return bytes(48 * ms) if fmt == "pcm16" else bytes([0xFF if fmt == "g711_ulaw" else 0xD5]) * (8 * ms)
 
 
 class Edge:
@@ -79,8 +90,9 @@ class Edge:
             audio += f
 
 
-@pytest.mark.parametrize("dialect", ["beta", "ga"])
-async def test_echo_barge_in_and_next_response(dialect: str) -> None:
+@pytest.mark.parametrize(("dialect", "fmt"), [("beta", "pcm16"), ("ga", "pcm16"), ("beta", "g711_ulaw"),
+                                           ("ga", "g711_alaw")])
+async def test_echo_barge_in_and_next_response(dialect: str, fmt: str) -> None:
     runner, url = await start_local_assistant(speedup=20.0)
     task = None
     try:
@@ -89,16 +101,18 @@ async def test_echo_barge_in_and_next_response(dialect: str) -> None:
         async with aiohttp.ClientSession() as http:
             client = UpstreamClient(http, connect_request(assistant, local_url=url))
             await client.connect()
-            core = CallCore(assistant, now=0.0)
+            core = CallCore(assistant, now=0.0, audio_format=fmt)
             edge = Edge(core, client)
             core.on_upstream_opened(0.0)
             edge.perform()
             task = asyncio.create_task(edge.pump())
             await edge.wait_for("session.updated")
+            chunk = core.frame_bytes
 
-            speech = tone(1000, 440)
-            for i in range(0, len(speech + bytes(48 * 700)), 960):
-                client.send(append_event((speech + bytes(48 * 700))[i:i + 960]))
+            speech = tone(1000, 440, fmt=fmt)
+            audio1 = speech + silence(700, fmt)
+            for i in range(0, len(audio1), chunk):
+                client.send(append_event(audio1[i:i + chunk]))
             await edge.wait_for("response.done")
             kinds = [e["type"] for e in edge.device]
             assert "conversation.item.input_audio_transcription.completed" in kinds
@@ -111,10 +125,10 @@ async def test_echo_barge_in_and_next_response(dialect: str) -> None:
             first = edge.pull(10)
             assert all(f is not None for f in first)
             assert "output_audio_buffer.started" in [e["type"] for e in edge.device]
-            speech2 = tone(600, 700)
-            audio2 = speech2 + bytes(48 * 700)
-            for i in range(0, len(audio2), 960):
-                client.send(append_event(audio2[i:i + 960]))
+            speech2 = tone(600, 700, fmt=fmt)
+            audio2 = speech2 + silence(700, fmt)
+            for i in range(0, len(audio2), chunk):
+                client.send(append_event(audio2[i:i + chunk]))
             await edge.wait_for("conversation.item.truncated")
             truncated = next(e for e in edge.device if e["type"] == "conversation.item.truncated")
             assert truncated["audio_end_ms"] == 200
