@@ -147,3 +147,20 @@ async def test_fixed_udp_port_range(relay_factory):
     assert len(relay.plane.registry) == 1
     await device.hangup()
     await relay.wait_idle()
+
+
+async def test_device_that_vanishes_is_detected_by_consent_loss(relay, monkeypatch):
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)  # RFC 7675 checks, sped up for the test
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 2)
+    device = relay.device()
+    await device.connect()
+    call = relay.plane.registry.calls()[0]
+    # the device drops off the network: its UDP sockets go away, no DTLS close, no SCTP abort
+    for transceiver in device.pc.getTransceivers():
+        for protocol in transceiver.sender.transport.transport.iceGatherer._connection._protocols:
+            protocol.transport.close()
+    await asyncio.wait_for(call.wait_closed(), 20)
+    assert call.end_reason in ("ice_failed", "device_closed", "datachannel_closed")
+    await device.hangup()
