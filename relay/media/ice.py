@@ -52,13 +52,18 @@ def _restricted_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     """
     if not _allowlist:
         return _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
-    present = set(_original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+    present: set[str] | None = None  # enumerating interfaces costs ~1 ms: only when needed
     out = []
     for addr in _allowlist:
-        version = ipaddress.ip_address(addr).version
-        if (version == 4 and not use_ipv4) or (version == 6 and not use_ipv6):
+        ip = ipaddress.ip_address(addr)
+        if (ip.version == 4 and not use_ipv4) or (ip.version == 6 and not use_ipv6):
             continue
-        if addr in present or ipaddress.ip_address(addr).is_loopback:
+        if ip.is_loopback:
+            out.append(addr)
+            continue
+        if present is None:
+            present = set(_original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+        if addr in present:
             out.append(addr)
     return out
 
