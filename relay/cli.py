@@ -14,8 +14,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from relay.settings import Settings, SettingsError, load_settings, markdown_table
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from relay.console_link import LinkKey
 
 log = logging.getLogger("relay.server")
 
@@ -54,9 +60,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
+        link = await _prepare_console_link(app, settings) if settings.console_link else None
         await site.start()
         bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
         log.info("relay listening on http://%s:%s", bound[0], bound[1], extra={"event": "listening"})
+        if link is not None:
+            _print_console_link(settings, link, bound[0], bound[1])
         await stop.wait()
         log.info("shutting down (drain up to %.0f s)", settings.shutdown_timeout_s)
     finally:
@@ -64,6 +73,34 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("stopped")
+
+
+async def _prepare_console_link(app: web.Application, settings: Settings) -> LinkKey | None:
+    """The default workspace's key for the console link (relay.console_link); None on failure."""
+    from relay.console_link import prepare
+    from relay.store.db import DatabaseError
+    from relay.web import keys
+
+    try:
+        return await prepare(app[keys.DB], settings.data_path)
+    except (OSError, DatabaseError) as exc:
+        log.error("console link: could not prepare the default workspace's key: %s", exc)
+        return None
+
+
+def _print_console_link(settings: Settings, link: LinkKey, host: str, port: int) -> None:
+    """One line on stdout (never through logging: it carries the workspace key)."""
+    from relay.console_link import base_url, console_url
+
+    if link.note:
+        log.warning("console link: %s", link.note)
+    if link.key is None:
+        return
+    url = console_url(base_url(settings.public_base_url, host, port), link.key)
+    try:
+        print(f"Console: {url}", flush=True)
+    except OSError as exc:  # stdout closed or a broken pipe: the server still runs
+        log.warning("console link: could not write to stdout: %s", exc)
 
 
 def _run_serve(args: argparse.Namespace) -> int:

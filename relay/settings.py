@@ -60,6 +60,12 @@ class Settings:
     # --- device authentication -------------------------------------------
     demo_mode: bool = _f(False, "Honour `X-Demo-Mode: true` (bypasses client validation). Off by default.")
     demo_max_call_s: int = _f(600, "Maximum length of a demo call, seconds.")
+    console_link: bool = _f(
+        True,
+        "`relay serve` gives the `default` workspace a key and self-enrolment on first run (plain key in "
+        "`<data_dir>/workspace-key`, mode 0600) and prints the console link carrying it to stdout (never logged). "
+        "Off: neither.",
+    )
     auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429.")
     auth_fail_window_s: int = _f(60, "Window of the failed-secret throttle, seconds.")
     admin_token: str = _f("", "Bearer token of the admin HTTP API under `/admin/v1/`; empty disables it.", secret=True)

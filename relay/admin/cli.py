@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from relay.settings import load_settings
+from relay.settings import Settings, load_settings
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
 from relay.store import workspaces as workspaces_repo
@@ -251,7 +251,31 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"{k.ljust(width)}  {'-' if shown is None else shown}")
         if result.get("key"):
             print("\nThe workspace key is shown only now: store it safely.", file=sys.stderr)
+    try:  # after printing: a failed write must not lose the new key
+        key_file = _rewrite_console_key_file(args, settings, result)
+    except OSError as exc:
+        print(f"relay admin: could not write the console's key file: {exc}", file=sys.stderr)
+        return 1
+    if key_file is not None:
+        print(f"The new key was also written to {key_file} (0600): relay serve prints the console link from it.",
+              file=sys.stderr)
     return 0
+
+
+def _rewrite_console_key_file(args: argparse.Namespace, settings: Settings, result: Any) -> Path | None:
+    """After ``workspaces rotate-key default``: rewrite ``<data_dir>/workspace-key`` (relay.console_link).
+
+    Only with ``console_link`` on and an existing data directory (never a stray secret elsewhere).
+    """
+    from relay.console_link import WORKSPACE_ID, key_path, write_key_file
+
+    if not (args.thing == "workspaces" and args.op == "rotate-key" and args.id == WORKSPACE_ID):
+        return None
+    if not settings.console_link or not settings.data_path.is_dir() or not isinstance(result, dict):
+        return None
+    path = key_path(settings.data_path)
+    write_key_file(path, result["key"])
+    return path
 
 
 def run_admin(args: argparse.Namespace, runner: Callable[[Awaitable[int]], int] = asyncio.run) -> int:

@@ -8,7 +8,16 @@
 // object tests (and curious users, from the devtools console) can read.
 
 import { CLIENT_TOOLS, DeviceState, functionCallOf, parseArguments, runDeviceTool, toolAnswer, toolFailure } from "./device.js";
-import { identityWarnings, loadIdentity, loadOptions, resetIdentity, saveIdentity, saveOptions } from "./identity.js";
+import {
+  identityWarnings,
+  isWorkspaceKeyUsable,
+  loadIdentity,
+  loadOptions,
+  resetIdentity,
+  saveIdentity,
+  saveOptions,
+  takeWorkspaceKeyFromFragment,
+} from "./identity.js";
 
 const METER_INTERVAL_MS = 50;
 const STATS_INTERVAL_MS = 1000;
@@ -375,7 +384,9 @@ class CallEnded extends Error {}
 // What to do about the relay's refusals (seed 000 error codes), shown after its own message.
 const HINTS = {
   client_not_found:
-    "This client ID is not known to the relay: paste the ID of a client created by the operator (relay admin clients create), or use Demo mode if the relay allows it (RELAY_DEMO_MODE=true).",
+    "This client ID is not known to the relay: open the console link that relay serve printed (it carries a workspace key, so this client enrols itself), paste a Workspace key, paste the ID of a client created by the operator (relay admin clients create), or use Demo mode if the relay allows it (RELAY_DEMO_MODE=true).",
+  invalid_workspace_key:
+    "The workspace key is wrong, belongs to another workspace than this client's, or was rotated: open the link relay serve printed again, paste the current key, or clear the Workspace key field.",
   demo_mode_disabled: "Demo mode is off on this relay (the operator enables it with RELAY_DEMO_MODE=true).",
   invalid_secret:
     "This client ID is enrolled with another secret: paste the original one, make a New identity, or ask the operator to reset it (relay admin clients reset-secret).",
@@ -421,6 +432,7 @@ class Call {
       "X-Client-Secret": this.options.clientSecret,
     };
     if (this.options.demoMode) h["X-Demo-Mode"] = "true";
+    else if (this.options.workspaceKey) h["X-Workspace-Key"] = this.options.workspaceKey;
     if (this.options.assistantId) h["X-Assistant-Id"] = this.options.assistantId;
     return h;
   }
@@ -771,6 +783,7 @@ function readForm() {
     apiBase: $("api-base").value.trim(),
     clientId: $("client-id").value.trim(),
     clientSecret: $("client-secret").value.trim(),
+    workspaceKey: $("workspace-key").value.trim(),
     assistantId: $("assistant-id").value.trim(),
     demoMode: $("demo-mode").checked,
   };
@@ -782,6 +795,7 @@ function persistForm() {
   saveOptions({ apiBase: form.apiBase, demoMode: form.demoMode, assistantId: form.assistantId });
   const warnings = identityWarnings(form);
   $("identity-note").textContent = warnings.join(" ");
+  state.workspaceKeySet = Boolean(form.workspaceKey);
   return form;
 }
 
@@ -790,6 +804,10 @@ async function connect() {
   const options = persistForm();
   if (!options.clientId || !options.clientSecret) {
     showBanner("Set a client ID and secret first.");
+    return false;
+  }
+  if (options.workspaceKey && !isWorkspaceKeyUsable(options.workspaceKey)) {
+    showBanner("The workspace key must be printable ASCII (at most 256 characters): paste it again.");
     return false;
   }
   if (!window.isSecureContext || !navigator.mediaDevices) {
@@ -840,6 +858,28 @@ function sendText(text) {
   return current.sendText(clean);
 }
 
+// The link `relay serve` prints carries the workspace key in the fragment (#workspace_key=...):
+// keep it with the identity in localStorage and take it out of the address bar.
+function adoptLinkKey() {
+  const key = takeWorkspaceKeyFromFragment();
+  if (!key) return false;
+  $("workspace-key").value = key;
+  state.workspaceKeyFromLink = true;
+  persistForm();
+  $("identity-note").textContent = "Workspace key from the link saved in this browser: this client enrols itself on its first call.";
+  return true;
+}
+
+function wireToggle(buttonId, inputId) {
+  $(buttonId).addEventListener("click", () => {
+    const input = $(inputId);
+    const show = input.type === "password";
+    input.type = show ? "text" : "password";
+    $(buttonId).textContent = show ? "Hide" : "Show";
+    $(buttonId).setAttribute("aria-pressed", String(show));
+  });
+}
+
 function init() {
   const identity = loadIdentity();
   const options = loadOptions();
@@ -851,20 +891,20 @@ function init() {
   $("api-base").value = options.apiBase;
   $("client-id").value = identity.clientId;
   $("client-secret").value = identity.clientSecret;
+  $("workspace-key").value = identity.workspaceKey;
+  state.workspaceKeySet = Boolean(identity.workspaceKey);
+  state.workspaceKeyFromLink = false;
   $("assistant-id").value = options.assistantId;
   $("demo-mode").checked = options.demoMode;
   $("identity-note").textContent = identity.created ? "A new identity was generated and saved in this browser." : "";
   state.identityCreated = identity.created;
+  adoptLinkKey();
+  window.addEventListener("hashchange", () => adoptLinkKey()); // the link pasted into an open tab
 
   $("settings-form").addEventListener("change", persistForm);
   $("settings-form").addEventListener("submit", (e) => e.preventDefault());
-  $("secret-toggle").addEventListener("click", () => {
-    const input = $("client-secret");
-    const show = input.type === "password";
-    input.type = show ? "text" : "password";
-    $("secret-toggle").textContent = show ? "Hide" : "Show";
-    $("secret-toggle").setAttribute("aria-pressed", String(show));
-  });
+  wireToggle("secret-toggle", "client-secret");
+  wireToggle("workspace-key-toggle", "workspace-key");
   $("new-identity-btn").addEventListener("click", () => {
     const fresh = resetIdentity();
     $("client-id").value = fresh.clientId;

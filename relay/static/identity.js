@@ -1,8 +1,13 @@
 // The device identity (seed 001): a UUID client id and a 32-byte random secret, generated on the
-// first visit and kept in localStorage, as the seed advises for web apps. Plus the page's options.
+// first visit and kept in localStorage, as the seed advises for web apps; plus the workspace key
+// that lets this new client self-enrol (from the link `relay serve` prints, or pasted), and the
+// page's options.
 
 const KEY_ID = "relay.console.clientId";
 const KEY_SECRET = "relay.console.clientSecret";
+const KEY_WORKSPACE = "relay.console.workspaceKey";
+const MAX_WORKSPACE_KEY_CHARS = 256; // longer keys are refused by the relay unread
+const LINK_KEY_PARAM = "workspace_key";
 const KEY_OPTIONS = "relay.console.options";
 
 export const SECRET_BYTES = 32;
@@ -44,27 +49,50 @@ export function loadIdentity() {
   const store = storage();
   let clientId = store?.getItem(KEY_ID) || "";
   let clientSecret = store?.getItem(KEY_SECRET) || "";
+  const workspaceKey = store?.getItem(KEY_WORKSPACE) || "";
   let created = false;
   if (!clientId || !clientSecret) {
     clientId = newClientId();
     clientSecret = newClientSecret();
     created = true;
-    saveIdentity({ clientId, clientSecret });
+    saveIdentity({ clientId, clientSecret, workspaceKey });
   }
-  return { clientId, clientSecret, created };
+  return { clientId, clientSecret, workspaceKey, created };
 }
 
-export function saveIdentity({ clientId, clientSecret }) {
+export function saveIdentity({ clientId, clientSecret, workspaceKey }) {
   const store = storage();
   if (!store) return;
   store.setItem(KEY_ID, clientId);
   store.setItem(KEY_SECRET, clientSecret);
+  if (workspaceKey === undefined) return;
+  if (workspaceKey) store.setItem(KEY_WORKSPACE, workspaceKey);
+  else store.removeItem(KEY_WORKSPACE);
 }
 
+/** A fresh client id and secret; the workspace key stays (the new client self-enrols with it). */
 export function resetIdentity() {
   const identity = { clientId: newClientId(), clientSecret: newClientSecret() };
   saveIdentity(identity);
   return identity;
+}
+
+/**
+ * Take `#workspace_key=...` out of the address (the link `relay serve` prints): returns the key, or
+ * "" when the fragment has none. The fragment is never sent to a server; it is removed from the
+ * address bar and the history entry at once, so it is not left in view or in bookmarks.
+ */
+export function takeWorkspaceKeyFromFragment() {
+  const hash = window.location.hash.replace(/^#/, "");
+  if (!hash) return "";
+  const params = new URLSearchParams(hash);
+  if (!params.has(LINK_KEY_PARAM)) return "";
+  const key = (params.get(LINK_KEY_PARAM) || "").trim();
+  params.delete(LINK_KEY_PARAM);
+  const rest = params.toString();
+  const url = window.location.pathname + window.location.search + (rest ? `#${rest}` : "");
+  window.history.replaceState(window.history.state, "", url);
+  return key;
 }
 
 const DEFAULT_OPTIONS = Object.freeze({ apiBase: "", demoMode: false, assistantId: "" });
@@ -88,11 +116,19 @@ export function saveOptions(options) {
 }
 
 /** Problems with an identity the user pasted (empty list: fine). */
-export function identityWarnings({ clientId, clientSecret }) {
+export function identityWarnings({ clientId, clientSecret, workspaceKey = "" }) {
   const out = [];
   if (!clientId) out.push("Client ID is required.");
   else if (!isUuid(clientId)) out.push("Client ID is not a UUID (the seed recommends UUIDs).");
   if (!clientSecret) out.push("Client secret is required.");
   else if (clientSecret.length < MIN_SECRET_CHARS) out.push(`Client secret must be at least ${MIN_SECRET_CHARS} characters.`);
+  if (workspaceKey && !isWorkspaceKeyUsable(workspaceKey)) {
+    out.push(`Workspace key must be printable ASCII, at most ${MAX_WORKSPACE_KEY_CHARS} characters.`);
+  }
   return out;
+}
+
+/** A key that can travel in an HTTP header (printable ASCII, bounded). */
+export function isWorkspaceKeyUsable(key) {
+  return key.length <= MAX_WORKSPACE_KEY_CHARS && /^[\x21-\x7e]+$/.test(key);
 }

@@ -241,3 +241,43 @@ async def test_events_in_both_dialects_reach_the_transcript_and_device(relay_ser
         "bubble system",
     ]
     assert not [line for line in page.console if line.startswith("exception")], page.console
+
+
+async def test_workspace_key_from_the_link_fragment_and_a_wrong_key(relay_server: Server, browser: Browser) -> None:
+    """`#workspace_key=` is taken out of the address into localStorage and the masked field (also when
+    pasted into an open tab); a wrong key is refused with the relay's message and what to do; the
+    key survives New identity."""
+    page = browser.page
+    await page.navigate(f"{relay_server.url}/?demo=0#workspace_key=rwk_not-this-one&keep=1")
+    await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
+    seen = await page.evaluate(
+        """({search: location.search, hash: location.hash,
+             stored: localStorage.getItem('relay.console.workspaceKey'),
+             field: document.getElementById('workspace-key').value,
+             type: document.getElementById('workspace-key').type})"""
+    )
+    assert seen == {"search": "?demo=0", "hash": "#keep=1", "stored": "rwk_not-this-one",
+                    "field": "rwk_not-this-one", "type": "password"}
+
+    assert await page.evaluate("window.__relayConsole.connect()") is False
+    state = await page.evaluate("JSON.parse(JSON.stringify(window.__relayConsole.state))")
+    assert state["sessionStatus"] == 401 and state["steps"]["session"]["status"] == "failed"
+    banner = await page.evaluate("document.getElementById('banner').textContent")
+    assert "Invalid X-Workspace-Key" in banner and "open the link relay serve printed again" in banner
+
+    # the link pasted into the open tab (only the fragment changes: no reload)
+    await page.evaluate("location.hash = 'workspace_key=rwk_second'")
+    await page.wait_for("location.hash === '' && document.getElementById('workspace-key').value === 'rwk_second'")
+    await page.evaluate("document.getElementById('new-identity-btn').click()")
+    after = await page.evaluate(
+        """({stored: localStorage.getItem('relay.console.workspaceKey'),
+             field: document.getElementById('workspace-key').value})"""
+    )
+    assert after == {"stored": "rwk_second", "field": "rwk_second"}
+    # cleared by the user: no longer stored, no longer sent
+    await page.evaluate(
+        """(() => { const f = document.getElementById('workspace-key'); f.value = '';
+                    f.dispatchEvent(new Event('change', {bubbles: true})); })()"""
+    )
+    assert await page.evaluate("localStorage.getItem('relay.console.workspaceKey')") is None
+    assert not [line for line in page.console if line.startswith("exception")], page.console

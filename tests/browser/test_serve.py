@@ -1,10 +1,13 @@
-"""The newcomer's path: `relay serve` (a separate process, configured by RELAY_* only), open the
-page it serves, press Connect, hear the local assistant."""
+"""The newcomer's path: `relay serve` (a separate process, configured by RELAY_* only, demo mode
+off), open the console link it prints (the default workspace's key in the URL fragment), press
+Connect: the page's new client enrols itself with that key and hears the local assistant."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +23,7 @@ from .cdp import Browser
 pytestmark = pytest.mark.slow
 
 STATE = "window.__relayConsole.state"
+LINK_RE = re.compile(r"^Console: (http://127\.0\.0\.1:\d+/)#workspace_key=(rwk_[A-Za-z0-9_-]+)$")
 
 
 def _free_port() -> int:
@@ -28,22 +32,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def relay_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    env = {
+def _env(tmp_path: Path, port: int) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("RELAY_")},
         "RELAY_HOST": "127.0.0.1",
         "RELAY_PORT": str(port),
-        "RELAY_DATA_DIR": str(tmp_path / "relay-data"),
-        "RELAY_DEMO_MODE": "true",
+        "RELAY_DATA_DIR": str(tmp_path / "relay-data"),  # empty: a first run
         "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
         "RELAY_LOG_FORMAT": "text",
-    }
-    log_path = tmp_path / "relay.log"
-    with open(log_path, "wb") as log_file:
+    }  # no RELAY_DEMO_MODE: demo mode stays off
+
+
+@pytest.fixture
+def relay_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = _free_port()
+    # stdout (the console link) and stderr (the logs) apart, to check the key never reaches the logs
+    with open(tmp_path / "relay.out", "wb") as out_file, open(tmp_path / "relay.log", "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "relay", "serve"], env=_env(tmp_path, port), stdout=out_file, stderr=log_file
         )
     try:
         yield f"http://127.0.0.1:{port}", proc
@@ -67,20 +73,58 @@ async def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("relay serve did not become healthy")
 
 
-async def test_relay_serve_hosts_the_console_and_takes_a_call(
-    relay_process: tuple[str, subprocess.Popen[bytes]], browser: Browser
+async def _console_link(out_path: Path, proc: subprocess.Popen[bytes]) -> str:
+    for _ in range(300):
+        lines = (await asyncio.to_thread(out_path.read_text)).splitlines()
+        if lines:
+            return lines[0]
+        assert proc.poll() is None, "relay serve exited early"
+        await asyncio.sleep(0.1)
+    raise TimeoutError("relay serve printed no console link")
+
+
+async def test_relay_serve_console_link_takes_a_call_without_demo_mode(
+    relay_process: tuple[str, subprocess.Popen[bytes]], browser: Browser, tmp_path: Path
 ) -> None:
     url, proc = relay_process
     await _wait_healthy(url, proc)
+    line = await _console_link(tmp_path / "relay.out", proc)
+    match = LINK_RE.match(line)
+    assert match and match.group(1) == url + "/", line
+    key = match.group(2)
+
     page = browser.page
-    await page.navigate(url + "/?demo=1")
+    await page.navigate(line.removeprefix("Console: "))
     await page.wait_for("window.__relayConsole && window.__relayConsole.state.ready")
     assert await page.evaluate("document.title") == "relay console"
+    seen = await page.evaluate(
+        """({href: location.href, hash: location.hash,
+             stored: localStorage.getItem('relay.console.workspaceKey'),
+             field: document.getElementById('workspace-key').value,
+             masked: document.getElementById('workspace-key').type,
+             demo: document.getElementById('demo-mode').checked,
+             clientId: document.getElementById('client-id').value,
+             fromLink: window.__relayConsole.state.workspaceKeyFromLink})"""
+    )
+    # the key moved from the address bar into localStorage and the (masked) field
+    assert seen["hash"] == "" and key not in seen["href"] and seen["href"] == url + "/", seen
+    assert seen["stored"] == key and seen["field"] == key and seen["masked"] == "password", seen
+    assert seen["demo"] is False and seen["fromLink"] is True, seen
 
     assert await page.evaluate("window.__relayConsole.connect()", timeout_s=60) is True, page.console
+    assert await page.evaluate(f"{STATE}.sessionStatus") == 200
     await page.wait_for(f"({STATE}.steps.channel || {{}}).status === 'done'", timeout_s=20)
     await page.wait_for(f"{STATE}.remoteEnergyFrames >= 10 && {STATE}.remotePeak > 0.05", timeout_s=45)
     assert await page.evaluate("window.__relayConsole.hangup()") is True
+
+    # the page's generated client enrolled itself in the default workspace (TOFU)
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relay", "admin", "--json", "clients", "list", "--workspace", "default"],
+        env=_env(tmp_path, 0), capture_output=True, text=True, timeout=60, check=True,
+    )
+    clients = {c["id"]: c for c in json.loads(listed.stdout)}
+    assert clients[seen["clientId"]]["enrolled"] is True
 
     # A graceful stop after the call: SIGTERM drains and exits cleanly.
     proc.send_signal(signal.SIGTERM)
@@ -89,3 +133,4 @@ async def test_relay_serve_hosts_the_console_and_takes_a_call(
             break
         await asyncio.sleep(0.1)
     assert proc.returncode == 0
+    assert key not in (tmp_path / "relay.log").read_text()  # the key never reaches the logs

@@ -47,9 +47,9 @@ def test_serve_process(tmp_path: Path) -> None:
                 "RELAY_ADMIN_TOKEN": ADMIN_TOKEN, "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
                 "RELAY_SHUTDOWN_TIMEOUT_S": "3"})
     log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "relay", "serve"], env=env, stdout=log_fh,
-                                stderr=subprocess.STDOUT)
+    out_path = tmp_path / "serve.out"  # stdout: the console link (relay.console_link), never logs
+    with open(log_path, "wb") as log_fh, open(out_path, "wb") as out_fh:
+        proc = subprocess.Popen([sys.executable, "-m", "relay", "serve"], env=env, stdout=out_fh, stderr=log_fh)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -86,6 +86,7 @@ def test_serve_process(tmp_path: Path) -> None:
     access = [rec for rec in lines if rec["logger"] == "relay.access" and rec.get("path") == "/readyz"]
     assert access and access[0]["status"] == 200 and access[0]["request_id"]
     assert ADMIN_TOKEN not in log_path.read_text()
+    assert out_path.read_text().startswith(f"Console: http://127.0.0.1:{port}/#workspace_key=rwk_")
 
 
 def test_config_markdown_command() -> None:
