@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import weakref
 from typing import Any
 
 import orjson
@@ -26,7 +25,7 @@ from relay.upstream import dialect as dl
 log = logging.getLogger("relay.assistant")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-SESSIONS = web.AppKey("local_assistant_sessions", weakref.WeakSet)
+SESSIONS: web.AppKey[set[LocalSession]] = web.AppKey("local_assistant_sessions")
 CONFIG = web.AppKey("local_assistant_config", dict)
 
 
@@ -79,20 +78,22 @@ async def realtime_ws(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass  # the client went away
     finally:
+        request.app[SESSIONS].discard(session)
         with contextlib.suppress(ConnectionError):
             await session.shutdown(1000, "")
     return ws
 
 
 async def _close_all(app: web.Application) -> None:
-    for session in list(app[SESSIONS]):
+    live = app[SESSIONS]
+    for session in list(live):  # a copy: handlers discard themselves as they end
         with contextlib.suppress(ConnectionError):
             await session.shutdown(1001, "server shutting down")
 
 
 def create_assistant_app(*, session_s: float = 3600.0, speedup: float = 4.0) -> web.Application:
     app = web.Application()
-    app[SESSIONS] = weakref.WeakSet()
+    app[SESSIONS] = set()
     app[CONFIG] = {"session_s": float(session_s), "speedup": float(speedup)}
     app.router.add_get("/v1/realtime", realtime_ws)
     app.on_shutdown.append(_close_all)
@@ -108,8 +109,8 @@ async def start_local_assistant(host: str = "127.0.0.1", port: int = 0, *, sessi
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server  # aiohttp exposes the bound port only here
-    bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+    addresses = runner.addresses
+    bound = addresses[0][1] if addresses else port
     return runner, f"ws://{host}:{bound}/v1/realtime"
 
 

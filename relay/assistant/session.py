@@ -383,7 +383,8 @@ class LocalSession:
                              param="item", event_id=cid)
             return
         itype = item.get("type", "message")
-        new = _Item(id=item.get("id") if isinstance(item.get("id"), str) else new_id("item"),
+        given_id = item.get("id")
+        new = _Item(id=given_id if isinstance(given_id, str) else new_id("item"),
                     role=item.get("role", "user") if itype == "message" else "", type=itype)
         if new.id in self.items:
             await self.error(f"Item with id '{new.id}' already exists.", code="item_already_exists",
@@ -401,7 +402,7 @@ class LocalSession:
                 await self.error("A message item needs a valid 'role' and a 'content' array.",
                                  code="invalid_value", param="item", event_id=cid)
                 return
-            texts = [p.get("text") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            texts = [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
             new.text = " ".join(texts)
             new.content_type = "input_text" if new.role != "assistant" else "text"
         elif itype == "function_call":
@@ -468,7 +469,7 @@ class LocalSession:
                              "Wait until the response is finished before creating a new one.",
                              code="conversation_already_has_active_response", event_id=cid)
             return
-        params = event.get("response") if isinstance(event.get("response"), dict) else {}
+        params: dict[str, Any] = event["response"] if isinstance(event.get("response"), dict) else {}
         modalities = params.get("modalities")
         if modalities is not None and not _is_modalities(modalities):
             await self.error("Invalid 'response.modalities': expected a subset of ['text', 'audio'].",
@@ -526,7 +527,8 @@ class LocalSession:
                 "voice": self.session.get("voice"), "output_audio_format": self.out_fmt, "usage": usage_}
 
     def _tool_names(self) -> set[str]:
-        return {t.get("name") for t in self.session.get("tools") or [] if isinstance(t, dict)}
+        return {t["name"] for t in self.session.get("tools") or [] if isinstance(t, dict)
+                and isinstance(t.get("name"), str)}
 
     async def _run_response(self, resp: _Response, source: _Item | None, audio_in: bytes) -> None:
         """Stream one response; runs as the session's one response task (cancelled on barge-in/cancel/close)."""

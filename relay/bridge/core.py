@@ -143,7 +143,7 @@ class CallCore:
         self.audio_format = audio_format
         self.bytes_per_ms, silence = AUDIO_FORMATS[audio_format]
         self.frame_bytes = self.bytes_per_ms * FRAME_MS
-        self.upstream_dialect = upstream_dialect or getattr(assistant, "dialect", dl.BETA)
+        self.upstream_dialect: str = upstream_dialect or getattr(assistant, "dialect", None) or dl.BETA
         if self.upstream_dialect not in dl.DIALECTS:
             raise ValueError(f"unknown dialect {self.upstream_dialect!r}")
         self.device_dialect = dl.BETA
@@ -456,7 +456,7 @@ class CallCore:
         return True
 
     def _up_error(self, ev: dict[str, Any], now: float) -> bool:
-        err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
+        err = _dict(ev.get("error"))
         about = _str(err.get("event_id"))
         ours = about is not None and about in self._truncate_event_ids
         unattributed = about is None and "truncat" in str(err.get("message", "")).lower()

@@ -59,7 +59,8 @@ def format_to_ga(fmt: str) -> dict[str, Any]:
 def format_to_beta(fmt: Any) -> Any:
     """GA format object (or string) -> beta name; unknown values are returned unchanged."""
     if isinstance(fmt, dict):
-        return _FORMAT_GA_TO_BETA.get(fmt.get("type"), fmt)
+        kind = fmt.get("type")
+        return _FORMAT_GA_TO_BETA.get(kind, fmt) if isinstance(kind, str) else fmt
     if isinstance(fmt, str):
         return _FORMAT_GA_TO_BETA.get(fmt, fmt)
     return fmt

@@ -16,7 +16,7 @@ def assistant_tools(assistant: Any) -> list[dict[str, Any]]:
     """The Realtime ``tools`` list: the assistant's own tools plus, when enabled, seed 000's device tools."""
     tools = getattr(assistant, "all_tools", None)
     if tools is None:
-        tools = getattr(assistant, "tools", ())
+        tools = getattr(assistant, "tools", None) or ()
     return [t.to_realtime() for t in tools]
 
 
@@ -47,7 +47,8 @@ def beta_session(assistant: Any, *, audio_format: str = "pcm16") -> dict[str, An
 def session_update(assistant: Any, *, dialect: str, audio_format: str = "pcm16",
                    event_id: str = "relay_session") -> dict[str, Any]:
     """``session.update`` in ``dialect`` (GA also names the model; beta carries it in the URL)."""
-    event = {"type": "session.update", "event_id": event_id, "session": beta_session(assistant, audio_format=audio_format)}
+    event: dict[str, Any] = {"type": "session.update", "event_id": event_id,
+                             "session": beta_session(assistant, audio_format=audio_format)}
     if dialect == dl.GA:
         event = dl.translate(event, dl.BETA, dl.GA)[0]
         event["session"]["model"] = assistant.model
