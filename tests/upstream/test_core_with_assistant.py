@@ -171,3 +171,75 @@ async def test_upstream_failure_reaches_device_as_error() -> None:
             await client.close()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("dialect", ["beta", "ga"])
+async def test_recycle_replays_history_the_upstream_accepts(dialect: str) -> None:
+    from relay.bridge import RecycleUpstream
+
+    runner, url = await start_local_assistant(speedup=50.0)
+    tasks: list[asyncio.Task] = []
+    try:
+        assistant = Assistant(id="a", name="n", provider="local", model="relay-echo", dialect=dialect)
+        async with aiohttp.ClientSession() as http:
+            core = CallCore(assistant, now=0.0, recycle_after_s=100)
+            first = UpstreamClient(http, connect_request(assistant, local_url=url))
+            await first.connect()
+            edge = Edge(core, first)
+            core.on_upstream_opened(0.0)
+            edge.perform()
+            tasks.append(asyncio.create_task(edge.pump()))
+            await edge.wait_for("session.updated")
+            core.on_device_message(b'{"type":"conversation.item.create","item":{"type":"message","role":"user",'
+                                   b'"content":[{"type":"input_text","text":"remember the blue door"}]}}', 1.0)
+            core.on_device_message(b'{"type":"response.create"}', 1.0)
+            edge.perform()
+            await edge.wait_for("response.done")
+            edge.pull_all()
+            shown = len(edge.device)
+
+            core.on_timer(100.0)
+            assert core.drain_actions() == [RecycleUpstream("expiry")]
+            second = UpstreamClient(http, connect_request(assistant, local_url=url))
+            await second.connect()
+            raw: list[dict] = []
+
+            async def pump_second() -> None:
+                async for ev in second.events():
+                    raw.append(ev)
+                    core.on_upstream_event(ev, 101.0)
+                    edge.perform()
+
+            edge.client = second
+            old_pump = tasks.pop()
+            old_pump.cancel()  # the edge ignores the old socket from now on (it would report its close)
+            with contextlib.suppress(asyncio.CancelledError):
+                await old_pump
+            await first.close()
+            tasks.append(asyncio.create_task(pump_second()))
+            core.on_upstream_opened(101.0)
+            edge.perform()
+            async with asyncio.timeout(WAIT_S):
+                while sum(1 for e in raw if e["type"] in ("conversation.item.created", "conversation.item.added")) < 2:
+                    edge.changed.clear()
+                    await edge.changed.wait()
+            assert not [e for e in raw if e["type"] == "error"]  # the replayed items are valid for the upstream
+            texts = [c.get("text") for e in raw if e["type"] in ("conversation.item.created", "conversation.item.added")
+                     for c in e["item"].get("content", [])]
+            assert texts == ["remember the blue door", "You said: remember the blue door"]
+            assert edge.device[shown:] == []  # the device noticed nothing
+            # and the call goes on over the new upstream
+            core.on_device_message(b'{"type":"conversation.item.create","item":{"type":"message","role":"user",'
+                                   b'"content":[{"type":"input_text","text":"again"}]}}', 102.0)
+            core.on_device_message(b'{"type":"response.create"}', 102.0)
+            edge.perform()
+            await edge.wait_for("response.done", 2)
+            assert next(e for e in reversed(edge.device) if e["type"] == "response.audio_transcript.done")[
+                "transcript"] == "You said: again"
+            await second.close()
+    finally:
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await runner.cleanup()
