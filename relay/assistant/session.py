@@ -226,6 +226,12 @@ class LocalSession:
                     await self.error(f"Unknown parameter: 'session.{key}'.", code="unknown_parameter",
                                      param=f"session.{key}", event_id=cid)
                     return False
+            mods = session.get("output_modalities")
+            if isinstance(mods, list) and "text" in mods and "audio" in mods:
+                await self.error("Invalid 'session.output_modalities': use ['audio'] (with its transcript) or "
+                                 "['text'], not both.", code="invalid_value", param="session.output_modalities",
+                                 event_id=cid)
+                return False
             if session.get("type") != "realtime":
                 await self.error("Missing required parameter: 'session.type'.", code="missing_required_parameter",
                                  param="session.type", event_id=cid)

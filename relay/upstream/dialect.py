@@ -66,6 +66,23 @@ def format_to_beta(fmt: Any) -> Any:
     return fmt
 
 
+# --- modalities ------------------------------------------------------------------
+# beta asks for ["text"] or ["text", "audio"] (audio always comes with a transcript);
+# GA for ["text"] or ["audio"] (audio implies its transcript; both at once is rejected).
+
+
+def modalities_to_ga(value: Any) -> Any:
+    if isinstance(value, list) and "audio" in value:
+        return ["audio"]
+    return value
+
+
+def modalities_to_beta(value: Any) -> Any:
+    if isinstance(value, list) and "audio" in value:
+        return ["text", "audio"]
+    return value
+
+
 # --- content parts and items ---------------------------------------------------
 
 _PART_BETA_TO_GA = {"text": "output_text", "audio": "output_audio"}
@@ -138,6 +155,8 @@ def session_to_ga(session: dict[str, Any]) -> dict[str, Any]:
         if key in _SESSION_BETA_TO_GA_PATHS:
             if key.endswith("_audio_format"):
                 value = format_to_ga(value) if isinstance(value, str) else value
+            elif key == "modalities":
+                value = modalities_to_ga(value)
             _set_path(out, _SESSION_BETA_TO_GA_PATHS[key], copy.deepcopy(value))
         elif key in _SESSION_BETA_ONLY:
             continue
@@ -158,6 +177,8 @@ def session_to_beta(session: dict[str, Any]) -> dict[str, Any]:
         if found:
             if beta_key.endswith("_audio_format"):
                 value = format_to_beta(value)
+            elif beta_key == "modalities":
+                value = modalities_to_beta(value)
             out[beta_key] = copy.deepcopy(value)
     return out
 
@@ -185,6 +206,8 @@ def response_to_ga(resp: dict[str, Any]) -> dict[str, Any]:
         if key in _RESPONSE_BETA_TO_GA_PATHS:
             if key == "output_audio_format" and isinstance(value, str):
                 value = format_to_ga(value)
+            elif key == "modalities":
+                value = modalities_to_ga(value)
             _set_path(out, _RESPONSE_BETA_TO_GA_PATHS[key], copy.deepcopy(value))
         elif key == "temperature":
             continue
@@ -211,6 +234,8 @@ def response_to_beta(resp: dict[str, Any]) -> dict[str, Any]:
         if found:
             if beta_key == "output_audio_format":
                 value = format_to_beta(value)
+            elif beta_key == "modalities":
+                value = modalities_to_beta(value)
             out[beta_key] = copy.deepcopy(value)
     return out
 

@@ -72,7 +72,7 @@ async def test_echo_in_ga_dialect(connect) -> None:
     out = audio_of(events, "response.output_audio.delta")
     assert speech in out
     assert "response.output_audio_transcript.done" in types(events)
-    assert events[-1]["response"]["output_modalities"] == ["text", "audio"]
+    assert events[-1]["response"]["output_modalities"] == ["audio"]
 
 
 async def test_ga_rejects_beta_session_update(connect) -> None:
@@ -85,6 +85,9 @@ async def test_ga_rejects_beta_session_update(connect) -> None:
     await conn.send({"type": "session.update", "session": {"instructions": "x"}})
     [err] = await conn.until("error")
     assert err["error"]["code"] == "missing_required_parameter"
+    await conn.send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text", "audio"]}})
+    [err] = await conn.until("error")
+    assert err["error"]["param"] == "session.output_modalities"
 
 
 async def test_beta_rejects_ga_session_update(connect) -> None:

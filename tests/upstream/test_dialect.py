@@ -67,7 +67,7 @@ BETA_SESSION = {
 
 GA_SESSION = {
     "type": "realtime",
-    "output_modalities": ["text", "audio"],
+    "output_modalities": ["audio"],
     "instructions": "Be brief.",
     "audio": {
         "input": {
@@ -159,7 +159,7 @@ def test_response_done_output_items() -> None:
         "output": [{"id": "i", "type": "message", "content": [{"type": "output_audio", "transcript": "t"}]}],
         "usage": {"total_tokens": 3}}}
     [beta] = d.translate(ga, d.GA, d.BETA)
-    assert beta["response"]["modalities"] == ["audio"]
+    assert beta["response"]["modalities"] == ["text", "audio"]
     assert beta["response"]["output"][0]["content"][0]["type"] == "audio"
     assert beta["response"]["usage"] == {"total_tokens": 3}
     assert d.translate(beta, d.BETA, d.GA) == [ga]
@@ -194,7 +194,7 @@ _json = st.recursive(
 _beta_session = st.fixed_dictionaries(
     {},
     optional={
-        "modalities": st.lists(st.sampled_from(["text", "audio"]), max_size=2),
+        "modalities": st.sampled_from([["text"], ["text", "audio"]]),
         "voice": st.text(max_size=8),
         "instructions": st.text(max_size=20),
         "input_audio_format": st.sampled_from(d.AUDIO_FORMATS),
@@ -227,3 +227,12 @@ def test_session_round_trip_ga_beta_ga(session: dict) -> None:
 def test_name_round_trip_property(pair: tuple[str, str], extra: dict) -> None:
     ev = {**extra, "type": pair[0]}
     assert d.translate(d.translate(ev, d.BETA, d.GA)[0], d.GA, d.BETA) == [ev]
+
+
+@pytest.mark.parametrize(("beta", "ga"), [(["text"], ["text"]), (["text", "audio"], ["audio"]),
+                                          (["audio", "text"], ["audio"])])
+def test_modalities(beta: list, ga: list) -> None:
+    [out] = d.translate({"type": "session.update", "session": {"modalities": beta}}, d.BETA, d.GA)
+    assert out["session"]["output_modalities"] == ga
+    [back] = d.translate(out, d.GA, d.BETA)
+    assert set(back["session"]["modalities"]) == set(beta)
