@@ -18,6 +18,8 @@ Edge contract (media engineer):
 * timers: keep one timer at ``core.next_deadline()`` and call ``core.on_timer(now)``
 * server tool results: ``core.on_tool_result(call_id, output_json, now)``
 * ``core.on_upstream_closed(reason, now)`` / ``core.on_device_closed(now)``
+* a WebSocket edge (no RTP) passes ``audio_over_events=True``: audio deltas are then forwarded
+  to the client like any event and ``pull_frame`` stays idle
 * stop when an ``EndCall`` action comes out (``core.ended`` is then True); every
   input after that is ignored.
 
@@ -135,6 +137,7 @@ class CallCore:
         recycle_after_s: float | None = 3300.0,
         device_event_max_bytes: int = 256 * 1024,
         history_max_items: int = 64,
+        audio_over_events: bool = False,
         log_id: str = "",
     ) -> None:
         if audio_format not in AUDIO_FORMATS:
@@ -148,6 +151,8 @@ class CallCore:
             raise ValueError(f"unknown dialect {self.upstream_dialect!r}")
         self.device_dialect = dl.BETA
         self.device_event_max_bytes = device_event_max_bytes
+        # WebSocket clients (seed 003) get the audio deltas as events and play (and truncate) themselves
+        self.audio_over_events = audio_over_events
         self.log_id = log_id
         self.ended = False
         self.end_reason: str | None = None
@@ -350,6 +355,8 @@ class CallCore:
                 self._to_device(ev)
 
     def _up_audio_delta(self, ev: dict[str, Any], now: float) -> bool:
+        if self.audio_over_events:
+            return True
         item_id = _str(ev.get("item_id")) or "item"
         response_id = _str(ev.get("response_id"))
         if item_id in self._muted_items or (response_id is not None and response_id in self._muted_responses):

@@ -296,3 +296,13 @@ def test_fully_refused_session_update_still_gets_session_updated(harness: Harnes
     [up] = upstream_events(out)
     assert up == {"type": "session.update", "session": {}}
     assert types(device_events(out)) == ["error"]
+
+
+def test_audio_over_events_for_websocket_clients() -> None:
+    core = CallCore(make_assistant(dialect="ga"), now=0.0, audio_over_events=True)
+    h = Harness(core)
+    opened(core)
+    delta = {"type": "response.output_audio.delta", "response_id": "r", "item_id": "i", "delta": "AAAA"}
+    [ev] = device_events(h.up(delta))
+    assert ev == {**delta, "type": "response.audio.delta"}  # in the client's (beta) dialect
+    assert core.buffered_ms == 0 and core.pull_frame(0.02) is None
