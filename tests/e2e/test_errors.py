@@ -61,7 +61,8 @@ async def test_oversized_offer_is_413(relay):
 
 
 async def test_golden_offers_of_real_devices_get_answers(relay):
-    for name, rtpmap in (("chrome", "opus/48000/2"), ("firefox", "opus/48000/2"), ("safari", "opus/48000/2"),
+    for name, rtpmap in (("chrome", "opus/48000/2"), ("chromium156_captured", "opus/48000/2"),
+                         ("firefox", "opus/48000/2"), ("safari", "opus/48000/2"),
                          ("esp32_opus", "opus/48000/2"), ("esp32_pcma", "PCMA/8000")):
         status, ctype, body = await post(relay, golden_offer(name))
         assert status == 201 and ctype == "application/sdp", body

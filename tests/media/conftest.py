@@ -19,4 +19,7 @@ def loopback_ice():
 
 
 def golden_offer(name: str) -> str:
+    """Offers of real devices: ``chromium156_captured`` was captured from headless Chromium 156
+    (audio + data channel, gathered; its candidates are the capture machine's); chrome, firefox,
+    safari and the two ESP32 ones are written after those clients' offers."""
     return (OFFERS / f"{name}.sdp").read_text()

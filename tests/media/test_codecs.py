@@ -8,7 +8,7 @@ from relay.media.codecs import OPUS, PCMA, PCMU, OfferError, choose_audio_codec,
 from tests.media.conftest import golden_offer
 
 
-@pytest.mark.parametrize("name", ["chrome", "firefox", "safari", "esp32_opus"])
+@pytest.mark.parametrize("name", ["chrome", "chromium156_captured", "firefox", "safari", "esp32_opus"])
 def test_opus_devices_negotiate_opus(name):
     desc = parse_offer(golden_offer(name))
     assert choose_audio_codec(desc, allow_g711=True) is OPUS
