@@ -390,6 +390,10 @@ class CallCore:
         rid = _str(resp.get("id")) or ""
         if self._active_response == rid or not rid:
             self._active_response = None
+        if rid:  # its audio is complete even without response.audio.done (cancelled, failed, incomplete)
+            for item_id, owner in self._item_response.items():
+                if owner == rid:
+                    self._playout.finish(item_id)
         output = resp.get("output")
         for item in output if isinstance(output, list) else ():
             if isinstance(item, dict) and item.get("type") == "function_call":

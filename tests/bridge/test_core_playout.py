@@ -218,3 +218,13 @@ def test_device_clear_when_idle_is_acknowledged(harness: Harness) -> None:
     out = harness.dev({"type": "output_audio_buffer.clear"})
     assert types(device_events(out)) == ["output_audio_buffer.cleared"]
     assert upstream_events(out) == []
+
+
+def test_response_done_without_audio_done_still_stops(harness: Harness) -> None:
+    h = harness
+    h.start_response("r1", "i1")
+    h.up(h.audio("i1", "r1", 30))
+    h.up({"type": "response.done", "response": {"id": "r1", "status": "incomplete"}})
+    frames = h.tick(3)
+    assert frames[0] is not None and frames[1] is not None and frames[2] is None
+    assert types(device_events(h.actions))[-1] == "output_audio_buffer.stopped"
