@@ -524,12 +524,12 @@ class CallCore:
                                  "response_id": self._playing_response})
                 self._playing_response = None
             return None
-        response_id = self._item_response.get(item_id) if item_id is not None else None
-        if response_id != self._playing_response or self._playing_response is None:
+        response_id = (self._item_response.get(item_id) if item_id is not None else None) or "response"
+        if response_id != self._playing_response:
             if self._playing_response is not None:
                 self._to_device({"type": "output_audio_buffer.stopped", "event_id": self._next_id(),
                                  "response_id": self._playing_response})
-            self._playing_response = response_id or "response"
+            self._playing_response = response_id
             self._to_device({"type": "output_audio_buffer.started", "event_id": self._next_id(),
                              "response_id": self._playing_response})
         return frame

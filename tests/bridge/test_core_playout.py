@@ -228,3 +228,12 @@ def test_response_done_without_audio_done_still_stops(harness: Harness) -> None:
     frames = h.tick(3)
     assert frames[0] is not None and frames[1] is not None and frames[2] is None
     assert types(device_events(h.actions))[-1] == "output_audio_buffer.stopped"
+
+
+def test_deltas_without_response_id_start_once(harness: Harness) -> None:
+    h = harness
+    ev = h.audio("i1", "r", 100)
+    del ev["response_id"]
+    h.up(ev)
+    assert all(f is not None for f in h.tick(5))
+    assert types(device_events(h.actions)).count("output_audio_buffer.started") == 1
