@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import sys
 import tempfile
 from typing import Any
@@ -155,13 +156,14 @@ class Bench:
         a = self.args
         server: servers.Server | None = None
         with tempfile.TemporaryDirectory(prefix="bench-relay-") as data_dir:
+            stats_token = secrets.token_hex(16)
             if target == "relay":
                 server = servers.relay_server(
                     model=a.model,
                     data_dir=data_dir,
                     upstream_url=await self.upstream_url(),
                     cmd=a.relay_cmd.split() if a.relay_cmd else None,
-                    extra_env=dict(kv.split("=", 1) for kv in a.relay_env),
+                    extra_env={"RELAY_ADMIN_TOKEN": stats_token, **dict(kv.split("=", 1) for kv in a.relay_env)},
                 )
             elif target == "reference":
                 server = servers.reference_server(upstream=await self.upstream_url() or "local", model=a.model)
@@ -181,6 +183,8 @@ class Bench:
                     create_session=not a.no_session,
                     relay_pid=server.pid if server else a.relay_pid,
                     metrics_url=None if server else a.metrics_url,
+                    stats_url=f"{server.base_url}/v1/realtime/stats" if target == "relay" and server else None,
+                    stats_token=stats_token,
                     label=target if server else "target",
                     progress=not a.quiet,
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},

@@ -111,6 +111,14 @@ def text_summary(r: dict[str, Any]) -> str:
             f"waiting for a CPU {m.get('relay_runqueue_wait_pct', 0):.1f}% of the time, "
             f"load avg {m.get('loadavg_1m', 0):.1f}"
         )
+    st = r.get("relay_stats")
+    if isinstance(st, dict):
+        up, down = st.get("uplink_latency") or {}, st.get("downlink_latency") or {}
+        lines.append(
+            f"  inside relay: RTP in -> upstream append p50 {_fmt(up.get('p50_ms'))} p99 {_fmt(up.get('p99_ms'))} ms; "
+            f"upstream delta -> RTP out p50 {_fmt(down.get('p50_ms'))} p99 {_fmt(down.get('p99_ms'))} ms; "
+            f"clock overruns {st.get('clock_overruns')}"
+        )
     extra = "".join(
         f"; {k[:-8]} cpu {v:.1f}%"
         for k, v in m.items()

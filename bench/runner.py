@@ -37,6 +37,8 @@ class Scenario:
     create_session: bool = True
     relay_pid: int | None = None
     metrics_url: str | None = None  # Prometheus endpoint with process_* metrics (instead of a pid)
+    stats_url: str | None = None  # relay's GET /v1/realtime/stats (internal latencies, clock overruns)
+    stats_token: str | None = None  # its admin bearer token
     label: str = "relay"
     progress: bool = True
     extra_pids: dict[str, int] | None = None  # other processes to measure (e.g. the assistant)
@@ -90,6 +92,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
     starts: list[asyncio.Task[None]] = []
+    relay_stats: dict[str, Any] | None = None
     extra_a: dict[str, procstat.Sample | None] = {}
     extra_b: dict[str, procstat.Sample | None] = {}
     progress = asyncio.ensure_future(_progress(sc, devices, t0)) if sc.progress else None
@@ -108,6 +111,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         self_a = (time.monotonic(), procstat.self_cpu_s())
         await asyncio.sleep(sc.duration_s)
         relay_b = await _relay_sample(sc)
+        relay_stats = await _relay_stats(sc)
         extra_b = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_b = (time.monotonic(), procstat.self_cpu_s())
     finally:
@@ -136,7 +140,32 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         measure["relay_runqueue_wait_pct"] = round(procstat.wait_percent(relay_a, relay_b), 2)
         measure["relay_rss_base_bytes"] = relay_base.rss_bytes
         measure["relay_rss_bytes"] = relay_b.rss_bytes
-    return summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)
+    report = summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)
+    if relay_stats is not None:
+        report["relay_stats"] = relay_stats
+    return report
+
+
+async def _relay_stats(sc: Scenario) -> dict[str, Any] | None:
+    """relay's own view (``GET /v1/realtime/stats``): uplink/downlink latency inside relay, overruns."""
+    if not sc.stats_url:
+        return None
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {sc.stats_token}"} if sc.stats_token else {}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(sc.stats_url, headers=headers) as resp,
+        ):
+            if resp.status != 200:
+                log.warning("relay stats: HTTP %d", resp.status)
+                return None
+            doc = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        log.warning("relay stats: %s", exc)
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 async def _relay_sample(sc: Scenario) -> procstat.Sample | None:
