@@ -301,8 +301,10 @@ class Call:
             return
         frame = self.core.pull_frame(now) if self._upstream_open else None
         payload = self._encoder.encode(frame)
+        dropped = self.track.dropped
         self.track.push(payload)
         self.metrics.frames_out += 1
+        self.metrics.frames_out_dropped += self.track.dropped - dropped
         if frame is None:
             self.metrics.frames_out_silent += 1
             self._was_idle = True

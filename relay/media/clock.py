@@ -3,9 +3,12 @@
 Ticks are on an absolute schedule, ``start + n * ptime``, so they never drift
 (the sleep before each tick is recomputed from the schedule, not from the last
 wake-up). Each tick calls ``tick(now)`` on every registered listener -- one call
-each, no task or timer per call. If the loop was stalled for longer than
-``max_catchup`` ticks the schedule jumps forward (counted as overruns) rather
-than bursting a backlog of frames at the devices.
+each, no task or timer per call. After a stall of the event loop the missed
+ticks are run back to back, yielding between ticks so each call's sender takes
+its packet before the next one comes: nothing is skipped, so the playout
+accounting stays true and latency does not ratchet up (the devices' jitter
+buffers absorb the short burst). Only a stall longer than ``max_catchup`` ticks
+(500 ms) makes the schedule jump forward (counted as overruns).
 
 A listener that raises is logged and unregistered; the others keep ticking.
 """
@@ -28,7 +31,7 @@ class ClockListener(Protocol):
 
 
 class MediaClock:
-    def __init__(self, metrics: MediaMetrics, *, ptime_ms: int = 20, max_catchup: int = 5) -> None:
+    def __init__(self, metrics: MediaMetrics, *, ptime_ms: int = 20, max_catchup: int = 25) -> None:
         self.ptime_s = ptime_ms / 1000
         self._metrics = metrics
         self._max_catchup = max_catchup
@@ -67,9 +70,9 @@ class MediaClock:
             while True:
                 n += 1
                 target = start + n * self.ptime_s
-                delay = target - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # always yield, also when catching up: the senders consume each tick's packets
+                # before the next tick produces more (a burst would overflow their bounded queues)
+                await asyncio.sleep(max(0.0, target - loop.time()))
                 now = loop.time()
                 behind = int((now - target) / self.ptime_s)
                 if behind > self._max_catchup:

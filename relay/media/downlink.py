@@ -83,7 +83,7 @@ class PacketTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, encoder: DownlinkEncoder, *, max_queued: int = 3) -> None:
+    def __init__(self, encoder: DownlinkEncoder, *, max_queued: int = 5) -> None:
         super().__init__()
         self._encoder = encoder
         self._queue: deque[av.Packet] = deque()
