@@ -112,6 +112,7 @@ class Call:
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Call, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Call], None] = lambda call: None,
+        max_playback_hz: int | None = None,
     ) -> None:
         self.id = call_id
         self.device = device
@@ -146,7 +147,7 @@ class Call:
         self._delta_mark: float | None = None
         self._was_idle = True
         self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
-                                        bitrate_bps=config.opus_bitrate_bps)
+                                        bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz)
         self.track = PacketTrack(self._encoder)
         self.sink = UplinkSink(codec, chunk_ms=config.uplink_chunk_ms, on_chunk=self._on_uplink_chunk,
                                metrics=metrics)

@@ -91,6 +91,17 @@ def choose_audio_codec(desc: SessionDescription, *, allow_g711: bool) -> AudioCo
     raise OfferError(f"no usable audio codec in the offer (offered: {offered}; usable: {usable})", "unsupported_codec")
 
 
+def opus_max_playback_hz(desc: SessionDescription) -> int | None:
+    """The device's Opus ``maxplaybackrate`` (e.g. 16000 on an ESP32), if it states one."""
+    audio = next((m for m in desc.media if m.kind == "audio"), None)
+    for codec in audio.rtp.codecs if audio else ():
+        if codec.name.lower() == "opus":
+            value = codec.parameters.get("maxplaybackrate")
+            if isinstance(value, int) and 8000 <= value <= 48000:
+                return value
+    return None
+
+
 def codec_preferences(codec: AudioCodec) -> list[RTCRtpCodecCapability]:
     """The aiortc capability list that pins the transceiver to ``codec``."""
     caps = RTCRtpSender.getCapabilities("audio").codecs

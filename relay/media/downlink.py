@@ -30,14 +30,15 @@ FRAME_MS = 20
 class DownlinkEncoder:
     """20 ms of upstream-format audio (or ``None`` for silence) -> one RTP payload."""
 
-    def __init__(self, codec: AudioCodec, *, complexity: int = 5, bitrate_bps: int = 32000) -> None:
+    def __init__(self, codec: AudioCodec, *, complexity: int = 5, bitrate_bps: int = 32000,
+                 max_playback_hz: int | None = None) -> None:
         self.codec = codec
         if codec.is_g711:
             self._encoder = None
             self._silence = bytes([G711_SILENCE[codec.name]]) * codec.frame_bytes
         else:
             self._encoder = OpusEncoder(PCM16_RATE_HZ, frame_ms=FRAME_MS, bitrate_bps=bitrate_bps,
-                                        complexity=complexity)
+                                        complexity=complexity, max_playback_hz=max_playback_hz)
             # Encoded with a throwaway encoder so the live one's state is untouched.
             self._silence = _opus_silence(complexity, bitrate_bps)
         self.time_base = fractions.Fraction(1, codec.clock_rate_hz)

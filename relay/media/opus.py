@@ -28,6 +28,9 @@ OPUS_SET_INBAND_FEC_REQUEST = 4012
 OPUS_SET_PACKET_LOSS_PERC_REQUEST = 4014
 OPUS_SET_SIGNAL_REQUEST = 4024
 OPUS_SIGNAL_VOICE = 3001
+OPUS_SET_MAX_BANDWIDTH_REQUEST = 4004
+# audio bandwidth (Hz of audio, i.e. half the playback rate) -> libopus bandwidth constant
+_BANDWIDTHS = ((4000, 1101), (6000, 1102), (8000, 1103), (12000, 1104), (20000, 1105))
 OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
 MAX_PACKET_BYTES = 1275  # largest Opus frame (RFC 6716)
 MAX_FRAME_MS = 120
@@ -80,7 +83,7 @@ class OpusEncoder:
     """Mono voice encoder: ``encode(pcm16) -> bytes`` for exactly one frame of ``frame_ms``."""
 
     def __init__(self, rate_hz: int = 24000, *, frame_ms: int = 20, bitrate_bps: int = 32000,
-                 complexity: int = 5, fec: bool = False) -> None:
+                 complexity: int = 5, fec: bool = False, max_playback_hz: int | None = None) -> None:
         self._enc = None
         if rate_hz not in OPUS_RATES_HZ:
             raise ValueError(f"Opus cannot run at {rate_hz} Hz")
@@ -99,6 +102,10 @@ class OpusEncoder:
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_COMPLEXITY_REQUEST, c_int(complexity)), "complexity")
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_SIGNAL_REQUEST, c_int(OPUS_SIGNAL_VOICE)), "signal")
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_INBAND_FEC_REQUEST, c_int(int(fec))), "fec")
+        if max_playback_hz:  # the device plays back at most this rate (SDP maxplaybackrate): spend no bits above
+            bandwidth = next((bw for hz, bw in _BANDWIDTHS if max_playback_hz // 2 <= hz), 1105)
+            _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_MAX_BANDWIDTH_REQUEST,
+                                         c_int(bandwidth)), "max bandwidth")
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
 
     def encode(self, pcm16: bytes) -> bytes:

@@ -29,7 +29,7 @@ from relay.bridge import RunServerTool
 from relay.media import ice
 from relay.media.call import Call, CallConfig, CallUsage
 from relay.media.clock import MediaClock
-from relay.media.codecs import OfferError, choose_audio_codec, parse_offer
+from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, parse_offer
 from relay.media.metrics import MediaMetrics
 from relay.media.registry import CallLimitReached, CallRegistry
 from relay.settings import Settings, SettingsError
@@ -139,7 +139,8 @@ async def post_realtime(request: web.Request) -> web.Response:
     device = await authenticate(request)
     offer = await _read_offer(request, settings.max_sdp_bytes)
     try:
-        codec = choose_audio_codec(parse_offer(offer), allow_g711=device.assistant.allow_g711)
+        desc = parse_offer(offer)
+        codec = choose_audio_codec(desc, allow_g711=device.assistant.allow_g711)
     except OfferError as exc:
         raise ApiError(400, str(exc), exc.code) from None
     try:
@@ -150,7 +151,7 @@ async def post_realtime(request: web.Request) -> web.Response:
                        headers={"Retry-After": "1"}) from None
     call_id = "call_" + uuid.uuid4().hex
     try:
-        call = _new_call(request.app, plane, call_id, device, codec)
+        call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc))
         answer = await call.start(offer)
     except OfferError as exc:
         plane.registry.release()
@@ -168,7 +169,8 @@ async def post_realtime(request: web.Request) -> web.Response:
                         headers={"X-Session-Id": call_id})
 
 
-def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any) -> Call:
+def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
+              max_playback_hz: int | None = None) -> Call:
     settings = plane.settings
 
     async def upstream_factory(assistant: Any, log_id: str) -> Any:
@@ -205,7 +207,8 @@ def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any
 
     return Call(call_id=call_id, device=device, codec=codec, config=call_config(settings, device),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory,
-                tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=plane.registry.remove)
+                tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=plane.registry.remove,
+                max_playback_hz=max_playback_hz)
 
 
 def _needs_local_assistant(settings: Settings) -> bool:

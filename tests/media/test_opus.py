@@ -55,3 +55,23 @@ def test_bad_input():
     with pytest.raises(ValueError):
         OpusEncoder(44100)
     assert dec.decode(b"") == b""
+
+
+def test_max_playback_rate_limits_the_encoded_bandwidth():
+    """A device that plays back at 16 kHz (ESP32) gets no audio above 8 kHz: bits are not wasted."""
+    pcm = tone(10000.0, 0.5)  # a 10 kHz tone: audible to a 24 kHz listener, not to a 16 kHz one
+    full, wide = OpusEncoder(24000), OpusEncoder(24000, max_playback_hz=16000)
+    dec_full, dec_wide = OpusDecoder(24000), OpusDecoder(24000)
+    out_full = b"".join(dec_full.decode(full.encode(pcm[i:i + 960])) for i in range(0, len(pcm), 960))
+    out_wide = b"".join(dec_wide.decode(wide.encode(pcm[i:i + 960])) for i in range(0, len(pcm), 960))
+    level = lambda b: float(np.sqrt(np.mean(np.frombuffer(b, "<i2")[2400:].astype(float) ** 2)))  # noqa: E731
+    assert level(out_full) > 2000 and level(out_wide) < 0.1 * level(out_full)
+
+
+def test_max_playback_rate_is_read_from_the_offer():
+    from relay.media.codecs import opus_max_playback_hz, parse_offer
+    from tests.media.conftest import golden_offer
+
+    assert opus_max_playback_hz(parse_offer(golden_offer("esp32_opus"))) == 16000
+    assert opus_max_playback_hz(parse_offer(golden_offer("chrome"))) is None
+    assert opus_max_playback_hz(parse_offer(golden_offer("firefox"))) == 48000
