@@ -116,7 +116,22 @@ class Peer:
         if channel.bufferedAmount > self._dc_max_buffered:
             self._metrics.dc_events_dropped += 1
             return
-        channel.send(text)
+        self._send(channel, text)
+
+    def _send(self, channel: RTCDataChannel, text: str) -> None:
+        try:
+            channel.send(text)
+        except ValueError:
+            # larger than the device's SCTP max-message-size (an ESP32 takes 16 KiB): drop it, say so
+            self._metrics.dc_events_dropped += 1
+            log.warning("event of %d bytes exceeds the device's message size limit; dropped", len(text),
+                        extra=self._log_extra)
+            notice = ('{"type":"error","error":{"type":"server_error","code":"event_too_large",'
+                      '"message":"An event was larger than this device accepts and was dropped."}}')
+            if len(text) > len(notice):
+                self._send(channel, notice)
+        except ConnectionError:
+            self._metrics.dc_events_dropped += 1  # the channel is closing; the close handler ends the call
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         log.info("data channel %r opened by the device", channel.label, extra=self._log_extra)
@@ -134,7 +149,7 @@ class Peer:
                 self._on_closed("datachannel_closed")
 
         while self._pending and channel.readyState == "open":
-            channel.send(self._pending.popleft())
+            self._send(channel, self._pending.popleft())
 
     async def flush(self, timeout_s: float = 0.5, *, await_channel_s: float = 0.0) -> None:
         """Wait (bounded) until queued data-channel events have left.

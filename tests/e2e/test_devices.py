@@ -164,3 +164,35 @@ async def test_device_that_vanishes_is_detected_by_consent_loss(relay, monkeypat
     await asyncio.wait_for(call.wait_closed(), 20)
     assert call.end_reason in ("ice_failed", "device_closed", "datachannel_closed")
     await device.hangup()
+
+
+async def test_events_larger_than_the_device_accepts_are_dropped_not_fatal(relay):
+    """An ESP32 accepts data-channel messages up to 16 KiB (SDP max-message-size). A reply echoing a
+    20 KB text cannot be delivered whole: those events are dropped with an error event, the call goes on."""
+    events: list[dict] = []
+    device = relay.device()
+    device._on_event = events.append
+    pc = device.build_peer(audio_source=None)
+    with host_addresses(["127.0.0.1"]):
+        await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp.replace("a=max-message-size:262144", "a=max-message-size:16384")
+    assert "a=max-message-size:16384" in offer
+    answer, _ = await device._post("/v1/realtime", offer.encode(), "application/sdp")
+    await pc.setRemoteDescription(RTCSessionDescription(answer.decode(), "answer"))
+    await device.wait_connected()
+    def ask_text_only(text: str) -> None:
+        device.send_event({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+        device.send_event({"type": "response.create", "response": {"modalities": ["text"]}})
+
+    try:
+        ask_text_only("x" * 20_000)
+        await wait_until(lambda: any(e["type"] == "error" and e["error"]["code"] == "event_too_large"
+                                     for e in events))
+        ask_text_only("short")
+        await wait_until(lambda: any(e["type"] == "response.text.done" and "short" in e.get("text", "")
+                                     for e in events))
+        assert relay.plane.metrics.dc_events_dropped >= 1
+        assert relay.plane.registry.calls()[0].end_reason is None
+    finally:
+        await device.hangup()

@@ -192,3 +192,4 @@ async def test_openapi_documents_the_sdp_exchange(relay):
     assert {"400", "401", "413", "415", "503"} <= set(op["responses"])
     assert {p["name"] for p in op["parameters"]} >= {"X-Client-Id", "X-Client-Secret", "X-Demo-Mode", "X-Assistant-Id"}
     assert "/v1/realtime/stats" in doc["paths"]
+
