@@ -322,7 +322,7 @@ class Call:
             self._perform()
 
     def clock_failed(self, exc: BaseException) -> None:
-        self.end("internal_error")
+        self.end_with_error("internal_error", "Internal error; the call ended.")
 
     def _connect_deadline(self) -> None:
         if not self.peer.connected and self.end_reason is None:
