@@ -49,6 +49,8 @@ from relay.media.uplink import UplinkSink
 log = logging.getLogger("relay.media")
 
 MAX_TOOL_TASKS = 8
+DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
+DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
 PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 s at 40 ms)
 
 
@@ -78,6 +80,7 @@ class CallConfig:
     device_events_per_s: float = 50.0
     ice_public_ip: str = ""
     ice_port_range: tuple[int, int] | None = None
+    dtx: bool = False
     ice_connect_timeout_s: float = 15.0
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
     recycle_after_s: float | None = 3300.0
@@ -146,6 +149,7 @@ class Call:
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
         self._delta_mark: float | None = None
         self._was_idle = True
+        self._idle_ticks = 0
         self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
                                         bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz)
         self.track = PacketTrack(self._encoder)
@@ -301,6 +305,16 @@ class Call:
         if self.end_reason is not None or self.core is None:
             return
         frame = self.core.pull_frame(now) if self._upstream_open else None
+        if frame is None and self.config.dtx:
+            # discontinuous transmission: a few silent frames after speech, then one every 400 ms
+            self._idle_ticks += 1
+            if self._idle_ticks > DTX_HANGOVER_TICKS and self._idle_ticks % DTX_KEEPALIVE_TICKS:
+                self.track.skip()
+                self.metrics.frames_out_dtx += 1
+                self._was_idle = True
+                return
+        elif frame is not None:
+            self._idle_ticks = 0
         payload = self._encoder.encode(frame)
         dropped = self.track.dropped
         self.track.push(payload)

@@ -108,6 +108,10 @@ class PacketTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def skip(self) -> None:
+        """No packet this tick (DTX): the RTP timestamp still advances by one frame."""
+        self._pts += self._encoder.ticks_per_frame
+
     async def recv(self) -> av.Packet:  # type: ignore[override]
         while not self._queue:
             if self.readyState != "live":

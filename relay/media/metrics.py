@@ -51,6 +51,7 @@ class MediaMetrics:
     frames_out: int = 0
     frames_out_silent: int = 0
     frames_out_dropped: int = 0
+    frames_out_dtx: int = 0
     clock_overruns: int = 0
     dc_events_dropped: int = 0
     # RTP packet handed to relay (after SRTP) -> its audio sent upstream as input_audio_buffer.append

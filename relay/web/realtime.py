@@ -108,6 +108,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         device_events_per_s=settings.device_events_per_s,
         ice_public_ip=settings.ice_public_ip,
         ice_port_range=(settings.ice_port_min, settings.ice_port_max) if settings.ice_port_min else None,
+        dtx=settings.downlink_dtx,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
         recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,

@@ -81,3 +81,23 @@ async def test_relay_side_runs_no_decoder_thread(relay):
     assert receiver._RTCRtpReceiver__decoder_thread is None
     assert sum(t.name == "audio-decoder" for t in threading.enumerate()) <= 1  # the device's own
     await device.hangup()
+
+
+async def test_dtx_sends_almost_nothing_while_idle_and_audio_still_flows(relay_factory):
+    relay = await relay_factory(downlink_dtx=True)
+    signal = bursts([(0.3, 0.6, 440.0)], total_s=1.2)
+    capture, events = Capture(), []
+    device = relay.device()
+    await device.connect(audio_source=encode_pcm16_to_opus(signal, RATE_HZ), on_audio=capture,
+                         on_event=events.append)
+    await wait_until(lambda: "output_audio_buffer.stopped" in [e["type"] for e in events])
+    await asyncio.sleep(0.3)
+    packets = device.receiver.stats.packets
+    await asyncio.sleep(2.0)  # idle: ~100 ticks, of which DTX sends one in 20
+    idle_packets = device.receiver.stats.packets - packets
+    await device.hangup()
+    assert idle_packets <= 10
+    assert relay.plane.metrics.frames_out_dtx > 80
+    echo = capture.segment_samples(capture.segments()[0])
+    assert abs(dominant_hz(echo, capture.rate_hz) - 440.0) < 10 and rms(echo) > 3000
+    await relay.wait_idle()

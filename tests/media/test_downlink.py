@@ -55,3 +55,13 @@ def test_opus_silence_is_cached_and_decodes_to_silence():
     pcm = OpusDecoder(24000).decode(a.encode(None))
     assert len(pcm) == 960 and max(abs(int.from_bytes(pcm[i:i + 2], "little", signed=True))
                                    for i in range(0, len(pcm), 2)) < 50
+
+
+async def test_skip_advances_the_rtp_clock_without_a_packet():
+    enc = DownlinkEncoder(OPUS)
+    track = PacketTrack(enc)
+    track.push(enc.encode(None))
+    track.skip()
+    track.skip()
+    track.push(enc.encode(None))
+    assert [(await track.recv()).pts for _ in range(2)] == [0, 3 * 960]
