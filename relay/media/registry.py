@@ -11,14 +11,20 @@ log = logging.getLogger("relay.media")
 
 
 class CallLimitReached(Exception):
-    """The worker already carries ``max_calls`` calls."""
+    """The worker already carries ``max_calls`` calls (or is draining)."""
+
+
+class ClientCallLimitReached(Exception):
+    """This client already has ``max_calls_per_client`` live calls on this worker."""
 
 
 class CallRegistry:
-    def __init__(self, max_calls: int) -> None:
+    def __init__(self, max_calls: int, max_calls_per_client: int = 0) -> None:
         self.max_calls = max_calls
+        self.max_calls_per_client = max_calls_per_client  # 0: no per-client limit
         self._calls: dict[str, Call] = {}
         self._pending = 0  # admitted, still answering
+        self._per_client: dict[str, int] = {}  # live + pending calls per client id
         self.draining = False
 
     def __len__(self) -> int:
@@ -33,14 +39,18 @@ class CallRegistry:
     def calls(self) -> list[Call]:
         return list(self._calls.values())
 
-    def admit(self) -> None:
-        """Reserve a slot before answering; pair with ``add`` or ``release``."""
+    def admit(self, client_id: str = "") -> None:
+        """Reserve a slot before answering; pair with ``add`` or ``release`` (same ``client_id``)."""
         if self.draining or len(self._calls) + self._pending >= self.max_calls:
             raise CallLimitReached
+        if self.max_calls_per_client and self._per_client.get(client_id, 0) >= self.max_calls_per_client:
+            raise ClientCallLimitReached
         self._pending += 1
+        self._per_client[client_id] = self._per_client.get(client_id, 0) + 1
 
-    def release(self) -> None:
+    def release(self, client_id: str = "") -> None:
         self._pending -= 1
+        self._forget_client(client_id)
 
     def add(self, call: Call) -> None:
         """Register an answered call (turns its reservation into a live call)."""
@@ -48,7 +58,15 @@ class CallRegistry:
         self._calls[call.id] = call
 
     def remove(self, call: Call) -> None:
-        self._calls.pop(call.id, None)
+        if self._calls.pop(call.id, None) is not None:
+            self._forget_client(getattr(call.device, "client_id", ""))
+
+    def _forget_client(self, client_id: str) -> None:
+        left = self._per_client.get(client_id, 0) - 1
+        if left > 0:
+            self._per_client[client_id] = left
+        else:
+            self._per_client.pop(client_id, None)
 
     async def drain(self, timeout_s: float, reason: str = "server_shutdown") -> None:
         """Graceful drain: wait up to ``timeout_s`` for calls to end on their own, then end the rest."""

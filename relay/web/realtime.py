@@ -31,7 +31,7 @@ from relay.media.call import Call, CallConfig, CallUsage
 from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, parse_offer
 from relay.media.metrics import MediaMetrics
-from relay.media.registry import CallLimitReached, CallRegistry
+from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached
 from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
@@ -144,26 +144,31 @@ async def post_realtime(request: web.Request) -> web.Response:
         codec = choose_audio_codec(desc, allow_g711=device.assistant.allow_g711)
     except OfferError as exc:
         raise ApiError(400, str(exc), exc.code) from None
+    client_id = device.client_id
     try:
-        plane.registry.admit()
+        plane.registry.admit(client_id)
     except CallLimitReached:
         plane.metrics.calls_rejected += 1
         raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
                        headers={"Retry-After": "1"}) from None
+    except ClientCallLimitReached:
+        plane.metrics.calls_rejected += 1
+        raise ApiError(429, f"This client already has {settings.max_calls_per_client} live calls",
+                       "too_many_calls", headers={"Retry-After": "5"}) from None
     call_id = "call_" + uuid.uuid4().hex
     try:
         call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc))
         answer = await call.start(offer)
     except OfferError as exc:
-        plane.registry.release()
+        plane.registry.release(client_id)
         raise ApiError(400, str(exc), exc.code) from None
     except ice.NoFreePort:
-        plane.registry.release()
+        plane.registry.release(client_id)
         plane.metrics.calls_rejected += 1
         raise ApiError(503, "No free media port on this server; try again shortly", "capacity_exceeded",
                        headers={"Retry-After": "1"}) from None
     except BaseException:
-        plane.registry.release()
+        plane.registry.release(client_id)
         raise
     plane.registry.add(call)
     return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
@@ -272,7 +277,7 @@ def setup(app: web.Application) -> None:
             raise SettingsError("ice_port_min/ice_port_max: need 0 < min <= max <= 65535 (or both 0)")
     metrics = MediaMetrics()
     app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
-                            registry=CallRegistry(settings.max_calls))
+                            registry=CallRegistry(settings.max_calls, settings.max_calls_per_client))
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)

@@ -4,6 +4,7 @@ never a half-open peer, never harm to the call."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import aiohttp
 import orjson
@@ -64,7 +65,7 @@ async def test_golden_offers_of_real_devices_get_answers(relay):
     for name, rtpmap in (("chrome", "opus/48000/2"), ("chromium156_captured", "opus/48000/2"),
                          ("firefox", "opus/48000/2"), ("safari", "opus/48000/2"),
                          ("esp32_opus", "opus/48000/2"), ("esp32_pcma", "PCMA/8000")):
-        status, ctype, body = await post(relay, golden_offer(name))
+        status, ctype, body = await post(relay, golden_offer(name), **{"X-Client-Id": str(uuid.uuid4())})
         assert status == 201 and ctype == "application/sdp", body
         answer = body.decode()
         assert answer.startswith("v=0") and "a=rtpmap:" in answer and rtpmap in answer
@@ -193,3 +194,21 @@ async def test_openapi_documents_the_sdp_exchange(relay):
     assert {p["name"] for p in op["parameters"]} >= {"X-Client-Id", "X-Client-Secret", "X-Demo-Mode", "X-Assistant-Id"}
     assert "/v1/realtime/stats" in doc["paths"]
 
+
+
+async def test_one_client_cannot_take_every_call(relay_factory):
+    relay = await relay_factory(max_calls_per_client=1)
+    me, other = str(uuid.uuid4()), str(uuid.uuid4())
+    status, _, _ = await post(relay, golden_offer("chrome"), **{"X-Client-Id": me})
+    assert status == 201
+    err = assert_error(*await post(relay, golden_offer("chrome"), **{"X-Client-Id": me}), 429, "too_many_calls")
+    assert "1 live calls" in err["message"]
+    status, _, _ = await post(relay, golden_offer("chrome"), **{"X-Client-Id": other})
+    assert status == 201
+    for call in relay.plane.registry.calls():
+        call.end("test_cleanup")
+    await relay.wait_idle()
+    status, _, _ = await post(relay, golden_offer("chrome"), **{"X-Client-Id": me})  # freed again
+    assert status == 201
+    relay.plane.registry.calls()[0].end("test_cleanup")
+    await relay.wait_idle()
