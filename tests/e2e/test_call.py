@@ -101,3 +101,29 @@ async def test_dtx_sends_almost_nothing_while_idle_and_audio_still_flows(relay_f
     echo = capture.segment_samples(capture.segments()[0])
     assert abs(dominant_hz(echo, capture.rate_hz) - 440.0) < 10 and rms(echo) > 3000
     await relay.wait_idle()
+
+
+async def test_concurrent_calls_each_hear_only_their_own_echo(relay):
+    freqs = [350.0, 500.0, 650.0, 800.0]
+    devices, captures, events = [], [], []
+    for hz in freqs:
+        capture, evs = Capture(), []
+        device = relay.device()
+        await device.connect(audio_source=encode_pcm16_to_opus(bursts([(0.3, 0.6, hz)], total_s=1.5), RATE_HZ),
+                             on_audio=capture, on_event=evs.append)
+        devices.append(device)
+        captures.append(capture)
+        events.append(evs)
+    # a misbehaving fifth device floods garbage meanwhile
+    noisy = relay.device()
+    await noisy.connect()
+    for _ in range(300):
+        noisy.channel.send("{garbage")
+    await wait_until(lambda: all("output_audio_buffer.stopped" in [e["type"] for e in evs] for evs in events), 30)
+    for device in [*devices, noisy]:
+        await device.hangup()
+    for hz, capture in zip(freqs, captures, strict=True):
+        segments = capture.segments()
+        assert len(segments) == 1, (hz, segments)
+        heard = capture.segment_samples(segments[0])
+        assert abs(dominant_hz(heard, capture.rate_hz) - hz) < 10 and rms(heard) > 3000
