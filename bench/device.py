@@ -121,7 +121,7 @@ class Device:
                 r.frames_received, r.frames_lost, r.max_gap_ms = st.packets, st.lost, st.max_gap_ms
                 if st.first_arrival_s is not None and st.last_arrival_s is not None:
                     slots = round((st.last_arrival_s - st.first_arrival_s) / 0.02) + 1
-                    r.frames_missing = max(0, slots - st.packets)
+                    r.frames_missing = max(0, slots - st.packets - st.declared_gap_frames)
             r.markers_due = self.matcher.due(now)
             r.markers_lost = self.matcher.lost(now)
             r.markers_spurious = self.matcher.spurious

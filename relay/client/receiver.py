@@ -35,6 +35,8 @@ class ReceiveStats:
     first_arrival_s: float | None = None
     last_arrival_s: float | None = None
     max_gap_ms: float = 0.0
+    # 20 ms frames the sender declared as not sent (RTP timestamp jumps, e.g. DTX during silence)
+    declared_gap_frames: int = 0
     queue_dropped: int = 0
     decode_errors: int = 0
     codec: str = ""
@@ -47,6 +49,7 @@ class ReceiveStats:
             "lost": self.lost,
             "duplicates_or_late": self.duplicates_or_late,
             "max_gap_ms": round(self.max_gap_ms, 1),
+            "declared_gap_frames": self.declared_gap_frames,
             "queue_dropped": self.queue_dropped,
             "decode_errors": self.decode_errors,
             "codec": self.codec,
@@ -75,6 +78,11 @@ class AudioReceiver:
         self.payload_types: dict[int, str] = {}
         self._decoders: dict[int, PacketDecoder] = {}
         self._highest_seq: int | None = None
+        self._last_ts: int | None = None
+
+    def _ts_per_frame(self, payload_type: int) -> int:
+        """RTP timestamp ticks of one 20 ms frame: Opus runs a 48 kHz RTP clock, G.711 8 kHz."""
+        return 960 if self.payload_types.get(payload_type, "opus") == "opus" else 160
 
     def attach(self, receiver: Any) -> None:
         """Install on an ``aiortc.RTCRtpReceiver`` (before packets flow)."""
@@ -84,9 +92,13 @@ class AudioReceiver:
         self.payload_types = {pt: name.lower() for pt, name in payload_types.items()}
 
     async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int = 0) -> None:
-        self.handle_packet(packet.sequence_number, packet.payload_type, packet.payload, time.monotonic())
+        self.handle_packet(
+            packet.sequence_number, packet.payload_type, packet.payload, time.monotonic(), packet.timestamp
+        )
 
-    def handle_packet(self, seq: int, payload_type: int, payload: bytes, arrival_s: float) -> None:
+    def handle_packet(
+        self, seq: int, payload_type: int, payload: bytes, arrival_s: float, rtp_ts: int | None = None
+    ) -> None:
         """Account one RTP packet (public for tests: no network needed)."""
         st = self.stats
         st.packets += 1
@@ -107,6 +119,14 @@ class AudioReceiver:
             else:
                 st.lost += delta - 1
                 self._highest_seq = seq
+                if rtp_ts is not None and self._last_ts is not None:
+                    # a timestamp step of more than one frame per packet: the sender skipped frames on purpose
+                    step = (rtp_ts - self._last_ts) & 0xFFFFFFFF
+                    frame_ticks = self._ts_per_frame(payload_type)
+                    if 0 < step < 0x80000000 and frame_ticks:
+                        st.declared_gap_frames += max(0, round(step / frame_ticks) - delta)
+        if rtp_ts is not None and (self._last_ts is None or ((rtp_ts - self._last_ts) & 0xFFFFFFFF) < 0x80000000):
+            self._last_ts = rtp_ts
         if not self.decode:
             return
         name = self.payload_types.get(payload_type, "opus")

@@ -263,3 +263,15 @@ async def test_failing_tool_still_answers_and_unknown_tool_is_ignored():
     out = orjson.loads(sent[0]["item"]["output"])
     assert out["success"] is False and "no speaker" in out["error"] and sent[1]["type"] == "response.create"
     assert await _tool_round_trip({"quiet_device": broken}, "get_weather", "{}") == []  # server-side tool
+
+
+def test_receiver_tells_declared_gaps_from_missing_frames():
+    r = AudioReceiver(decode=False)
+    r.set_payload_types({111: "opus"})
+    # 3 frames, then the sender skips 19 frames on purpose (DTX: timestamp jumps 400 ms, sequence does not)
+    for seq, ts in ((1, 0), (2, 960), (3, 1920), (4, 1920 + 20 * 960), (5, 1920 + 21 * 960)):
+        r.handle_packet(seq, 111, b"x", 0.0, ts)
+    assert r.stats.lost == 0 and r.stats.declared_gap_frames == 19
+    # a lost packet is a sequence gap, not a declared gap
+    r.handle_packet(7, 111, b"x", 0.0, 1920 + 23 * 960)
+    assert r.stats.lost == 1 and r.stats.declared_gap_frames == 19
