@@ -27,7 +27,7 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from relay.media import ice, uplink
+from relay.media import downlink, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences
 from relay.media.downlink import PacketTrack
 from relay.media.metrics import MediaMetrics
@@ -79,6 +79,7 @@ class Peer:
             transceiver = pc.addTransceiver(self.track, direction="sendrecv")
             transceiver.setCodecPreferences(codec_preferences(self.codec))
             uplink.install(transceiver.receiver, self.sink)
+            downlink.install_sender(transceiver.sender)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:

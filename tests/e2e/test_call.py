@@ -70,7 +70,7 @@ async def test_many_utterances_in_one_call_and_clean_hangup(relay):
     assert relay.plane.metrics.rtp_in_bad == 0 and relay.plane.metrics.rtp_in_lost == 0
 
 
-async def test_relay_side_runs_no_decoder_thread(relay):
+async def test_relay_side_runs_no_decoder_thread_and_keeps_no_rtp_history(relay):
     import threading
 
     device = relay.device()
@@ -79,6 +79,9 @@ async def test_relay_side_runs_no_decoder_thread(relay):
     receiver = call.peer.pc.getTransceivers()[0].receiver
     await wait_until(lambda: relay.plane.metrics.rtp_in_packets > 10)
     assert receiver._RTCRtpReceiver__decoder_thread is None
+    # audio is never retransmitted: the sender keeps no RTP history
+    await wait_until(lambda: relay.plane.metrics.frames_out > 10)
+    assert len(call.peer.pc.getTransceivers()[0].sender._RTCRtpSender__rtp_history) == 0
     assert sum(t.name == "audio-decoder" for t in threading.enumerate()) <= 1  # the device's own
     await device.hangup()
 
