@@ -87,3 +87,51 @@ def test_procstat_reads_this_process():
     sum(i * i for i in range(200000))
     b = sample(os.getpid())
     assert b.cpu_s >= a.cpu_s and b.rss_bytes > 1 << 20 and cpu_percent(a, b) >= 0
+
+
+def _run(label: str, n: int, cpu: float, rss_mb: float, rtts: list[float]) -> dict:
+    results = [_ok(i, rtts) for i in range(n)]
+    measure = {"relay_cpu_pct": cpu, "relay_rss_base_bytes": 90 * 2**20, "relay_rss_bytes": int(rss_mb * 2**20)}
+    return summarize(label, n, 20.0, 5.0, results, measure)
+
+
+def test_compare_ratios_and_marginal_costs():
+    from bench.__main__ import compare_table, marginal_costs
+
+    reports = [
+        _run("relay", 1, 3.0, 100.0, [60.0] * 5),
+        _run("reference", 1, 6.0, 100.0, [150.0] * 5),
+        _run("relay", 11, 13.0, 105.0, [60.0] * 5),
+        _run("reference", 11, 56.0, 110.0, [150.0] * 5),
+    ]
+    rows = compare_table(reports)
+    assert [r["n"] for r in rows] == [1, 11]
+    assert rows[1]["cpu_per_call"]["ratio"] == round((56.0 / 11) / (13.0 / 11), 2)
+    assert rows[0]["marker_p50"] == {"relay": 60.0, "reference": 150.0, "ratio": 2.5}
+    m = marginal_costs(reports)
+    assert m["relay"]["cpu_pct_per_added_call"] == 1.0  # (13 - 3) / (11 - 1)
+    assert m["reference"]["cpu_pct_per_added_call"] == 5.0  # (56 - 6) / 10
+    assert m["relay"]["rss_mb_per_added_call"] == 0.5
+
+
+def test_marginal_cpu_ignores_overloaded_runs():
+    from bench.__main__ import marginal_costs
+
+    slow = _run("relay", 21, 30.0, 110.0, [900.0] * 5)  # p99 > 300 ms: overloaded, CPU understated
+    reports = [_run("relay", 1, 3.0, 100.0, [60.0] * 5), _run("relay", 11, 13.0, 105.0, [60.0] * 5), slow]
+    m = marginal_costs(reports)
+    assert m["relay"]["cpu_pct_per_added_call"] == 1.0
+    assert m["relay"]["rss_mb_per_added_call"] == 0.5  # memory is fitted over every run
+
+
+def test_cli_rejects_bad_arguments():
+    import pytest
+
+    from bench.__main__ import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["-n", "5"])  # neither --url nor --spawn
+    with pytest.raises(SystemExit):
+        parse_args(["--spawn", "relay", "--relay-env", "PATH=/tmp"])  # only RELAY_* settings
+    a = parse_args(["--compare", "-n", "1,10", "--relay-env", "RELAY_OPUS_COMPLEXITY=3"])
+    assert a.spawn == "both" and a.n == [1, 10]
