@@ -124,8 +124,10 @@ def text_summary(r: dict[str, Any]) -> str:
         for k, v in m.items()
         if k.endswith("_cpu_pct") and k not in ("relay_cpu_pct", "bench_cpu_pct")
     )
+    lag = m.get("bench_loop_lag_ms") or {}
     lines.append(
-        f"  bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)" + extra
+        f"  bench loop lag p50 {_fmt(lag.get('p50'))} p99 {_fmt(lag.get('p99'))} ms; bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"
+        + extra
     )
     if r["errors"]:
         lines.append(f"  errors: {r['errors'][:3]}")

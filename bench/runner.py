@@ -14,7 +14,7 @@ from typing import Any
 from bench import procstat
 from bench.audio import BenchAudio
 from bench.device import Device, DeviceConfig, DeviceResult
-from bench.report import summarize
+from bench.report import percentile, summarize
 
 log = logging.getLogger("bench.runner")
 
@@ -92,6 +92,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
     starts: list[asyncio.Task[None]] = []
+    lags_ms: list[float] = []
     relay_stats: dict[str, Any] | None = None
     extra_a: dict[str, procstat.Sample | None] = {}
     extra_b: dict[str, procstat.Sample | None] = {}
@@ -109,7 +110,9 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         relay_a = await _relay_sample(sc)
         extra_a = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_a = (time.monotonic(), procstat.self_cpu_s())
+        lag = asyncio.ensure_future(_loop_lag(sc.duration_s))
         await asyncio.sleep(sc.duration_s)
+        lags_ms = await lag
         relay_b = await _relay_sample(sc)
         relay_stats = await _relay_stats(sc)
         extra_b = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
@@ -130,6 +133,8 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         "steady_s": round(self_b[0] - self_a[0], 3),
         "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
         "bench_cpu_total_s": round(procstat.self_cpu_s() - self_cpu0, 3),
+        # how late the tester's own loop wakes up: an upper bound on what it adds to each timestamp
+        "bench_loop_lag_ms": {"p50": percentile(lags_ms, 50), "p99": percentile(lags_ms, 99)},
     }
     for name, a in extra_a.items():
         b = extra_b.get(name)
@@ -144,6 +149,17 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     if relay_stats is not None:
         report["relay_stats"] = relay_stats
     return report
+
+
+async def _loop_lag(duration_s: float, period_s: float = 0.01) -> list[float]:
+    """Oversleep of a 10 ms sleep, sampled for ``duration_s``: the load tester's own scheduling delay."""
+    out: list[float] = []
+    end = time.monotonic() + duration_s
+    while time.monotonic() < end and len(out) < 100_000:
+        t = time.monotonic()
+        await asyncio.sleep(period_s)
+        out.append(max(0.0, (time.monotonic() - t - period_s) * 1000.0))
+    return out
 
 
 async def _relay_stats(sc: Scenario) -> dict[str, Any] | None:
