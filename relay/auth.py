@@ -36,6 +36,7 @@ from aiohttp import web
 
 from relay.assistants import resolve_default_assistant
 from relay.models import Assistant, Client, Device, Workspace
+from relay.ops.counters import counters_of
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
@@ -73,7 +74,10 @@ def _throttle(app: web.Application) -> AuthThrottle:
     return thr
 
 
-def _rate_limited(retry_after: str) -> ApiError:
+def _rate_limited(app: web.Application, reason: str, retry_after: str) -> ApiError:
+    counters = counters_of(app)
+    if counters is not None:
+        counters.throttle(reason)
     return ApiError(429, "Too many failed attempts; retry later", "rate_limited",
                     headers={"Retry-After": retry_after})
 
@@ -99,6 +103,16 @@ async def _resolve_assistant(db: Database, settings: Settings, client: Client, w
 
 async def authenticate(request: web.Request, *, require_workspace_key: bool = False) -> Device:
     """Authenticate the device behind ``request`` (see the module docstring for every case)."""
+    try:
+        return await _authenticate(request, require_workspace_key)
+    except ApiError as exc:  # counted for GET /metrics (relay_auth_failures_total{code}), then raised as is
+        counters = counters_of(request.app)
+        if counters is not None:
+            counters.auth_failure(exc.code)
+        raise
+
+
+async def _authenticate(request: web.Request, require_workspace_key: bool) -> Device:
     app = request.app
     settings: Settings = app[keys.SETTINGS]
     db: Database = app[keys.DB]
@@ -125,7 +139,7 @@ async def authenticate(request: web.Request, *, require_workspace_key: bool = Fa
     addr_key = "addr:" + address
     wait = thr.by_address.retry_after_header(addr_key, now)
     if wait:
-        raise _rate_limited(wait)
+        raise _rate_limited(app, "auth_address", wait)
 
     ws_key = headers.get("X-Workspace-Key")
     if require_workspace_key and not ws_key:
@@ -157,7 +171,7 @@ async def authenticate(request: web.Request, *, require_workspace_key: bool = Fa
     client_key = "client:" + client.id
     wait = thr.by_client.retry_after_header(client_key, now)
     if wait:
-        raise _rate_limited(wait)
+        raise _rate_limited(app, "auth_client_id", wait)
 
     workspace = key_workspace or await workspaces_repo.find(db, client.workspace_id)
     secret = headers.get("X-Client-Secret")

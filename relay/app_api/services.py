@@ -42,12 +42,14 @@ class AppServices:
     storage: Storage
 
     per_client: dict[str, int] = field(default_factory=dict)
+    client_busy_rejections: int = 0  # requests refused because their device had tts_per_client running
 
     @asynccontextmanager
     async def admit(self, client_id: str | None) -> AsyncIterator[None]:
         """A TTS slot for one request: per client at most ``tts_per_client``, overall the pool's capacity."""
         if client_id is not None:
             if self.per_client.get(client_id, 0) >= self.settings.tts_per_client:
+                self.client_busy_rejections += 1
                 raise ClientBusy(client_id)
             self.per_client[client_id] = self.per_client.get(client_id, 0) + 1
         try:

@@ -41,7 +41,7 @@ from relay.bridge import (
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, PacketTrack
-from relay.media.metrics import MediaMetrics
+from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
 from relay.media.ratelimit import TokenBucket
 from relay.media.uplink import UplinkSink
@@ -152,7 +152,7 @@ class Call:
         self._idle_ticks = 0
         self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
                                         bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz)
-        self.track = PacketTrack(self._encoder)
+        self.track = PacketTrack(self._encoder, metrics=metrics)
         self.sink = UplinkSink(codec, chunk_ms=config.uplink_chunk_ms, on_chunk=self._on_uplink_chunk,
                                metrics=metrics)
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
@@ -203,6 +203,7 @@ class Call:
             upstream = self.upstream = await self._upstream_factory(self.device.assistant, self.id)
             await upstream.connect()
         except Exception as exc:  # UpstreamError and friends: tell the device, end cleanly
+            self.metrics.upstream_connect_failures += 1
             log.warning("upstream connect failed: %s", exc, extra=self._log)
             self._send_device(error_event(f"The assistant is unavailable: {exc}", "upstream_unavailable"))
             self.end("upstream_unavailable")
@@ -251,6 +252,7 @@ class Call:
         except Exception as exc:
             if fresh is not None:
                 await fresh.close()
+            self.metrics.upstream_recycle_failures += 1
             log.warning("upstream recycle failed: %s", exc, extra=self._log)
             if self.end_reason is None:
                 self.core.on_upstream_closed(f"recycle failed: {exc}", self._loop.time())
@@ -260,6 +262,7 @@ class Call:
             await fresh.close()
             return
         old, self.upstream = self.upstream, fresh
+        self.metrics.upstream_recycles += 1
         log.info("upstream recycled (%s)", reason, extra=self._log)
         self.core.on_upstream_opened(self._loop.time())
         self._perform()
@@ -280,6 +283,7 @@ class Call:
     def _on_device_message(self, raw: str | bytes) -> None:
         if self.end_reason is not None or self.core is None:
             return
+        self.metrics.dc_events_in += 1
         now = self._loop.time()
         if not self._event_bucket.allow(now):
             self.metrics.dc_events_refused += 1
@@ -385,6 +389,7 @@ class Call:
             self._core_timer = self._loop.call_at(deadline, self._on_core_timer)
 
     def _send_device(self, event: dict[str, Any]) -> None:
+        self.metrics.dc_events_out += 1
         self.peer.send_event(orjson.dumps(event).decode())
 
     def _spawn_tool(self, action: RunServerTool) -> None:
@@ -465,6 +470,7 @@ class Call:
             self.usage.ended_at = time.time()
             self.usage.output_audio_s = self._audio_frames_out * 0.02
             self.metrics.calls_ended += 1
+            bump(self.metrics.calls_ended_by_reason, self.end_reason)
             log.info("call ended: %s", self.end_reason, extra=self._log)
             if self._usage_recorder is not None:
                 try:

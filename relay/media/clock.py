@@ -66,6 +66,7 @@ class MediaClock:
         loop = asyncio.get_running_loop()
         start = loop.time()
         n = 0
+        late = False  # the previous tick ran behind schedule (a stall being caught up)
         try:
             while True:
                 n += 1
@@ -75,6 +76,11 @@ class MediaClock:
                 await asyncio.sleep(max(0.0, target - loop.time()))
                 now = loop.time()
                 behind = int((now - target) / self.ptime_s)
+                if behind:
+                    self._metrics.clock_late_ticks += 1
+                    if not late:
+                        self._metrics.clock_stalls += 1
+                late = behind > 0
                 if behind > self._max_catchup:
                     self._metrics.clock_overruns += behind
                     n += behind

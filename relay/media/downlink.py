@@ -21,6 +21,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
+from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusEncoder
 from relay.media.uplink import G711_SILENCE
 
@@ -84,9 +85,10 @@ class PacketTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, encoder: DownlinkEncoder, *, max_queued: int = 5) -> None:
+    def __init__(self, encoder: DownlinkEncoder, *, max_queued: int = 5, metrics: MediaMetrics | None = None) -> None:
         super().__init__()
         self._encoder = encoder
+        self._metrics = metrics
         self._queue: deque[av.Packet] = deque()
         self._max_queued = max_queued
         self._waiter: asyncio.Future[None] | None = None
@@ -121,6 +123,8 @@ class PacketTrack(MediaStreamTrack):
                 await self._waiter
             finally:
                 self._waiter = None
+        if self._metrics is not None:
+            self._metrics.rtp_out_packets += 1  # aiortc's sender packs each packet into one RTP packet
         return self._queue.popleft()
 
     def stop(self) -> None:

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
+# upper bounds of the latency histogram's buckets, seconds (GET /metrics: relay_*_latency_seconds)
+LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+MAX_REASONS = 64  # distinct end reasons / setup failure codes kept; beyond: "other"
+
+
+def bump(counts: dict[str, int], key: str) -> None:
+    """``counts[key] += 1`` with at most ``MAX_REASONS`` keys (reasons come from code, this is a guard)."""
+    if key not in counts and len(counts) >= MAX_REASONS:
+        key = "other"
+    counts[key] = counts.get(key, 0) + 1
+
 
 class LatencySamples:
-    """The last ``capacity`` latency samples in seconds, with count/max over all time."""
+    """The last ``capacity`` latency samples in seconds, with count/max/sum and histogram buckets over all time."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self._samples: deque[float] = deque(maxlen=capacity)
         self.count = 0
         self.max_s = 0.0
+        self.sum_s = 0.0
+        self.bucket_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # non-cumulative; last: above every bound
 
     def add(self, seconds: float) -> None:
         self._samples.append(seconds)
         self.count += 1
+        self.sum_s += seconds
+        self.bucket_counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         if seconds > self.max_s:
             self.max_s = seconds
 
@@ -53,7 +69,17 @@ class MediaMetrics:
     frames_out_dropped: int = 0
     frames_out_dtx: int = 0
     clock_overruns: int = 0
+    clock_late_ticks: int = 0  # ticks run behind schedule by a ptime or more (catching up a stall)
+    clock_stalls: int = 0  # times the clock fell behind and started catching up
     dc_events_dropped: int = 0
+    dc_events_in: int = 0  # data-channel messages received from devices (refused ones included)
+    dc_events_out: int = 0  # events handed to the peer for devices (dropped ones included)
+    rtp_out_packets: int = 0  # downlink packets taken by aiortc's senders (one RTP packet each)
+    upstream_connect_failures: int = 0
+    upstream_recycles: int = 0
+    upstream_recycle_failures: int = 0
+    calls_ended_by_reason: dict[str, int] = field(default_factory=dict)
+    setup_failures: dict[str, int] = field(default_factory=dict)  # POST /v1/realtime errors by code
     # RTP packet handed to relay (after SRTP) -> its audio sent upstream as input_audio_buffer.append
     uplink_latency: LatencySamples = field(default_factory=LatencySamples)
     # audio delta from upstream parsed -> first frame of it handed to aiortc as an RTP payload
@@ -61,6 +87,8 @@ class MediaMetrics:
 
     def snapshot(self) -> dict[str, object]:
         out: dict[str, object] = {k: v for k, v in vars(self).items() if isinstance(v, int)}
+        out["calls_ended_by_reason"] = dict(self.calls_ended_by_reason)
+        out["setup_failures"] = dict(self.setup_failures)
         out["uplink_latency"] = self.uplink_latency.summary_ms()
         out["downlink_latency"] = self.downlink_latency.summary_ms()
         return out

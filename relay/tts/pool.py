@@ -42,6 +42,7 @@ class WorkerPool:
         self.workers = workers
         self.capacity = workers + queue_limit
         self._admitted = 0
+        self.rejected = 0  # requests refused with TtsBusy (GET /metrics)
         self._executor: ProcessPoolExecutor | None = None
 
     @property
@@ -58,6 +59,7 @@ class WorkerPool:
     async def admit(self) -> AsyncIterator[WorkerPool]:
         """Hold one request slot for the block, or raise ``TtsBusy``."""
         if self._admitted >= self.capacity:
+            self.rejected += 1
             raise TtsBusy(f"all {self.capacity} TTS slots are busy")
         self._admitted += 1
         try:

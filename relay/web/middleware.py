@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from relay.log import REQUEST_ID
+from relay.ops.counters import counters_of
 from relay.settings import Settings
 from relay.web import keys
 from relay.web.errors import ApiError, AppApiError
@@ -136,6 +137,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         access_log.info("%s %s %s", request.method, request.path, status,
                         extra={"method": request.method, "path": request.path, "status": status,
                                "duration_ms": duration_ms, "remote": remote_address(request)})
+        counters = counters_of(request.app)
+        if counters is not None:  # GET /metrics: relay_http_requests_total{method,route,status}
+            counters.http_request(request, status)
         REQUEST_ID.reset(token)
 
 
