@@ -111,8 +111,6 @@ def render(app: web.Application) -> bytes:
     out.gauge("relay_live_calls", "Live WebRTC calls on this worker", len(registry) if registry is not None else 0)
     out.gauge("relay_max_calls", "Live-call limit of this worker (max_calls)",
               registry.max_calls if registry is not None else 0)
-    out.gauge("relay_draining", "1 while this worker drains on shutdown (new calls refused)",
-              int(bool(registry is not None and registry.draining)))
     out.counter("relay_calls_started_total", "Calls answered and started", media.calls_started)
     out.labelled("relay_calls_ended_total", "counter", "Calls ended, by end reason",
                  _by("reason", media.calls_ended_by_reason))
