@@ -69,6 +69,7 @@ class Settings:
     auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429.")
     auth_fail_window_s: int = _f(60, "Window of the failed-secret throttle, seconds.")
     admin_token: str = _f("", "Bearer token of the admin HTTP API under `/admin/v1/`; empty disables it.", secret=True)
+    metrics_token: str = _f("", "Bearer token for `GET /metrics` (Prometheus scrapes); empty: the admin token; both empty: 404.", secret=True)
     trust_forwarded_for: bool = _f(
         False, "Take the client address from the last `X-Forwarded-For` hop (only behind your own proxy/ingress)."
     )

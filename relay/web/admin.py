@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from relay.auth import THROTTLE
+from relay.ops.counters import counters_of
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
 from relay.store import usage as usage_repo
@@ -40,13 +41,18 @@ def _check_token(request: web.Request) -> None:
     thr = request.app[THROTTLE].by_address
     addr_key = "admin:" + remote_address(request)
     now = time.time()
+    counters = counters_of(request.app)
     wait = thr.retry_after_header(addr_key, now)
     if wait:
+        if counters is not None:
+            counters.throttle("admin_address")
         raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
     auth = request.headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
         thr.failure(addr_key, now)
+        if counters is not None:
+            counters.auth_failure("invalid_admin_token")
         raise ApiError(401, "Missing or invalid admin bearer token", "invalid_admin_token",
                        headers={"WWW-Authenticate": 'Bearer realm="relay-admin"'})
 

@@ -35,6 +35,8 @@ AREAS: list[str] = [
     "relay.app_api.routes",
     # console page (#5)
     "relay.web.console",
+    # operations: GET /metrics (Prometheus)
+    "relay.web.metrics",
 ]
 
 
