@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Prometheus endpoint of the relay under --url (process_cpu_seconds_total, "
         "process_resident_memory_bytes), instead of --relay-pid",
     )
+    tgt.add_argument("--metrics-token", help="bearer token for --metrics-url (relay: RELAY_METRICS_TOKEN)")
     tgt.add_argument(
         "--spawn",
         choices=["relay", "reference", "both"],
@@ -183,6 +184,7 @@ class Bench:
                     create_session=not a.no_session,
                     relay_pid=server.pid if server else a.relay_pid,
                     metrics_url=None if server else a.metrics_url,
+                    metrics_token=None if server else a.metrics_token,
                     stats_url=f"{server.base_url}/v1/realtime/stats" if target == "relay" and server else None,
                     stats_token=stats_token,
                     label=target if server else "target",

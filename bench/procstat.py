@@ -102,9 +102,10 @@ def parse_prometheus(text: str) -> tuple[float | None, int | None]:
     return cpu, rss
 
 
-async def sample_metrics(session: object, url: str) -> Sample | None:
+async def sample_metrics(session: object, url: str, token: str | None = None) -> Sample | None:
     """CPU/RSS from a Prometheus metrics endpoint (standard ``process_*`` metrics); None if absent."""
-    async with session.get(url) as resp:  # type: ignore[attr-defined]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.get(url, headers=headers) as resp:  # type: ignore[attr-defined]
         if resp.status != 200:
             return None
         text = await resp.text()

@@ -37,6 +37,7 @@ class Scenario:
     create_session: bool = True
     relay_pid: int | None = None
     metrics_url: str | None = None  # Prometheus endpoint with process_* metrics (instead of a pid)
+    metrics_token: str | None = None  # its bearer token (relay: metrics_token or admin_token)
     stats_url: str | None = None  # relay's GET /v1/realtime/stats (internal latencies, clock overruns)
     stats_token: str | None = None  # its admin bearer token
     label: str = "relay"
@@ -190,7 +191,7 @@ async def _relay_sample(sc: Scenario) -> procstat.Sample | None:
 
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                return await procstat.sample_metrics(session, sc.metrics_url)
+                return await procstat.sample_metrics(session, sc.metrics_url, sc.metrics_token)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("metrics endpoint: %s", exc)
             return None
