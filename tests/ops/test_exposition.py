@@ -73,3 +73,38 @@ def test_bounded_label_keys() -> None:
 def test_strict_parser_refuses(text: str) -> None:
     with pytest.raises(ParseError):
         parse(text)
+
+
+async def test_clock_stall_is_counted_as_late_ticks_and_one_stall() -> None:
+    import asyncio
+    import time
+
+    from relay.media.clock import MediaClock
+    from relay.media.metrics import MediaMetrics
+
+    metrics = MediaMetrics()
+    clock = MediaClock(metrics)
+
+    class Blocker:
+        ticks = 0
+
+        def tick(self, now: float) -> None:
+            self.ticks += 1
+            if self.ticks == 3:
+                time.sleep(0.2)  # block the event loop: 10 ticks' worth
+
+        def clock_failed(self, exc: BaseException) -> None:
+            raise AssertionError(exc)
+
+    listener = Blocker()
+    clock.register(listener)
+    clock.start()
+    try:
+        async with asyncio.timeout(10):
+            while listener.ticks < 30:  # noqa: ASYNC110 -- polling state that has no event
+                await asyncio.sleep(0.02)
+    finally:
+        await clock.stop()
+    assert metrics.clock_stalls >= 1
+    assert metrics.clock_late_ticks >= 5  # the stalled ticks were caught up one by one, each behind schedule
+    assert metrics.clock_late_ticks >= metrics.clock_stalls
