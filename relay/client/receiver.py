@@ -4,7 +4,8 @@
 packet is counted (sequence gaps = lost frames) and, if asked, decoded right
 away in the event loop and handed to a callback and/or a bounded queue. It
 deliberately bypasses aiortc's jitter buffer and decoder thread: arrival times
-are the network's, not a playout buffer's, and a device costs no thread.
+are the network's, not a playout buffer's, and no decoding happens off the loop (aiortc still
+starts its decoder thread, which is never fed and stays idle).
 """
 
 from __future__ import annotations
