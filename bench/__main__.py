@@ -27,7 +27,7 @@ from typing import Any
 from bench import audio as bench_audio
 from bench import servers
 from bench.report import passes_bar, plot, text_summary
-from bench.runner import Scenario, run
+from bench.runner import Scenario, run, run_churn
 
 log = logging.getLogger("bench")
 
@@ -102,6 +102,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ld.add_argument("--client-secret", action="append", help="secret(s) matching --client-id")
     ld.add_argument("--assistant-id", help="X-Assistant-Id to send")
     ld.add_argument("--no-session", action="store_true", help="skip POST /v1/realtime/sessions")
+    ld.add_argument(
+        "--churn-call-s",
+        type=float,
+        default=None,
+        help="churn mode: a new call every 1/rate s for --duration s, each lasting this long "
+        "(setup under a steady arrival rate; -n is ignored)",
+    )
     sw = ap.add_argument_group("sweep")
     sw.add_argument(
         "--sweep",
@@ -191,7 +198,10 @@ class Bench:
                     progress=not a.quiet,
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
                 )
-                report = await run(sc, self.audio)
+                if a.churn_call_s:
+                    report = await run_churn(sc, self.audio, a.churn_call_s)
+                else:
+                    report = await run(sc, self.audio)
             finally:
                 if server is not None:
                     server.stop()

@@ -111,6 +111,12 @@ def text_summary(r: dict[str, Any]) -> str:
             f"waiting for a CPU {m.get('relay_runqueue_wait_pct', 0):.1f}% of the time, "
             f"load avg {m.get('loadavg_1m', 0):.1f}"
         )
+    ch = r.get("churn")
+    if isinstance(ch, dict):
+        lines.append(
+            f"  churn: {ch['calls_total']} calls of {ch['call_s']} s, mean concurrency {ch['mean_concurrency']}; "
+            f"relay RSS retained after hang-up {_fmt(m.get('relay_rss_mb_retained_per_call'))} MB/call"
+        )
     st = r.get("relay_stats")
     if isinstance(st, dict):
         up, down = st.get("uplink_latency") or {}, st.get("downlink_latency") or {}

@@ -224,3 +224,71 @@ async def _progress(sc: Scenario, devices: list[Device], t0: float) -> None:
             f"marker p50 {p50} ms{cpu}   "
         )
         sys.stderr.flush()
+
+
+async def run_churn(sc: Scenario, audio: BenchAudio, call_s: float) -> dict[str, Any]:
+    """Steady churn: a new call every ``1 / rate`` s for ``duration`` s, each hung up ``call_s`` after it
+    connected (mean concurrency ``rate * call_s``). Measures setup under a constant arrival rate, and
+    that hang-ups free what calls took. ``sc.n`` is ignored; every field of the report is per call."""
+    total = int(sc.rate_per_s * sc.duration_s)
+    if not 1 <= total <= MAX_DEVICES:
+        raise ValueError(f"rate x duration must give 1..{MAX_DEVICES} calls")
+    if not 0 < call_s <= 600:
+        raise ValueError("call_s must be in (0, 600]")
+    async with asyncio.timeout(sc.duration_s + call_s + WATCHDOG_SLACK_S):
+        return await _run_churn(sc, audio, call_s, total)
+
+
+async def _run_churn(sc: Scenario, audio: BenchAudio, call_s: float, total: int) -> dict[str, Any]:
+    async def one(i: int) -> DeviceResult:
+        cid, secret = _credentials(sc, i)
+        dev = Device(
+            i,
+            DeviceConfig(
+                sc.base_url, cid, secret, demo=sc.demo, assistant_id=sc.assistant_id, create_session=sc.create_session
+            ),
+            audio,
+        )
+        try:
+            await dev.start()
+            if dev.result.ok:
+                await asyncio.sleep(call_s)
+        finally:
+            result = await dev.stop()
+        return result
+
+    relay_a = await _relay_sample(sc)
+    self_a = (time.monotonic(), procstat.self_cpu_s())
+    t0 = time.monotonic()
+    tasks: list[asyncio.Task[DeviceResult]] = []
+    try:
+        for i in range(total):
+            delay = t0 + i / sc.rate_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i)))
+        results = list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+    relay_b = await _relay_sample(sc)
+    self_b = (time.monotonic(), procstat.self_cpu_s())
+    concurrency = sc.rate_per_s * call_s
+    measure: dict[str, Any] = {
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "steady_s": round(self_b[0] - self_a[0], 3),
+        "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
+    }
+    if relay_a and relay_b:
+        measure["relay_cpu_pct"] = round(procstat.cpu_percent(relay_a, relay_b), 2)
+        measure["relay_runqueue_wait_pct"] = round(procstat.wait_percent(relay_a, relay_b), 2)
+        measure["relay_rss_base_bytes"] = relay_a.rss_bytes
+        measure["relay_rss_bytes"] = relay_b.rss_bytes
+    report = summarize(sc.label, total, sc.rate_per_s, sc.duration_s, results, measure)
+    m = report["measure"]
+    # per *live* call (mean concurrency), not per call placed; RSS: what stays after every call hung up
+    if "relay_cpu_pct" in m:
+        m["relay_cpu_pct_per_call"] = round(m["relay_cpu_pct"] / concurrency, 3)
+        m["relay_rss_mb_retained_per_call"] = m.pop("relay_rss_mb_per_call", None)
+    report["churn"] = {"call_s": call_s, "calls_total": total, "mean_concurrency": round(concurrency, 1)}
+    return report

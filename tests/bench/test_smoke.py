@@ -72,3 +72,28 @@ async def test_bench_smoke_n2(loopback_relay_url):
     assert m["relay_cpu_pct"] > 0 and m["relay_rss_bytes"] > 10 * 2**20 and "relay_cpu_pct_per_call" in m
     assert report["events"] > 0
     assert "2/2 calls" in text_summary(report)
+
+
+async def test_bench_churn_mode(loopback_relay_url):
+    from bench.runner import run_churn
+
+    audio = build(None, markers=True, marker_interval_ms=500, min_duration_s=3.0)
+    report = await run_churn(
+        Scenario(
+            base_url=loopback_relay_url,
+            n=1,
+            rate_per_s=4,
+            duration_s=1.5,
+            relay_pid=os.getpid(),
+            label="relay",
+            progress=False,
+        ),
+        audio,
+        call_s=1.0,
+    )
+    assert report["calls_requested"] == 6 and report["calls_established"] == 6, report["errors"]
+    assert report["setup_ms"]["n"] == 6 and report["churn"]["mean_concurrency"] == 4.0
+    assert report["frames"]["received"] > 100  # each call heard audio before it hung up
+    m = report["measure"]
+    assert m["relay_cpu_pct_per_call"] == round(m["relay_cpu_pct"] / 4.0, 3)
+    assert "relay_rss_mb_retained_per_call" in m
