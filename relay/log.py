@@ -33,6 +33,7 @@ _PATTERNS = [
     re.compile(r"(?i)\b(bearer)(\s+)()[A-Za-z0-9._~+/=-]{8,}"),
 ]
 _WORKSPACE_KEY_RE = re.compile(r"rwk_[A-Za-z0-9_-]{8,}")
+_API_TOKEN_RE = re.compile(r"\b(rtk_[0-9a-f]{16})\.[A-Za-z0-9_-]+")  # WebSocket edge tokens: keep the public id
 _known_secrets: set[str] = set()
 
 _STD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
@@ -58,6 +59,7 @@ def redact(text: str) -> str:
             text = text.replace(secret, "***")
     for pat in _PATTERNS:
         text = pat.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}***", text)
+    text = _API_TOKEN_RE.sub(r"\1.***", text)
     return _WORKSPACE_KEY_RE.sub("rwk_***", text)
 
 

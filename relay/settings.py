@@ -117,6 +117,11 @@ class Settings:
     ice_port_max: int = _f(0, "Highest UDP port for relay's ICE host candidates; one port per call is used.")
     downlink_dtx: bool = _f(False, "Discontinuous transmission: while the assistant is silent send one frame per 400 ms instead of 50/s (saves CPU and bandwidth; devices must tolerate RTP gaps, as browsers do).")
 
+    # --- WebSocket edge for server clients (seed 003) -------------------------
+    ws_events_per_s: float = _f(200.0, "Events a WebSocket client (`GET /v1/realtime`) may send per second, audio appends included (burst the same); beyond: an error event, dropped.")
+    ws_bytes_per_s: int = _f(1 << 20, "Bytes a WebSocket client may send per second (burst: the same or one largest event); beyond: an error event, dropped.")
+    ws_send_backlog_bytes: int = _f(8 << 20, "Events queued to a WebSocket client that does not read; past it the call ends (`client_too_slow`).")
+
     # --- app REST API: TTS, voices, stories, file storage (#6) --------------
     tts_engine: str = _f("espeak", "`espeak` (embedded espeak-ng) or `qwen3` (the Qwen3-TTS adapter at `tts_adapter_url`).")
     tts_adapter_url: str = _f("", "Base URL of the Qwen3-TTS adapter service (protocol in docs/app_api.md).")

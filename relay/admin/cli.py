@@ -106,6 +106,10 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
     add_app_parsers(things)
 
+    from relay.edge.admin import add_parsers as add_token_parsers  # API tokens (WebSocket edge, seed 003)
+
+    add_token_parsers(things)
+
 
 def load_fields_file(path: str) -> dict[str, Any]:
     """Assistant fields from a ``.json`` or ``.toml`` file."""
@@ -159,6 +163,10 @@ async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
         from relay.app_api.admin_cli import run as run_app
 
         return await run_app(args, db)
+    if args.thing == "tokens":
+        from relay.edge.admin import run as run_tokens
+
+        return await run_tokens(args, db)
     if args.thing == "workspaces":
         if op == "create":
             ws, key = await workspaces_repo.create(db, args.name, allow_self_enrol=bool(args.self_enrol),
@@ -242,8 +250,9 @@ async def _main(args: argparse.Namespace) -> int:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif isinstance(result, list):
         from relay.app_api.admin_cli import COLUMNS as APP_COLUMNS
+        from relay.edge.admin import COLUMNS as TOKEN_COLUMNS
 
-        print(_table(result, {**_COLUMNS, **APP_COLUMNS}[kind]) if result else f"(no {kind}s)")
+        print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else f"(no {kind}s)")
     else:
         width = max(len(k) for k in result)
         for k, v in result.items():
@@ -251,6 +260,8 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"{k.ljust(width)}  {'-' if shown is None else shown}")
         if result.get("key"):
             print("\nThe workspace key is shown only now: store it safely.", file=sys.stderr)
+        if result.get("token"):
+            print("\nThe API token is shown only now: store it safely.", file=sys.stderr)
     try:  # after printing: a failed write must not lose the new key
         key_file = _rewrite_console_key_file(args, settings, result)
     except OSError as exc:

@@ -31,6 +31,8 @@ AREAS: list[str] = [
     "relay.web.openapi",
     # media plane (#3)
     "relay.web.realtime",
+    # WebSocket edge for server clients (seed 003); after relay.web.realtime (uses its media plane)
+    "relay.web.ws_edge",
     # app REST API (#6)
     "relay.app_api.routes",
     # console page (#5)

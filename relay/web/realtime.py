@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,11 +175,11 @@ async def post_realtime(request: web.Request) -> web.Response:
                         headers={"X-Session-Id": call_id})
 
 
-def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
-              max_playback_hz: int | None = None) -> Call:
+def upstream_factory(plane: MediaPlane) -> Callable[[Any, str], Awaitable[Any]]:
+    """Opens a call's upstream socket over the plane's HTTP session (also used by the WebSocket edge)."""
     settings = plane.settings
 
-    async def upstream_factory(assistant: Any, log_id: str) -> Any:
+    async def factory(assistant: Any, log_id: str) -> Any:
         from relay.upstream.client import UpstreamClient, connect_request
 
         local_url = ""
@@ -190,7 +190,14 @@ def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any
         return UpstreamClient(plane.http, request, connect_timeout_s=settings.upstream_connect_timeout_s,
                               send_queue_max=settings.upstream_send_queue_max, log_id=log_id)
 
-    async def tool_runner(action: RunServerTool) -> str:
+    return factory
+
+
+def tool_runner(plane: MediaPlane) -> Callable[[RunServerTool], Awaitable[str]]:
+    """Runs a server-side tool's webhook (also used by the WebSocket edge)."""
+    settings = plane.settings
+
+    async def run(action: RunServerTool) -> str:
         from relay.bridge.tools import run_webhook_tool
 
         assert plane.tool_http is not None
@@ -199,7 +206,13 @@ def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any
             arguments=action.arguments, timeout_s=settings.tool_timeout_s,
             max_response_bytes=settings.tool_max_response_bytes, allow_private=settings.tool_allow_private)
 
-    async def usage_recorder(call: Call, usage: CallUsage) -> None:
+    return run
+
+
+def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsage], Awaitable[None]]:
+    """Records a finished call's usage row (also used by the WebSocket edge)."""
+
+    async def record(call: Any, usage: CallUsage) -> None:
         db = app.get(keys.DB)
         if db is None:
             return
@@ -211,10 +224,15 @@ def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any
             ended_at=usage.ended_at, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             input_audio_s=usage.input_audio_s, output_audio_s=usage.output_audio_s)
 
-    return Call(call_id=call_id, device=device, codec=codec, config=call_config(settings, device),
-                metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory,
-                tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=plane.registry.remove,
-                max_playback_hz=max_playback_hz)
+    return record
+
+
+def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
+              max_playback_hz: int | None = None) -> Call:
+    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device),
+                metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
+                tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
+                on_finished=plane.registry.remove, max_playback_hz=max_playback_hz)
 
 
 def _needs_local_assistant(settings: Settings) -> bool:

@@ -1,0 +1,198 @@
+"""``GET /v1/realtime`` upgraded to a WebSocket: the edge for server clients (seed 003).
+
+The same path as the WebRTC SDP exchange (``POST``, ``relay.web.realtime``); aiohttp routes
+the methods separately. Before the upgrade everything is plain HTTP with seed 000's error
+shape: 426 when the request is not a WebSocket upgrade, 401 ``missing_token`` /
+``invalid_token`` / ``token_revoked``, 429 ``rate_limited`` (failed tokens are throttled per
+token id and per address, with the device-secret throttle's settings), 404
+``assistant_not_found``, 503 ``capacity_exceeded`` / 429 ``too_many_calls`` (the media plane's
+call registry and limits: one mechanism for both edges). After the upgrade the client speaks
+the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.edge.call.WsCall``).
+
+Token: ``?token=...`` or ``Authorization: Bearer ...`` in the handshake (the header wins when
+both are given). Tokens are created by the operator (``relay admin tokens create``,
+``POST /admin/v1/tokens``), scoped to a workspace and its assistant.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import web
+
+from relay.assistants import resolve_default_assistant
+from relay.auth import THROTTLE, AuthThrottle
+from relay.bridge.core import AUDIO_FORMATS
+from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
+from relay.edge.call import WsCall, WsCallConfig
+from relay.models import Assistant, Device
+from relay.media.registry import CallLimitReached, ClientCallLimitReached
+from relay.settings import Settings
+from relay.store import assistants as assistants_repo
+from relay.store import tokens as tokens_repo
+from relay.store import workspaces as workspaces_repo
+from relay.store.db import Database
+from relay.web import keys
+from relay.web.errors import ApiError
+from relay.web.middleware import remote_address
+from relay.web.realtime import MEDIA, tool_runner, upstream_factory, usage_recorder
+
+log = logging.getLogger("relay.edge")
+
+TOUCH_EVERY_S = 60.0  # last_used_at is refreshed at most this often
+#: the largest frame read at all; frames between ``device_event_max_bytes`` and this get an error
+#: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
+HARD_FRAME_FACTOR = 4
+HEARTBEAT_S = 30.0
+
+_E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 404, 429, 503)}
+OPENAPI = {"paths": {
+    "/v1/realtime": {"get": {
+        "summary": "WebSocket edge for server clients (seed 003): upgrade, then OpenAI Realtime events "
+                   "(beta or GA) both ways; relay injects the assistant's configuration",
+        "description": "Authenticate with `?token=` or `Authorization: Bearer` (an API token from "
+                       "`relay admin tokens create` / `POST /admin/v1/tokens`). Client events: session.update, "
+                       "input_audio_buffer.append/commit/clear, conversation.item.create/delete/truncate/"
+                       "retrieve, response.create/cancel. Server events: session.created, session.updated, "
+                       "response.audio.delta, transcripts, function-call events, response.done (usage), "
+                       "conversation.item.created, error. Audio: pcm16 24 kHz mono (or `audio_format`). "
+                       "See docs/ws_edge.md.",
+        "tags": ["realtime"],
+        "security": [{"ApiToken": []}, {"ApiTokenQuery": []}],
+        "parameters": [
+            {"name": "token", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 256},
+             "description": "The API token (or send `Authorization: Bearer <token>`)."},
+            {"name": "audio_format", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": sorted(AUDIO_FORMATS), "default": "pcm16"},
+             "description": "Audio format both ways (G.711 only when the assistant allows it)."},
+        ],
+        "responses": {
+            "101": {"description": "Switching Protocols: the WebSocket is open; relay sends session.created"},
+            "426": {"description": "Not a WebSocket upgrade request",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            **{str(c): _E[c] for c in (400, 401, 404, 429, 503)}}}},
+}, "components": {"securitySchemes": {
+    "ApiToken": {"type": "http", "scheme": "bearer", "description": "API token `rtk_...` (seed 003)"},
+    "ApiTokenQuery": {"type": "apiKey", "in": "query", "name": "token"}}}}
+OPENAPI["paths"].update(ADMIN_OPENAPI["paths"])  # the token admin routes (mounted by relay.web.admin)
+OPENAPI["components"]["schemas"] = ADMIN_OPENAPI["components"]["schemas"]
+
+
+def _presented_token(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query.get("token", "").strip()
+
+
+def _unauthorized(message: str, code: str) -> ApiError:
+    return ApiError(401, message, code, headers={"WWW-Authenticate": 'Bearer realm="relay"'})
+
+
+async def _assistant_for(db: Database, settings: Settings, token: tokens_repo.ApiToken) -> Assistant:
+    """The token's assistant, else its workspace's default assistant, else the default assistant."""
+    workspace = await workspaces_repo.find(db, token.workspace_id)
+    for aid in (token.assistant_id, workspace.default_assistant_id if workspace else None):
+        if aid:
+            assistant = await assistants_repo.find(db, aid)
+            if assistant is not None and assistant.workspace_id == token.workspace_id:
+                return assistant
+    return resolve_default_assistant(settings)
+
+
+async def authenticate_token(request: web.Request) -> Device:
+    """The server client behind the handshake's token, as a ``Device`` (client_id: the token id)."""
+    app = request.app
+    settings: Settings = app[keys.SETTINGS]
+    db: Database = app[keys.DB]
+    thr: AuthThrottle = app[THROTTLE]
+    now = time.time()
+    address = remote_address(request)
+    addr_key = "addr:" + address
+    wait = thr.by_address.retry_after_header(addr_key, now)
+    if wait:
+        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
+    presented = _presented_token(request)
+    if not presented:
+        raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
+    tid = tokens_repo.token_id(presented)
+    tid_key = f"token:{tid}"
+    if tid is not None:
+        wait = thr.by_client.retry_after_header(tid_key, now)
+        if wait:
+            raise ApiError(429, "Too many failed attempts; retry later", "rate_limited",
+                           headers={"Retry-After": wait})
+    status, token = await tokens_repo.verify(db, presented)
+    if status == "revoked":
+        raise _unauthorized("This token has been revoked", "token_revoked")
+    if status != "ok" or token is None:
+        thr.by_address.failure(addr_key, now)
+        if status == "mismatch":
+            thr.by_client.failure(tid_key, now)
+        log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
+        raise _unauthorized("Invalid token", "invalid_token")
+    thr.by_client.success(tid_key)
+    if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY_S:
+        await tokens_repo.touch(db, token.id, now=now)
+    assistant = await _assistant_for(db, settings, token)
+    return Device(client_id=token.id, workspace_id=token.workspace_id, assistant=assistant, demo=False,
+                  max_call_s=settings.max_call_s)
+
+
+def ws_call_config(settings: Settings, audio_format: str) -> WsCallConfig:
+    return WsCallConfig(
+        audio_format=audio_format,
+        max_call_s=float(settings.max_call_s),
+        recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,
+        event_max_bytes=settings.device_event_max_bytes,
+        events_per_s=settings.ws_events_per_s,
+        bytes_per_s=settings.ws_bytes_per_s,
+        send_backlog_bytes=settings.ws_send_backlog_bytes,
+    )
+
+
+async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
+    plane = request.app[MEDIA]
+    settings = plane.settings
+    ws = web.WebSocketResponse(max_msg_size=settings.device_event_max_bytes * HARD_FRAME_FACTOR,
+                               heartbeat=HEARTBEAT_S, autoping=True, compress=False, timeout=2.0)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(426, "GET /v1/realtime is a WebSocket endpoint: send an Upgrade: websocket request "
+                            "(WebRTC devices POST their SDP offer instead)", "websocket_required",
+                       headers={"Upgrade": "websocket"})
+    audio_format = request.query.get("audio_format", "pcm16")
+    if audio_format not in AUDIO_FORMATS:
+        raise ApiError(400, f"audio_format must be one of {', '.join(sorted(AUDIO_FORMATS))}", "invalid_audio_format")
+    device = await authenticate_token(request)
+    if audio_format != "pcm16" and not device.assistant.allow_g711:
+        raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
+    try:
+        plane.registry.admit(device.client_id)
+    except CallLimitReached:
+        plane.metrics.calls_rejected += 1
+        raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
+                       headers={"Retry-After": "1"}) from None
+    except ClientCallLimitReached:
+        plane.metrics.calls_rejected += 1
+        raise ApiError(429, f"This token already has {settings.max_calls_per_client} live calls",
+                       "too_many_calls", headers={"Retry-After": "5"}) from None
+    call_id = "call_" + uuid.uuid4().hex
+    try:
+        ws.headers["X-Session-Id"] = call_id
+        await ws.prepare(request)
+        call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format),
+                      upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
+                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove)
+    except BaseException:
+        plane.registry.release(device.client_id)
+        raise
+    plane.registry.add(call)  # type: ignore[arg-type]  # a WsCall has what the registry uses of a Call
+    await call.run()
+    return ws
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/realtime", get_realtime_ws, allow_head=False)
