@@ -8,7 +8,11 @@ G.711), and waits on the clock -- never on a timer of its own.
 
 ``DownlinkEncoder`` turns the bridge's 20 ms of upstream-format audio into the
 RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched.
-Idle frames reuse one cached encoded silence payload.
+Idle frames reuse one cached encoded silence payload, and so do frames the assistant
+sends that are inaudible (peak <= ``QUIET_PEAK``, about -66 dBFS: the near-silence in
+pauses and between sentences): encoding those cost a full libopus call each (~130 us
+at complexity 4, the largest item of relay's CPU) for a frame that decodes to the same
+silence. The check is one pass of ``relay._fast.peak_abs`` (~1 us).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from collections import deque
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from relay._fast import peak_abs
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
 from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusEncoder
 from relay.media.uplink import G711_SILENCE
 
 FRAME_MS = 20
+QUIET_PEAK = 16  # |sample| <= 16 of 32767 (-66 dBFS): sent as the cached silence payload, not encoded
 
 
 class DownlinkEncoder:
@@ -44,6 +50,7 @@ class DownlinkEncoder:
             self._silence = _opus_silence(complexity, bitrate_bps)
         self.time_base = fractions.Fraction(1, codec.clock_rate_hz)
         self.ticks_per_frame = codec.clock_rate_hz * FRAME_MS // 1000
+        self.quiet_frames = 0  # inaudible Opus frames sent as the cached silence payload
 
     def encode(self, frame: bytes | None) -> bytes:
         if frame is None:
@@ -52,6 +59,9 @@ class DownlinkEncoder:
             if len(frame) != self.codec.frame_bytes:
                 raise ValueError(f"expected {self.codec.frame_bytes} bytes of G.711, got {len(frame)}")
             return frame
+        if peak_abs(frame) <= QUIET_PEAK:
+            self.quiet_frames += 1
+            return self._silence
         return self._encoder.encode(frame)
 
     def close(self) -> None:

@@ -65,3 +65,32 @@ async def test_skip_advances_the_rtp_clock_without_a_packet():
     track.skip()
     track.push(enc.encode(None))
     assert [(await track.recv()).pts for _ in range(2)] == [0, 3 * 960]
+
+
+def test_inaudible_opus_frames_are_sent_as_the_cached_silence_not_encoded():
+    import numpy as np
+
+    from relay.media.downlink import QUIET_PEAK
+
+    enc = DownlinkEncoder(OPUS)
+    rng = np.random.default_rng(3)
+    quiet = rng.integers(-QUIET_PEAK, QUIET_PEAK + 1, 480).astype("<i2").tobytes()
+    assert enc.encode(quiet) is enc.encode(None) and enc.quiet_frames == 1
+    just_audible = np.zeros(480, "<i2")
+    just_audible[100] = -(QUIET_PEAK + 1)
+    assert enc.encode(just_audible.tobytes()) is not enc.encode(None) and enc.quiet_frames == 1
+    # speech after quiet frames is still encoded and decodes to a tone at its level
+    t = np.arange(480 * 10) / 24000
+    tone = (6000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    dec = OpusDecoder(24000)
+    for f in (quiet, quiet):
+        dec.decode(enc.encode(f))
+    out = np.frombuffer(b"".join(dec.decode(enc.encode(tone[i:i + 960])) for i in range(0, len(tone), 960)), "<i2")
+    assert enc.quiet_frames == 3
+    assert 0.7 * 6000 / np.sqrt(2) < np.sqrt(np.mean(out[2400:].astype(float) ** 2)) < 1.3 * 6000 / np.sqrt(2)
+
+
+def test_g711_frames_are_never_gated():
+    enc = DownlinkEncoder(PCMA)
+    frame = b"\xd5" * 159 + b"\xd4"
+    assert enc.encode(frame) is frame and enc.quiet_frames == 0
