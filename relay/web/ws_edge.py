@@ -28,6 +28,7 @@ from relay.bridge.core import AUDIO_FORMATS
 from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
 from relay.models import Assistant, Device
+from relay.ops.counters import counters_of
 from relay.media.registry import CallLimitReached, ClientCallLimitReached
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
@@ -104,7 +105,18 @@ async def _assistant_for(db: Database, settings: Settings, token: tokens_repo.Ap
 
 
 async def authenticate_token(request: web.Request) -> Device:
-    """The server client behind the handshake's token, as a ``Device`` (client_id: the token id)."""
+    """The server client behind the handshake's token, as a ``Device`` (client_id: the token id).
+    Failures are counted for ``GET /metrics`` (``relay_auth_failures_total{code}``)."""
+    try:
+        return await _authenticate_token(request)
+    except ApiError as exc:
+        counters = counters_of(request.app)
+        if counters is not None:
+            counters.auth_failure(exc.code)
+        raise
+
+
+async def _authenticate_token(request: web.Request) -> Device:
     app = request.app
     settings: Settings = app[keys.SETTINGS]
     db: Database = app[keys.DB]
