@@ -396,10 +396,11 @@ class WsCall:
             finally:
                 self.usage.ended_at = time.time()
                 log.info("websocket call ended: %s", self.end_reason, extra=self._log)
-                if self._usage_recorder is not None:
-                    try:
+                try:
+                    if self._usage_recorder is not None:
                         await self._usage_recorder(self, self.usage)
-                    except Exception:
-                        log.exception("recording usage failed", extra=self._log)
-                self._closed.set()
-                self._on_finished(self)
+                except Exception:
+                    log.exception("recording usage failed", extra=self._log)
+                finally:  # even when cancelled: the registry slot is freed and waiters wake up
+                    self._closed.set()
+                    self._on_finished(self)
