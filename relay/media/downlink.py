@@ -12,7 +12,8 @@ Idle frames reuse one cached encoded silence payload, and so do frames the assis
 sends that are inaudible (peak <= ``QUIET_PEAK``, about -66 dBFS: the near-silence in
 pauses and between sentences): encoding those cost a full libopus call each (~130 us
 at complexity 4, the largest item of relay's CPU) for a frame that decodes to the same
-silence. The check is one pass of ``relay._fast.peak_abs`` (~1 us).
+silence. The check is one pass of ``relay._fast.peak_abs`` (~1 us); the first
+``QUIET_HANGOVER`` quiet frames after audio are still encoded (a clean fade-out).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from relay.media.uplink import G711_SILENCE
 
 FRAME_MS = 20
 QUIET_PEAK = 16  # |sample| <= 16 of 32767 (-66 dBFS): sent as the cached silence payload, not encoded
+# ...after this many quiet frames in a row still go through the live encoder: cutting straight from
+# speech to the cached payload truncates the decoder's fade-out (log-spectral distance +0.14 dB on
+# espeak speech; with 2 frames of hangover +0.01 dB, and 84 % of the quiet frames are still skipped)
+QUIET_HANGOVER = 2
 
 
 class DownlinkEncoder:
@@ -51,6 +56,7 @@ class DownlinkEncoder:
         self.time_base = fractions.Fraction(1, codec.clock_rate_hz)
         self.ticks_per_frame = codec.clock_rate_hz * FRAME_MS // 1000
         self.quiet_frames = 0  # inaudible Opus frames sent as the cached silence payload
+        self._quiet_run = 0
 
     def encode(self, frame: bytes | None) -> bytes:
         if frame is None:
@@ -60,8 +66,12 @@ class DownlinkEncoder:
                 raise ValueError(f"expected {self.codec.frame_bytes} bytes of G.711, got {len(frame)}")
             return frame
         if peak_abs(frame) <= QUIET_PEAK:
-            self.quiet_frames += 1
-            return self._silence
+            self._quiet_run += 1
+            if self._quiet_run > QUIET_HANGOVER:
+                self.quiet_frames += 1
+                return self._silence
+        else:
+            self._quiet_run = 0
         return self._encoder.encode(frame)
 
     def close(self) -> None:
