@@ -123,7 +123,10 @@ class WsCall:
                      self.config.audio_format, extra=self._log)
             await self._ended.wait()
         finally:
-            await self._teardown()
+            # its own task, shielded: a cancelled handler (connection lost, with aiohttp's
+            # handler_cancellation) must not cut the teardown short; wait_closed() waits for it
+            teardown = self._loop.create_task(self._teardown(), name=f"ws-teardown {self.id}")
+            await asyncio.shield(teardown)
 
     def end(self, reason: str) -> None:
         """End the call (idempotent, callable from any callback or task)."""
@@ -373,22 +376,22 @@ class WsCall:
             if stoppers:
                 await asyncio.gather(*stoppers, return_exceptions=True)
             self._upstream_open = False
-            # 2. the last events (an error first when the call failed) reach the client, then the close
+            # 2. the last events (an error first when the call failed) reach the client
             if self._writer is not None:
                 self._out_wakeup.set()
                 done, _ = await asyncio.wait({self._writer}, timeout=FLUSH_TIMEOUT_S)
                 if not done:
                     self._writer.cancel()
                     await asyncio.gather(self._writer, return_exceptions=True)
+            # 3. stop reading, then a full closing handshake (close() reads until the client's close frame)
+            if self._reader is not None:
+                self._reader.cancel()
+                await asyncio.gather(self._reader, return_exceptions=True)
             reason = self.end_reason or "ended"
             code = CLOSE_CODES.get(reason, aiohttp.WSCloseCode.OK)
             with contextlib.suppress(ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError):
-                async with asyncio.timeout(2.0):
+                async with asyncio.timeout(2.5):
                     await self.ws.close(code=code, message=reason.encode()[:120])
-            if self._reader is not None and not self._reader.done():
-                self._reader.cancel()
-            if self._reader is not None:
-                await asyncio.gather(self._reader, return_exceptions=True)
         finally:
             try:
                 if self.upstream is not None:

@@ -213,6 +213,8 @@ async def test_upstream_failure_gives_an_error_then_a_close(edge) -> None:
     conn = await edge.connect(await edge.token(assistant_id=assistant["id"]))
     code, events = await conn.closed()
     assert code == 1011
+    await asyncio.sleep(0.05)
+    assert conn.ws.close_code == 1011  # a complete closing handshake, not a dropped connection (1006)
     errors = [e for e in events if e["type"] == "error"]
     assert errors and errors[-1]["error"]["code"] == "upstream_closed"
     await edge.wait_idle()
