@@ -298,3 +298,20 @@ async def test_server_shutdown_drains_websocket_calls(edge_factory) -> None:
     assert code == 1001
     assert [e["error"]["code"] for e in events if e["type"] == "error"] == ["server_shutdown"]
     assert len(edge.plane.registry) == 0
+
+
+async def test_g711_ulaw_call_by_query_parameter(edge) -> None:
+    from relay._fast import ulaw_encode
+
+    conn = await edge.connect(await edge.token(), audio_format="g711_ulaw")
+    events = await _ready(conn)
+    assert events[-1]["session"]["input_audio_format"] == "g711_ulaw"
+    assert events[-1]["session"]["output_audio_format"] == "g711_ulaw"
+    speech = ulaw_encode(tone(800, freq_hz=500, rate_hz=8000))
+    await conn.append(ulaw_encode(silence(100, 8000)) + speech + ulaw_encode(silence(700, 8000)), chunk_bytes=320)
+    events = await conn.until("response.done")
+    assert speech in audio_of(events)
+    await conn.ws.close()
+    await edge.wait_idle()
+    [row] = await list_usage(edge.app[keys.DB], client_id=(await edge.admin("GET", "/tokens"))[1]["data"][0]["id"])
+    assert abs(row.input_audio_s - 1.6) < 0.01  # 8 kHz G.711: 8000 bytes per second
