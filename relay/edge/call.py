@@ -10,8 +10,9 @@ Tasks, all owned by the call: the HTTP handler's task runs ``run()`` (waits for 
 tears down), one reader task (client -> core), one upstream task (connect + upstream -> core),
 one writer task (a bounded byte backlog -> the client socket), and helper tasks for server
 tools and upstream recycles. ``end(reason)`` may be called from anywhere; the teardown runs
-once: stop the upstream reader and tools, flush the last events (an ``error`` first when the
-call failed) and close the client socket with a close code, close the upstream, record usage.
+once, in its own shielded task: stop the upstream reader and tools, flush the last events (an
+``error`` first when the call failed), stop reading and close the client socket with a close
+code (a full closing handshake), close the upstream, record usage, free the registry slot.
 The object has what ``relay.media.registry.CallRegistry`` needs (``id``, ``device``,
 ``end_with_error``, ``wait_closed``, ``closed``), so both edges share one registry and its limits.
 """
