@@ -27,9 +27,9 @@ from relay.auth import THROTTLE, AuthThrottle
 from relay.bridge.core import AUDIO_FORMATS
 from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
+from relay.media.registry import CallLimitReached, ClientCallLimitReached
 from relay.models import Assistant, Device
 from relay.ops.counters import counters_of
-from relay.media.registry import CallLimitReached, ClientCallLimitReached
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
 from relay.store import tokens as tokens_repo

@@ -29,7 +29,7 @@ def speech() -> np.ndarray:
     return oq.speech_24k()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lsd(complexity: int) -> float:
     out, _ = oq.round_trip(speech(), complexity)
     return oq.lsd_db(speech(), out)
