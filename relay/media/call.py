@@ -6,9 +6,9 @@ The I/O edge around ``relay.bridge.CallCore`` (see its docstring for the contrac
 - data-channel messages -> ``core.on_device_message``; upstream events -> ``core.on_upstream_event``;
 - the per-worker media clock calls ``tick(now)`` -> ``core.pull_frame(now)`` -> encode -> the track;
 - the core's actions are performed in order, synchronously (sends are queued, tools run in
-  tasks the call owns);
-- one timer handle for the core's next deadline, one for the connect timeout, one for the
-  maximum call length -- handles, not tasks.
+  tasks the call owns) -- that machinery (upstream read loop and recycle, action performer, core
+  timer, helper tasks) is ``relay.media.driver.CallDriver``, shared with the WebSocket edge;
+- one timer handle for the core's next deadline, one for the connect timeout -- handles, not tasks.
 
 Lifecycle: ``start(offer)`` answers and spawns the call's one task (upstream connect + read
 loop). ``end(reason)`` may be called from anywhere (callbacks, the clock, the registry); the
@@ -28,19 +28,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from relay.bridge import (
-    CallCore,
-    EndCall,
-    RecordUsage,
-    RecycleUpstream,
-    RunServerTool,
-    SendDevice,
-    SendUpstream,
-    append_event,
-)
+from relay.bridge import CallCore, RunServerTool, append_event
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, PacketTrack
+from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage, error_event
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
 from relay.media.ratelimit import TokenBucket
@@ -48,7 +40,8 @@ from relay.media.uplink import UplinkSink
 
 log = logging.getLogger("relay.media")
 
-MAX_TOOL_TASKS = 8
+__all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream", "error_event"]
+
 DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
 PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 s at 40 ms)
@@ -87,21 +80,9 @@ class CallConfig:
     device_event_max_bytes: int = 256 * 1024
 
 
-@dataclass
-class CallUsage:
-    started_at: float
-    ended_at: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    input_audio_s: float = 0.0
-    output_audio_s: float = 0.0
+class Call(CallDriver):
+    _logger = log
 
-
-def error_event(message: str, code: str, type_: str = "server_error") -> dict[str, Any]:
-    return {"type": "error", "error": {"type": type_, "code": code, "message": message}}
-
-
-class Call:
     def __init__(
         self,
         *,
@@ -117,33 +98,18 @@ class Call:
         on_finished: Callable[[Call], None] = lambda call: None,
         max_playback_hz: int | None = None,
     ) -> None:
-        self.id = call_id
-        self.device = device
+        super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
+                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.codec = codec
         self.config = config
         self.metrics = metrics
         self._clock = clock
-        self._upstream_factory = upstream_factory
-        self._tool_runner = tool_runner
-        self._usage_recorder = usage_recorder
-        self._on_finished = on_finished
-        self._loop = asyncio.get_running_loop()
-        self._log = {"session_id": call_id}
-        self.usage = CallUsage(started_at=time.time())
-        self.end_reason: str | None = None
-        self.core: CallCore | None = None
         self.upstream: Upstream | None = None
-        self._upstream_open = False
         self._preconnect: deque[bytes] = deque(maxlen=PRECONNECT_CHUNKS_MAX)
         self._task: asyncio.Task[None] | None = None
-        self._tool_tasks: set[asyncio.Task[None]] = set()
-        self._core_timer: asyncio.TimerHandle | None = None
-        self._core_deadline: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
-        self._closed = asyncio.Event()
         self._tearing_down = False
         self._event_bucket = TokenBucket(config.device_events_per_s, burst=config.device_events_per_s)
-        self._flood_reported_at = float("-inf")
         self._audio_frames_out = 0
         # downlink latency: when the first audio delta after an idle stretch arrived; matched with
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
@@ -186,7 +152,7 @@ class Call:
     # -- the call's task -------------------------------------------------------
     async def _run(self) -> None:
         try:
-            await self._run_upstream()
+            await self._upstream_session()
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -197,77 +163,28 @@ class Call:
         finally:
             await self._teardown()
 
-    async def _run_upstream(self) -> None:
-        assert self.core is not None
-        try:
-            upstream = self.upstream = await self._upstream_factory(self.device.assistant, self.id)
-            await upstream.connect()
-        except Exception as exc:  # UpstreamError and friends: tell the device, end cleanly
-            self.metrics.upstream_connect_failures += 1
-            log.warning("upstream connect failed: %s", exc, extra=self._log)
-            self._send_device(error_event(f"The assistant is unavailable: {exc}", "upstream_unavailable"))
-            self.end("upstream_unavailable")
-            return
-        if self.end_reason is not None:
-            return
-        self._upstream_open = True
-        self.core.on_upstream_opened(self._loop.time())
-        self._perform()
+    # -- CallDriver hooks --------------------------------------------------------
+    def _on_upstream_connect_failed(self, exc: Exception) -> None:
+        self.metrics.upstream_connect_failures += 1
+        log.warning("upstream connect failed: %s", exc, extra=self._log)
+        self._send_device(error_event(f"The assistant is unavailable: {exc}", "upstream_unavailable"))
+        self.end("upstream_unavailable")
+
+    def _on_upstream_ready(self, upstream: Any) -> None:
         while self._preconnect:
             upstream.send(append_event(self._preconnect.popleft()))
-        while True:
-            current = self.upstream
-            async for event in current.events():
-                if self.end_reason is not None:
-                    return
-                if current is not self.upstream:
-                    break  # recycled: the old socket's late events are ignored
-                if self._was_idle and self._delta_mark is None and \
-                        event.get("type") in ("response.audio.delta", "response.output_audio.delta"):
-                    self._delta_mark = time.perf_counter()
-                self.core.on_upstream_event(event, self._loop.time())
-                self._perform()
-            if current is not self.upstream and self.end_reason is None:
-                continue  # carry on reading the fresh upstream
-            break
-        self._upstream_open = False
-        if self.end_reason is None:
-            reason = self.upstream.close_reason or "upstream closed"
-            log.info("upstream ended: %s", reason, extra=self._log)
-            self.core.on_upstream_closed(reason, self._loop.time())  # error event to the device + EndCall
-            self._perform()
-            self.end("upstream_closed")
 
-    async def _recycle(self, reason: str) -> None:
-        """Replace the upstream socket (the core replays configuration and history on the new one)."""
-        assert self.core is not None
-        fresh: Upstream | None = None
-        try:
-            fresh = await self._upstream_factory(self.device.assistant, self.id)
-            await fresh.connect()
-        except asyncio.CancelledError:
-            if fresh is not None:
-                await fresh.close()
-            raise
-        except Exception as exc:
-            if fresh is not None:
-                await fresh.close()
-            self.metrics.upstream_recycle_failures += 1
-            log.warning("upstream recycle failed: %s", exc, extra=self._log)
-            if self.end_reason is None:
-                self.core.on_upstream_closed(f"recycle failed: {exc}", self._loop.time())
-                self._perform()
-            return
-        if self.end_reason is not None:
-            await fresh.close()
-            return
-        old, self.upstream = self.upstream, fresh
-        self.metrics.upstream_recycles += 1
-        log.info("upstream recycled (%s)", reason, extra=self._log)
-        self.core.on_upstream_opened(self._loop.time())
-        self._perform()
-        if old is not None:
-            await old.close()  # ends the old read loop, which moves on to the fresh socket
+    def _on_upstream_event_seen(self, event: dict[str, Any]) -> None:
+        if self._was_idle and self._delta_mark is None and \
+                event.get("type") in ("response.audio.delta", "response.output_audio.delta"):
+            self._delta_mark = time.perf_counter()
+
+    def _count(self, metric: str) -> None:
+        setattr(self.metrics, metric, getattr(self.metrics, metric) + 1)
+
+    def _send_device(self, event: dict[str, Any]) -> None:
+        self.metrics.dc_events_out += 1
+        self.peer.send_event(orjson.dumps(event).decode())
 
     # -- inputs ----------------------------------------------------------------
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:
@@ -347,85 +264,7 @@ class Call:
             log.info("device did not connect within %.0f s", self.config.ice_connect_timeout_s, extra=self._log)
             self.end("ice_timeout")
 
-    def _on_core_timer(self) -> None:
-        self._core_timer = None
-        self._core_deadline = None
-        if self.end_reason is None and self.core is not None:
-            self.core.on_timer(self._loop.time())
-            self._perform()
-
-    # -- actions ---------------------------------------------------------------
-    def _perform(self) -> None:
-        core = self.core
-        assert core is not None
-        for action in core.drain_actions():
-            if isinstance(action, SendUpstream):
-                if self.upstream is not None and self._upstream_open:
-                    self.upstream.send(action.event)
-            elif isinstance(action, SendDevice):
-                self._send_device(action.event)
-            elif isinstance(action, RunServerTool):
-                self._spawn_tool(action)
-            elif isinstance(action, RecordUsage):
-                self.usage.input_tokens = int(action.totals.get("input_tokens", self.usage.input_tokens))
-                self.usage.output_tokens = int(action.totals.get("output_tokens", self.usage.output_tokens))
-            elif isinstance(action, RecycleUpstream):
-                self._spawn(self._recycle(action.reason), f"recycle {self.id}")
-            elif isinstance(action, EndCall):
-                self.end(action.reason)
-        self._arm_core_timer()
-
-    def _arm_core_timer(self) -> None:
-        if self.core is None or self.end_reason is not None:
-            return
-        deadline = self.core.next_deadline()
-        if deadline == self._core_deadline:
-            return
-        if self._core_timer is not None:
-            self._core_timer.cancel()
-            self._core_timer = None
-        self._core_deadline = deadline
-        if deadline is not None:
-            self._core_timer = self._loop.call_at(deadline, self._on_core_timer)
-
-    def _send_device(self, event: dict[str, Any]) -> None:
-        self.metrics.dc_events_out += 1
-        self.peer.send_event(orjson.dumps(event).decode())
-
-    def _spawn_tool(self, action: RunServerTool) -> None:
-        if len(self._tool_tasks) >= MAX_TOOL_TASKS:
-            self._tool_done(action.call_id, orjson.dumps({"error": "too many tool calls in flight"}).decode())
-            return
-        self._spawn(self._run_tool(action), f"tool {action.name} {self.id}")
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        """A helper task the call owns: tracked, cancelled and awaited at teardown."""
-        task = self._loop.create_task(coro, name=name)
-        self._tool_tasks.add(task)
-        task.add_done_callback(self._tool_tasks.discard)
-
-    async def _run_tool(self, action: RunServerTool) -> None:
-        try:
-            output = await self._tool_runner(action)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("server tool %s failed: %s", action.name, type(exc).__name__, extra=self._log)
-            output = orjson.dumps({"error": f"tool failed: {type(exc).__name__}"}).decode()
-        self._tool_done(action.call_id, output)
-
-    def _tool_done(self, call_id: str, output: str) -> None:
-        if self.end_reason is None and self.core is not None:
-            self.core.on_tool_result(call_id, output, self._loop.time())
-            self._perform()
-
     # -- end ---------------------------------------------------------------------
-    def end_with_error(self, reason: str, message: str, type_: str = "server_error") -> None:
-        """Tell the device why (an ``error`` event, delivered before the peer closes), then end."""
-        if self.end_reason is None:
-            self._send_device(error_event(message, reason, type_))
-        self.end(reason)
-
     def end(self, reason: str) -> None:
         """End the call (idempotent, callable from any callback)."""
         if self.end_reason is not None:
@@ -451,13 +290,8 @@ class Call:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        if self._core_timer is not None:
-            self._core_timer.cancel()
-            self._core_timer = None
-        for task in list(self._tool_tasks):
-            task.cancel()
-        if self._tool_tasks:
-            await asyncio.gather(*self._tool_tasks, return_exceptions=True)
+        self._cancel_core_timer()
+        await self._stop_tasks()
         self._upstream_open = False
         try:
             if self.upstream is not None:
@@ -472,17 +306,6 @@ class Call:
             self.metrics.calls_ended += 1
             bump(self.metrics.calls_ended_by_reason, self.end_reason)
             log.info("call ended: %s", self.end_reason, extra=self._log)
-            if self._usage_recorder is not None:
-                try:
-                    await self._usage_recorder(self, self.usage)
-                except Exception:
-                    log.exception("recording usage failed", extra=self._log)
+            await self._record_usage()
             self._closed.set()
             self._on_finished(self)
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
