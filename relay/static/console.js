@@ -60,34 +60,9 @@ const $ = (id) => document.getElementById(id);
 
 const device = new DeviceState(50);
 
-const state = {
-  phase: "idle", // idle | connecting | live | ended | error
-  error: null,
-  sessionId: null,
-  sessionStatus: null,
-  sdpStatus: null,
-  iceServerCount: null,
-  iceState: null,
-  connectionState: null,
-  dataChannelState: null,
-  dataChannelLabel: null,
-  steps: {},
-  micLevel: 0,
-  micPeak: 0,
-  remoteLevel: 0,
-  remotePeak: 0,
-  remoteEnergyFrames: 0,
-  transcript: [],
-  toolCalls: [],
-  eventCounts: {},
-  sentTypes: [],
-  device: { volumePercent: device.volumePercent, muted: device.muted, playbackStopped: device.playbackStopped },
-  stats: {},
-  calls: 0,
-};
-
-function resetCallState() {
-  Object.assign(state, {
+// What one call owns; a new call starts from a fresh copy.
+function freshCallState() {
+  return {
     error: null,
     sessionId: null,
     sessionStatus: null,
@@ -108,7 +83,18 @@ function resetCallState() {
     eventCounts: {},
     sentTypes: [],
     stats: {},
-  });
+  };
+}
+
+const state = {
+  phase: "idle", // idle | connecting | live | ended | error
+  ...freshCallState(),
+  device: { volumePercent: device.volumePercent, muted: device.muted, playbackStopped: device.playbackStopped },
+  calls: 0,
+};
+
+function resetCallState() {
+  Object.assign(state, freshCallState());
 }
 
 // ---------------------------------------------------------------------------------------------

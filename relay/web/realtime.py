@@ -145,16 +145,7 @@ async def post_realtime(request: web.Request) -> web.Response:
     except OfferError as exc:
         raise ApiError(400, str(exc), exc.code) from None
     client_id = device.client_id
-    try:
-        plane.registry.admit(client_id)
-    except CallLimitReached:
-        plane.metrics.calls_rejected += 1
-        raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
-                       headers={"Retry-After": "1"}) from None
-    except ClientCallLimitReached:
-        plane.metrics.calls_rejected += 1
-        raise ApiError(429, f"This client already has {settings.max_calls_per_client} live calls",
-                       "too_many_calls", headers={"Retry-After": "5"}) from None
+    admit_call(plane, client_id, settings.max_calls_per_client, holder="client")
     call_id = "call_" + uuid.uuid4().hex
     try:
         call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc))
@@ -239,6 +230,20 @@ def _needs_local_assistant(settings: Settings) -> bool:
     """The default assistant is the built-in local one when no upstream URL is configured."""
     return not settings.upstream_url
 
+
+
+def admit_call(plane: MediaPlane, client_id: str, max_per_client: int, *, holder: str) -> None:
+    """Take a registry slot for ``client_id`` (both edges), or raise the documented 503 / 429."""
+    try:
+        plane.registry.admit(client_id)
+    except CallLimitReached:
+        plane.metrics.calls_rejected += 1
+        raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
+                       headers={"Retry-After": "1"}) from None
+    except ClientCallLimitReached:
+        plane.metrics.calls_rejected += 1
+        raise ApiError(429, f"This {holder} already has {max_per_client} live calls",
+                       "too_many_calls", headers={"Retry-After": "5"}) from None
 
 async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     plane = app[MEDIA]

@@ -27,7 +27,6 @@ from relay.auth import THROTTLE, AuthThrottle
 from relay.bridge.core import AUDIO_FORMATS
 from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
-from relay.media.registry import CallLimitReached, ClientCallLimitReached
 from relay.models import Assistant, Device
 from relay.ops.counters import counters_of
 from relay.settings import Settings
@@ -38,7 +37,7 @@ from relay.store.db import Database
 from relay.web import keys
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
-from relay.web.realtime import MEDIA, tool_runner, upstream_factory, usage_recorder
+from relay.web.realtime import MEDIA, admit_call, tool_runner, upstream_factory, usage_recorder
 
 log = logging.getLogger("relay.edge")
 
@@ -181,16 +180,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     device = await authenticate_token(request)
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
-    try:
-        plane.registry.admit(device.client_id)
-    except CallLimitReached:
-        plane.metrics.calls_rejected += 1
-        raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
-                       headers={"Retry-After": "1"}) from None
-    except ClientCallLimitReached:
-        plane.metrics.calls_rejected += 1
-        raise ApiError(429, f"This token already has {settings.max_calls_per_client} live calls",
-                       "too_many_calls", headers={"Retry-After": "5"}) from None
+    admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")
     call_id = "call_" + uuid.uuid4().hex
     try:
         ws.headers["X-Session-Id"] = call_id
