@@ -48,6 +48,7 @@ from relay.bridge.actions import (
     SendDevice,
     SendUpstream,
 )
+from relay.bridge.trim import BacklogTrimmer
 from relay.upstream import dialect as dl
 from relay.upstream.session import beta_session, session_update
 
@@ -138,6 +139,7 @@ class CallCore:
         device_event_max_bytes: int = 256 * 1024,
         history_max_items: int = 64,
         audio_over_events: bool = False,
+        trim_above_ms: int = 40,
         log_id: str = "",
     ) -> None:
         if audio_format not in AUDIO_FORMATS:
@@ -159,6 +161,9 @@ class CallCore:
         self._actions: list[Action] = []
         self._seq = 0
         self._playout = PlayoutBuffer(self.bytes_per_ms, frame_ms=FRAME_MS, capacity_ms=120000, silence_byte=silence)
+        # a real-time stream's standing delay is trimmed from its pauses (relay.bridge.trim); PCM16 only
+        self._trim = BacklogTrimmer(above_ms=trim_above_ms, frame_ms=FRAME_MS) \
+            if trim_above_ms > 0 and audio_format == "pcm16" and not audio_over_events else None
 
         # tools
         tools = getattr(assistant, "all_tools", None)
@@ -372,6 +377,8 @@ class CallCore:
             self._item_response[item_id] = response_id
         if data:
             self._playout.push(item_id, data)
+            if self._trim is not None:
+                self._trim.received(len(data) / self.bytes_per_ms)
         return False  # audio goes over RTP, never on the data channel
 
     def _up_audio_done(self, ev: dict[str, Any], now: float) -> bool:
@@ -517,6 +524,17 @@ class CallCore:
             return None
         item_id = self._playout.current_item
         frame = self._playout.pop_frame()
+        trim = self._trim
+        if trim is not None:
+            if frame is None:
+                trim.idle()
+            else:
+                if trim.budget_ms and self._playout.current_item == item_id and trim.may_skip(frame):
+                    skipped, frame = frame, self._playout.pop_frame()
+                    if frame is None:  # the next frame has not arrived yet: play this one after all
+                        frame = skipped
+                        trim.unskip()
+                trim.observe(self._playout.buffered_ms)
         if frame is None:
             if self._playing_response is not None and self._playout.buffered_ms == 0 \
                     and (item_id is None or item_id in self._audio_done_items):
@@ -688,6 +706,11 @@ class CallCore:
     @property
     def buffered_ms(self) -> int:
         return int(self._playout.buffered_ms)
+
+    @property
+    def trimmed_frames(self) -> int:
+        """Quiet frames skipped to take a real-time stream's standing delay back (``relay.bridge.trim``)."""
+        return self._trim.skipped_frames if self._trim is not None else 0
 
     @property
     def active_response(self) -> str | None:
