@@ -139,7 +139,7 @@ class CallCore:
         device_event_max_bytes: int = 256 * 1024,
         history_max_items: int = 64,
         audio_over_events: bool = False,
-        trim_above_ms: int = 40,
+        trim_above_ms: int = 20,
         log_id: str = "",
     ) -> None:
         if audio_format not in AUDIO_FORMATS:

@@ -20,9 +20,13 @@ because audio arrives exactly as fast as it plays. Stalls add up
 When both hold, the excess (``min - above_ms``) becomes a budget that is spent
 by skipping *inaudible* frames only (peak <= ``QUIET_PEAK``, about -60 dBFS:
 the pauses between words), at most one per tick: no speech is ever dropped, a
-pause plays at up to double speed until the delay is back to ``above_ms``.
+pause plays at up to double speed until the delay is back to ``above_ms`` (relay default 20 ms).
 A skipped frame counts as played (the truncate position stays true).
 Sans-I/O: the core calls ``received``, ``observe``, ``idle`` and ``may_skip``.
+
+Measured (``python -m bench.stall -n 5 --stalls 12 --stall-ms 100``, marker round trip p50
+before the stalls -> after): no trimming 66 -> 151 ms; ``above_ms`` 40: 54 -> 94 ms;
+20: 58 -> 75 ms. The default is 20 ms (``RELAY_PLAYOUT_TRIM_ABOVE_MS``, 0 = off).
 """
 
 from __future__ import annotations
