@@ -16,6 +16,8 @@ Public names:
 * ``ulaw_encode``, ``ulaw_decode``, ``alaw_encode``, ``alaw_decode``
 * ``rms_dbfs``, ``peak_abs``, ``gain``, ``stereo_to_mono``, ``mono_to_stereo``,
   ``audio_level_dbov``, ``SILENCE_DBFS``
+* ``parse_rtp(data) -> (payload_type, marker, seq, timestamp, ssrc, payload)``,
+  ``StreamStats(clockrate)`` (aiortc ``StreamStatistics`` drop-in; the direct uplink path)
 * ``COMPILED: bool``
 """
 
@@ -38,6 +40,7 @@ if NO_EXTENSIONS:
     )
     from relay._fast.playout_py import PlayoutBuffer
     from relay._fast.resample_py import Resampler
+    from relay._fast.rtpin_py import StreamStats, parse_rtp
 
     COMPILED = False
 else:
@@ -54,6 +57,7 @@ else:
         )
         from relay._fast.playout import PlayoutBuffer
         from relay._fast.resample import Resampler
+        from relay._fast.rtpin import StreamStats, parse_rtp
     except ImportError as exc:
         raise ImportError(
             "relay._fast: the compiled Cython kernels are not built or failed to load "
@@ -69,11 +73,13 @@ __all__ = [
     "PlayoutBuffer",
     "Resampler",
     "SILENCE_DBFS",
+    "StreamStats",
     "alaw_decode",
     "alaw_encode",
     "audio_level_dbov",
     "gain",
     "mono_to_stereo",
+    "parse_rtp",
     "peak_abs",
     "rms_dbfs",
     "stereo_to_mono",

@@ -27,6 +27,7 @@ from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
 from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusDecoder, OpusError
 from relay.media.ratelimit import TokenBucket
+from relay.media.rtp_in import DirectReceivePath
 
 log = logging.getLogger("relay.media")
 
@@ -56,24 +57,29 @@ class UplinkSink:
         # a device sends 50 packets/s at 20 ms ptime (100 at 10 ms); a flood is dropped before decoding
         self._bucket = TokenBucket(max_packets_per_s, burst=max_packets_per_s / 2)
         self.closed = False
+        self.direct_packets = 0  # packets that came through the direct receive path (relay.media.rtp_in)
 
     # -- aiortc's JitterBuffer interface ------------------------------------
     def add(self, packet: Any) -> tuple[bool, None]:
+        """aiortc's receiver (the slow path) calls this with a depayloaded ``RtpPacket``."""
+        self.push(packet.sequence_number, packet._data)  # _data: depayloaded by aiortc just before add()
+        return False, None
+
+    def push(self, seq: int, data: bytes) -> None:
+        """One RTP payload with its sequence number (the direct path calls this, see relay.media.rtp_in)."""
         if self.closed:
-            return False, None
+            return
         arrival = time.perf_counter()
         self._metrics.rtp_in_packets += 1
         if not self._bucket.allow(arrival):
             self._metrics.rtp_in_flood += 1
-            return False, None
-        seq = packet.sequence_number
-        data = packet._data  # depayloaded by aiortc just before add()
+            return
         if self._expected is None:
             self._expected = seq
         delta = (seq - self._expected) & 0xFFFF
         if delta >= 0x8000:  # behind: late or duplicate
             self._metrics.rtp_in_late += 1
-            return False, None
+            return
         if delta == 0:
             self._consume(data, arrival)
             self._expected = (seq + 1) & 0xFFFF
@@ -82,7 +88,6 @@ class UplinkSink:
             self._held[seq] = (data, arrival)
             if len(self._held) > self._max_hold:
                 self._skip_gap()
-        return False, None
 
     def remove(self, count: int) -> None:  # JitterBuffer API, unused by the audio path
         return None
@@ -148,23 +153,32 @@ class UplinkSink:
             self._decoder.close()
 
 
-def install(receiver: Any, sink: UplinkSink) -> None:
+def install(receiver: Any, sink: UplinkSink, *, direct: bool = True) -> DirectReceivePath | None:
     """Plug ``sink`` into an aiortc ``RTCRtpReceiver`` before negotiation completes.
 
-    Two private attributes of aiortc 1.x are touched, here only:
-    the receiver's jitter buffer is replaced by the sink, and the decoder thread
-    the receiver starts in ``receive()`` is stopped right after it starts (it has
-    received nothing yet: ``receive()`` registers the receiver with the transport
-    only after starting it, with no await in between). With no decoder thread the
-    receiver never queues decoded frames, so its remote track stays idle.
+    Private attributes of aiortc 1.x touched here: the receiver's jitter buffer is
+    replaced by the sink, and the decoder thread the receiver starts in ``receive()``
+    is stopped right after it starts (it has received nothing yet: ``receive()``
+    registers the receiver with the transport only after starting it, with no await
+    in between). With no decoder thread the receiver never queues decoded frames, so
+    its remote track stays idle.
+
+    With ``direct`` (the default), the direct receive path (``relay.media.rtp_in``,
+    which lists the private attributes it uses) is armed as soon as ``receive()`` has
+    run -- aiortc calls it once DTLS is connected -- so SRTP audio reaches the sink from
+    the socket callback. The path is returned (``None`` without ``direct``).
     """
     if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
         raise RuntimeError("unsupported aiortc version: RTCRtpReceiver has no jitter buffer attribute")
+    path = DirectReceivePath(receiver, sink) if direct else None
     receiver._RTCRtpReceiver__jitter_buffer = sink
     original_receive = receiver.receive
 
     async def receive(parameters: Any) -> None:
         await original_receive(parameters)
         receiver._RTCRtpReceiver__stop_decoder()
+        if path is not None and not sink.closed:
+            path.arm()
 
     receiver.receive = receive
+    return path

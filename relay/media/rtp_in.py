@@ -1,0 +1,205 @@
+"""The direct uplink receive path: SRTP audio datagram -> ``UplinkSink`` inside the socket callback.
+
+aiortc's receive path costs a lot of Python per uplink packet: aioice's
+``StunProtocol.datagram_received`` tries to parse every datagram as STUN (a raised
+``ValueError`` per RTP packet), queues it on the ICE connection's ``asyncio.Queue``,
+the DTLS transport's task wakes up for it (``__run`` -> ``_recv_next`` -> ``recv``),
+unprotects it, builds an ``RtpPacket``, routes it, and the receiver updates statistics
+and depayloads before the sink (relay's jitter-buffer stand-in) sees it.
+
+``DirectReceivePath`` short-cuts that once the call is up. It replaces
+``datagram_received`` on the ICE connection's UDP protocols (instance attributes, so
+nothing global changes) with a hook that, for an **SRTP** datagram (first byte
+128..191, not RTCP) of the **negotiated audio payload type**, synchronously:
+
+1. counts it in the DTLS transport's rx counters (``getStats`` transport stats),
+2. unprotects it with the DTLS transport's own SRTP session (the same replay window),
+3. parses the RTP header (``relay._fast.parse_rtp``: CSRCs and header extension
+   skipped, padding stripped; malformed packets dropped as aiortc drops them),
+4. routes it as aiortc's ``RtpRouter`` would (learning the SSRC, so the device's
+   sender reports still reach the receiver and RTCP receiver reports carry LSR/DLSR),
+5. updates the receiver's per-SSRC statistics (``relay._fast.StreamStats``, a
+   compiled drop-in for aiortc's ``StreamStatistics``: the receiver's RTCP RRs and
+   ``getStats`` read the very same objects, whichever path fed them),
+6. hands ``(sequence_number, payload)`` to ``UplinkSink.push``.
+
+Everything else keeps aiortc's path unchanged: STUN, DTLS (data channel), SRTCP,
+other payload types, and every datagram while the DTLS transport is not connected.
+Ordering: if datagrams are still queued for the DTLS task, the packet takes the slow
+path too, so a direct packet never overtakes a queued one.
+
+Every private aiortc/aioice attribute the path touches is listed in ``_PRIVATE`` and
+read in ``_Private`` only; ``check_supported`` raises ``RuntimeError`` naming the
+missing one on an unsupported aiortc/aioice (written against aiortc 1.16, aioice 0.10).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aiortc import clock as aiortc_clock
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+
+from relay._fast import StreamStats, parse_rtp
+
+log = logging.getLogger("relay.media")
+
+# name -> where; every private attribute of aiortc/aioice this module uses
+_PRIVATE = {
+    "_RTCRtpReceiver__codecs": "RTCRtpReceiver: payload type -> codec, set by receive()",
+    "_RTCRtpReceiver__remote_streams": "RTCRtpReceiver: SSRC -> StreamStatistics (RTCP RR, getStats)",
+    "_RTCRtpReceiver__active_ssrc": "RTCRtpReceiver: SSRC -> last seen (getSynchronizationSources)",
+    "_rtp_router": "RTCDtlsTransport: RtpRouter (receivers, ssrc_table, payload_type_table)",
+    "_rx_srtp": "RTCDtlsTransport: the inbound pylibsrtp.Session (set when DTLS completes)",
+    "_state": "RTCDtlsTransport: State enum",
+    "_RTCDtlsTransport__rx_bytes": "RTCDtlsTransport: transport stats counter",
+    "_RTCDtlsTransport__rx_packets": "RTCDtlsTransport: transport stats counter",
+    "_connection": "RTCIceTransport: the aioice Connection",
+    "_queue": "aioice Connection: asyncio.Queue of received datagrams for the DTLS task",
+    "_protocols": "aioice Connection: its StunProtocol (UDP socket) objects",
+}
+DIRECT_ATTR = "_relay_direct_path"  # set on a StunProtocol whose datagram_received is hooked
+
+
+class _StatsDict(dict):
+    """The receiver's SSRC -> statistics map; aiortc's own inserts become ``StreamStats`` too."""
+
+    def __setitem__(self, ssrc: int, stats: Any) -> None:
+        if not isinstance(stats, StreamStats):
+            stats = StreamStats(stats._clockrate)
+        super().__setitem__(ssrc, stats)
+
+
+def check_supported(receiver: Any) -> None:
+    """``RuntimeError`` unless ``receiver`` (and its transports) have every attribute the path needs."""
+    dtls = receiver.transport
+    where = {
+        "_RTCRtpReceiver__codecs": receiver, "_RTCRtpReceiver__remote_streams": receiver,
+        "_RTCRtpReceiver__active_ssrc": receiver, "_rtp_router": dtls, "_rx_srtp": dtls, "_state": dtls,
+        "_RTCDtlsTransport__rx_bytes": dtls, "_RTCDtlsTransport__rx_packets": dtls,
+        "_connection": dtls.transport,
+    }
+    for name, obj in where.items():
+        if not hasattr(obj, name):
+            raise RuntimeError(f"unsupported aiortc version: no {name} ({_PRIVATE[name]})")
+    connection = dtls.transport._connection
+    for name in ("_queue", "_protocols"):
+        if not hasattr(connection, name):
+            raise RuntimeError(f"unsupported aioice version: no {name} ({_PRIVATE[name]})")
+    if not isinstance(dtls, RTCDtlsTransport) or not hasattr(State, "CONNECTED"):
+        raise RuntimeError("unsupported aiortc version: unexpected RTCDtlsTransport")
+
+
+class DirectReceivePath:
+    """One call's direct SRTP -> sink path; ``arm()`` once ``receiver.receive()`` has run.
+
+    ``sink`` needs ``push(sequence_number, payload)`` and a ``direct_packets`` counter.
+    """
+
+    def __init__(self, receiver: Any, sink: Any) -> None:
+        check_supported(receiver)
+        self._receiver = receiver
+        self._sink = sink
+        self.armed = False
+        self._streams = _StatsDict()
+        receiver._RTCRtpReceiver__remote_streams = self._streams
+        self._payload_types: frozenset[int] = frozenset()
+        self._clockrate = 48000
+        self._dtls: Any = None
+        self._srtp: Any = None
+        self._queue: Any = None
+        self._active_due = 0.0
+
+    def arm(self) -> bool:
+        """Hook the ICE connection's sockets; False (aiortc's path stays) when the call does not qualify."""
+        receiver, sink = self._receiver, self._sink
+        dtls = receiver.transport
+        codecs = receiver._RTCRtpReceiver__codecs
+        wanted = sink.codec.name.lower()
+        pts = [pt for pt, c in codecs.items() if c.name.lower() == wanted]
+        router = dtls._rtp_router
+        if dtls._state is not State.CONNECTED or dtls._rx_srtp is None or not pts:
+            log.debug("direct uplink path not armed: DTLS %s, payload types %s", dtls.state, pts)
+            return False
+        if router.receivers != {receiver}:
+            log.debug("direct uplink path not armed: %d RTP receivers on the transport", len(router.receivers))
+            return False
+        connection = dtls.transport._connection
+        self._payload_types = frozenset(pts)
+        self._clockrate = codecs[pts[0]].clockRate
+        self._dtls, self._srtp, self._queue = dtls, dtls._rx_srtp, connection._queue
+        for protocol in connection._protocols:
+            if getattr(protocol, DIRECT_ATTR, None) is None:
+                protocol.datagram_received = self._hook(protocol.datagram_received)
+                setattr(protocol, DIRECT_ATTR, self)
+        self.armed = True
+        return True
+
+    def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+        take = self.take
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            if data and 127 < data[0] < 192 and take(data):
+                return
+            original(data, addr)
+
+        return datagram_received
+
+    def take(self, data: bytes) -> bool:
+        """Handle one SRTP datagram directly; False: it is not ours to take (aiortc's path gets it)."""
+        if len(data) < 12:
+            return False
+        b1 = data[1]
+        if 191 < b1 < 209 or (b1 & 0x7F) not in self._payload_types:  # SRTCP, or another payload type
+            return False
+        if not self._queue.empty():  # never overtake datagrams queued for the DTLS task
+            return False
+        dtls = self._dtls
+        if dtls._state is not State.CONNECTED:
+            return False
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        try:
+            plain = self._srtp.unprotect(data)
+            payload_type, _marker, seq, timestamp, ssrc, payload = parse_rtp(plain)
+        except pylibsrtp.Error as exc:
+            log.debug("SRTP unprotect failed: %s", exc)
+            return True
+        except ValueError as exc:
+            log.debug("RTP parsing failed: %s", exc)
+            return True
+        receiver = self._receiver
+        if not receiver._enabled:
+            return True
+        now_s = time.time()
+        stats = self._streams.get(ssrc)
+        if stats is None:
+            stats = self._route_new_ssrc(ssrc, payload_type)
+            if stats is None:
+                return True
+        if now_s >= self._active_due:  # getSynchronizationSources: seen within 10 s; once a second is enough
+            self._active_due = now_s + 1.0
+            receiver._RTCRtpReceiver__active_ssrc[ssrc] = aiortc_clock.current_datetime()
+        stats.update(seq, timestamp, now_s)
+        sink = self._sink
+        sink.direct_packets += 1
+        sink.push(seq, payload)
+        return True
+
+    def _route_new_ssrc(self, ssrc: int, payload_type: int) -> StreamStats | None:
+        """aiortc's ``RtpRouter.route_rtp`` for an SSRC not seen yet: learn it, or drop the packet."""
+        router, receiver = self._dtls._rtp_router, self._receiver
+        owner = router.ssrc_table.get(ssrc)
+        if owner is None:
+            if router.payload_type_table.get(payload_type, set()) != {receiver}:
+                return None
+            router.ssrc_table[ssrc] = receiver
+        elif owner is not receiver:
+            return None
+        self._active_due = 0.0
+        stats = self._streams[ssrc] = StreamStats(self._clockrate)
+        return stats
