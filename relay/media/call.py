@@ -31,7 +31,7 @@ import orjson
 from relay.bridge import CallCore, RunServerTool, append_event
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
-from relay.media.downlink import DownlinkEncoder, PacketTrack
+from relay.media.downlink import DownlinkEncoder, EncodeJob, PacketTrack
 from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage, error_event
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
@@ -221,11 +221,18 @@ class Call(CallDriver):
             self._perform()
         self.end(reason)
 
-    def tick(self, now: float) -> None:
-        """The media clock's 20 ms tick: one frame of downlink audio to the track."""
+    def tick(self, now: float) -> EncodeJob | None:
+        """The media clock's 20 ms tick: one frame of downlink audio for the track.
+
+        On the loop: pull the frame, DTX, the quiet gate. A frame needing a libopus encode is
+        returned as an ``EncodeJob`` (the clock encodes it on its encode thread and calls
+        ``_send_frame`` with the payload); any other payload is sent here and now.
+        """
         if self.end_reason is not None or self.core is None:
-            return
+            return None
         frame = self.core.pull_frame(now) if self._upstream_open else None
+        if self.core.has_actions:  # pull_frame may emit playback events (output_audio_buffer.*)
+            self._perform()
         if frame is None and self.config.dtx:
             # discontinuous transmission: a few silent frames after speech, then one every 400 ms
             self._idle_ticks += 1
@@ -233,15 +240,27 @@ class Call(CallDriver):
                 self.track.skip()
                 self.metrics.frames_out_dtx += 1
                 self._was_idle = True
-                return
+                return None
         elif frame is not None:
             self._idle_ticks = 0
-        payload = self._encoder.encode(frame)
+        payload = self._encoder.prepare(frame)
+        if payload is None:
+            assert frame is not None
+            return self._encoder.job(frame, self._send_audio)
+        self._send_frame(payload, frame is not None)
+        return None
+
+    def _send_audio(self, payload: bytes) -> None:
+        """An encoded frame of audio back from the encode thread (on the loop)."""
+        if self.end_reason is None:
+            self._send_frame(payload, True)
+
+    def _send_frame(self, payload: bytes, audio: bool) -> None:
         dropped = self.track.dropped
         self.track.push(payload)
         self.metrics.frames_out += 1
         self.metrics.frames_out_dropped += self.track.dropped - dropped
-        if frame is None:
+        if not audio:
             self.metrics.frames_out_silent += 1
             self._was_idle = True
             if self._delta_mark is not None and time.perf_counter() - self._delta_mark > 0.5:
@@ -253,8 +272,6 @@ class Call(CallDriver):
                 self.metrics.downlink_latency.add(time.perf_counter() - self._delta_mark)
                 self._delta_mark = None
             self._was_idle = False
-        if self.core.has_actions:  # pull_frame may emit playback events (output_audio_buffer.*)
-            self._perform()
 
     def clock_failed(self, exc: BaseException) -> None:
         self.end_with_error("internal_error", "Internal error; the call ended.")

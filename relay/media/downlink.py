@@ -14,6 +14,14 @@ pauses and between sentences): encoding those cost a full libopus call each (~13
 at complexity 4, the largest item of relay's CPU) for a frame that decodes to the same
 silence. The check is one pass of ``relay._fast.peak_abs`` (~1 us); the first
 ``QUIET_HANGOVER`` quiet frames after audio are still encoded (a clean fade-out).
+
+Encoding off the event loop: ``prepare(frame)`` runs on the loop and returns the payload
+when no libopus call is needed (silence, a gated quiet frame, G.711), else ``None``; then
+``job(frame, done)`` wraps the frame in an ``EncodeJob`` the media clock encodes, with the
+other calls' jobs of the same tick, on its one encode thread (``encode_jobs``), and ``done``
+gets the payload back on the loop. An encoder is used by that one thread only while a job
+of it is in flight, and ``close()`` during that time is deferred until the job is finished
+(``job_finished``), so a call ending mid-batch never frees an encoder the thread is using.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 from collections import deque
+from collections.abc import Callable
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -45,6 +54,7 @@ class DownlinkEncoder:
     def __init__(self, codec: AudioCodec, *, complexity: int = 5, bitrate_bps: int = 32000,
                  max_playback_hz: int | None = None) -> None:
         self.codec = codec
+        self._g711 = codec.is_g711
         if codec.is_g711:
             self._encoder = None
             self._silence = bytes([G711_SILENCE[codec.name]]) * codec.frame_bytes
@@ -57,11 +67,20 @@ class DownlinkEncoder:
         self.ticks_per_frame = codec.clock_rate_hz * FRAME_MS // 1000
         self.quiet_frames = 0  # inaudible Opus frames sent as the cached silence payload
         self._quiet_run = 0
+        self._jobs_in_flight = 0  # EncodeJobs of this encoder handed to the encode thread, not finished
+        self._close_pending = False
 
     def encode(self, frame: bytes | None) -> bytes:
+        """The payload of ``frame``, encoding it here if needed (``prepare`` + ``encode_live``)."""
+        payload = self.prepare(frame)
+        return self.encode_live(frame) if payload is None else payload  # type: ignore[arg-type]
+
+    def prepare(self, frame: bytes | None) -> bytes | None:
+        """On the loop: the payload when no live encode is needed (silence, a quiet frame past the
+        hangover, G.711), else ``None`` (the frame needs ``encode_live``). Updates the quiet gate."""
         if frame is None:
             return self._silence
-        if self._encoder is None:
+        if self._g711:
             if len(frame) != self.codec.frame_bytes:
                 raise ValueError(f"expected {self.codec.frame_bytes} bytes of G.711, got {len(frame)}")
             return frame
@@ -72,11 +91,62 @@ class DownlinkEncoder:
                 return self._silence
         else:
             self._quiet_run = 0
-        return self._encoder.encode(frame)
+        return None
+
+    def encode_live(self, frame: bytes) -> bytes:
+        """One libopus encode (any thread, but one at a time per encoder; the GIL is released)."""
+        encoder = self._encoder
+        if encoder is None:
+            raise RuntimeError("this encoder is closed or has no live codec")
+        return encoder.encode(frame)
+
+    def job(self, frame: bytes, done: Callable[[bytes], None]) -> EncodeJob:
+        """An ``EncodeJob`` for ``frame`` (after ``prepare`` returned ``None``); marks the encoder busy."""
+        self._jobs_in_flight += 1
+        return EncodeJob(self, frame, done)
+
+    def job_finished(self) -> None:
+        """On the loop, after a job of this encoder ran: a ``close()`` deferred meanwhile happens now."""
+        self._jobs_in_flight -= 1
+        if self._close_pending and not self._jobs_in_flight:
+            self.close()
+
+    @property
+    def busy(self) -> bool:
+        return self._jobs_in_flight > 0
 
     def close(self) -> None:
-        if self._encoder is not None:
-            self._encoder.close()
+        if self._jobs_in_flight:
+            self._close_pending = True  # the encode thread is using it: job_finished() closes it
+            return
+        self._close_pending = False
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            encoder.close()
+
+
+class EncodeJob:
+    """One frame for the encode thread: ``payload`` or ``error`` is set there, ``done`` runs on the loop."""
+
+    __slots__ = ("done", "encoder", "error", "payload", "pcm16")
+
+    def __init__(self, encoder: DownlinkEncoder, pcm16: bytes, done: Callable[[bytes], None]) -> None:
+        self.encoder = encoder
+        self.pcm16 = pcm16
+        self.done = done
+        self.payload: bytes | None = None
+        self.error: Exception | None = None
+
+
+def encode_jobs(jobs: list[EncodeJob]) -> list[EncodeJob]:
+    """Run every job's libopus encode (on the clock's encode thread, or inline for tiny batches).
+    A failing encode is recorded on its job; the others still run."""
+    for job in jobs:
+        try:
+            job.payload = job.encoder.encode_live(job.pcm16)
+        except Exception as exc:  # recorded; the clock ends only that call
+            job.error = exc
+    return jobs
 
 
 _SILENCE_CACHE: dict[tuple[int, int], bytes] = {}

@@ -84,6 +84,8 @@ class MediaMetrics:
     uplink_latency: LatencySamples = field(default_factory=LatencySamples)
     # audio delta from upstream parsed -> first frame of it handed to aiortc as an RTP payload
     downlink_latency: LatencySamples = field(default_factory=LatencySamples)
+    # per media-clock tick: how long the tick blocked the event loop (pull + gate + push + inline encodes)
+    clock_tick_blocked: LatencySamples = field(default_factory=LatencySamples)
 
     def snapshot(self) -> dict[str, object]:
         out: dict[str, object] = {k: v for k, v in vars(self).items() if isinstance(v, int)}
@@ -91,4 +93,5 @@ class MediaMetrics:
         out["setup_failures"] = dict(self.setup_failures)
         out["uplink_latency"] = self.uplink_latency.summary_ms()
         out["downlink_latency"] = self.downlink_latency.summary_ms()
+        out["clock_tick_blocked"] = self.clock_tick_blocked.summary_ms()
         return out
