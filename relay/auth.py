@@ -40,6 +40,7 @@ from relay.ops.counters import counters_of
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
+from relay.store import device_auth
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
 from relay.store.errors import Conflict
@@ -151,7 +152,9 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
             thr.by_address.failure(addr_key, now)
             raise ApiError(401, "Invalid X-Workspace-Key", "invalid_workspace_key")
 
-    client = await clients_repo.find(db, client_id)
+    # one query: the client, its workspace and its assistant (relay/store/device_auth.py)
+    ctx = await device_auth.find(db, client_id)
+    client = ctx.client if ctx else None
     enrolled_now = False
     if client is None and key_workspace is not None and key_workspace.allow_self_enrol:
         if not clients_repo.is_uuid(client_id):
@@ -173,7 +176,12 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
     if wait:
         raise _rate_limited(app, "auth_client_id", wait)
 
-    workspace = key_workspace or await workspaces_repo.find(db, client.workspace_id)
+    if key_workspace is not None:
+        workspace: Workspace | None = key_workspace
+    elif ctx is not None:
+        workspace = ctx.workspace
+    else:
+        workspace = await workspaces_repo.find(db, client.workspace_id)
     secret = headers.get("X-Client-Secret")
     if not secret:
         if not (workspace is not None and workspace.allow_secretless and not client.enrolled):
@@ -198,7 +206,11 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
     if not enrolled_now and (client.last_seen_at is None or now - client.last_seen_at >= TOUCH_EVERY_S):
         await clients_repo.touch(db, client.id, now=now)
 
-    assistant = await _resolve_assistant(db, settings, client, workspace, headers.get("X-Assistant-Id"))
+    override = headers.get("X-Assistant-Id")
+    if ctx is not None and not override:  # resolved by the same query (client's, else workspace default)
+        assistant = ctx.assistant or resolve_default_assistant(settings)
+    else:
+        assistant = await _resolve_assistant(db, settings, client, workspace, override)
     return Device(client_id=client.id, workspace_id=client.workspace_id, assistant=assistant, demo=False,
                   max_call_s=settings.max_call_s, enrolled_now=enrolled_now)
 

@@ -33,14 +33,19 @@ def _row(row: dict[str, Any]) -> SessionRecord:
 async def create(db: Executor, *, client_id: str | None, workspace_id: str | None, assistant_id: str | None,
                  demo: bool, modalities: list[str], ice_servers: list[dict[str, Any]], now: float,
                  ttl_s: float, session_id: str | None = None) -> SessionRecord:
+    """Insert the session row (one statement, no read-back: it is on every call's set-up path)."""
     sid = session_id or new_session_id()
+    issued = _issued(ice_servers)
+    created_at, expires_at = float(now), float(now + ttl_s)
     await db.execute(
         "INSERT INTO sessions (id, client_id, workspace_id, assistant_id, demo, modalities, ice_servers, "
         "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         sid, client_id, workspace_id, assistant_id, demo, orjson.dumps(modalities).decode(),
-        orjson.dumps(_issued(ice_servers)).decode(), now, now + ttl_s,
+        orjson.dumps(issued).decode(), created_at, expires_at,
     )
-    return await get(db, sid)
+    return SessionRecord(id=sid, client_id=client_id, workspace_id=workspace_id, assistant_id=assistant_id,
+                         demo=bool(demo), created_at=created_at, expires_at=expires_at, ice_servers=issued,
+                         modalities=list(modalities))
 
 
 async def get(db: Executor, session_id: str) -> SessionRecord:

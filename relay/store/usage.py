@@ -34,16 +34,18 @@ async def record_usage(db: Executor, *, session_id: str | None, client_id: str |
         raise ValueError("ended_at before started_at")
     if min(input_tokens, output_tokens) < 0 or min(input_audio_s, output_audio_s) < 0:
         raise ValueError("usage counts must not be negative")
-    uid = str(uuid.uuid4())
+    row = UsageRow(id=str(uuid.uuid4()), session_id=session_id, client_id=client_id, workspace_id=workspace_id,
+                   assistant_id=assistant_id, demo=bool(demo), started_at=float(started_at),
+                   ended_at=float(ended_at), input_tokens=int(input_tokens), output_tokens=int(output_tokens),
+                   input_audio_s=float(input_audio_s), output_audio_s=float(output_audio_s))
+    # one statement, no read-back: every call's teardown writes one, 20 a second under churn
     await db.execute(
         "INSERT INTO usage (id, session_id, client_id, workspace_id, assistant_id, demo, started_at, ended_at, "
         "input_tokens, output_tokens, input_audio_s, output_audio_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        uid, session_id, client_id, workspace_id, assistant_id, demo, float(started_at), float(ended_at),
-        int(input_tokens), int(output_tokens), float(input_audio_s), float(output_audio_s),
+        row.id, row.session_id, row.client_id, row.workspace_id, row.assistant_id, row.demo, row.started_at,
+        row.ended_at, row.input_tokens, row.output_tokens, row.input_audio_s, row.output_audio_s,
     )
-    row = await db.fetchone("SELECT * FROM usage WHERE id = ?", uid)
-    assert row is not None
-    return _row(row)
+    return row
 
 
 def _row(row: dict[str, Any]) -> UsageRow:

@@ -1,0 +1,142 @@
+"""Database round trips on the call set-up path, counted on SQLite and PostgreSQL.
+
+Every round trip on the set-up path waits for the event loop's next turn (on SQLite also a hop
+to aiosqlite's worker thread and back), which under load costs milliseconds each. The counts
+asserted here are the ones docs/ops.md ("Call set-up: database round trips") states.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiosqlite
+import asyncpg
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from relay.store import assistants, clients, usage, workspaces
+from relay.store.db import Database
+
+from .helpers import device_headers, new_secret
+
+
+class RoundTrips:
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def counting(self) -> Iterator[RoundTrips]:
+        self.count = 0
+        yield self
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    """Counts aiosqlite thread hops and asyncpg queries (incl. a pool's reset query on release)."""
+    rt = RoundTrips()
+
+    def wrap(cls: type, name: str) -> None:
+        orig = getattr(cls, name)
+
+        async def counted(self, *args, **kwargs):
+            rt.count += 1
+            return await orig(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+
+    wrap(aiosqlite.Connection, "_execute")
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        wrap(asyncpg.connection.Connection, name)
+    return rt
+
+
+async def test_each_statement_is_one_round_trip(db: Database, trips: RoundTrips) -> None:
+    with trips.counting():
+        assert await db.fetchone("SELECT id FROM workspaces WHERE id = ?", "default") == {"id": "default"}
+    assert trips.count == 1
+    with trips.counting():
+        assert await db.execute("UPDATE workspaces SET name = ? WHERE id = ?", "D", "default") == 1
+    assert trips.count == 1
+    with trips.counting():
+        assert len(await db.fetchall("SELECT id FROM workspaces")) == 1
+    assert trips.count == 1
+    # the counter sees real round trips: a transaction is BEGIN + statement + COMMIT
+    with trips.counting():
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE workspaces SET name = ? WHERE id = ?", "E", "default")
+    assert trips.count == 3
+    assert (await workspaces.get(db, "default")).name == "E"
+
+
+async def test_usage_row_is_one_round_trip(db: Database, trips: RoundTrips) -> None:
+    with trips.counting():
+        row = await usage.record_usage(db, session_id="call_x", client_id="c", started_at=10.0, ended_at=12.5,
+                                       input_tokens=3, output_audio_s=1.5, demo=True)
+    assert trips.count == 1
+    assert (await usage.list_usage(db, client_id="c")) == [row]
+
+
+@pytest.fixture
+async def app_on(db: Database, make_app):
+    return await make_app(db=db, demo_mode=True, ice_connect_timeout_s=1, shutdown_timeout_s=1)
+
+
+async def _offer() -> tuple[RTCPeerConnection, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.createDataChannel("oai-events")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> None:
+    """Demo device: 1 (session row) + 0. Enrolled device: 2 (auth + session row) + 1 (auth)."""
+    mine = await assistants.create(db, "default", "Mine", voice="verse")
+    cid = (await clients.create(db, "default", assistant_id=mine.id)).id
+    secret = new_secret()
+    enrolled = device_headers(cid, secret)
+    resp = await app_on.post("/v1/realtime/sessions", json={}, headers=enrolled)  # TOFU enrolment (not counted)
+    assert resp.status == 200
+
+    cases = [(device_headers(str(uuid.uuid4()), X_Demo_Mode="true"), 1, 0), (enrolled, 2, 1)]
+    for headers, session_trips, sdp_trips in cases:
+        with trips.counting():
+            resp = await app_on.post("/v1/realtime/sessions", json={"modalities": ["audio"]}, headers=headers)
+            assert resp.status == 200, await resp.text()
+        assert trips.count == session_trips, headers
+        session_id = (await resp.json())["id"]
+        assert (await db.fetchone("SELECT modalities FROM sessions WHERE id = ?", session_id)) == \
+            {"modalities": '["audio"]'}
+
+        pc, offer = await _offer()
+        try:
+            with trips.counting():
+                resp = await app_on.post("/v1/realtime", data=offer,
+                                         headers={**headers, "Content-Type": "application/sdp"})
+                assert resp.status == 201, await resp.text()
+            assert trips.count == sdp_trips, headers
+        finally:
+            await pc.close()
+
+    # the joined lookup resolves the same assistant as before (the client's own)
+    from aiohttp.test_utils import make_mocked_request
+
+    from relay.auth import authenticate
+
+    req = make_mocked_request("POST", "/v1/realtime", headers=enrolled, app=app_on.server.app)
+    assert (await authenticate(req)).assistant.id == mine.id
+
+
+async def test_wrong_secret_still_rejected_in_one_query(app_on, db: Database, trips: RoundTrips) -> None:
+    cid = (await clients.create(db, "default")).id
+    secret = new_secret()
+    assert (await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, secret))).status == 200
+    with trips.counting():
+        resp = await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, new_secret()))
+    assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_secret"
+    assert trips.count == 1
+    await clients.set_status(db, cid, "disabled")  # revocation: the very next request sees it
+    resp = await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, secret))
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "client_not_found"
