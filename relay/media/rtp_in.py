@@ -28,6 +28,11 @@ other payload types, and every datagram while the DTLS transport is not connecte
 Ordering: if datagrams are still queued for the DTLS task, the packet takes the slow
 path too, so a direct packet never overtakes a queued one.
 
+One deliberate difference: header-extension *values* are not decoded (aiortc drops a
+packet whose ``mid`` is not UTF-8, and a malformed audio-level value raises out of its
+DTLS task; the audio receiver uses no extension value). Their RFC 8285 framing is
+checked as aiortc checks it.
+
 Every private aiortc/aioice attribute the path touches is listed in ``_PRIVATE`` and
 read in ``_Private`` only; ``check_supported`` raises ``RuntimeError`` naming the
 missing one on an unsupported aiortc/aioice (written against aiortc 1.16, aioice 0.10).
