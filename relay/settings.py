@@ -116,6 +116,7 @@ class Settings:
     ice_public_ip: str = _f("", "Public address advertised in relay's ICE host candidates behind a 1:1 NAT; empty: the gathered addresses.")
     ice_port_min: int = _f(0, "Lowest UDP port for relay's ICE host candidates (with `ice_port_max`); 0: any port.")
     ice_port_max: int = _f(0, "Highest UDP port for relay's ICE host candidates; one port per call is used.")
+    dtls_cert_rotate_s: float = _f(86400.0, "Each worker answers calls with one DTLS certificate, replaced after this many seconds (and at start); live calls keep theirs. Max 25 days.")
     downlink_dtx: bool = _f(False, "Discontinuous transmission: while the assistant is silent send one frame per 400 ms instead of 50/s (saves CPU and bandwidth; devices must tolerate RTP gaps, as browsers do).")
 
     # --- WebSocket edge for server clients (seed 003) -------------------------

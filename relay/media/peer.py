@@ -27,7 +27,7 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from relay.media import downlink, ice, uplink
+from relay.media import downlink, dtls, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences
 from relay.media.downlink import PacketTrack
 from relay.media.metrics import MediaMetrics
@@ -72,7 +72,8 @@ class Peer:
     # -- signalling --------------------------------------------------------
     async def answer(self, offer_sdp: str) -> str:
         """The answer SDP for ``offer_sdp``; raises ``OfferError`` (the peer is then closed)."""
-        pc = self.pc = RTCPeerConnection(ice.rtc_configuration())
+        # the worker's shared DTLS certificate instead of a new key + certificate per call (media/dtls.py)
+        pc = self.pc = dtls.peer_connection(ice.rtc_configuration(), dtls.current())
         pc.on("connectionstatechange", self._on_state)
         pc.on("datachannel", self._on_datachannel)
         try:
@@ -92,15 +93,16 @@ class Peer:
                 ice.restrict_port_range(pc, *self._port_range)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-            if " typ host" not in pc.localDescription.sdp:
+            local = pc.localDescription  # a property that re-serialises the SDP: read it once
+            if local is not None and " typ host" not in local.sdp:
                 raise ice.NoFreePort("no ICE candidate could be gathered (no free UDP port?)")
         except BaseException:
             await self.close()
             raise
-        if pc.localDescription is None:
+        if local is None:
             await self.close()
             raise OfferError("could not build an SDP answer", "invalid_sdp")
-        answer_sdp = pc.localDescription.sdp
+        answer_sdp = local.sdp
         return ice.advertise_public_ip(answer_sdp, self._public_ip) if self._public_ip else answer_sdp
 
     # -- data channel ------------------------------------------------------

@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from relay.bridge import RunServerTool
-from relay.media import ice
+from relay.media import dtls, ice
 from relay.media.call import Call, CallConfig, CallUsage
 from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, parse_offer
@@ -249,6 +249,7 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     plane = app[MEDIA]
     settings = plane.settings
     ice.configure_host_addresses(settings.ice_host_addresses)
+    dtls.configure(settings.dtls_cert_rotate_s)  # this worker's DTLS certificate (relay/media/dtls.py)
     plane.clock.start()
     from relay.bridge.tools import make_tool_session
 
@@ -298,6 +299,8 @@ def setup(app: web.Application) -> None:
     if settings.ice_port_min or settings.ice_port_max:
         if not 0 < settings.ice_port_min <= settings.ice_port_max <= 65535:
             raise SettingsError("ice_port_min/ice_port_max: need 0 < min <= max <= 65535 (or both 0)")
+    if not 0 < settings.dtls_cert_rotate_s <= dtls.MAX_ROTATE_S:
+        raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
     metrics = MediaMetrics()
     app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
                             registry=CallRegistry(settings.max_calls, settings.max_calls_per_client))

@@ -1,0 +1,167 @@
+"""One DTLS certificate per worker, shared by the worker's peer connections (rotated).
+
+aiortc's ``RTCPeerConnection()`` generates a fresh ECDSA P-256 key and self-signed certificate
+for every connection, recomputes the certificate's three fingerprints (SHA-256/384/512) each
+time the SDP is written (four times per answer), and builds a new OpenSSL context (certificate
+and key converted again) for every DTLS handshake. That is ~0.45 ms of event-loop CPU per call
+set-up (measured; docs/ops.md, "Call set-up"), for nothing a server needs: the DTLS certificate
+only has to match the ``a=fingerprint`` of the answer that carries it.
+
+relay therefore keeps one certificate per worker process (``WorkerCertificates``): generated at
+start, replaced every ``dtls_cert_rotate_s`` (default a day) on the next set-up after that.
+A call keeps the certificate it was answered with for its whole life (its connection holds
+it), so rotation never touches live calls. The certificate caches its fingerprints and its
+OpenSSL context (one per SRTP profile list; session cache off, so no DTLS session is ever
+resumed across connections). Each answer's ``a=fingerprint`` is the certificate's, as before.
+
+The one place relay touches aiortc internals: ``RTCPeerConnection.__init__`` looks up the name
+``RTCCertificate`` in ``aiortc.rtcpeerconnection`` and calls ``generateCertificate()``. That
+name is replaced, once, by ``_CertificateSource``, which hands out the certificate of
+``peer_connection(config, cert)`` while that function constructs a connection and otherwise
+generates one exactly as aiortc does (other code, e.g. test devices, is unaffected). The
+patch is checked at import and again on every connection: an aiortc that does not keep the
+certificate where this expects raises ``RuntimeError`` rather than silently using another one.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from typing import Any
+
+import aiortc
+import aiortc.rtcpeerconnection as _rpc
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL
+
+log = logging.getLogger("relay.media")
+
+SUPPORTED_AIORTC = ((1, 9), (1, 99))  # the range whose RTCPeerConnection.__init__ this was checked against
+_CERTS_ATTR = "_RTCPeerConnection__certificates"
+
+_next: contextvars.ContextVar[RTCCertificate | None] = contextvars.ContextVar("relay_dtls_next", default=None)
+
+
+class WorkerCertificate(RTCCertificate):
+    """An aiortc certificate that caches its fingerprints and OpenSSL contexts."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: Any) -> None:
+        super().__init__(key=key, cert=cert)
+        self.created_s = time.monotonic()
+        self._fingerprints = super().getFingerprints()
+        self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:  # noqa: N802 (aiortc's name)
+        return list(self._fingerprints)
+
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
+        key = tuple(p.openssl_profile for p in srtp_profiles)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = super()._create_ssl_context(srtp_profiles)
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)  # a shared context: never resume across calls
+            self._contexts[key] = ctx
+        return ctx
+
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 fingerprint as it appears in ``a=fingerprint:sha-256 ...``."""
+        return next(f.value for f in self._fingerprints if f.algorithm == "sha-256")
+
+
+class _CertificateSource(RTCCertificate):
+    """Stands in for ``RTCCertificate`` inside ``aiortc.rtcpeerconnection`` (see the module docstring)."""
+
+    @classmethod
+    def generateCertificate(cls) -> RTCCertificate:  # noqa: N802 (aiortc's name)
+        cert = _next.get()
+        return cert if cert is not None else RTCCertificate.generateCertificate()
+
+
+def _check_supported() -> None:
+    version = tuple(int(x) for x in aiortc.__version__.split(".")[:2])
+    if not (SUPPORTED_AIORTC[0] <= version <= SUPPORTED_AIORTC[1]) or not hasattr(_rpc, "RTCCertificate"):
+        raise RuntimeError(f"aiortc {aiortc.__version__} is not supported by relay.media.dtls "
+                           f"(RTCPeerConnection's certificate hook was checked for 1.9-1.x)")
+
+
+def _install() -> None:
+    _check_supported()
+    if _rpc.RTCCertificate is not _CertificateSource:
+        _rpc.RTCCertificate = _CertificateSource  # type: ignore[misc,assignment]
+
+
+_install()
+
+
+def peer_connection(configuration: RTCConfiguration, certificate: RTCCertificate) -> RTCPeerConnection:
+    """A new ``RTCPeerConnection`` whose DTLS transports use ``certificate``."""
+    token = _next.set(certificate)
+    try:
+        pc = RTCPeerConnection(configuration)
+    finally:
+        _next.reset(token)
+    certs = getattr(pc, _CERTS_ATTR, None)
+    if not certs or certs[0] is not certificate:
+        raise RuntimeError(f"aiortc {aiortc.__version__}: RTCPeerConnection did not take relay's DTLS "
+                           "certificate (relay.media.dtls needs updating)")
+    return pc
+
+
+def generate() -> WorkerCertificate:
+    """A new key and self-signed certificate, as aiortc makes them (P-256, SHA-256, valid 30 days)."""
+    base = RTCCertificate.generateCertificate()
+    return WorkerCertificate(key=base._key, cert=base._cert)
+
+
+MAX_ROTATE_S = 25 * 86400.0  # aiortc's certificates are valid for 30 days
+DEFAULT_ROTATE_S = 86400.0
+
+
+class WorkerCertificates:
+    """This worker's current certificate, replaced when older than ``rotate_s``."""
+
+    def __init__(self, rotate_s: float = DEFAULT_ROTATE_S) -> None:
+        if not 0 < rotate_s <= MAX_ROTATE_S:
+            raise ValueError(f"the DTLS certificate rotation must be within 0 < s <= {MAX_ROTATE_S:.0f}")
+        self.rotate_s = float(rotate_s)
+        self._current = generate()
+        self.rotations = 0
+
+    def current(self) -> WorkerCertificate:
+        if time.monotonic() - self._current.created_s >= self.rotate_s:
+            self.rotate()
+        return self._current
+
+    def rotate(self) -> WorkerCertificate:
+        """Start using a new certificate for new calls (live calls keep theirs)."""
+        self._current = generate()
+        self.rotations += 1
+        log.info("DTLS certificate rotated (sha-256 %s...)", self._current.sha256[:23])
+        return self._current
+
+
+_worker: WorkerCertificates | None = None
+
+
+def configure(rotate_s: float) -> WorkerCertificates:
+    """Start this process's certificates (the media plane does, at startup): a new certificate now."""
+    global _worker
+    _worker = WorkerCertificates(rotate_s)
+    return _worker
+
+
+def worker_certificates() -> WorkerCertificates:
+    """This process's certificates (configured with the default rotation if nobody did)."""
+    global _worker
+    if _worker is None:
+        _worker = WorkerCertificates()
+    return _worker
+
+
+def current() -> WorkerCertificate:
+    """The certificate for a new call."""
+    return worker_certificates().current()
