@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
 from relay.web.openapi import DEVICE_HEADERS
+from relay.web.sessions import server_timing
 
 log = logging.getLogger("relay.media")
 
@@ -52,7 +54,8 @@ OPENAPI = {"paths": {
         "parameters": DEVICE_HEADERS,
         "requestBody": {"required": True, "content": {SDP_CONTENT_TYPE: {"schema": {"type": "string"}}}},
         "responses": {
-            "201": {"description": "The SDP answer", "headers": {"X-Session-Id": {"schema": {"type": "string"}}},
+            "201": {"description": "The SDP answer", "headers": {"X-Session-Id": {"schema": {"type": "string"}},
+                                                      "Server-Timing": {"schema": {"type": "string"}}},
                     "content": {SDP_CONTENT_TYPE: {"schema": {"type": "string"}}}},
             **{str(c): _E[c] for c in (400, 401, 403, 404, 413, 415, 429, 500, 503)}}}},
     "/v1/realtime/stats": {"get": {
@@ -137,7 +140,9 @@ async def post_realtime(request: web.Request) -> web.Response:
         raise ApiError(415, f"Content-Type must be {SDP_CONTENT_TYPE}", "unsupported_media_type")
     from relay.auth import authenticate
 
+    t0 = time.perf_counter()
     device = await authenticate(request)
+    t1 = time.perf_counter()
     offer = await _read_offer(request, settings.max_sdp_bytes)
     try:
         desc = parse_offer(offer)
@@ -149,7 +154,9 @@ async def post_realtime(request: web.Request) -> web.Response:
     call_id = "call_" + uuid.uuid4().hex
     try:
         call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc))
+        t2 = time.perf_counter()
         answer = await call.start(offer)
+        t3 = time.perf_counter()
     except OfferError as exc:
         plane.registry.release(client_id)
         raise ApiError(400, str(exc), exc.code) from None
@@ -163,7 +170,7 @@ async def post_realtime(request: web.Request) -> web.Response:
         raise
     plane.registry.add(call)
     return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
-                        headers={"X-Session-Id": call_id})
+                        headers={"X-Session-Id": call_id, "Server-Timing": server_timing(auth=t1 - t0, answer=t3 - t2)})
 
 
 def upstream_factory(plane: MediaPlane) -> Callable[[Any, str], Awaitable[Any]]:

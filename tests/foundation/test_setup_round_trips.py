@@ -7,6 +7,7 @@ asserted here are the ones docs/ops.md ("Call set-up: database round trips") sta
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,6 +107,7 @@ async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> Non
             resp = await app_on.post("/v1/realtime/sessions", json={"modalities": ["audio"]}, headers=headers)
             assert resp.status == 200, await resp.text()
         assert trips.count == session_trips, headers
+        assert re.fullmatch(r"auth;dur=\d+\.\d\d, db;dur=\d+\.\d\d", resp.headers["Server-Timing"])
         session_id = (await resp.json())["id"]
         assert (await db.fetchone("SELECT modalities FROM sessions WHERE id = ?", session_id)) == \
             {"modalities": '["audio"]'}
@@ -117,6 +119,7 @@ async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> Non
                                          headers={**headers, "Content-Type": "application/sdp"})
                 assert resp.status == 201, await resp.text()
             assert trips.count == sdp_trips, headers
+            assert re.fullmatch(r"auth;dur=\d+\.\d\d, answer;dur=\d+\.\d\d", resp.headers["Server-Timing"])
         finally:
             await pc.close()
 
