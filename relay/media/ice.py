@@ -31,6 +31,7 @@ import logging
 import random
 import re
 import socket
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +44,24 @@ log = logging.getLogger("relay.media")
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _allowlist: tuple[str, ...] = ()
 
+INTERFACES_TTL_S = 10.0  # interface addresses are enumerated at most this often (not once per call)
+_interfaces: dict[tuple[bool, bool], tuple[float, list[str]]] = {}
+
+
+def _interface_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """aioice's enumeration of the interfaces' addresses (~0.3 ms), cached for ``INTERFACES_TTL_S``.
+
+    Every call set-up gathers candidates; the interfaces of a server change rarely, and a change
+    is seen by new calls within the TTL.
+    """
+    key = (use_ipv4, use_ipv6)
+    now = time.monotonic()
+    hit = _interfaces.get(key)
+    if hit is None or now - hit[0] >= INTERFACES_TTL_S:
+        hit = (now, _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+        _interfaces[key] = hit
+    return list(hit[1])
+
 
 def _restricted_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     """aioice's host-address gathering, narrowed to the configured allowlist.
@@ -51,8 +70,8 @@ def _restricted_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     skips 127.0.0.1; other allowlisted addresses must exist on an interface.
     """
     if not _allowlist:
-        return _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
-    present: set[str] | None = None  # enumerating interfaces costs ~1 ms: only when needed
+        return _interface_addresses(use_ipv4, use_ipv6)
+    present: set[str] | None = None  # enumerating interfaces: only when needed
     out = []
     for addr in _allowlist:
         ip = ipaddress.ip_address(addr)
@@ -62,7 +81,7 @@ def _restricted_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
             out.append(addr)
             continue
         if present is None:
-            present = set(_original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+            present = set(_interface_addresses(use_ipv4, use_ipv6))
         if addr in present:
             out.append(addr)
     return out
@@ -77,6 +96,7 @@ def configure_host_addresses(addresses: Iterable[str]) -> None:
     global _allowlist
     parsed = tuple(str(ipaddress.ip_address(a.strip())) for a in addresses if a.strip())
     _allowlist = parsed
+    _interfaces.clear()
     aioice.ice.get_host_addresses = _restricted_get_host_addresses
     log.info("ICE host addresses restricted to %s", ", ".join(parsed) if parsed else "all interfaces")
 
