@@ -66,7 +66,7 @@ class MediaClock:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.ticks = 0
-        self.encode_batches = 0  # batches handed to the encode thread
+        self.encode_batches = 0  # batches the encode thread ran
 
     def register(self, listener: ClockListener) -> None:
         self._listeners[id(listener)] = listener
@@ -154,12 +154,12 @@ class MediaClock:
 
     async def _encode_off_loop(self, jobs: list[tuple[int, Any, EncodeJob]]) -> None:
         assert self._executor is not None
-        self.encode_batches += 1
         batch = [job for _, _, job in jobs]
         future = self._executor.submit(encode_jobs, batch)
         waited = asyncio.wrap_future(future)
         try:
             await asyncio.shield(waited)
+            self.encode_batches += 1
         except asyncio.CancelledError:
             # stop() while the thread encodes: let it finish (one batch, a few ms; the loop keeps
             # running) so no encoder of the batch is freed under it, release them, and end
@@ -169,6 +169,7 @@ class MediaClock:
                         await asyncio.shield(waited)
                     except asyncio.CancelledError:
                         continue
+                self.encode_batches += 1
             for job in batch:
                 job.encoder.job_finished()
             raise

@@ -1,10 +1,11 @@
-"""Downlink: the track aiortc sends from, fed pre-encoded ``av.Packet``s by the media clock.
+"""Downlink: the encoder and the track the media clock feeds, one payload per 20 ms tick.
 
-aiortc's sender calls ``track.recv()`` in a loop. Given an ``AudioFrame`` it runs
-a pure-Python audio-level loop and an executor hop to encode; given an
-``av.Packet`` it only packs the bytes into RTP. ``PacketTrack.recv()`` therefore
-returns packets the media clock has already encoded (or passed through, for
-G.711), and waits on the clock -- never on a timer of its own.
+relay's calls send through the direct RTP path (``install_sender`` ->
+``relay.media.rtp_out``): ``PacketTrack.push(payload)`` builds, protects and sends
+the RTP packet synchronously, and aiortc's sender task never runs for audio. With a
+plain aiortc sender (no ``install_sender``), ``PacketTrack.recv()`` returns the
+clock's pre-encoded ``av.Packet``s (aiortc then only packs the bytes into RTP) and
+waits on the clock -- never on a timer of its own.
 
 ``DownlinkEncoder`` turns the bridge's 20 ms of upstream-format audio into the
 RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched.
@@ -35,9 +36,11 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from relay._fast import peak_abs
+from relay.media import rtp_out
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
 from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusEncoder
+from relay.media.rtp_out import DirectRtpSender
 from relay.media.uplink import G711_SILENCE
 
 FRAME_MS = 20
@@ -166,11 +169,15 @@ def _opus_silence(complexity: int, bitrate_bps: int) -> bytes:
 
 
 class PacketTrack(MediaStreamTrack):
-    """An audio track whose ``recv()`` returns the clock's pre-encoded packets.
+    """An audio track fed by the media clock: ``push(payload)`` once per tick, ``skip()`` for DTX.
 
-    ``push()`` is called by the media clock once per tick. At most ``max_queued``
-    packets wait for the sender; if the sender falls behind (a slow device), the
-    oldest is dropped so nothing piles up and latency stays bounded.
+    With the direct send path (``install_sender``; relay's calls), ``push`` sends the RTP
+    packet right away through the bound ``relay.media.rtp_out.DirectRtpSender`` (bound once
+    DTLS is up; frames pushed before that, or that cannot leave, count as ``dropped``).
+
+    Without it (a plain aiortc sender), ``recv()`` returns the clock's pre-encoded packets:
+    at most ``max_queued`` wait for the sender; if the sender falls behind (a slow device),
+    the oldest is dropped so nothing piles up and latency stays bounded.
     """
 
     kind = "audio"
@@ -183,15 +190,28 @@ class PacketTrack(MediaStreamTrack):
         self._max_queued = max_queued
         self._waiter: asyncio.Future[None] | None = None
         self._pts = 0
+        self._ticks_per_frame = encoder.ticks_per_frame
+        self._direct_mode = False  # install_sender() ran: aiortc's RTP task never calls recv()
+        self._direct: DirectRtpSender | None = None
+        self._ended: asyncio.Future[None] | None = None
         self.dropped = 0
 
     def push(self, payload: bytes) -> None:
         if self.readyState != "live":
             return
+        pts = self._pts
+        self._pts = pts + self._ticks_per_frame
+        if self._direct_mode:
+            direct = self._direct
+            if direct is not None and direct.send(payload, pts):
+                if self._metrics is not None:
+                    self._metrics.rtp_out_packets += 1
+            else:
+                self.dropped += 1  # not connected yet / any more
+            return
         packet = av.Packet(payload)
-        packet.pts = self._pts
+        packet.pts = pts
         packet.time_base = self._encoder.time_base
-        self._pts += self._encoder.ticks_per_frame
         if len(self._queue) >= self._max_queued:
             self._queue.popleft()
             self.dropped += 1
@@ -202,7 +222,25 @@ class PacketTrack(MediaStreamTrack):
 
     def skip(self) -> None:
         """No packet this tick (DTX): the RTP timestamp still advances by one frame."""
-        self._pts += self._encoder.ticks_per_frame
+        self._pts += self._ticks_per_frame
+
+    # -- the direct send path (relay.media.rtp_out) ----------------------------
+    def use_direct_path(self) -> None:
+        self._direct_mode = True
+
+    def bind(self, direct: DirectRtpSender | None) -> None:
+        self._direct = direct
+
+    @property
+    def direct(self) -> DirectRtpSender | None:
+        return self._direct
+
+    async def wait_ended(self) -> None:
+        if self.readyState != "live":
+            return
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._ended)
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         while not self._queue:
@@ -220,9 +258,10 @@ class PacketTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._queue.clear()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._direct = None
+        for fut in (self._waiter, self._ended):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
 
 class _NoRtpHistory(dict):  # type: ignore[type-arg]
@@ -234,8 +273,14 @@ class _NoRtpHistory(dict):  # type: ignore[type-arg]
 
 
 def install_sender(sender: object) -> None:
-    """Drop the RTP retransmission history of an audio ``RTCRtpSender`` (one private attribute of
-    aiortc 1.x, touched here only). Saves ~80 KB per call."""
+    """Set up an audio ``RTCRtpSender`` whose track is a ``PacketTrack``: drop its RTP retransmission
+    history (saves ~80 KB per call) and switch it to the direct send path (``relay.media.rtp_out``:
+    aiortc's RTP task does not run, its RTCP task does). Private aiortc attributes: here and in
+    ``rtp_out._PRIVATE`` only; ``RuntimeError`` on an unsupported aiortc."""
     if not hasattr(sender, "_RTCRtpSender__rtp_history"):
         raise RuntimeError("unsupported aiortc version: RTCRtpSender has no RTP history attribute")
     sender._RTCRtpSender__rtp_history = _NoRtpHistory()  # type: ignore[attr-defined]
+    track = sender.track  # type: ignore[attr-defined]
+    if isinstance(track, PacketTrack):
+        rtp_out.install(sender, track)
+        track.use_direct_path()
