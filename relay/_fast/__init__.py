@@ -18,6 +18,8 @@ Public names:
   ``audio_level_dbov``, ``SILENCE_DBFS``
 * ``parse_rtp(data) -> (payload_type, marker, seq, timestamp, ssrc, payload)``,
   ``StreamStats(clockrate)`` (aiortc ``StreamStatistics`` drop-in; the direct uplink path)
+* ``encode_batch(encode_fn, states, frames, frame_samples)``: libopus encodes of a batch
+  under one GIL release (the media clock's encode thread)
 * ``COMPILED: bool``
 """
 
@@ -40,6 +42,7 @@ if NO_EXTENSIONS:
     )
     from relay._fast.playout_py import PlayoutBuffer
     from relay._fast.resample_py import Resampler
+    from relay._fast.opusbatch_py import encode_batch
     from relay._fast.rtpin_py import StreamStats, parse_rtp
 
     COMPILED = False
@@ -57,6 +60,7 @@ else:
         )
         from relay._fast.playout import PlayoutBuffer
         from relay._fast.resample import Resampler
+        from relay._fast.opusbatch import encode_batch
         from relay._fast.rtpin import StreamStats, parse_rtp
     except ImportError as exc:
         raise ImportError(
@@ -77,6 +81,7 @@ __all__ = [
     "alaw_decode",
     "alaw_encode",
     "audio_level_dbov",
+    "encode_batch",
     "gain",
     "mono_to_stereo",
     "parse_rtp",

@@ -71,6 +71,13 @@ _lib.opus_decode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, c
                              ctypes.c_int]
 _lib.opus_strerror.restype = ctypes.c_char_p
 _lib.opus_strerror.argtypes = [ctypes.c_int]
+# the address of opus_encode, for relay._fast.encode_batch (a batch of encodes under one GIL release)
+ENCODE_FN: int = ctypes.cast(_lib.opus_encode, ctypes.c_void_p).value or 0
+
+
+def error_text(code: int) -> str:
+    """libopus' message for a negative error code."""
+    return _lib.opus_strerror(code).decode()
 
 
 def _check(code: int, what: str) -> int:
@@ -107,6 +114,11 @@ class OpusEncoder:
             _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_MAX_BANDWIDTH_REQUEST,
                                          c_int(bandwidth)), "max bandwidth")
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+
+    @property
+    def state(self) -> int:
+        """The ``OpusEncoder*`` address (0 once closed), for ``relay._fast.encode_batch``."""
+        return self._enc or 0
 
     def encode(self, pcm16: bytes) -> bytes:
         if len(pcm16) != self.frame_bytes:

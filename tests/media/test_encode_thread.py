@@ -6,12 +6,14 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
+from relay.media import downlink
 from relay.media.clock import MediaClock
 from relay.media.codecs import OPUS, PCMA
 from relay.media.downlink import DownlinkEncoder, EncodeJob
 from relay.media.metrics import MediaMetrics
-from relay.media.opus import OpusDecoder
+from relay.media.opus import OpusDecoder, OpusError
 
 
 def tone_frame(n: int, hz: float = 440.0) -> bytes:
@@ -20,7 +22,7 @@ def tone_frame(n: int, hz: float = 440.0) -> bytes:
 
 
 class RecordingEncoder(DownlinkEncoder):
-    """A real Opus encoder that records the thread of every live encode (and can be held)."""
+    """A real Opus encoder; ``recording`` notes the thread of each of its encodes (and can hold or fail them)."""
 
     def __init__(self, codec=OPUS) -> None:
         super().__init__(codec, complexity=4)
@@ -29,16 +31,34 @@ class RecordingEncoder(DownlinkEncoder):
         self.hold: threading.Event | None = None
         self.entered = threading.Event()
         self.fail = False
+        if self._encoder is not None:
+            _BY_STATE[self._encoder.state] = self
 
-    def encode_live(self, frame: bytes) -> bytes:
-        self.threads.append(threading.get_ident())
-        self.thread_names.add(threading.current_thread().name)
-        self.entered.set()
-        if self.hold is not None:
-            assert self.hold.wait(5)
-        if self.fail:
-            raise RuntimeError("encoder broke")
-        return super().encode_live(frame)
+
+_BY_STATE: dict[int, RecordingEncoder] = {}
+OPUS_INTERNAL_ERROR = -3
+
+
+@pytest.fixture(autouse=True)
+def recording(monkeypatch):
+    """Wraps the batch kernel the clock's encode thread calls: records which thread encodes whose frame."""
+    real = downlink.encode_batch
+
+    def encode_batch(fn, states, frames, frame_samples):
+        encoders = [_BY_STATE.get(state) for state in states]
+        for enc in encoders:
+            if enc is not None:
+                enc.threads.append(threading.get_ident())
+                enc.thread_names.add(threading.current_thread().name)
+                enc.entered.set()
+                if enc.hold is not None:
+                    assert enc.hold.wait(5)
+        results = real(fn, states, frames, frame_samples)
+        return [OPUS_INTERNAL_ERROR if enc is not None and enc.fail else r for enc, r in zip(encoders, results, strict=True)]
+
+    monkeypatch.setattr(downlink, "encode_batch", encode_batch)
+    yield
+    _BY_STATE.clear()
 
 
 class Speaker:
@@ -133,7 +153,7 @@ async def test_a_failing_encode_ends_only_that_call():
     clock.start()
     await asyncio.wait_for(b.enough.wait(), 10)
     await clock.stop()
-    assert isinstance(a.failed, RuntimeError) and a.payloads == []
+    assert isinstance(a.failed, OpusError) and "internal error" in str(a.failed) and a.payloads == []
     assert len(broken.threads) == 1  # unregistered after its first failure
     assert clock.listener_count == 1 and b.failed is None
     assert not broken.busy and not fine.busy
