@@ -26,7 +26,8 @@ an in-flight batch is waited for before the thread is shut down.
 
 (The hop costs the loop ~25-40 us per batch, one inline encode ~115 us: ``INLINE_MAX_FRAMES``
 is 0.) ``metrics.clock_tick_blocked`` samples, per tick, how long the loop was blocked by the tick
-(the on-loop parts plus any inline encode; not the time the encode thread works).
+(the on-loop parts plus any inline encode; not the time the encode thread works);
+``metrics.clock_encode_batch`` how long each batch took, handed over -> back on the loop.
 """
 
 from __future__ import annotations
@@ -128,9 +129,11 @@ class MediaClock:
                     self._finish(jobs)
                     blocked = time.perf_counter() - started
                 else:
-                    blocked = time.perf_counter() - started
+                    handed = time.perf_counter()
+                    blocked = handed - started
                     await self._encode_off_loop(jobs)
                     resumed = time.perf_counter()
+                    self._metrics.clock_encode_batch.add(resumed - handed)
                     self._finish(jobs)
                     blocked += time.perf_counter() - resumed
                 self._metrics.clock_tick_blocked.add(blocked)

@@ -86,6 +86,8 @@ class MediaMetrics:
     downlink_latency: LatencySamples = field(default_factory=LatencySamples)
     # per media-clock tick: how long the tick blocked the event loop (pull + gate + push + inline encodes)
     clock_tick_blocked: LatencySamples = field(default_factory=LatencySamples)
+    # per encode batch: handed to the encode thread -> back on the loop (what the batch adds to downlink latency)
+    clock_encode_batch: LatencySamples = field(default_factory=LatencySamples)
 
     def snapshot(self) -> dict[str, object]:
         out: dict[str, object] = {k: v for k, v in vars(self).items() if isinstance(v, int)}
@@ -94,4 +96,5 @@ class MediaMetrics:
         out["uplink_latency"] = self.uplink_latency.summary_ms()
         out["downlink_latency"] = self.downlink_latency.summary_ms()
         out["clock_tick_blocked"] = self.clock_tick_blocked.summary_ms()
+        out["clock_encode_batch"] = self.clock_encode_batch.summary_ms()
         return out
