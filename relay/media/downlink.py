@@ -290,23 +290,13 @@ class PacketTrack(MediaStreamTrack):
                 fut.set_result(None)
 
 
-class _NoRtpHistory(dict):  # type: ignore[type-arg]
-    """Stands in for an aiortc sender's RTP history: relay's audio is never retransmitted (aiortc
-    negotiates no NACK for audio), so the 128 packets it would keep per call are not kept."""
-
-    def __setitem__(self, key: object, value: object) -> None:
-        return None
-
-
 def install_sender(sender: object) -> None:
-    """Set up an audio ``RTCRtpSender`` whose track is a ``PacketTrack``: drop its RTP retransmission
-    history (saves ~80 KB per call) and switch it to the direct send path (``relay.media.rtp_out``:
-    aiortc's RTP task does not run, its RTCP task does). Private aiortc attributes: here and in
-    ``rtp_out._PRIVATE`` only; ``RuntimeError`` on an unsupported aiortc."""
-    if not hasattr(sender, "_RTCRtpSender__rtp_history"):
-        raise RuntimeError("unsupported aiortc version: RTCRtpSender has no RTP history attribute")
-    sender._RTCRtpSender__rtp_history = _NoRtpHistory()  # type: ignore[attr-defined]
+    """Set up an audio ``RTCRtpSender`` whose track is a ``PacketTrack``: no RTP retransmission
+    history (saves ~80 KB per call) and the direct send path (``relay.media.rtp_out``: aiortc's RTP
+    task does not run, its RTCP task does). Every private aiortc attribute involved is touched in
+    ``relay.media.rtp_out`` only (``_PRIVATE``); ``RuntimeError`` on an unsupported aiortc."""
     track = sender.track  # type: ignore[attr-defined]
-    if isinstance(track, PacketTrack):
-        rtp_out.install(sender, track)
-        track.use_direct_path()
+    if not isinstance(track, PacketTrack):
+        raise TypeError("install_sender: the sender's track must be a PacketTrack")
+    rtp_out.install(sender, track)
+    track.use_direct_path()
