@@ -205,7 +205,11 @@ class Database:
         self.dialect = dialect
         self.url = url
         self._sqlite: Any = None
-        self._sqlite_lock = asyncio.Lock()  # one SQLite connection: statements and transactions take turns
+        # One SQLite connection. aiosqlite runs its calls one by one (FIFO), so single statements
+        # need no lock between themselves; they wait only while a transaction holds or awaits the
+        # lock (else they could land between its BEGIN and COMMIT).
+        self._sqlite_lock = asyncio.Lock()
+        self._sqlite_tx_users = 0
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -259,22 +263,25 @@ class Database:
         if self._pool is not None:
             async with self._pool.acquire() as conn:
                 return await _PgTx(conn).execute(sql, *args)
-        async with self._sqlite_lock:
-            return await _SqliteTx(self._sqlite).execute(sql, *args)
+        return await self._sqlite_statement(_sq_execute, sql, args)
 
     async def fetchone(self, sql: str, *args: Any) -> dict[str, Any] | None:
         if self._pool is not None:
             async with self._pool.acquire() as conn:
                 return await _PgTx(conn).fetchone(sql, *args)
-        async with self._sqlite_lock:
-            return await _SqliteTx(self._sqlite).fetchone(sql, *args)
+        return await self._sqlite_statement(_sq_fetchone, sql, args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         if self._pool is not None:
             async with self._pool.acquire() as conn:
                 return await _PgTx(conn).fetchall(sql, *args)
+        return await self._sqlite_statement(_sq_fetchall, sql, args)
+
+    async def _sqlite_statement(self, fn: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        if self._sqlite_tx_users == 0:  # enqueued before this coroutine yields: no transaction can slip in between
+            return await self._sqlite._execute(fn, self._sqlite._conn, sql, _norm_args(args))
         async with self._sqlite_lock:
-            return await _SqliteTx(self._sqlite).fetchall(sql, *args)
+            return await self._sqlite._execute(fn, self._sqlite._conn, sql, _norm_args(args))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
@@ -283,15 +290,19 @@ class Database:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield _PgTx(conn)
             return
-        async with self._sqlite_lock:
-            tx = _SqliteTx(self._sqlite)
-            await tx.raw("BEGIN IMMEDIATE")
-            try:
-                yield tx
-            except BaseException:
-                await tx.raw("ROLLBACK")
-                raise
-            await tx.raw("COMMIT")
+        self._sqlite_tx_users += 1
+        try:
+            async with self._sqlite_lock:
+                tx = _SqliteTx(self._sqlite)
+                await tx.raw("BEGIN IMMEDIATE")
+                try:
+                    yield tx
+                except BaseException:
+                    await tx.raw("ROLLBACK")
+                    raise
+                await tx.raw("COMMIT")
+        finally:
+            self._sqlite_tx_users -= 1
 
     # --- migrations ----------------------------------------------------------
     async def migrate(self, directory: Path | None = None) -> list[str]:

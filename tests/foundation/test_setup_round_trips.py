@@ -7,6 +7,7 @@ asserted here are the ones docs/ops.md ("Call set-up: database round trips") sta
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Iterator
@@ -143,3 +144,38 @@ async def test_wrong_secret_still_rejected_in_one_query(app_on, db: Database, tr
     await clients.set_status(db, cid, "disabled")  # revocation: the very next request sees it
     resp = await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, secret))
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "client_not_found"
+
+
+class CountingLock(asyncio.Lock):
+    acquired = 0
+
+    async def acquire(self) -> bool:
+        CountingLock.acquired += 1
+        return await super().acquire()
+
+
+async def test_sqlite_statements_skip_the_lock_but_never_enter_a_transaction(tmp_path) -> None:
+    db = await Database.connect(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        await db.migrate()
+        db._sqlite_lock = CountingLock()
+        CountingLock.acquired = 0
+        insert = "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)"
+        # concurrent single statements: queued FIFO on aiosqlite's thread, no lock hand-over between them
+        await asyncio.gather(*(db.execute(insert, f"w{i}", "W", 1.0) for i in range(30)),
+                             *(db.fetchone("SELECT id FROM workspaces WHERE id = ?", "default") for _ in range(30)))
+        assert CountingLock.acquired == 0
+        assert len(await db.fetchall("SELECT id FROM workspaces WHERE name = 'W'")) == 30
+        # while a transaction is open, a single statement waits for it (else a ROLLBACK would undo it)
+        outside: asyncio.Task | None = None
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.execute(insert, "inside", "T", 1.0)
+                outside = asyncio.create_task(db.execute(insert, "outside", "T", 1.0))
+                await asyncio.sleep(0.05)
+                assert not outside.done()
+                raise RuntimeError("roll back")
+        assert outside is not None and await outside == 1
+        assert [r["id"] for r in await db.fetchall("SELECT id FROM workspaces WHERE name = 'T'")] == ["outside"]
+    finally:
+        await db.close()
