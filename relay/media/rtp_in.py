@@ -53,8 +53,11 @@ from relay._fast import StreamStats, parse_rtp
 
 log = logging.getLogger("relay.media")
 
-# name -> where; every private attribute of aiortc/aioice this module uses
+# name -> where; every private attribute of aiortc/aioice the uplink uses (this module and uplink.install)
 _PRIVATE = {
+    "_RTCRtpReceiver__jitter_buffer": "RTCRtpReceiver: replaced by the UplinkSink (uplink.install)",
+    "_RTCRtpReceiver__stop_decoder": "RTCRtpReceiver: stops the decoder thread receive() starts (uplink.install)",
+    "_enabled": "RTCRtpReceiver: False while the transceiver does not receive",
     "_RTCRtpReceiver__codecs": "RTCRtpReceiver: payload type -> codec, set by receive()",
     "_RTCRtpReceiver__remote_streams": "RTCRtpReceiver: SSRC -> StreamStatistics (RTCP RR, getStats)",
     "_RTCRtpReceiver__active_ssrc": "RTCRtpReceiver: SSRC -> last seen (getSynchronizationSources)",
@@ -83,7 +86,7 @@ def check_supported(receiver: Any) -> None:
     """``RuntimeError`` unless ``receiver`` (and its transports) have every attribute the path needs."""
     dtls = receiver.transport
     where = {
-        "_RTCRtpReceiver__codecs": receiver, "_RTCRtpReceiver__remote_streams": receiver,
+        "_RTCRtpReceiver__stop_decoder": receiver, "_enabled": receiver, "_RTCRtpReceiver__codecs": receiver, "_RTCRtpReceiver__remote_streams": receiver,
         "_RTCRtpReceiver__active_ssrc": receiver, "_rtp_router": dtls, "_rx_srtp": dtls, "_state": dtls,
         "_RTCDtlsTransport__rx_bytes": dtls, "_RTCDtlsTransport__rx_packets": dtls,
         "_connection": dtls.transport,

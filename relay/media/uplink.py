@@ -158,7 +158,8 @@ class UplinkSink:
 def install(receiver: Any, sink: UplinkSink, *, direct: bool = True) -> DirectReceivePath | None:
     """Plug ``sink`` into an aiortc ``RTCRtpReceiver`` before negotiation completes.
 
-    Private attributes of aiortc 1.x touched here: the receiver's jitter buffer is
+    Private attributes of aiortc 1.x touched here (listed with the direct path's in
+    ``relay.media.rtp_in._PRIVATE``): the receiver's jitter buffer is
     replaced by the sink, and the decoder thread the receiver starts in ``receive()``
     is stopped right after it starts (it has received nothing yet: ``receive()``
     registers the receiver with the transport only after starting it, with no await
