@@ -15,12 +15,14 @@ host candidates (and the ``c=`` lines) of relay's answer to the public address;
 the NAT forwards to the private socket the candidate was gathered on, which is
 all ICE needs (the device's checks arrive on that socket, and we answer from it).
 
-Fixed UDP port range (``ice_port_min``..``ice_port_max``): aioice binds host sockets
-to port 0 and has no option for a range. ``restrict_port_range(pc, lo, hi)`` replaces,
-on relay's own ICE connections only (an instance attribute, not a global patch),
-``Connection.get_component_candidates`` with ``_host_candidates_in_range`` below:
-the same host-candidate gathering, binding a free port of the range. relay's peers
-never have STUN/TURN servers, so host candidates are all there is to gather.
+Host candidates (``install_gatherer(pc, port_range)``, on relay's own ICE connections only: an
+instance attribute, not a global patch): aioice binds each host socket with
+``create_datagram_endpoint(local_addr=...)``, which makes the loop resolve the address first
+(uvloop: on libuv's thread pool, ~10 loop turns -- under load the slowest step of an answer) and
+has no option for a port range. ``_host_candidates`` below gathers the same host candidates, binding
+each socket synchronously (a free port of ``ice_port_min``..``ice_port_max`` when configured) and
+handing it over with ``sock=``. relay's peers never have STUN/TURN servers, so host candidates are
+all there is to gather.
 """
 
 from __future__ import annotations
@@ -138,28 +140,51 @@ class NoFreePort(Exception):
     """No UDP port of the configured range could be bound."""
 
 
-async def _host_candidates_in_range(connection: aioice.ice.Connection, component: int, addresses: list[str],
-                                    port_min: int, port_max: int) -> list[Candidate]:
-    """aioice's host-candidate gathering (``Connection.get_component_candidates``), with ports from a range."""
+def _bind_udp(address: str, port_range: tuple[int, int] | None) -> socket.socket | None:
+    """A non-blocking UDP socket bound to ``address`` (a free port of ``port_range``, else any), or None."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    ports: list[int] = [0]
+    if port_range is not None:
+        span = range(port_range[0], port_range[1] + 1)
+        ports = random.sample(span, min(len(span), MAX_BIND_ATTEMPTS))
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        return sock
+    return None
+
+
+async def _host_candidates(connection: aioice.ice.Connection, component: int, addresses: list[str],
+                           port_range: tuple[int, int] | None) -> list[Candidate]:
+    """aioice's host-candidate gathering (``Connection.get_component_candidates``) for relay's peers.
+
+    The same candidates, but each socket is bound here, synchronously, and handed to
+    ``create_datagram_endpoint(sock=...)``: with ``local_addr=`` the event loop resolves the
+    address first (uvloop: on libuv's thread pool, ~10 loop turns), which under load is the
+    slowest part of building an answer. Ports come from ``port_range`` when one is configured.
+    """
     loop = asyncio.get_running_loop()
     candidates: list[Candidate] = []
-    ports = range(port_min, port_max + 1)
     for address in addresses:
-        bound = None
-        for port in random.sample(ports, min(len(ports), MAX_BIND_ATTEMPTS)):
-            try:
-                bound = await loop.create_datagram_endpoint(lambda: aioice.ice.StunProtocol(connection),
-                                                            local_addr=(address, port))
-                break
-            except OSError:
-                continue
-        if bound is None:
-            log.warning("no free UDP port in %d..%d on %s", port_min, port_max, address)
+        sock = _bind_udp(address, port_range)
+        if sock is None:
+            if port_range is not None:
+                log.warning("no free UDP port in %d..%d on %s", port_range[0], port_range[1], address)
+            else:
+                log.info("could not bind a UDP socket on %s", address)
             continue
-        transport, protocol = bound
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(connection), sock=sock)
+        except OSError:
+            sock.close()
+            continue
         host, port = transport.get_extra_info("sockname")[:2]
         protocol.local_candidate = Candidate(
             foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
@@ -181,17 +206,26 @@ def _ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:
     return out
 
 
-def restrict_port_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> None:
-    """Make ``pc`` gather its host candidates on ports ``port_min..port_max`` (call before
-    ``setLocalDescription``, which gathers)."""
-    if not 0 < port_min <= port_max <= 65535:
+def install_gatherer(pc: RTCPeerConnection, port_range: tuple[int, int] | None = None) -> None:
+    """Make ``pc`` gather its host candidates with ``_host_candidates`` (on ``port_range`` if given).
+
+    Call before ``setLocalDescription``, which gathers. Connections with a STUN/TURN server (never
+    relay's: ``rtc_configuration()`` has none) keep aioice's gathering.
+    """
+    if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
         raise ValueError("the ICE port range must satisfy 0 < min <= max <= 65535")
     for conn in _ice_connections(pc):
         if conn.stun_server or conn.turn_server:
-            continue  # never the case for relay's peers; keep aioice's gathering if it ever is
+            continue
 
         async def gather(component: int, addresses: list[str], timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
                          _conn: aioice.ice.Connection = conn) -> list[Candidate]:
-            return await _host_candidates_in_range(_conn, component, addresses, port_min, port_max)
+            return await _host_candidates(_conn, component, addresses, port_range)
 
         conn.get_component_candidates = gather  # type: ignore[method-assign]
+
+
+def restrict_port_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> None:
+    """Make ``pc`` gather its host candidates on ports ``port_min..port_max`` (call before
+    ``setLocalDescription``, which gathers)."""
+    install_gatherer(pc, (port_min, port_max))

@@ -89,8 +89,7 @@ class Peer:
                 if type(exc).__module__.startswith("aiortc"):
                     raise OfferError(f"the SDP offer was rejected: {exc}", "invalid_sdp") from None
                 raise
-            if self._port_range is not None:
-                ice.restrict_port_range(pc, *self._port_range)
+            ice.install_gatherer(pc, self._port_range)  # host candidates bound without a resolver hop
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once
