@@ -61,6 +61,7 @@ _PRIVATE = {
     "_RTCRtpReceiver__codecs": "RTCRtpReceiver: payload type -> codec, set by receive()",
     "_RTCRtpReceiver__remote_streams": "RTCRtpReceiver: SSRC -> StreamStatistics (RTCP RR, getStats)",
     "_RTCRtpReceiver__active_ssrc": "RTCRtpReceiver: SSRC -> last seen (getSynchronizationSources)",
+    "_clockrate": "StreamStatistics: its clock rate (aiortc's own inserts are converted to StreamStats)",
     "_rtp_router": "RTCDtlsTransport: RtpRouter (receivers, ssrc_table, payload_type_table)",
     "_rx_srtp": "RTCDtlsTransport: the inbound pylibsrtp.Session (set when DTLS completes)",
     "_state": "RTCDtlsTransport: State enum",
@@ -86,8 +87,8 @@ def check_supported(receiver: Any) -> None:
     """``RuntimeError`` unless ``receiver`` (and its transports) have every attribute the path needs."""
     dtls = receiver.transport
     where = {
-        "_RTCRtpReceiver__stop_decoder": receiver, "_enabled": receiver, "_RTCRtpReceiver__codecs": receiver, "_RTCRtpReceiver__remote_streams": receiver,
-        "_RTCRtpReceiver__active_ssrc": receiver, "_rtp_router": dtls, "_rx_srtp": dtls, "_state": dtls,
+        "_RTCRtpReceiver__stop_decoder": receiver, "_enabled": receiver, "_RTCRtpReceiver__codecs": receiver,
+        "_RTCRtpReceiver__remote_streams": receiver, "_RTCRtpReceiver__active_ssrc": receiver, "_rtp_router": dtls, "_rx_srtp": dtls, "_state": dtls,
         "_RTCDtlsTransport__rx_bytes": dtls, "_RTCDtlsTransport__rx_packets": dtls,
         "_connection": dtls.transport,
     }
