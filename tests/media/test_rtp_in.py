@@ -285,3 +285,18 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
     finally:
         await device.hangup()
     assert capture.segments(), "the echo came back"
+
+
+def test_statistics_aiortc_creates_become_the_compiled_drop_in() -> None:
+    """A stream aiortc's path sees first (a packet queued while DTLS completed) gets ``StreamStats`` too."""
+    from aiortc.rtcrtpreceiver import StreamStatistics
+    from aiortc.rtp import RtpPacket
+
+    from relay._fast import StreamStats
+    from relay.media.rtp_in import _StatsDict
+
+    streams = _StatsDict()
+    streams[5] = StreamStatistics(8000)
+    assert type(streams[5]) is StreamStats
+    streams[5].add(RtpPacket(sequence_number=9, timestamp=160))
+    assert (streams[5].base_seq, streams[5].max_seq, streams[5].packets_received) == (9, 9, 1)
