@@ -199,7 +199,8 @@ class PacketTrack(MediaStreamTrack):
 
     With the direct send path (``install_sender``; relay's calls), ``push`` sends the RTP
     packet right away through the bound ``relay.media.rtp_out.DirectRtpSender`` (bound once
-    DTLS is up; frames pushed before that, or that cannot leave, count as ``dropped``).
+    DTLS is up; frames pushed before that count as ``unsent``, frames that cannot leave
+    afterwards -- the connection is gone -- as ``dropped``).
 
     Without it (a plain aiortc sender), ``recv()`` returns the clock's pre-encoded packets:
     at most ``max_queued`` wait for the sender; if the sender falls behind (a slow device),
@@ -221,6 +222,7 @@ class PacketTrack(MediaStreamTrack):
         self._direct: DirectRtpSender | None = None
         self._ended: asyncio.Future[None] | None = None
         self.dropped = 0
+        self.unsent = 0  # direct path: frames pushed before DTLS was up (the RTP timestamp advanced)
 
     def push(self, payload: bytes) -> None:
         if self.readyState != "live":
@@ -229,11 +231,13 @@ class PacketTrack(MediaStreamTrack):
         self._pts = pts + self._ticks_per_frame
         if self._direct_mode:
             direct = self._direct
-            if direct is not None and direct.send(payload, pts):
+            if direct is None:
+                self.unsent += 1  # DTLS not up yet: nothing to send on (not a drop)
+            elif direct.send(payload, pts):
                 if self._metrics is not None:
                     self._metrics.rtp_out_packets += 1
             else:
-                self.dropped += 1  # not connected yet / any more
+                self.dropped += 1  # the connection is gone
             return
         packet = av.Packet(payload)
         packet.pts = pts

@@ -111,6 +111,8 @@ async def test_a_real_device_hears_the_direct_path_with_right_headers_stats_and_
         direct = relay.track.direct
         assert direct is not None  # the direct path is bound...
         assert not relay.track._queue  # ...and aiortc's RTP task never pulls from the track
+        # the ticks before DTLS was up sent nothing (and are no drops); since then every frame left
+        assert relay.track.unsent > 0 and relay.track.dropped == 0
         # the echo comes back: the device decodes what the direct path sent
         tail = np.concatenate(received[-50:])
         assert abs(dominant_hz(tail, len(received[-1]) * 50) - 660) < 10
