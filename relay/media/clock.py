@@ -4,8 +4,9 @@ Ticks are on an absolute schedule, ``start + n * ptime``, so they never drift
 (the sleep before each tick is recomputed from the schedule, not from the last
 wake-up). Each tick calls ``tick(now)`` on every registered listener -- one call
 each, no task or timer per call. After a stall of the event loop the missed
-ticks are run back to back, yielding between ticks so each call's sender takes
-its packet before the next one comes: nothing is skipped, so the playout
+ticks are run back to back, yielding between ticks (each tick's packets have
+left -- sent directly, or taken by a plain aiortc sender -- before the next tick
+produces more): nothing is skipped, so the playout
 accounting stays true and latency does not ratchet up (the devices' jitter
 buffers absorb the short burst). Only a stall longer than ``max_catchup`` ticks
 (500 ms) makes the schedule jump forward (counted as overruns).
@@ -106,8 +107,8 @@ class MediaClock:
             while True:
                 n += 1
                 target = start + n * self.ptime_s
-                # always yield, also when catching up: the senders consume each tick's packets
-                # before the next tick produces more (a burst would overflow their bounded queues)
+                # always yield, also when catching up: the loop serves I/O between ticks, and a plain
+                # aiortc sender takes each tick's packet before the next (its queue is bounded)
                 await asyncio.sleep(max(0.0, target - loop.time()))
                 now = loop.time()
                 behind = int((now - target) / self.ptime_s)
