@@ -2,8 +2,8 @@
 
 Two real loopback calls (relay's receiver + a silent aiortc device, uvloop as in ``relay serve``);
 each round injects ``PACKETS`` freshly protected audio datagrams at relay's UDP protocol, one at a
-time, each followed by one event-loop iteration (``asyncio.sleep(0)``: the wake-up a datagram
-costs anyway; aiortc's DTLS task runs in it). Collected as ordinary tests (pyproject sets
+time, each followed by one event-loop iteration (``asyncio.sleep(0)``, the wake-up a datagram
+costs anyway, in which aiortc's DTLS task runs; ``settle`` repeats it while anything is queued). Collected as ordinary tests (pyproject sets
 ``--benchmark-disable``: each body runs once and its assertions hold). Numbers, as in docs/media.md::
 
     pytest tests/media/test_rtp_in_bench.py --benchmark-enable --benchmark-only -q
@@ -48,8 +48,7 @@ def test_uplink_datagram_cost(benchmark, codec, direct) -> None:
         async def feed(datagrams: list[bytes]) -> None:
             for d in datagrams:
                 side.inject(d)
-                await asyncio.sleep(0)
-            await side.settle()
+                await side.settle()  # one loop turn (more only while the device's own RTCP is queued)
 
         def run(datagrams: list[bytes]) -> None:
             loop.run_until_complete(feed(datagrams))
