@@ -56,7 +56,10 @@ log = logging.getLogger("relay.media")
 # name -> where; every private attribute of aiortc/aioice the uplink uses (this module and uplink.install)
 _PRIVATE = {
     "_RTCRtpReceiver__jitter_buffer": "RTCRtpReceiver: replaced by the UplinkSink (uplink.install)",
-    "_RTCRtpReceiver__stop_decoder": "RTCRtpReceiver: stops the decoder thread receive() starts (uplink.install)",
+    "_RTCRtpReceiver__started": "RTCRtpReceiver: set by receive(), which uplink.install replaces (no decoder thread)",
+    "_RTCRtpReceiver__rtx_ssrc": "RTCRtpReceiver: RTX SSRC -> media SSRC, set by receive()",
+    "_RTCRtpReceiver__transport": "RTCRtpReceiver: its RTCDtlsTransport (receive() registers with it)",
+    "_RTCRtpReceiver__rtcp_task": "RTCRtpReceiver: the RTCP task receive() starts and stop() cancels",
     "_enabled": "RTCRtpReceiver: False while the transceiver does not receive",
     "_RTCRtpReceiver__codecs": "RTCRtpReceiver: payload type -> codec, set by receive()",
     "_RTCRtpReceiver__remote_streams": "RTCRtpReceiver: SSRC -> StreamStatistics (RTCP RR, getStats)",
@@ -87,7 +90,8 @@ def check_supported(receiver: Any) -> None:
     """``RuntimeError`` unless ``receiver`` (and its transports) have every attribute the path needs."""
     dtls = receiver.transport
     where = {
-        "_RTCRtpReceiver__stop_decoder": receiver, "_enabled": receiver, "_RTCRtpReceiver__codecs": receiver,
+        "_RTCRtpReceiver__started": receiver, "_RTCRtpReceiver__rtx_ssrc": receiver,
+        "_RTCRtpReceiver__transport": receiver, "_RTCRtpReceiver__rtcp_task": receiver, "_enabled": receiver, "_RTCRtpReceiver__codecs": receiver,
         "_RTCRtpReceiver__remote_streams": receiver, "_RTCRtpReceiver__active_ssrc": receiver, "_rtp_router": dtls, "_rx_srtp": dtls, "_state": dtls,
         "_RTCDtlsTransport__rx_bytes": dtls, "_RTCDtlsTransport__rx_packets": dtls,
         "_connection": dtls.transport,

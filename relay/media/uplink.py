@@ -20,6 +20,7 @@ packets are dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -159,27 +160,37 @@ def install(receiver: Any, sink: UplinkSink, *, direct: bool = True) -> DirectRe
     """Plug ``sink`` into an aiortc ``RTCRtpReceiver`` before negotiation completes.
 
     Private attributes of aiortc 1.x touched here (listed with the direct path's in
-    ``relay.media.rtp_in._PRIVATE``): the receiver's jitter buffer is
-    replaced by the sink, and the decoder thread the receiver starts in ``receive()``
-    is stopped right after it starts (it has received nothing yet: ``receive()``
-    registers the receiver with the transport only after starting it, with no await
-    in between). With no decoder thread the receiver never queues decoded frames, so
-    its remote track stays idle.
+    ``relay.media.rtp_in._PRIVATE``): the receiver's jitter buffer is replaced by the
+    sink, and ``receive()`` is replaced by aiortc 1.16's own minus the decoder thread
+    (codecs, RTX map, registration with the transport, the RTCP task): starting that
+    thread and joining it again blocked the event loop ~1.2 ms per call under load
+    (the join waits for the new thread to get the GIL). With no decoder thread the
+    receiver never queues decoded frames, so its remote track stays idle; ``stop()``
+    finds no thread to stop.
 
     With ``direct`` (the default), the direct receive path (``relay.media.rtp_in``,
     which lists the private attributes it uses) is armed as soon as ``receive()`` has
     run -- aiortc calls it once DTLS is connected -- so SRTP audio reaches the sink from
     the socket callback. The path is returned (``None`` without ``direct``).
     """
-    if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-        raise RuntimeError("unsupported aiortc version: RTCRtpReceiver has no jitter buffer attribute")
+    for name in ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__started", "_RTCRtpReceiver__codecs",
+                 "_RTCRtpReceiver__rtx_ssrc", "_RTCRtpReceiver__transport", "_RTCRtpReceiver__rtcp_task",
+                 "_RTCRtpReceiver__decoder_thread"):
+        if not hasattr(receiver, name):
+            raise RuntimeError(f"unsupported aiortc version: RTCRtpReceiver has no {name} attribute")
     path = DirectReceivePath(receiver, sink) if direct else None
     receiver._RTCRtpReceiver__jitter_buffer = sink
-    original_receive = receiver.receive
 
     async def receive(parameters: Any) -> None:
-        await original_receive(parameters)
-        receiver._RTCRtpReceiver__stop_decoder()
+        if not receiver._RTCRtpReceiver__started:  # aiortc 1.16's RTCRtpReceiver.receive, no decoder thread
+            for codec in parameters.codecs:
+                receiver._RTCRtpReceiver__codecs[codec.payloadType] = codec
+            for encoding in parameters.encodings:
+                if encoding.rtx:
+                    receiver._RTCRtpReceiver__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+            receiver._RTCRtpReceiver__transport._register_rtp_receiver(receiver, parameters)
+            receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
+            receiver._RTCRtpReceiver__started = True
         if path is not None and not sink.closed:
             path.arm()
 

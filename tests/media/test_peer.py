@@ -161,3 +161,41 @@ async def test_failed_answer_leaves_nothing_behind():
         raise AssertionError("a bogus DTLS role must be refused")
     assert relay.peer.closed and relay.peer.pc is None
     await device.close()
+
+
+async def test_relay_side_never_starts_a_decoder_thread(monkeypatch):
+    """uplink.install replaces receive(): no thread is started (and joined on the loop) for relay's
+    receiver; the RTCP task still runs and the receiver stops cleanly."""
+    relay_queues: list[object] = []
+    started: list[object] = []
+    real_thread = threading.Thread
+
+    class SpyThread(real_thread):
+        def start(self) -> None:
+            started.append(self._args[1] if len(self._args) > 1 else None)
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", SpyThread)
+    metrics = MediaMetrics()
+    clock = MediaClock(metrics)
+    clock.start()
+    device, _, received = await connect_device(label="messages")
+    relay = Loopback(device.localDescription.sdp, metrics, clock)
+    receiver = relay.peer.pc.getTransceivers()[0].receiver if relay.peer.pc else None
+    try:
+        answer = await relay.peer.answer(device.localDescription.sdp)
+        receiver = relay.peer.pc.getTransceivers()[0].receiver
+        relay_queues.append(receiver._RTCRtpReceiver__decoder_queue)
+        await device.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await wait_for(lambda: relay.peer.connected)
+        await wait_for(lambda: len(received) >= 25)
+        assert receiver._RTCRtpReceiver__started
+        assert not any(q is relay_queues[0] for q in started)  # the device's own decoder may run
+        assert receiver._RTCRtpReceiver__decoder_thread is None
+        assert receiver._RTCRtpReceiver__rtcp_task is not None and not receiver._RTCRtpReceiver__rtcp_task.done()
+    finally:
+        await device.close()
+        device._reader.cancel()
+        await relay.peer.close()
+        await clock.stop()
+    assert receiver._RTCRtpReceiver__rtcp_task.done()
