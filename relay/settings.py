@@ -108,6 +108,7 @@ class Settings:
     max_calls_per_client: int = _f(10, "Live calls one client id may hold per worker (429 beyond it); 0: no limit (load tests with one id).")
     uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
     opus_complexity: int = _f(4, "libopus encoder complexity for the downlink, 0 (cheapest) .. 10 (see docs/media.md).")
+    playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")
     opus_bitrate_bps: int = _f(32000, "Downlink Opus bitrate, bits per second (mono voice).")
     ice_connect_timeout_s: float = _f(15.0, "A call whose device has not connected (ICE+DTLS) by then is dropped.")
     datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")

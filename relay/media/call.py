@@ -67,6 +67,7 @@ class CallConfig:
 
     uplink_chunk_ms: int = 40
     opus_complexity: int = 5
+    playout_trim_above_ms: int = 20  # relay.bridge.trim: a real-time stream's standing delay above this goes
     opus_bitrate_bps: int = 32000
     dc_queue_max: int = 256
     dc_max_buffered_bytes: int = 1 << 20
@@ -134,6 +135,7 @@ class Call(CallDriver):
             self.core = CallCore(self.device.assistant, now=self._loop.time(),
                                  audio_format=self.codec.upstream_format, max_call_s=self.config.max_call_s,
                                  recycle_after_s=self.config.recycle_after_s,
+                                 trim_above_ms=self.config.playout_trim_above_ms,
                                  device_event_max_bytes=self.config.device_event_max_bytes, log_id=self.id)
         except BaseException:
             await self.peer.close()  # idempotent: answer() already closed it if it failed there
@@ -320,6 +322,8 @@ class Call(CallDriver):
             self._encoder.close()
             self.usage.ended_at = time.time()
             self.usage.output_audio_s = self._audio_frames_out * 0.02
+            if self.core is not None:
+                self.metrics.frames_out_trimmed += self.core.trimmed_frames
             self.metrics.calls_ended += 1
             bump(self.metrics.calls_ended_by_reason, self.end_reason)
             log.info("call ended: %s", self.end_reason, extra=self._log)

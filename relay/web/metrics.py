@@ -142,6 +142,9 @@ def render(app: web.Application) -> bytes:
                 media.frames_out_dropped)
     out.counter("relay_downlink_frames_dtx_skipped_total", "Silent frames not sent (downlink DTX)",
                 media.frames_out_dtx)
+    out.counter("relay_downlink_frames_trimmed_total",
+                "Quiet frames skipped to remove a real-time stream's standing delay (counted when calls end)",
+                media.frames_out_trimmed)
     out.counter("relay_rtp_out_packets_total", "Downlink RTP packets handed to aiortc's senders",
                 media.rtp_out_packets)
     out.counter("relay_rtp_in_packets_total", "Uplink RTP packets received (after SRTP)", media.rtp_in_packets)

@@ -105,6 +105,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
     return CallConfig(
         uplink_chunk_ms=settings.uplink_chunk_ms,
         opus_complexity=settings.opus_complexity,
+        playout_trim_above_ms=settings.playout_trim_above_ms,
         opus_bitrate_bps=settings.opus_bitrate_bps,
         dc_queue_max=settings.datachannel_queue_max,
         dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
