@@ -31,6 +31,7 @@ NO_EXTENSIONS: bool = os.environ.get("RELAY_NO_EXTENSIONS", "") == "1"
 
 if NO_EXTENSIONS:
     from relay._fast.g711_py import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+    from relay._fast.opusbatch_py import encode_batch
     from relay._fast.pcm_py import (
         SILENCE_DBFS,
         audio_level_dbov,
@@ -42,13 +43,13 @@ if NO_EXTENSIONS:
     )
     from relay._fast.playout_py import PlayoutBuffer
     from relay._fast.resample_py import Resampler
-    from relay._fast.opusbatch_py import encode_batch
     from relay._fast.rtpin_py import StreamStats, parse_rtp
 
     COMPILED = False
 else:
     try:
         from relay._fast.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+        from relay._fast.opusbatch import encode_batch
         from relay._fast.pcm import (
             SILENCE_DBFS,
             audio_level_dbov,
@@ -60,7 +61,6 @@ else:
         )
         from relay._fast.playout import PlayoutBuffer
         from relay._fast.resample import Resampler
-        from relay._fast.opusbatch import encode_batch
         from relay._fast.rtpin import StreamStats, parse_rtp
     except ImportError as exc:
         raise ImportError(
