@@ -26,7 +26,7 @@ from typing import Any
 
 from bench import audio as bench_audio
 from bench import servers
-from bench.report import passes_bar, plot, text_summary
+from bench.report import fit_healthy, passes_bar, plot, text_summary
 from bench.runner import Scenario, run, run_churn
 
 log = logging.getLogger("bench")
@@ -322,8 +322,9 @@ def _slope(pts: list[tuple[float, float, float]], i: int) -> float:
 
 
 def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per label, least-squares slopes over the runs: CPU % per additional call (healthy runs only: an
-    overloaded process skips work, so its CPU understates the need) and RSS MB per additional call."""
+    """Per label, least-squares slopes over the runs: CPU % per additional call (healthy runs only,
+    ``bench.report.fit_healthy``: an overloaded or stalling process skips or delays work, so its CPU
+    understates the need) and RSS MB per additional call."""
     out: dict[str, dict[str, float]] = {}
     for label in sorted({r["label"] for r in reports if "measure" in r}):
         runs = [
@@ -332,7 +333,7 @@ def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]
             if r.get("label") == label and "relay_rss_mb" in r.get("measure", {}) and r["calls_established"] > 0
         ]
         rss = [(r["calls_established"], r["measure"]["relay_rss_mb"], 0.0) for r in runs]
-        cpu = [(r["calls_established"], r["measure"]["relay_cpu_pct"], 0.0) for r in runs if passes_bar(r)]
+        cpu = [(r["calls_established"], r["measure"]["relay_cpu_pct"], 0.0) for r in runs if fit_healthy(r)]
         row: dict[str, float] = {}
         if len({p[0] for p in cpu}) >= 2:
             row["cpu_pct_per_added_call"] = round(_slope(cpu, 1), 3)

@@ -16,7 +16,7 @@ def _v(x: Any, fmt: str = "{:.1f}") -> str:
 
 
 def rows(doc: dict[str, Any], scenario: str) -> list[str]:
-    from bench.report import passes_bar
+    from bench.report import STALL_GAP_MS, fit_healthy, passes_bar
 
     out = []
     for r in doc["runs"]:
@@ -25,7 +25,12 @@ def rows(doc: dict[str, Any], scenario: str) -> list[str]:
                 out.append(f"| {scenario} | {r['label']} | sweep max N = **{r['sweep_max_n']}** | | | | | | | | | |")
             continue
         m, s, rt, fr = r["measure"], r["setup_ms"], r["marker_rtt_ms"], r["frames"]
-        flag = "" if passes_bar(r) else " (overloaded)"
+        if not passes_bar(r):
+            flag = " (overloaded)"
+        elif not fit_healthy(r):
+            flag = f" (stalled: {fr['max_gap_ms']:.0f} ms gap > {STALL_GAP_MS:.0f})"
+        else:
+            flag = ""
         out.append(
             f"| {scenario} | {r['label']} | {r['calls_established']}/{r['calls_requested']}{flag} "
             f"| {_v(m.get('relay_cpu_pct'))} | {_v(m.get('relay_cpu_pct_per_call'), '{:.2f}')} "
@@ -57,7 +62,10 @@ def table(docs: list[tuple[str, dict[str, Any]]]) -> str:
                 f"marker p50 {_v(p50, '{:.2f}')}x, RSS per call "
                 f"{_v(ratio['rss_per_call']['ratio'], '{:.2f}')}x"
             )
-        for label, mg in doc.get("marginal", {}).items():
+        from bench.__main__ import marginal_costs
+
+        # recomputed with the current health rule (a report written before a rule change keeps its runs)
+        for label, mg in marginal_costs([r for r in doc["runs"] if "measure" in r]).items():
             cpu, rss = mg.get("cpu_pct_per_added_call"), mg.get("rss_mb_per_added_call")
             extra.append(
                 f"- {scenario}, marginal cost, {label}: {_v(cpu, '{:.2f}')} % CPU (fit over healthy runs) and "

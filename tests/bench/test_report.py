@@ -135,3 +135,17 @@ def test_cli_rejects_bad_arguments():
         parse_args(["--spawn", "relay", "--relay-env", "PATH=/tmp"])  # only RELAY_* settings
     a = parse_args(["--compare", "-n", "1,10", "--relay-env", "RELAY_OPUS_COMPLEXITY=3"])
     assert a.spawn == "both" and a.n == [1, 10]
+
+
+def test_marginal_cpu_ignores_runs_with_an_audible_downlink_hole():
+    """A saturated relay that bursts its late frames has no missing frames but long gaps: not fitted."""
+    from bench.__main__ import marginal_costs
+    from bench.report import fit_healthy, passes_bar
+
+    stalled = _run("reference", 21, 60.0, 110.0, [150.0] * 5)
+    stalled["frames"]["max_gap_ms"] = 124.0
+    reports = [_run("reference", 1, 6.0, 100.0, [150.0] * 5), _run("reference", 11, 56.0, 110.0, [150.0] * 5),
+               stalled]
+    assert passes_bar(stalled) and not fit_healthy(stalled)
+    assert fit_healthy(reports[0]) and fit_healthy(reports[1])
+    assert marginal_costs(reports)["reference"]["cpu_pct_per_added_call"] == 5.0  # (56 - 6) / 10, not the capped 60
