@@ -143,6 +143,11 @@ def _sq_fetchall(raw: Any, sql: str, args: tuple[Any, ...]) -> list[dict[str, An
     return [dict(r) for r in rows]
 
 
+def _sq_rollback_if_open(raw: Any) -> None:
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
+
+
 class _SqliteTx:
     """Statements on the aiosqlite connection, each ONE hop to its worker thread and back.
 
@@ -294,13 +299,17 @@ class Database:
         try:
             async with self._sqlite_lock:
                 tx = _SqliteTx(self._sqlite)
-                await tx.raw("BEGIN IMMEDIATE")
                 try:
+                    await tx.raw("BEGIN IMMEDIATE")
                     yield tx
+                    await tx.raw("COMMIT")
                 except BaseException:
-                    await tx.raw("ROLLBACK")
+                    # Whatever failed or was cancelled -- the block, or BEGIN / COMMIT themselves: a
+                    # cancelled statement still runs in aiosqlite's thread, and a failed COMMIT (busy)
+                    # leaves the transaction open -- no transaction may outlive the lock. Queued now,
+                    # behind anything still queued, before the lock is released.
+                    await self._sqlite._execute(_sq_rollback_if_open, self._sqlite._conn)
                     raise
-                await tx.raw("COMMIT")
         finally:
             self._sqlite_tx_users -= 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,3 +180,47 @@ async def test_sqlite_statements_skip_the_lock_but_never_enter_a_transaction(tmp
         assert [r["id"] for r in await db.fetchall("SELECT id FROM workspaces WHERE name = 'T'")] == ["outside"]
     finally:
         await db.close()
+
+
+async def _in_transaction(db: Database) -> bool:
+    return await db._sqlite._execute(lambda raw: raw.in_transaction, db._sqlite._conn)
+
+
+async def test_sqlite_transaction_cancelled_before_its_begin_ran_leaves_none_open(tmp_path) -> None:
+    """A cancelled BEGIN still runs on aiosqlite's thread: it must not leave a transaction open behind the lock."""
+    db = await Database.connect(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        await db.migrate()
+        busy, release = threading.Event(), threading.Event()
+
+        def hold() -> None:  # keeps aiosqlite's thread busy so BEGIN stays queued
+            busy.set()
+            assert release.wait(5)
+
+        blocker = asyncio.ensure_future(db._sqlite._execute(hold))
+        assert await asyncio.to_thread(busy.wait, 5)
+        insert = "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)"
+
+        async def write() -> None:
+            async with db.transaction() as tx:
+                await tx.execute(insert, "never", "C", 1.0)
+
+        task = asyncio.ensure_future(write())
+        await asyncio.sleep(0)  # the task took the lock and queued BEGIN IMMEDIATE
+        assert db._sqlite_tx_users == 1
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await blocker
+        assert not await _in_transaction(db)
+        # the connection is usable: a statement commits, a new transaction begins and commits
+        await db.execute(insert, "plain", "C", 1.0)
+        async with db.transaction() as tx:
+            await tx.execute(insert, "tx", "C", 1.0)
+        assert not await _in_transaction(db)
+        assert sorted(r["id"] for r in await db.fetchall("SELECT id FROM workspaces WHERE name = 'C'")) == \
+            ["plain", "tx"]
+    finally:
+        await db.close()
+
