@@ -224,3 +224,31 @@ async def test_sqlite_transaction_cancelled_before_its_begin_ran_leaves_none_ope
     finally:
         await db.close()
 
+
+async def test_joined_auth_lookup_equals_the_separate_lookups(db: Database) -> None:
+    """relay.store.device_auth names every column itself: it must build exactly what the repositories'
+    ``SELECT *`` lookups build (a column added to a table and read by a ``_row`` must be added there too)."""
+    from relay.store import device_auth
+
+    async def separate(cid: str):
+        client = await clients.get(db, cid)
+        workspace = await workspaces.find(db, client.workspace_id)
+        assistant = None
+        for aid in (client.assistant_id, workspace.default_assistant_id if workspace else None):
+            if aid and (assistant := await assistants.find(db, aid)) is not None:
+                break
+        return device_auth.AuthContext(client=client, workspace=workspace, assistant=assistant)
+
+    ws, _ = await workspaces.create(db, "Joined", with_key=True)
+    own = await assistants.create(db, ws.id, "Own", voice="verse")
+    fallback = await assistants.create(db, ws.id, "Default", voice="alloy")
+    with_own = (await clients.create(db, ws.id, assistant_id=own.id)).id
+    without = (await clients.create(db, ws.id)).id
+    assert await device_auth.find(db, with_own.upper()) == await separate(with_own)
+    assert (await device_auth.find(db, without)).assistant is None  # the built-in default
+    assert await device_auth.find(db, without) == await separate(without)
+    await workspaces.update(db, ws.id, default_assistant_id=fallback.id)
+    for cid in (with_own, without):
+        assert await device_auth.find(db, cid) == await separate(cid)
+    assert (await device_auth.find(db, without)).assistant.id == fallback.id
+    assert await device_auth.find(db, str(uuid.uuid4())) is None
