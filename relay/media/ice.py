@@ -223,9 +223,3 @@ def install_gatherer(pc: RTCPeerConnection, port_range: tuple[int, int] | None =
             return await _host_candidates(_conn, component, addresses, port_range)
 
         conn.get_component_candidates = gather  # type: ignore[method-assign]
-
-
-def restrict_port_range(pc: RTCPeerConnection, port_min: int, port_max: int) -> None:
-    """Make ``pc`` gather its host candidates on ports ``port_min..port_max`` (call before
-    ``setLocalDescription``, which gathers)."""
-    install_gatherer(pc, (port_min, port_max))

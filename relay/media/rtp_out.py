@@ -164,15 +164,6 @@ class DirectRtpSender:
         self._timestamp_origin = random32()
         self.packets_sent = 0
 
-    @property
-    def sequence_number(self) -> int:
-        """The sequence number of the next packet."""
-        return self._writer.sequence_number
-
-    @property
-    def timestamp_origin(self) -> int:
-        return self._timestamp_origin
-
     def send(self, payload: bytes, pts: int) -> bool:
         """Build, protect and send one packet of RTP timestamp ``origin + pts``; ``False`` if it
         could not leave (DTLS not connected, no nominated ICE pair, socket gone)."""
