@@ -106,7 +106,8 @@ arrivals = st.lists(st.tuples(st.integers(-40, 300), st.integers(-2000, 5000), s
 @given(start_seq=st.integers(0, 0xFFFF), start_ts=st.integers(0, 0xFFFFFFFF), steps=arrivals,
        clockrate=st.sampled_from([8000, 48000]))
 def test_stream_stats_match_aiortc(mod, start_seq, start_ts, steps, clockrate) -> None:
-    """Random order, loss, duplicates, wraps: both report exactly what aiortc reports, read at any time."""
+    """Random order, loss, duplicates, wraps: both report exactly what aiortc reports, read at any time
+    (for the jitter, what aiortc reports without the timestamp wrap: it has no modulo 2**32)."""
     clock = FakeClock()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rtcrtpreceiver.time, "time", clock.time)  # the time module: aiortc's and the kernels' clock
@@ -117,12 +118,13 @@ def _run_stats(mod, clock, start_seq, start_ts, steps, clockrate) -> None:
     theirs = rtcrtpreceiver.StreamStatistics(clockrate)
     ours = mod.StreamStats(clockrate)
     mine_via_add = mod.StreamStats(clockrate)
-    seq, ts = start_seq, start_ts
+    seq, ts, unwrapped = start_seq, start_ts, start_ts
     for dseq, dts, dt, read in steps:
-        seq, ts = (seq + dseq) & 0xFFFF, (ts + dts) & 0xFFFFFFFF
+        seq, ts, unwrapped = (seq + dseq) & 0xFFFF, (ts + dts) & 0xFFFFFFFF, unwrapped + dts
         clock.now += dt
         packet = RtpPacket(sequence_number=seq, timestamp=ts)
-        theirs.add(packet)
+        # aiortc's jitter is right only without a timestamp wrap: it gets the unwrapped timestamps
+        theirs.add(RtpPacket(sequence_number=seq, timestamp=unwrapped))
         ours.update(seq, ts, clock.now)
         mine_via_add.add(packet)
         if read:
@@ -137,3 +139,19 @@ def test_compiled_add_takes_a_packet() -> None:
     stats.add(RtpPacket(sequence_number=13, timestamp=2880))
     assert (stats.base_seq, stats.max_seq, stats.packets_received, stats.packets_lost) == (10, 13, 2, 2)
     assert stats.fraction_lost == (2 << 8) // 4 and stats.fraction_lost == 0
+
+
+@IMPLS
+def test_jitter_across_a_timestamp_wrap(mod) -> None:
+    """Packets on time across the 2**32 wrap of the RTP timestamp: no jitter (aiortc reports ~2**28)."""
+    stats, theirs = mod.StreamStats(48000), rtcrtpreceiver.StreamStatistics(48000)
+    clock = FakeClock()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rtcrtpreceiver.time, "time", clock.time)
+        for i in range(20):
+            ts = (0xFFFFFFFF - 5 * 960 + i * 960) & 0xFFFFFFFF
+            stats.update(100 + i, ts, clock.now)
+            theirs.add(RtpPacket(sequence_number=100 + i, timestamp=ts))
+            clock.now += 0.02
+    assert stats.jitter == 0 and stats.packets_lost == 0
+    assert theirs.jitter > 1 << 20  # aiortc's own estimate is thrown off by the wrap
