@@ -108,7 +108,7 @@ def render(app: web.Application) -> bytes:
     media = plane.metrics if plane is not None else MediaMetrics()
     registry = plane.registry if plane is not None else None
     clock = plane.clock if plane is not None else None
-    out.gauge("relay_live_calls", "Live WebRTC calls on this worker", len(registry) if registry is not None else 0)
+    out.gauge("relay_live_calls", "Live calls on this worker (WebRTC and WebSocket edge)", len(registry) if registry is not None else 0)
     out.gauge("relay_max_calls", "Live-call limit of this worker (max_calls)",
               registry.max_calls if registry is not None else 0)
     out.counter("relay_calls_started_total", "Calls answered and started", media.calls_started)
