@@ -21,6 +21,7 @@ import time
 import uvloop
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCCertificate
+from busyloop import busy as busy_loop  # scripts/busyloop.py (this script's folder is on sys.path)
 
 from relay.media import dtls, ice
 from relay.media import peer as peer_mod
@@ -40,21 +41,6 @@ async def _offer() -> str:
     return sdp
 
 
-def _burn(ms: float) -> None:
-    end = time.perf_counter() + ms / 1000
-    while time.perf_counter() < end:
-        pass
-
-
-async def _busy(stop: asyncio.Event, busy_ms: float) -> None:
-    loop = asyncio.get_running_loop()
-    n = 0
-    while not stop.is_set():
-        await asyncio.sleep(0.001)
-        n += 1
-        loop.call_soon(_burn, busy_ms / 5)
-        if n % 20 == 0:
-            loop.call_soon(_burn, busy_ms)
 
 
 class _Turns:
@@ -108,7 +94,7 @@ async def main() -> None:
     turns = _Turns()
     for busy in (False, True):
         stop = asyncio.Event()
-        task = asyncio.create_task(_busy(stop, a.busy_ms)) if busy else None
+        task = asyncio.create_task(busy_loop(stop, a.busy_ms)) if busy else None
         samples: dict[str, list[tuple[float, float, int]]] = {m: [] for m in modes}
         for i in range(a.n * 2 + 40):
             mode = "before" if i % 2 else "after"

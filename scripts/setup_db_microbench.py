@@ -24,25 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from busyloop import busy as busy_loop  # scripts/busyloop.py (this script's folder is on sys.path)
+
 from relay.store import assistants, clients, device_auth, sessions
 from relay.store.db import Database
-
-
-def _burn(ms: float) -> None:
-    end = time.perf_counter() + ms / 1000
-    while time.perf_counter() < end:
-        pass
-
-
-async def _busy(stop: asyncio.Event, busy_ms: float) -> None:
-    loop = asyncio.get_running_loop()
-    n = 0
-    while not stop.is_set():
-        await asyncio.sleep(0.001)
-        n += 1
-        loop.call_soon(_burn, busy_ms / 5)
-        if n % 20 == 0:
-            loop.call_soon(_burn, busy_ms)
 
 
 async def _old_fetchone(conn, sql: str, *args):
@@ -90,7 +75,7 @@ async def main() -> None:
         cid = (await clients.create(db, "default", assistant_id=mine.id)).id
         for busy in (False, True):
             stop = asyncio.Event()
-            task = asyncio.create_task(_busy(stop, a.busy_ms)) if busy else None
+            task = asyncio.create_task(busy_loop(stop, a.busy_ms)) if busy else None
             for enrolled in (False, True):
                 res = {}
                 for name, fn in (("before", before_session), ("after", after_session)) * 2:
