@@ -41,7 +41,6 @@ import struct
 import time
 from typing import Any
 
-from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import HeaderExtensions
@@ -204,8 +203,10 @@ def install(sender: Any, track: Any) -> None:
     for name in ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets"):
         if not hasattr(sender.transport, name):
             raise RuntimeError(f"unsupported aiortc version: RTCDtlsTransport has no {name}")
-    if not hasattr(StunProtocol, "send_data"):
-        raise RuntimeError("unsupported aioice version: StunProtocol has no send_data")
+    ice = sender.transport.transport
+    if not hasattr(ice, "_connection") or not hasattr(ice._connection, "_nominated"):
+        raise RuntimeError("unsupported aiortc/aioice version: no RTCIceTransport._connection._nominated "
+                           f"({_PRIVATE['_nominated']})")
 
     sender._RTCRtpSender__rtp_history = _NoRtpHistory()  # ~80 KB per call saved
 
