@@ -137,7 +137,8 @@ class Settings:
     transcription_url: str = _f("", "OpenAI-compatible base URL for `/v1/audio/transcriptions` (clone transcripts); empty: embedded pocketsphinx.")
     transcription_api_key: str = _f("", "Bearer token for `transcription_url`.", secret=True)
     transcription_model: str = _f("whisper-1", "Model name sent to `transcription_url`.")
-    url_signing_key: str = _f("", "HMAC key of signed file URLs (share it across nodes); empty: generated once in `<data_dir>/url_signing.key`.", secret=True)
+    url_signing_key: str = _f("", "HMAC key of signed file URLs (every node of a fleet must have the same one); empty: generated once and kept in the database on PostgreSQL (shared by the nodes), in `<data_dir>/url_signing.key` on SQLite.", secret=True)
+    file_storage: str = _f("auto", "Where app API files (synthesised speech, voice references) live: `local` (`<data_dir>/files`, one node), `database` (the shared database: any node serves any signed link), `auto` (`database` on PostgreSQL, else `local`).")
     signed_url_ttl_s: int = _f(300, "Lifetime of signed audio/preview URLs, seconds.")
 
     @classmethod
@@ -208,6 +209,7 @@ _CHOICES = {
     "log_format": ("auto", "json", "text"),
     "log_level": ("debug", "info", "warning", "error"),
     "tts_engine": ("espeak", "qwen3"),
+    "file_storage": ("auto", "local", "database"),
 }
 
 

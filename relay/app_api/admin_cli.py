@@ -99,7 +99,7 @@ async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
     if args.thing == "voices":
         if op == "list":
             return "voice", [v.admin_json() for v in await admin.list_voices(db, args.workspace)]
-        services = build_services(load_settings(getattr(args, "config", None)))
+        services = await build_services(load_settings(getattr(args, "config", None)), db)
         try:
             if op == "create":
                 audio = await asyncio.to_thread(Path(args.audio).read_bytes) if args.audio else None

@@ -1,12 +1,16 @@
 """File storage behind one interface, with HMAC-signed expiring URLs.
 
-``Storage`` (put/get/delete/signed_url/cleanup) has one implementation today,
-``LocalStorage`` under ``<data_dir>/files``; an S3-compatible backend would
-implement the same methods and return presigned URLs from ``signed_url``.
+``Storage`` (put/get/delete/signed_url/cleanup) has two implementations:
+``LocalStorage`` under ``<data_dir>/files`` (one node) and ``DatabaseStorage`` in the
+shared database (a fleet on PostgreSQL: any node serves any signed link). An
+S3-compatible backend would implement the same methods and return presigned URLs
+from ``signed_url``. Setting ``file_storage`` chooses (``auto``: the database on PostgreSQL).
 """
 
 from relay.storage.base import Storage, StorageError, StoredFile
+from relay.storage.database import DatabaseStorage, fleet_signing_key
 from relay.storage.local import LocalStorage
 from relay.storage.signing import UrlSigner, load_signing_key
 
-__all__ = ["Storage", "StorageError", "StoredFile", "LocalStorage", "UrlSigner", "load_signing_key"]
+__all__ = ["Storage", "StorageError", "StoredFile", "LocalStorage", "DatabaseStorage", "UrlSigner",
+           "load_signing_key", "fleet_signing_key"]

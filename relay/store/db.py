@@ -1,7 +1,7 @@
 """``Database``: one small async interface over SQLite (aiosqlite) and PostgreSQL (asyncpg).
 
 SQL is written once, with ``?`` placeholders, in a portable subset: TEXT, INTEGER,
-REAL; booleans as INTEGER 0/1; JSON as TEXT; times as REAL unix seconds. On
+REAL, BLOB (``BYTEA`` on PostgreSQL); booleans as INTEGER 0/1; JSON as TEXT; times as REAL unix seconds. On
 PostgreSQL ``?`` is rewritten to ``$n`` (outside string literals), and in
 migrations ``REAL`` becomes ``DOUBLE PRECISION`` and ``INTEGER`` becomes ``BIGINT``
 (PostgreSQL's REAL is 4 bytes: it would round unix times to minutes).
@@ -78,6 +78,7 @@ def split_statements(script: str) -> list[str]:
 
 def _pg_ddl(stmt: str) -> str:
     stmt = re.sub(r"\bREAL\b", "DOUBLE PRECISION", stmt)
+    stmt = re.sub(r"\bBLOB\b", "BYTEA", stmt)
     return re.sub(r"\bINTEGER\b", "BIGINT", stmt)
 
 

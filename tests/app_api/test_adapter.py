@@ -95,8 +95,8 @@ async def test_voice_made_before_the_adapter_is_synced_on_first_use(qenv: Env, a
     from relay.app_api.services import build_services
 
     # a workspace voice created while the embedded espeak engine was configured (no adapter registration)
-    espeak_services = build_services(qenv.services.settings.__class__(
-        **{**qenv.services.settings.__dict__, "tts_engine": "espeak"}))
+    espeak_services = await build_services(qenv.services.settings.__class__(
+        **{**qenv.services.settings.__dict__, "tts_engine": "espeak"}), qenv.db)
     try:
         voice = await create_workspace_voice(qenv.db, espeak_services, qenv.ws.id, name="Old",
                                              design_prompt="an old storyteller")
