@@ -85,6 +85,8 @@ class MediaMetrics:
     uplink_latency: LatencySamples = field(default_factory=LatencySamples)
     # audio delta from upstream parsed -> first frame of it handed to aiortc as an RTP payload
     downlink_latency: LatencySamples = field(default_factory=LatencySamples)
+    # POST /v1/realtime answered with an SDP answer: request in -> response ready (session checks, ICE gathering)
+    setup_latency: LatencySamples = field(default_factory=LatencySamples)
     # per media-clock tick: how long the tick blocked the event loop (pull + gate + push + inline encodes)
     clock_tick_blocked: LatencySamples = field(default_factory=LatencySamples)
     # per encode batch: handed to the encode thread -> back on the loop (what the batch adds to downlink latency)

@@ -117,7 +117,9 @@ def render(app: web.Application) -> bytes:
     out.labelled("relay_call_setup_failures_total", "counter",
                  "POST /v1/realtime answered with an error, by error code", _by("code", media.setup_failures))
 
-    for name, samples, what in (("relay_uplink_latency_seconds", media.uplink_latency,
+    for name, samples, what in (("relay_call_setup_seconds", media.setup_latency,
+                                 "POST /v1/realtime answered with an SDP answer: request in -> answer ready"),
+                                ("relay_uplink_latency_seconds", media.uplink_latency,
                                  "RTP packet handed to relay -> its audio sent upstream (input_audio_buffer.append)"),
                                 ("relay_downlink_latency_seconds", media.downlink_latency,
                                  "First upstream audio delta after silence -> its first frame handed to RTP")):
@@ -222,11 +224,13 @@ def _app_services(app: web.Application):  # type: ignore[no-untyped-def]
 
 @web.middleware
 async def count_setup_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """``POST /v1/realtime`` errors by code into ``MediaMetrics.setup_failures`` (inner: sees ``ApiError``)."""
+    """``POST /v1/realtime`` errors by code into ``MediaMetrics.setup_failures`` (inner: sees ``ApiError``),
+    and the time to an answer of the successful ones into ``MediaMetrics.setup_latency``."""
     if request.method != "POST" or request.path != SETUP_PATH:
         return await handler(request)
+    started_s = time.monotonic()
     try:
-        return await handler(request)
+        response = await handler(request)
     except ApiError as exc:
         _setup_failed(request.app, exc.code)
         raise
@@ -237,6 +241,17 @@ async def count_setup_failures(request: web.Request, handler: Handler) -> web.St
     except Exception:
         _setup_failed(request.app, "internal_error")
         raise
+    if response.status < 400:
+        _setup_answered(request.app, time.monotonic() - started_s)
+    return response
+
+
+def _setup_answered(app: web.Application, seconds: float) -> None:
+    from relay.web.realtime import MEDIA
+
+    plane = app.get(MEDIA)
+    if plane is not None:
+        plane.metrics.setup_latency.add(seconds)
 
 
 def _setup_failed(app: web.Application, code: str) -> None:

@@ -71,6 +71,7 @@ async def test_a_real_call_moves_the_counters_and_the_gauge_returns_to_zero(rela
     assert live["relay_datachannel_events_out_total"].value() >= 5  # session.created, speech events, ...
     assert hist_count(live, "relay_uplink_latency_seconds") > 5
     assert hist_count(live, "relay_downlink_latency_seconds") >= 1
+    assert hist_count(live, "relay_call_setup_seconds") == 1  # the answered set-up; the 415 is a failure
     assert live["relay_call_setup_failures_total"].value(code="unsupported_media_type") == 1
     assert live["relay_http_requests_total"].value(method="POST", route="/v1/realtime", status="201") == 1
 
