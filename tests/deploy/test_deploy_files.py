@@ -18,7 +18,7 @@ def test_example_toml_loads() -> None:
 
 
 def test_env_names_are_real_settings() -> None:
-    for name in ("kubernetes.yaml", "relay.service", "docker-compose.yml", ".env.example",
+    for name in ("kubernetes.yaml", "relay.service", "docker-compose.yml", ".env.example", "README.md",
                  "prometheus.yml"):
         names = set(SETTING_RE.findall((DEPLOY / name).read_text()))
         assert names <= KNOWN_ENV, f"{name}: unknown settings {sorted(names - KNOWN_ENV)}"
@@ -47,3 +47,19 @@ def test_prometheus_config_parses_and_scrapes_metrics() -> None:
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     assert jobs["relay"]["metrics_path"] == "/metrics"
     assert all(j["authorization"]["type"] == "Bearer" for j in jobs.values())
+
+
+def test_readme_ports_match_the_manifests() -> None:
+    """The ports table of deploy/README.md names the ranges the files really open."""
+    readme = (DEPLOY / "README.md").read_text()
+    k8s = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())}
+    relay = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in relay["env"]}
+    assert f"{env['RELAY_ICE_PORT_MIN']}-{env['RELAY_ICE_PORT_MAX']}" in readme
+    example = dict(ln.split("=", 1) for ln in (DEPLOY / ".env.example").read_text().splitlines()
+                   if ln and not ln.startswith("#"))
+    assert f"{example['RELAY_ICE_PORT_MIN']}-{example['RELAY_ICE_PORT_MAX']}" in readme
+    assert f"{example['TURN_PORT_MIN']}-{example['TURN_PORT_MAX']}" in readme
+    coturn = k8s["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--listening-port=3478" in coturn and "| 3478 |" in readme
+    assert "--workers" in readme  # the one-line change when multi-worker serve lands

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.deploy.helpers import DEPLOY, ROOT, VERSION, run
+from tests.deploy.helpers import ROOT, VERSION, run
 from tests.deploy.test_dockerfile import instructions
 
 pytestmark = pytest.mark.slow
