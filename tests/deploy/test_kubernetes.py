@@ -105,3 +105,104 @@ def test_coturn_shares_the_turn_secret_and_denies_private_ranges() -> None:
     assert secret_ref == {"name": "relay", "key": "RELAY_TURN_SECRET"}
     assert "--use-auth-secret" in coturn["args"] and "--static-auth-secret=$(RELAY_TURN_SECRET)" in coturn["args"]
     assert uncovered(coturn["args"]) == []
+
+
+def _self_signed(tmp_path):  # noqa: ANN001, ANN202
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = tmp_path / "server.crt"
+    key_pem = tmp_path / "server.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert_pem, key_pem
+
+
+def test_the_node_ip_script_against_an_api_server(tmp_path) -> None:  # noqa: ANN001
+    """The init container's script, run as is (its two paths pointed at temporary files) against a
+    local HTTPS stand-in of the API server: token sent, CA checked, ExternalIP written, or nothing."""
+    import http.server
+    import ssl
+    import subprocess
+    import sys
+    import threading
+
+    cert_pem, key_pem = _self_signed(tmp_path)
+    token = "sa-token-" + "t" * 20
+    nodes = {"node-nat": [{"type": "InternalIP", "address": "10.0.0.5"}, {"type": "ExternalIP", "address": "203.0.113.7"}],
+             "node-public": [{"type": "InternalIP", "address": "198.51.100.9"}]}
+    seen: list[tuple[str, str]] = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            name = self.path.rsplit("/", 1)[-1]
+            if self.headers.get("Authorization") != f"Bearer {token}" or name not in nodes:
+                self.send_response(403)
+                self.end_headers()
+                return
+            body = json.dumps({"kind": "Node", "status": {"addresses": nodes[name]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Api)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_pem, key_pem)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        init = next(c for c in _pod("Deployment/relay")["initContainers"] if c["name"] == "node-public-ip")
+        sa = tmp_path / "sa"
+        sa.mkdir()
+        (sa / "token").write_text(token + "\n")
+        out = tmp_path / "node.toml"
+        script = (init["command"][2].replace("/var/run/secrets/kubernetes.io/serviceaccount", str(sa))
+                  .replace("/run/relay/node.toml", str(out)))
+
+        def run_for(node: str, ca: str) -> subprocess.CompletedProcess[str]:
+            (sa / "ca.crt").write_text(ca)
+            env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(server.server_port),
+                   "NODE_NAME": node, "PATH": "/usr/bin:/bin"}
+            return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+        result = run_for("node-nat", cert_pem.read_text())
+        assert result.returncode == 0, result.stderr
+        assert out.read_text() == 'ice_public_ip = "203.0.113.7"\n'
+        assert load_settings(out, environ={}).ice_public_ip == "203.0.113.7"
+        assert seen[-1] == ("/api/v1/nodes/node-nat", f"Bearer {token}")
+
+        result = run_for("node-public", cert_pem.read_text())
+        assert result.returncode == 0, result.stderr
+        assert out.read_text() == "" and load_settings(out, environ={}).ice_public_ip == ""
+
+        # another CA: the API server's certificate is refused, the pod does not start with a guess
+        (tmp_path / "other").mkdir()
+        other_cert, _ = _self_signed(tmp_path / "other")
+        out.unlink()
+        result = run_for("node-nat", other_cert.read_text())
+        assert result.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
+        assert not out.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
