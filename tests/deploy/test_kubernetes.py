@@ -53,6 +53,9 @@ def test_relay_pod_media_probes_and_drain() -> None:
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert 0 < int(env["RELAY_ICE_PORT_MIN"]) <= int(env["RELAY_ICE_PORT_MAX"]) < 65536
     assert env["RELAY_FILE_STORAGE"] == "database"
+    from_pod_ip = {e["name"] for e in relay["env"] if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                   == "status.podIP"}
+    assert {"RELAY_HOST", "RELAY_ICE_HOST_ADDRESSES"} <= from_pod_ip  # the node's address only, not every bridge
     assert relay["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert relay["livenessProbe"]["httpGet"]["path"] == "/healthz"
     pre_stop_s = int(relay["lifecycle"]["preStop"]["exec"]["command"][-1])
