@@ -12,6 +12,8 @@ command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 ldconfig -p 2>/dev/null | grep -q libespeak-ng || missing+=(libespeak-ng1)
 ldconfig -p 2>/dev/null | grep -q libopus.so || missing+=(libopus0)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
@@ -23,7 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
-        coturn espeak-ng libespeak-ng1 libopus0 gcc libc6-dev postgresql chromium chromium-driver sox
+        coturn espeak-ng libespeak-ng1 libopus0 gcc libc6-dev ca-certificates postgresql chromium chromium-driver sox
 fi
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
