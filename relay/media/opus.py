@@ -29,6 +29,7 @@ OPUS_SET_PACKET_LOSS_PERC_REQUEST = 4014
 OPUS_SET_SIGNAL_REQUEST = 4024
 OPUS_SIGNAL_VOICE = 3001
 OPUS_SET_MAX_BANDWIDTH_REQUEST = 4004
+OPUS_RESET_STATE = 4028
 # audio bandwidth (Hz of audio, i.e. half the playback rate) -> libopus bandwidth constant
 _BANDWIDTHS = ((4000, 1101), (6000, 1102), (8000, 1103), (12000, 1104), (20000, 1105))
 OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
@@ -119,6 +120,12 @@ class OpusEncoder:
     def state(self) -> int:
         """The ``OpusEncoder*`` address (0 once closed), for ``relay._fast.encode_batch``."""
         return self._enc or 0
+
+    def reset(self) -> None:
+        """Back to the state of a fresh encoder (``OPUS_RESET_STATE``: no history, no lookahead), the
+        state a decoder that has been decoding silence expects the next frame from. ~1 us."""
+        if self._enc:
+            _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_RESET_STATE), "reset")
 
     def encode(self, pcm16: bytes) -> bytes:
         if len(pcm16) != self.frame_bytes:
