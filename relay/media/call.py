@@ -98,6 +98,7 @@ class Call(CallDriver):
         usage_recorder: Callable[[Call, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Call], None] = lambda call: None,
         max_playback_hz: int | None = None,
+        downlink_fec: bool = False,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
@@ -118,7 +119,8 @@ class Call(CallDriver):
         self._was_idle = True
         self._idle_ticks = 0
         self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
-                                        bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz)
+                                        bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz,
+                                        fec=downlink_fec)
         self.track = PacketTrack(self._encoder, metrics=metrics)
         self.sink = UplinkSink(codec, chunk_ms=config.uplink_chunk_ms, on_chunk=self._on_uplink_chunk,
                                metrics=metrics)

@@ -8,7 +8,9 @@ clock's pre-encoded ``av.Packet``s (aiortc then only packs the bytes into RTP) a
 waits on the clock -- never on a timer of its own.
 
 ``DownlinkEncoder`` turns the bridge's 20 ms of upstream-format audio into the
-RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched.
+RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched. With ``fec``
+(the device's offer asks for ``useinbandfec=1``) each Opus packet also carries the previous
+frame at a low rate (in-band FEC, tuned for 10 % loss), so the device recovers a lost packet.
 Idle frames reuse one cached encoded silence payload, and so do frames the assistant
 sends that are inaudible (peak <= ``QUIET_PEAK``, about -66 dBFS: the near-silence in
 pauses and between sentences): encoding those cost a full libopus call each (~130 us

@@ -91,7 +91,8 @@ class OpusEncoder:
     """Mono voice encoder: ``encode(pcm16) -> bytes`` for exactly one frame of ``frame_ms``."""
 
     def __init__(self, rate_hz: int = 24000, *, frame_ms: int = 20, bitrate_bps: int = 32000,
-                 complexity: int = 5, fec: bool = False, max_playback_hz: int | None = None) -> None:
+                 complexity: int = 5, fec: bool = False, fec_loss_perc: int = 10,
+                 max_playback_hz: int | None = None) -> None:
         self._enc = None
         if rate_hz not in OPUS_RATES_HZ:
             raise ValueError(f"Opus cannot run at {rate_hz} Hz")
@@ -110,6 +111,9 @@ class OpusEncoder:
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_COMPLEXITY_REQUEST, c_int(complexity)), "complexity")
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_SIGNAL_REQUEST, c_int(OPUS_SIGNAL_VOICE)), "signal")
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_INBAND_FEC_REQUEST, c_int(int(fec))), "fec")
+        if fec:  # libopus adds in-band FEC (LBRR) only for an expected loss above 0
+            _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_PACKET_LOSS_PERC_REQUEST,
+                                         c_int(fec_loss_perc)), "packet loss")
         if max_playback_hz:  # the device plays back at most this rate (SDP maxplaybackrate): spend no bits above
             bandwidth = next((bw for hz, bw in _BANDWIDTHS if max_playback_hz // 2 <= hz), 1105)
             _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_MAX_BANDWIDTH_REQUEST,
@@ -163,6 +167,15 @@ class OpusDecoder:
             return b""
         n = _lib.opus_decode(self._dec, payload, len(payload), self._out, self._max_samples, 0)
         _check(n, "opus_decode")
+        return self._out.raw[: n * 2]
+
+    def decode_fec(self, next_payload: bytes, duration_ms: int = 20) -> bytes:
+        """The lost frame just before ``next_payload``, from the in-band FEC that packet carries
+        (``decode_fec=1``); libopus conceals (PLC) when it carries none. Then decode ``next_payload``
+        itself as usual."""
+        samples = self.rate_hz * duration_ms // 1000
+        n = _lib.opus_decode(self._dec, next_payload, len(next_payload), self._out, samples, 1)
+        _check(n, "opus_decode(fec)")
         return self._out.raw[: n * 2]
 
     def conceal(self, duration_ms: int = 20) -> bytes:
