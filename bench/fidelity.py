@@ -64,7 +64,7 @@ def speech_clip(rate_hz: int = RATE_HZ) -> np.ndarray:
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
-def align(ref: np.ndarray, deg: np.ndarray, rate_hz: int, max_lag_s: float = 1.0) -> np.ndarray:
+def align(ref: np.ndarray, deg: np.ndarray, rate_hz: int, max_lag_s: float = 3.0) -> np.ndarray:
     """``deg`` shifted so it lines up with ``ref`` (cross-correlation, lag 0..``max_lag_s``), same length."""
     a = ref.astype(np.float64)
     b = deg.astype(np.float64)
