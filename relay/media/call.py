@@ -98,6 +98,7 @@ class Call(CallDriver):
         usage_recorder: Callable[[Call, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Call], None] = lambda call: None,
         max_playback_hz: int | None = None,
+        downlink_fec: bool = False,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
@@ -118,7 +119,8 @@ class Call(CallDriver):
         self._was_idle = True
         self._idle_ticks = 0
         self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
-                                        bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz)
+                                        bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz,
+                                        fec=downlink_fec)
         self.track = PacketTrack(self._encoder, metrics=metrics)
         self.sink = UplinkSink(codec, chunk_ms=config.uplink_chunk_ms, on_chunk=self._on_uplink_chunk,
                                metrics=metrics)
@@ -237,8 +239,10 @@ class Call(CallDriver):
             self._perform()
         if frame is None and self.config.dtx:
             # discontinuous transmission: a few silent frames after speech, then one every 400 ms
+            # (only once the encoder has drained and reset: relay.media.downlink, "in step")
             self._idle_ticks += 1
-            if self._idle_ticks > DTX_HANGOVER_TICKS and self._idle_ticks % DTX_KEEPALIVE_TICKS:
+            if self._idle_ticks > DTX_HANGOVER_TICKS and self._idle_ticks % DTX_KEEPALIVE_TICKS \
+                    and self._encoder.settled:
                 self.track.skip()
                 self.metrics.frames_out_dtx += 1
                 self._was_idle = True
@@ -246,9 +250,8 @@ class Call(CallDriver):
         elif frame is not None:
             self._idle_ticks = 0
         payload = self._encoder.prepare(frame)
-        if payload is None:
-            assert frame is not None
-            return self._encoder.job(frame, self._send_audio)
+        if payload is None:  # a live encode: audio, or (None) a frame of the encoder's drain
+            return self._encoder.job(frame, self._send_audio if frame is not None else self._send_silence)
         self._send_frame(payload, frame is not None)
         return None
 
@@ -256,6 +259,11 @@ class Call(CallDriver):
         """An encoded frame of audio back from the encode thread (on the loop)."""
         if self.end_reason is None:
             self._send_frame(payload, True)
+
+    def _send_silence(self, payload: bytes) -> None:
+        """An encoded frame of the encoder's drain (silence after audio) back from the encode thread."""
+        if self.end_reason is None:
+            self._send_frame(payload, False)
 
     def _send_frame(self, payload: bytes, audio: bool) -> None:
         dropped = self.track.dropped

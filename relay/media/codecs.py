@@ -12,6 +12,7 @@ assistant allow:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aiortc import RTCRtpCodecCapability, RTCRtpSender
@@ -100,6 +101,35 @@ def opus_max_playback_hz(desc: SessionDescription) -> int | None:
             if isinstance(value, int) and 8000 <= value <= 48000:
                 return value
     return None
+
+
+def opus_wants_fec(desc: SessionDescription) -> bool:
+    """The device asks for in-band FEC in what relay sends (its offer's Opus ``useinbandfec=1``)."""
+    audio = next((m for m in desc.media if m.kind == "audio"), None)
+    for codec in audio.rtp.codecs if audio else ():
+        if codec.name.lower() == "opus" and codec.parameters.get("useinbandfec") == 1:
+            return True
+    return False
+
+
+# What relay wants to receive (RFC 7587 parameters of the answer): in-band FEC (the uplink decodes it
+# when a packet is lost), mono, and no more than relay uses -- it decodes at 24 kHz, voice at <= 32 kbps.
+OPUS_ANSWER_FMTP = "minptime=10;useinbandfec=1;stereo=0;sprop-stereo=0;maxplaybackrate=24000;maxaveragebitrate=32000"
+OPUS_PTIME_MS = 20
+_OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000(?:/2)?(\r?\n)", re.I | re.M)
+
+
+def opus_answer_fmtp(answer_sdp: str) -> str:
+    """``answer_sdp`` with relay's Opus ``a=fmtp`` (``OPUS_ANSWER_FMTP``) and ``a=ptime`` (aiortc writes
+    neither): after the Opus rtpmap line, unless the answer already has an fmtp for that payload type."""
+    match = _OPUS_RTPMAP.search(answer_sdp)
+    if match is None or f"a=fmtp:{match.group(1)} " in answer_sdp:
+        return answer_sdp
+    pt, eol = match.group(1), match.group(2)
+    lines = f"a=fmtp:{pt} {OPUS_ANSWER_FMTP}{eol}"
+    if "a=ptime:" not in answer_sdp:
+        lines += f"a=ptime:{OPUS_PTIME_MS}{eol}"
+    return answer_sdp[:match.end()] + lines + answer_sdp[match.end():]
 
 
 def codec_preferences(codec: AudioCodec) -> list[RTCRtpCodecCapability]:

@@ -8,13 +8,28 @@ clock's pre-encoded ``av.Packet``s (aiortc then only packs the bytes into RTP) a
 waits on the clock -- never on a timer of its own.
 
 ``DownlinkEncoder`` turns the bridge's 20 ms of upstream-format audio into the
-RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched.
+RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched. With ``fec``
+(the device's offer asks for ``useinbandfec=1``) each Opus packet also carries the previous
+frame at a low rate (in-band FEC, tuned for 10 % loss), so the device recovers a lost packet.
 Idle frames reuse one cached encoded silence payload, and so do frames the assistant
 sends that are inaudible (peak <= ``QUIET_PEAK``, about -66 dBFS: the near-silence in
 pauses and between sentences): encoding those cost a full libopus call each (~130 us
 at complexity 4, the largest item of relay's CPU) for a frame that decodes to the same
-silence. The check is one pass of ``relay._fast.peak_abs`` (~1 us); the first
-``QUIET_HANGOVER`` quiet frames after audio are still encoded (a clean fade-out).
+silence. The check is one pass of ``relay._fast.peak_abs`` (~1 us).
+
+The encoder and the device's decoder stay in step. An Opus encoder's state is part of the
+stream: its next frame is coded against its own history (energies, pitch, the ~4 ms lookahead
+it still holds), and the device decodes it against the history the device decoded. While the
+cached silence plays, the device's decoder follows that silence; a live encoder left frozen at
+the last loud frame would code the next sound against the wrong past (measured through a call:
+a 40 ms tone burst after 1.5 s of idle decoded 13-23 dB too quiet, and the held lookahead came
+out later, in the next response's silence). So after audio the live encoder first *drains*:
+the next ``QUIET_HANGOVER`` silent or quiet frames still go through it (silence as zeros) --
+the decoder fades out cleanly and the lookahead's last milliseconds of sound leave now -- then
+it is *reset* (``OPUS_RESET_STATE``, ~1 us) as the cached silence takes over: the next sound
+starts from a fresh encoder, which is what a decoder that has been decoding silence expects
+(within 0.1 dB of the level sent, tests/e2e/test_fidelity.py). ``settled`` says the drain is
+done; DTX (``relay.media.call``) skips packets only then. G.711 has no state.
 
 Encoding off the event loop: ``prepare(frame)`` runs on the loop and returns the payload
 when no libopus call is needed (silence, a gated quiet frame, G.711), else ``None``; then
@@ -45,9 +60,10 @@ from relay.media.uplink import G711_SILENCE
 
 FRAME_MS = 20
 QUIET_PEAK = 16  # |sample| <= 16 of 32767 (-66 dBFS): sent as the cached silence payload, not encoded
-# ...after this many quiet frames in a row still go through the live encoder: cutting straight from
-# speech to the cached payload truncates the decoder's fade-out (log-spectral distance +0.14 dB on
-# espeak speech; with 2 frames of hangover +0.01 dB, and 84 % of the quiet frames are still skipped)
+# after audio, this many silent or quiet frames still go through the live encoder (the drain; then
+# it is reset): cutting straight from speech to the cached payload truncates the decoder's fade-out
+# and leaves the lookahead's sound in the encoder (log-spectral distance +0.14 dB on espeak speech
+# without; with 2 frames +0.01 dB, and 84 % of the quiet frames are still skipped)
 QUIET_HANGOVER = 2
 
 
@@ -55,46 +71,70 @@ class DownlinkEncoder:
     """20 ms of upstream-format audio (or ``None`` for silence) -> one RTP payload."""
 
     def __init__(self, codec: AudioCodec, *, complexity: int = 5, bitrate_bps: int = 32000,
-                 max_playback_hz: int | None = None) -> None:
+                 max_playback_hz: int | None = None, fec: bool = False) -> None:
         self.codec = codec
         self._g711 = codec.is_g711
         if codec.is_g711:
             self._encoder = None
             self._silence = bytes([G711_SILENCE[codec.name]]) * codec.frame_bytes
+            self._zeros = b""
         else:
             self._encoder = OpusEncoder(PCM16_RATE_HZ, frame_ms=FRAME_MS, bitrate_bps=bitrate_bps,
-                                        complexity=complexity, max_playback_hz=max_playback_hz)
+                                        complexity=complexity, fec=fec, max_playback_hz=max_playback_hz)
             # Encoded with a throwaway encoder so the live one's state is untouched.
             self._silence = _opus_silence(complexity, bitrate_bps)
+            self._zeros = bytes(self._encoder.frame_bytes)
         self.time_base = fractions.Fraction(1, codec.clock_rate_hz)
         self.ticks_per_frame = codec.clock_rate_hz * FRAME_MS // 1000
         self.quiet_frames = 0  # inaudible Opus frames sent as the cached silence payload
-        self._quiet_run = 0
+        self.resets = 0  # times the live encoder went back to its initial state (after a drain)
+        self._quiet_run = 0  # silent/quiet frames since the last audible one (while draining)
+        self._dirty = False  # the live encoder has history the device's decoder will not share once silence plays
+        self._reset_pending = False
         self._jobs_in_flight = 0  # EncodeJobs of this encoder handed to the encode thread, not finished
         self._close_pending = False
 
     def encode(self, frame: bytes | None) -> bytes:
         """The payload of ``frame``, encoding it here if needed (``prepare`` + ``encode_live``)."""
         payload = self.prepare(frame)
-        return self.encode_live(frame) if payload is None else payload  # type: ignore[arg-type]
+        return self.encode_live(self._zeros if frame is None else frame) if payload is None else payload
+
+    @property
+    def settled(self) -> bool:
+        """The live encoder holds no history (fresh or reset): skipping packets (DTX) is safe."""
+        return not self._dirty
 
     def prepare(self, frame: bytes | None) -> bytes | None:
-        """On the loop: the payload when no live encode is needed (silence, a quiet frame past the
-        hangover, G.711), else ``None`` (the frame needs ``encode_live``). Updates the quiet gate."""
-        if frame is None:
-            return self._silence
+        """On the loop: the payload when no live encode is needed (silence, a quiet frame after the
+        drain, G.711), else ``None``: the frame -- zeros for ``None`` while draining -- needs
+        ``encode_live`` (``job``). Runs the drain and the reset (module doc)."""
         if self._g711:
+            if frame is None:
+                return self._silence
             if len(frame) != self.codec.frame_bytes:
                 raise ValueError(f"expected {self.codec.frame_bytes} bytes of G.711, got {len(frame)}")
             return frame
-        if peak_abs(frame) <= QUIET_PEAK:
-            self._quiet_run += 1
-            if self._quiet_run > QUIET_HANGOVER:
-                self.quiet_frames += 1
-                return self._silence
-        else:
+        if frame is not None and peak_abs(frame) > QUIET_PEAK:
             self._quiet_run = 0
-        return None
+            self._dirty = True
+            return None
+        if self._dirty:  # silence or a quiet frame after audio: drain, then reset
+            self._quiet_run += 1
+            if self._quiet_run <= QUIET_HANGOVER:
+                return None
+            self._reset_live()
+        if frame is not None:
+            self.quiet_frames += 1
+        return self._silence
+
+    def _reset_live(self) -> None:
+        self._dirty = False
+        self._quiet_run = 0
+        self.resets += 1
+        if self._jobs_in_flight:  # the encode thread is using it: job_finished() resets it
+            self._reset_pending = True
+        elif self._encoder is not None:
+            self._encoder.reset()
 
     def encode_live(self, frame: bytes) -> bytes:
         """One libopus encode (any thread, but one at a time per encoder; the GIL is released)."""
@@ -103,16 +143,24 @@ class DownlinkEncoder:
             raise RuntimeError("this encoder is closed or has no live codec")
         return encoder.encode(frame)
 
-    def job(self, frame: bytes, done: Callable[[bytes], None]) -> EncodeJob:
-        """An ``EncodeJob`` for ``frame`` (after ``prepare`` returned ``None``); marks the encoder busy."""
+    def job(self, frame: bytes | None, done: Callable[[bytes], None]) -> EncodeJob:
+        """An ``EncodeJob`` for ``frame`` (after ``prepare`` returned ``None``; ``None``: a frame of
+        the drain, zeros); marks the encoder busy."""
         self._jobs_in_flight += 1
-        return EncodeJob(self, frame, done)
+        return EncodeJob(self, self._zeros if frame is None else frame, done)
 
     def job_finished(self) -> None:
-        """On the loop, after a job of this encoder ran: a ``close()`` deferred meanwhile happens now."""
+        """On the loop, after a job of this encoder ran: a ``close()`` or reset deferred meanwhile
+        happens now."""
         self._jobs_in_flight -= 1
-        if self._close_pending and not self._jobs_in_flight:
+        if self._jobs_in_flight:
+            return
+        if self._close_pending:
             self.close()
+        elif self._reset_pending:
+            self._reset_pending = False
+            if self._encoder is not None:
+                self._encoder.reset()
 
     @property
     def busy(self) -> bool:

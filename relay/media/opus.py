@@ -29,6 +29,7 @@ OPUS_SET_PACKET_LOSS_PERC_REQUEST = 4014
 OPUS_SET_SIGNAL_REQUEST = 4024
 OPUS_SIGNAL_VOICE = 3001
 OPUS_SET_MAX_BANDWIDTH_REQUEST = 4004
+OPUS_RESET_STATE = 4028
 # audio bandwidth (Hz of audio, i.e. half the playback rate) -> libopus bandwidth constant
 _BANDWIDTHS = ((4000, 1101), (6000, 1102), (8000, 1103), (12000, 1104), (20000, 1105))
 OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
@@ -90,7 +91,8 @@ class OpusEncoder:
     """Mono voice encoder: ``encode(pcm16) -> bytes`` for exactly one frame of ``frame_ms``."""
 
     def __init__(self, rate_hz: int = 24000, *, frame_ms: int = 20, bitrate_bps: int = 32000,
-                 complexity: int = 5, fec: bool = False, max_playback_hz: int | None = None) -> None:
+                 complexity: int = 5, fec: bool = False, fec_loss_perc: int = 10,
+                 max_playback_hz: int | None = None) -> None:
         self._enc = None
         if rate_hz not in OPUS_RATES_HZ:
             raise ValueError(f"Opus cannot run at {rate_hz} Hz")
@@ -109,6 +111,9 @@ class OpusEncoder:
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_COMPLEXITY_REQUEST, c_int(complexity)), "complexity")
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_SIGNAL_REQUEST, c_int(OPUS_SIGNAL_VOICE)), "signal")
         _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_INBAND_FEC_REQUEST, c_int(int(fec))), "fec")
+        if fec:  # libopus adds in-band FEC (LBRR) only for an expected loss above 0
+            _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_PACKET_LOSS_PERC_REQUEST,
+                                         c_int(fec_loss_perc)), "packet loss")
         if max_playback_hz:  # the device plays back at most this rate (SDP maxplaybackrate): spend no bits above
             bandwidth = next((bw for hz, bw in _BANDWIDTHS if max_playback_hz // 2 <= hz), 1105)
             _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_MAX_BANDWIDTH_REQUEST,
@@ -119,6 +124,12 @@ class OpusEncoder:
     def state(self) -> int:
         """The ``OpusEncoder*`` address (0 once closed), for ``relay._fast.encode_batch``."""
         return self._enc or 0
+
+    def reset(self) -> None:
+        """Back to the state of a fresh encoder (``OPUS_RESET_STATE``: no history, no lookahead), the
+        state a decoder that has been decoding silence expects the next frame from. ~1 us."""
+        if self._enc:
+            _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_RESET_STATE), "reset")
 
     def encode(self, pcm16: bytes) -> bytes:
         if len(pcm16) != self.frame_bytes:
@@ -156,6 +167,15 @@ class OpusDecoder:
             return b""
         n = _lib.opus_decode(self._dec, payload, len(payload), self._out, self._max_samples, 0)
         _check(n, "opus_decode")
+        return self._out.raw[: n * 2]
+
+    def decode_fec(self, next_payload: bytes, duration_ms: int = 20) -> bytes:
+        """The lost frame just before ``next_payload``, from the in-band FEC that packet carries
+        (``decode_fec=1``); libopus conceals (PLC) when it carries none. Then decode ``next_payload``
+        itself as usual."""
+        samples = self.rate_hz * duration_ms // 1000
+        n = _lib.opus_decode(self._dec, next_payload, len(next_payload), self._out, samples, 1)
+        _check(n, "opus_decode(fec)")
         return self._out.raw[: n * 2]
 
     def conceal(self, duration_ms: int = 20) -> bytes:

@@ -28,7 +28,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
 from relay.media import downlink, dtls, ice, uplink
-from relay.media.codecs import AudioCodec, OfferError, codec_preferences
+from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
 from relay.media.downlink import PacketTrack
 from relay.media.metrics import MediaMetrics
 
@@ -101,7 +101,7 @@ class Peer:
         if local is None:
             await self.close()
             raise OfferError("could not build an SDP answer", "invalid_sdp")
-        answer_sdp = local.sdp
+        answer_sdp = local.sdp if self.codec.is_g711 else opus_answer_fmtp(local.sdp)
         return ice.advertise_public_ip(answer_sdp, self._public_ip) if self._public_ip else answer_sdp
 
     # -- data channel ------------------------------------------------------

@@ -14,8 +14,10 @@ Packets beyond ``max_packets_per_s`` (a flooding device) are dropped before any 
 
 Reordering: a packet ahead of the expected sequence number is held (at most
 ``max_hold`` packets); when more arrive the gap is declared lost and concealed
-(Opus PLC, or G.711 silence), at most ``max_conceal`` frames. Late or duplicate
-packets are dropped.
+(Opus PLC, or G.711 silence), at most ``max_conceal`` frames. The last lost frame is
+recovered from the in-band FEC of the packet after it when that packet carries some
+(relay's answer asks devices for it: ``useinbandfec=1``, ``relay.media.codecs``;
+libopus conceals when it carries none). Late or duplicate packets are dropped.
 """
 
 from __future__ import annotations
@@ -107,10 +109,23 @@ class UplinkSink:
         nearest = min(self._held, key=lambda s: (s - self._expected) & 0xFFFF)
         lost = (nearest - self._expected) & 0xFFFF
         self._metrics.rtp_in_lost += lost
-        for _ in range(min(lost, self._max_conceal)):
+        frames = min(lost, self._max_conceal)
+        for _ in range(frames - 1):
             self._conceal()
+        if frames:
+            self._recover(self._held[nearest][0])
         self._expected = nearest
         self._drain_held()
+
+    def _recover(self, next_payload: bytes) -> None:
+        """The lost frame just before ``next_payload``: its in-band FEC (Opus), else concealment."""
+        if self._decoder is None or not next_payload:
+            self._conceal()
+            return
+        try:
+            self._append(self._decoder.decode_fec(next_payload, 20), time.perf_counter())
+        except OpusError:
+            self._conceal()
 
     def _conceal(self) -> None:
         if self._decoder is not None:

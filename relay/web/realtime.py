@@ -30,7 +30,7 @@ from relay.bridge import RunServerTool
 from relay.media import dtls, ice
 from relay.media.call import Call, CallConfig, CallUsage
 from relay.media.clock import MediaClock
-from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, parse_offer
+from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, opus_wants_fec, parse_offer
 from relay.media.metrics import MediaMetrics
 from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached
 from relay.settings import Settings, SettingsError
@@ -154,7 +154,7 @@ async def post_realtime(request: web.Request) -> web.Response:
     admit_call(plane, client_id, settings.max_calls_per_client, holder="client")
     call_id = "call_" + uuid.uuid4().hex
     try:
-        call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc))
+        call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc), opus_wants_fec(desc))
         t2 = time.perf_counter()
         answer = await call.start(offer)
         t3 = time.perf_counter()
@@ -227,11 +227,11 @@ def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsag
 
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
-              max_playback_hz: int | None = None) -> Call:
+              max_playback_hz: int | None = None, downlink_fec: bool = False) -> Call:
     return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
                 tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
-                on_finished=plane.registry.remove, max_playback_hz=max_playback_hz)
+                on_finished=plane.registry.remove, max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
 
 
 def _needs_local_assistant(settings: Settings) -> bool:

@@ -63,3 +63,30 @@ def test_offer_with_only_unknown_codecs():
     with pytest.raises(OfferError) as info:
         choose_audio_codec(parse_offer(sdp), allow_g711=True)
     assert info.value.code == "unsupported_codec"
+
+
+@pytest.mark.parametrize("name,wants", [("chrome", True), ("chromium156_captured", True), ("firefox", True),
+                                        ("esp32_opus", False)])
+def test_in_band_fec_is_used_downlink_when_the_device_offers_it(name, wants):
+    from relay.media.codecs import opus_wants_fec
+
+    assert opus_wants_fec(parse_offer(golden_offer(name))) is wants
+
+
+def test_the_answer_gets_relays_opus_fmtp_and_ptime_once():
+    from relay.media.codecs import OPUS_ANSWER_FMTP, opus_answer_fmtp
+
+    answer = ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"
+              "a=rtcp-fb:111 nack\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n")
+    out = opus_answer_fmtp(answer)
+    assert f"a=rtpmap:111 opus/48000/2\r\na=fmtp:111 {OPUS_ANSWER_FMTP}\r\na=ptime:20\r\na=rtcp-fb:111" in out
+    assert opus_answer_fmtp(out) == out  # an fmtp already there is kept as is
+    params = dict(p.split("=") for p in OPUS_ANSWER_FMTP.split(";"))
+    assert params["useinbandfec"] == "1" and params["stereo"] == "0" and params["sprop-stereo"] == "0"
+    # aiortc (as a device) parses it back
+    from aiortc.sdp import SessionDescription
+
+    codec = SessionDescription.parse(out).media[0].rtp.codecs[0]
+    assert codec.parameters["useinbandfec"] == 1 and int(codec.parameters["maxaveragebitrate"]) == 32000
+    pcmu = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    assert opus_answer_fmtp(pcmu) == pcmu
