@@ -62,6 +62,7 @@ class WsCallConfig:
     events_per_s: float = 200.0
     bytes_per_s: int = 1 << 20
     send_backlog_bytes: int = 8 << 20
+    client_dialect: str = "beta"  # chosen at the handshake (relay.web.ws_edge.handshake_dialect)
 
 
 class WsCall(CallDriver):
@@ -85,6 +86,7 @@ class WsCall(CallDriver):
         self.config = config
         self.core: CallCore = CallCore(device.assistant, now=self._loop.time(), audio_format=config.audio_format,
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
+                             device_dialect=config.client_dialect,
                              device_event_max_bytes=config.event_max_bytes, audio_over_events=True, log_id=call_id)
         self._bytes_per_s = AUDIO_FORMATS[config.audio_format][0] * 1000
         self._events = TokenBucket(config.events_per_s, burst=max(1.0, config.events_per_s))
@@ -108,8 +110,8 @@ class WsCall(CallDriver):
             self._reader = self._loop.create_task(self._read_loop(), name=f"ws-reader {self.id}")
             self._upstream_task = self._loop.create_task(self._run_upstream(), name=f"ws-upstream {self.id}")
             self._arm_core_timer()
-            log.info("websocket call started (assistant %s, %s)", self.device.assistant.id,
-                     self.config.audio_format, extra=self._log)
+            log.info("websocket call started (assistant %s, %s, %s dialect)", self.device.assistant.id,
+                     self.config.audio_format, self.config.client_dialect, extra=self._log)
             await self._ended.wait()
         finally:
             # its own task, shielded: a cancelled handler (connection lost, with aiohttp's

@@ -9,6 +9,11 @@ token id and per address, with the device-secret throttle's settings), 404
 call registry and limits: one mechanism for both edges). After the upgrade the client speaks
 the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.edge.call.WsCall``).
 
+Dialect, chosen at the handshake (``handshake_dialect``): ``OpenAI-Beta: realtime=v1`` -> beta (the
+SDK's beta client); else ``?dialect=beta|ga``; else a ``?model=`` in the URL -> GA (the SDK's GA
+client connects so, with no beta header); else beta (the dialect of the WebSocket-edge contract).
+An event shaped unambiguously in the other dialect still switches it (``CallCore``).
+
 Token: ``?token=...`` or ``Authorization: Bearer ...`` in the handshake (the header wins when
 both are given). Tokens are created by the operator (``relay admin tokens create``,
 ``POST /admin/v1/tokens``), scoped to a workspace and its assistant.
@@ -34,6 +39,7 @@ from relay.store import assistants as assistants_repo
 from relay.store import tokens as tokens_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
+from relay.upstream import dialect as dl
 from relay.web import keys
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
@@ -67,6 +73,11 @@ OPENAPI = {"paths": {
             {"name": "audio_format", "in": "query", "required": False,
              "schema": {"type": "string", "enum": sorted(AUDIO_FORMATS), "default": "pcm16"},
              "description": "Audio format both ways (G.711 only when the assistant allows it)."},
+            {"name": "dialect", "in": "query", "required": False, "schema": {"type": "string", "enum": ["beta", "ga"]},
+             "description": "The client's event dialect. Without it: `OpenAI-Beta: realtime=v1` -> beta, "
+                            "a `model` query parameter -> GA, else beta."},
+            {"name": "model", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
+             "description": "Sent by OpenAI's GA clients; selects the GA dialect (see `dialect`)."},
         ],
         "responses": {
             "101": {"description": "Switching Protocols: the WebSocket is open; relay sends session.created"},
@@ -78,6 +89,22 @@ OPENAPI = {"paths": {
     "ApiTokenQuery": {"type": "apiKey", "in": "query", "name": "token"}}}}
 OPENAPI["paths"].update(ADMIN_OPENAPI["paths"])  # the token admin routes (mounted by relay.web.admin)
 OPENAPI["components"]["schemas"] = ADMIN_OPENAPI["components"]["schemas"]
+
+
+def handshake_dialect(request: web.Request) -> str:
+    """The client's dialect from its handshake (module doc); 400 ``invalid_dialect`` for a bad ``?dialect=``."""
+    flags = {flag.strip().lower() for header in request.headers.getall("OpenAI-Beta", [])
+             for flag in header.split(",")}
+    if "realtime=v1" in flags:
+        return dl.BETA
+    asked = request.query.get("dialect")
+    if asked is not None:
+        if asked not in dl.DIALECTS:
+            raise ApiError(400, f"dialect must be one of {', '.join(dl.DIALECTS)}", "invalid_dialect")
+        return asked
+    if request.query.get("model"):
+        return dl.GA
+    return dl.BETA
 
 
 def _presented_token(request: web.Request) -> str:
@@ -153,7 +180,7 @@ async def _authenticate_token(request: web.Request) -> Device:
                   max_call_s=settings.max_call_s)
 
 
-def ws_call_config(settings: Settings, audio_format: str) -> WsCallConfig:
+def ws_call_config(settings: Settings, audio_format: str, client_dialect: str = dl.BETA) -> WsCallConfig:
     return WsCallConfig(
         audio_format=audio_format,
         max_call_s=float(settings.max_call_s),
@@ -162,6 +189,7 @@ def ws_call_config(settings: Settings, audio_format: str) -> WsCallConfig:
         events_per_s=settings.ws_events_per_s,
         bytes_per_s=settings.ws_bytes_per_s,
         send_backlog_bytes=settings.ws_send_backlog_bytes,
+        client_dialect=client_dialect,
     )
 
 
@@ -177,6 +205,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     audio_format = request.query.get("audio_format", "pcm16")
     if audio_format not in AUDIO_FORMATS:
         raise ApiError(400, f"audio_format must be one of {', '.join(sorted(AUDIO_FORMATS))}", "invalid_audio_format")
+    client_dialect = handshake_dialect(request)
     device = await authenticate_token(request)
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
@@ -185,7 +214,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     try:
         ws.headers["X-Session-Id"] = call_id
         await ws.prepare(request)
-        call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format),
+        call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
                       upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
                       usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove)
     except BaseException:

@@ -171,6 +171,6 @@ async def test_openapi_documents_the_websocket_and_token_admin(edge) -> None:
         doc = await resp.json()
     ws = doc["paths"]["/v1/realtime"]
     assert "get" in ws and "post" in ws  # the SDP exchange stays documented next to the WebSocket
-    assert {p["name"] for p in ws["get"]["parameters"]} == {"token", "audio_format"}
+    assert {p["name"] for p in ws["get"]["parameters"]} == {"token", "audio_format", "dialect", "model"}
     assert "/admin/v1/tokens" in doc["paths"] and "ApiToken" in doc["components"]["schemas"]
     assert edge.app[keys.SETTINGS].admin_token == ADMIN
