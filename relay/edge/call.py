@@ -37,6 +37,7 @@ from aiohttp import web
 from relay.bridge import CallCore, RunServerTool
 from relay.bridge.core import AUDIO_FORMATS
 from relay.media.driver import CallDriver, CallUsage, error_event
+from relay.media.metrics import MediaMetrics, bump
 from relay.media.ratelimit import TokenBucket
 
 log = logging.getLogger("relay.edge")
@@ -79,10 +80,13 @@ class WsCall(CallDriver):
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Any, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Any], None] = lambda call: None,
+        metrics: MediaMetrics | None = None,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.ws = ws
+        # the worker's call counters, shared with WebRTC calls (GET /metrics: relay_calls_*)
+        self.metrics = metrics if metrics is not None else MediaMetrics()
         self.config = config
         self.core: CallCore = CallCore(device.assistant, now=self._loop.time(), audio_format=config.audio_format,
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
@@ -110,6 +114,7 @@ class WsCall(CallDriver):
             self._reader = self._loop.create_task(self._read_loop(), name=f"ws-reader {self.id}")
             self._upstream_task = self._loop.create_task(self._run_upstream(), name=f"ws-upstream {self.id}")
             self._arm_core_timer()
+            self.metrics.calls_started += 1
             log.info("websocket call started (assistant %s, %s, %s dialect)", self.device.assistant.id,
                      self.config.audio_format, self.config.client_dialect, extra=self._log)
             await self._ended.wait()
@@ -205,7 +210,14 @@ class WsCall(CallDriver):
             log.exception("websocket call failed", extra=self._log)
             self.end_with_error("internal_error", "Internal error; the call ended.")
 
-    # -- CallDriver hooks: usage in audio seconds -----------------------------------------
+    # -- CallDriver hooks: counters, usage in audio seconds ----------------------------------
+    def _count(self, metric: str) -> None:
+        setattr(self.metrics, metric, getattr(self.metrics, metric) + 1)
+
+    def _on_upstream_connect_failed(self, exc: Exception) -> None:
+        self._count("upstream_connect_failures")
+        super()._on_upstream_connect_failed(exc)
+
     def _forward_upstream(self, event: dict[str, Any]) -> None:
         if event.get("type") == "input_audio_buffer.append":
             audio = event.get("audio")
@@ -250,6 +262,8 @@ class WsCall(CallDriver):
                     await self.upstream.close()
             finally:
                 self.usage.ended_at = time.time()
+                self.metrics.calls_ended += 1
+                bump(self.metrics.calls_ended_by_reason, self.end_reason or "ended")
                 log.info("websocket call ended: %s", self.end_reason, extra=self._log)
                 try:
                     await self._record_usage()
