@@ -15,6 +15,12 @@ client socket and the audio-seconds usage). ``end(reason)`` may be called from a
 once, in its own shielded task: stop the upstream reader and tools, flush the last events (an
 ``error`` first when the call failed), stop reading and close the client socket with a close
 code (a full closing handshake), close the upstream, record usage, free the registry slot.
+
+A client that does not read (``client_too_slow``, or a flush that does not finish): its events are
+dropped, the close frame is written without waiting for the socket to drain, the client gets
+``CLOSE_GRACE_S`` to read up to it and answer, then the transport is aborted (reset). The writer
+task is never cancelled while it waits for the socket to drain: aiohttp shares one drain future
+among its waiters, so cancelling one would cancel the close's wait too.
 The object has what ``relay.media.registry.CallRegistry`` needs (``id``, ``device``,
 ``end_with_error``, ``wait_closed``, ``closed``), so both edges share one registry and its limits.
 """
@@ -24,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,6 +51,7 @@ from relay.media.ratelimit import TokenBucket
 log = logging.getLogger("relay.edge")
 
 FLUSH_TIMEOUT_S = 1.0  # last events to a client that is not reading are given up after this
+CLOSE_GRACE_S = 2.0  # a client not reading gets this long to read up to the close frame; then: reset
 #: WebSocket close codes by end reason (RFC 6455); anything else closes normally (1000)
 CLOSE_CODES = {
     "upstream_closed": aiohttp.WSCloseCode.INTERNAL_ERROR,
@@ -80,11 +89,13 @@ class WsCall(CallDriver):
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Any, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Any], None] = lambda call: None,
+        transport: asyncio.Transport | None = None,
         metrics: MediaMetrics | None = None,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.ws = ws
+        self._transport = transport  # the client's TCP transport (aborted when the client does not read)
         # the worker's call counters, shared with WebRTC calls (GET /metrics: relay_calls_*)
         self.metrics = metrics if metrics is not None else MediaMetrics()
         self.config = config
@@ -200,6 +211,20 @@ class WsCall(CallDriver):
             self._out_bytes = 0
             self.end("client_closed")
 
+    def _abort_transport(self) -> None:
+        """Drop the client's connection at once (a reset: nothing queued for it is kept, in relay
+        or in the kernel)."""
+        transport = self._transport
+        if transport is None or (transport.is_closing() and transport.get_write_buffer_size() == 0):
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        log.info("aborting the client's connection (%d bytes unsent)", transport.get_write_buffer_size(),
+                 extra=self._log)
+        transport.abort()
+
     # -- upstream side --------------------------------------------------------------
     async def _run_upstream(self) -> None:
         try:
@@ -240,22 +265,47 @@ class WsCall(CallDriver):
             # 1. nothing new comes from upstream or tools
             await self._stop_tasks(self._upstream_task)
             self._upstream_open = False
-            # 2. the last events (an error first when the call failed) reach the client
+            # 2. the last events (an error first when the call failed) reach the client, unless it is
+            #    the one not reading (its queue was dropped)
+            stuck = False
             if self._writer is not None:
                 self._out_wakeup.set()
-                done, _ = await asyncio.wait({self._writer}, timeout=FLUSH_TIMEOUT_S)
-                if not done:
-                    self._writer.cancel()
-                    await asyncio.gather(self._writer, return_exceptions=True)
-            # 3. stop reading, then a full closing handshake (close() reads until the client's close frame)
+                flush_s = 0.0 if self.end_reason == "client_too_slow" else FLUSH_TIMEOUT_S
+                if flush_s:
+                    await asyncio.wait({self._writer}, timeout=flush_s)
+                stuck = not self._writer.done()
+                if stuck:
+                    self._out.clear()
+                    self._out_bytes = 0
+            # 3. stop reading, then the closing handshake (close() reads until the client's close frame);
+            #    a client that does not read gets CLOSE_GRACE_S to read up to the close frame
             if self._reader is not None:
                 self._reader.cancel()
                 await asyncio.gather(self._reader, return_exceptions=True)
             reason = self.end_reason or "ended"
             code = CLOSE_CODES.get(reason, aiohttp.WSCloseCode.OK)
-            with contextlib.suppress(ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError):
-                async with asyncio.timeout(2.5):
-                    await self.ws.close(code=code, message=reason.encode()[:120])
+            clean = False
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_S if stuck else 2.5):
+                    # drain=False when stuck: never wait on the drain future the writer waits on
+                    await self.ws.close(code=code, message=reason.encode()[:120], drain=not stuck)
+                    clean = True
+            except asyncio.CancelledError:
+                # aiohttp cancels its own waiters when the connection is lost; only a cancellation
+                # of this task is ours to pass on (the call is not an error either way)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+            except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError):
+                pass
+            if stuck or not clean:
+                self._abort_transport()
+            if self._writer is not None and not self._writer.done():
+                # the abort woke its drain (connection lost); cancelling is safe now either way
+                done, _ = await asyncio.wait({self._writer}, timeout=0.5)
+                if not done:
+                    self._writer.cancel()
+                    await asyncio.gather(self._writer, return_exceptions=True)
         finally:
             try:
                 if self.upstream is not None:

@@ -217,7 +217,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
         call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
                       upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
                       usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove,
-                      metrics=plane.metrics)
+                      transport=request.transport, metrics=plane.metrics)
     except BaseException:
         plane.registry.release(device.client_id)
         raise
