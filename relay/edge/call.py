@@ -174,6 +174,10 @@ class WsCall(CallDriver):
                 self._send_device(error_event("Too many events or bytes per second; some were dropped.",
                                               "rate_limit_exceeded", "rate_limit_error"))
             return
+        if isinstance(raw, bytes):  # events are JSON in text frames (as OpenAI's Realtime API has them)
+            self._send_device(error_event("Binary frames are not accepted: send each event as JSON in a text "
+                                          "frame.", "invalid_event", "invalid_request_error"))
+            return
         self.core.on_device_message(raw, now)
         self._perform()
 
