@@ -654,9 +654,10 @@ class CallCore:
             else:
                 refused.append(key)
         if refused:
+            applied = ", ".join(sorted(kept)) or "none"
             self._device_error("These session fields are set by the assistant and cannot be changed by the "
-                               f"device: {', '.join(sorted(refused))[:512]}.", code="session_field_not_allowed",
-                               param="session." + refused[0], client_event_id=cid)
+                               f"device: {', '.join(sorted(refused))[:512]}. Applied: {applied[:512]}.",
+                               code="session_field_not_allowed", param="session." + refused[0], client_event_id=cid)
         if "tools" in kept and isinstance(kept["tools"], list):
             self._client_tools |= {t.get("name") for t in kept["tools"] if isinstance(t, dict)
                                    and isinstance(t.get("name"), str) and t.get("name") not in self._server_tools}

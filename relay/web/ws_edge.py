@@ -21,7 +21,9 @@ both are given). Tokens are created by the operator (``relay admin tokens create
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 import uuid
 
@@ -52,6 +54,7 @@ TOUCH_EVERY_S = 60.0  # last_used_at is refreshed at most this often
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
 HARD_FRAME_FACTOR = 4
 HEARTBEAT_S = 30.0
+MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 _E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 404, 429, 503)}
 OPENAPI = {"paths": {
@@ -77,7 +80,9 @@ OPENAPI = {"paths": {
              "description": "The client's event dialect. Without it: `OpenAI-Beta: realtime=v1` -> beta, "
                             "a `model` query parameter -> GA, else beta."},
             {"name": "model", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
-             "description": "Sent by OpenAI's GA clients; selects the GA dialect (see `dialect`)."},
+             "description": "Sent by OpenAI's GA clients; selects the GA dialect (see `dialect`). Used as the "
+                            "model only when the assistant lets devices choose it (`model` in "
+                            "`device_update_allow`), otherwise ignored: `session.created` shows the model in use."},
         ],
         "responses": {
             "101": {"description": "Switching Protocols: the WebSocket is open; relay sends session.created"},
@@ -105,6 +110,18 @@ def handshake_dialect(request: web.Request) -> str:
     if request.query.get("model"):
         return dl.GA
     return dl.BETA
+
+
+def with_requested_model(request: web.Request, device: Device) -> Device:
+    """The client's ``?model=`` replaces the assistant's model only when the assistant's policy lets
+    devices choose it (``model`` in ``device_update_allow``); otherwise it is ignored and
+    ``session.created`` shows the model in use. 400 ``invalid_model`` for a malformed name it would use."""
+    asked = request.query.get("model")
+    if not asked or "model" not in device.assistant.device_update_allow or asked == device.assistant.model:
+        return device
+    if not MODEL_RE.match(asked):
+        raise ApiError(400, "model must be 1-128 characters of letters, digits and . _ : -", "invalid_model")
+    return dataclasses.replace(device, assistant=dataclasses.replace(device.assistant, model=asked))
 
 
 def _presented_token(request: web.Request) -> str:
@@ -206,7 +223,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     if audio_format not in AUDIO_FORMATS:
         raise ApiError(400, f"audio_format must be one of {', '.join(sorted(AUDIO_FORMATS))}", "invalid_audio_format")
     client_dialect = handshake_dialect(request)
-    device = await authenticate_token(request)
+    device = with_requested_model(request, await authenticate_token(request))
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
     admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")

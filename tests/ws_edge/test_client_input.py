@@ -1,5 +1,6 @@
 """Smaller promises of the WebSocket edge: binary frames are refused with an error event (the call goes
-on), and the edge's own error events are valid in both dialects (judged by the openai SDK's models)."""
+on), the client's ``?model=`` is honoured only where the assistant's policy allows it, and the edge's
+own error events are valid in both dialects (judged by the openai SDK's models)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,23 @@ async def test_binary_frames_are_refused_and_the_call_goes_on(edge) -> None:
     await conn.send({"type": "response.create"})
     done = (await conn.until("response.done"))[-1]
     assert done["response"]["status"] == "completed"
+
+
+async def test_model_in_the_url_is_ignored_unless_the_policy_allows_it(edge) -> None:
+    fixed = await edge.assistant(name="Fixed", model="relay-echo")
+    conn = await edge.connect(await edge.token(assistant_id=fixed["id"]), model="relay-talk")
+    created = (await conn.until("session.created"))[-1]
+    assert created["session"]["model"] == "relay-echo"  # the model in use, not the one asked for
+    assert created["session"]["type"] == "realtime"  # ?model= still tells a GA client apart
+
+    free = await edge.assistant(name="Free", model="relay-echo",
+                                device_update_allow=["model", "modalities", "turn_detection"])
+    token = await edge.token(assistant_id=free["id"])
+    conn = await edge.connect(token, model="relay-talk")
+    created = (await conn.until("session.created"))[-1]
+    assert created["session"]["model"] == "relay-talk"
+    status, body, _ = await edge.handshake_error(token, model="bad model!")
+    assert status == 400 and body["error"]["code"] == "invalid_model"
 
 
 async def test_edge_errors_are_valid_in_both_dialects(edge_factory) -> None:
