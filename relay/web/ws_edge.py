@@ -10,8 +10,9 @@ call registry and limits: one mechanism for both edges). After the upgrade the c
 the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.edge.call.WsCall``).
 
 Dialect, chosen at the handshake (``handshake_dialect``): ``OpenAI-Beta: realtime=v1`` -> beta (the
-SDK's beta client); else ``?dialect=beta|ga``; else a ``?model=`` in the URL -> GA (the SDK's GA
-client connects so, with no beta header); else beta (the dialect of the WebSocket-edge contract).
+SDK's beta client); else ``?dialect=beta|ga``; else the token's configured client dialect; else a
+``?model=`` in the URL -> GA (the SDK's GA client connects so, with no beta header); else beta (the
+dialect of the WebSocket-edge contract).
 An event shaped unambiguously in the other dialect still switches it (``CallCore``).
 
 Token: ``?token=...`` or ``Authorization: Bearer ...`` in the handshake (the header wins when
@@ -77,8 +78,9 @@ OPENAPI = {"paths": {
              "schema": {"type": "string", "enum": sorted(AUDIO_FORMATS), "default": "pcm16"},
              "description": "Audio format both ways (G.711 only when the assistant allows it)."},
             {"name": "dialect", "in": "query", "required": False, "schema": {"type": "string", "enum": ["beta", "ga"]},
-             "description": "The client's event dialect. Without it: `OpenAI-Beta: realtime=v1` -> beta, "
-                            "a `model` query parameter -> GA, else beta."},
+             "description": "The client's event dialect. `OpenAI-Beta: realtime=v1` -> beta wins over it; "
+                            "without either: the token's configured client dialect, else a `model` query "
+                            "parameter -> GA, else beta."},
             {"name": "model", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
              "description": "Sent by OpenAI's GA clients; selects the GA dialect (see `dialect`). Used as the "
                             "model only when the assistant lets devices choose it (`model` in "
@@ -96,17 +98,29 @@ OPENAPI["paths"].update(ADMIN_OPENAPI["paths"])  # the token admin routes (mount
 OPENAPI["components"]["schemas"] = ADMIN_OPENAPI["components"]["schemas"]
 
 
-def handshake_dialect(request: web.Request) -> str:
-    """The client's dialect from its handshake (module doc); 400 ``invalid_dialect`` for a bad ``?dialect=``."""
+#: the authenticated token's configured client dialect (None: the handshake decides)
+TOKEN_DIALECT = web.RequestKey("relay_token_dialect", object)
+
+
+def asked_dialect(request: web.Request) -> str | None:
+    """``?dialect=``, checked (400 ``invalid_dialect``) before the token is."""
+    asked = request.query.get("dialect")
+    if asked is not None and asked not in dl.DIALECTS:
+        raise ApiError(400, f"dialect must be one of {', '.join(dl.DIALECTS)}", "invalid_dialect")
+    return asked
+
+
+def handshake_dialect(request: web.Request, token_dialect: str | None = None) -> str:
+    """The client's dialect from its handshake, by the first rule that applies (module doc)."""
     flags = {flag.strip().lower() for header in request.headers.getall("OpenAI-Beta", [])
              for flag in header.split(",")}
     if "realtime=v1" in flags:
         return dl.BETA
-    asked = request.query.get("dialect")
+    asked = asked_dialect(request)
     if asked is not None:
-        if asked not in dl.DIALECTS:
-            raise ApiError(400, f"dialect must be one of {', '.join(dl.DIALECTS)}", "invalid_dialect")
         return asked
+    if token_dialect in dl.DIALECTS:
+        return token_dialect
     if request.query.get("model"):
         return dl.GA
     return dl.BETA
@@ -190,6 +204,7 @@ async def _authenticate_token(request: web.Request) -> Device:
         log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
         raise _unauthorized("Invalid token", "invalid_token")
     thr.by_client.success(tid_key)
+    request[TOKEN_DIALECT] = token.client_dialect
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY_S:
         await tokens_repo.touch(db, token.id, now=now)
     assistant = await _assistant_for(db, settings, token)
@@ -222,8 +237,9 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     audio_format = request.query.get("audio_format", "pcm16")
     if audio_format not in AUDIO_FORMATS:
         raise ApiError(400, f"audio_format must be one of {', '.join(sorted(AUDIO_FORMATS))}", "invalid_audio_format")
-    client_dialect = handshake_dialect(request)
+    asked_dialect(request)
     device = with_requested_model(request, await authenticate_token(request))
+    client_dialect = handshake_dialect(request, request.get(TOKEN_DIALECT))  # type: ignore[arg-type]
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
     admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")

@@ -55,3 +55,25 @@ async def test_a_ga_shaped_event_still_switches_a_beta_start(edge) -> None:
     updated = (await conn.until("session.updated"))[-1]
     assert updated["session"]["type"] == "realtime"
     assert "session.created" in types(events)
+
+
+@pytest.mark.parametrize(("headers", "query", "expected"), [
+    ({}, {}, "ga"),                                            # the token's dialect when the handshake is silent
+    ({}, {"model": "gpt-realtime"}, "ga"),
+    ({}, {"dialect": "beta"}, "beta"),                         # an explicit ?dialect= wins over the token's
+    ({"OpenAI-Beta": "realtime=v1"}, {}, "beta"),              # and so does the beta header
+])
+async def test_the_tokens_configured_client_dialect(edge, headers, query, expected) -> None:
+    status, doc = await edge.admin("POST", "/tokens", json={"workspace_id": "default", "client_dialect": "ga"})
+    assert status == 201 and doc["client_dialect"] == "ga"
+    ws = await edge.http.ws_connect(edge.url("/v1/realtime"), params=query,
+                                    headers={"Authorization": f"Bearer {doc['token']}", **headers})
+    edge.conns.append(ws)
+    assert _dialect_of(await ws.receive_json(timeout=10)) == expected
+
+
+async def test_a_tokens_client_dialect_is_checked(edge) -> None:
+    status, doc = await edge.admin("POST", "/tokens", json={"workspace_id": "default", "client_dialect": "v2"})
+    assert status == 400 and "client_dialect" in doc["error"]["message"]
+    status, doc = await edge.admin("POST", "/tokens", json={"workspace_id": "default"})
+    assert status == 201 and doc["client_dialect"] is None
