@@ -127,3 +127,35 @@ async def test_sdk_client_gets_only_valid_events(edge_factory, dialect: str, ups
         assert any(type(e).__name__ == "ResponseAudioDeltaEvent" and e.type == "response.audio.delta"
                    for e in t.typed)
     await edge.wait_idle()
+
+
+@pytest.mark.parametrize("dialect", ["ga", "beta"])
+async def test_sdk_client_gets_valid_errors_when_the_upstream_fails(edge_factory, dialect: str) -> None:
+    """The upstream closes mid-call (the built-in assistant's ``disconnect``), then cannot be reached:
+    the client's error events and the close are valid for the SDK too."""
+    edge = await edge_factory()
+    token = await edge.token()
+    async with connect(sdk_client(edge, token), dialect) as conn:
+        t = SdkTransport(conn, dialect)
+        try:
+            s = Script(t)
+            await s.until("session.updated")
+            await t.send({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "disconnect"}]}})
+            err = (await s.until("error"))[-1]
+            assert err["error"]["code"] == "upstream_closed"
+            async with asyncio.timeout(10):
+                await asyncio.gather(t._reader, return_exceptions=True)  # relay closes the socket
+        finally:
+            await t.stop()
+    unreachable = await edge.assistant(name="Gone", provider="compatible", upstream_url="ws://127.0.0.1:9/v1/realtime")
+    async with connect(sdk_client(edge, await edge.token(assistant_id=unreachable["id"])), dialect) as conn:
+        t2 = SdkTransport(conn, dialect)
+        try:
+            err = (await Script(t2).until("error"))[-1]
+            assert err["error"]["code"] == "upstream_unavailable"
+        finally:
+            await t2.stop()
+    for verdict in (t.verdict, t2.verdict):
+        assert not verdict.failures, verdict.report()
+    await edge.wait_idle()
