@@ -300,7 +300,7 @@ class WsCall(CallDriver):
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise
-            except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError):
+            except (TimeoutError, ConnectionError, aiohttp.ClientError, RuntimeError):
                 pass
             if stuck or not clean:
                 self._abort_transport()

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 from openai import AsyncOpenAI
-
 from ws_edge.conftest import Edge
+
 from .conversation import AUDIO_DELTA, Script, audio_of, error_turn, silence, text_turn, tone, tool_turn
 from .judge import Verdict
 
