@@ -23,6 +23,7 @@ DEVICE_UPDATABLE_FIELDS: tuple[str, ...] = (
     "instructions", "voice", "modalities", "turn_detection", "input_audio_transcription",
     "temperature", "max_response_output_tokens", "tools", "tool_choice",
     "input_audio_format", "output_audio_format",
+    "model",  # on the WebSocket edge: the client's ?model= is honoured only when allowed
 )
 # What a device may change unless the assistant says otherwise: nothing of the operator's
 # configuration (instructions, voice, tools stay server-side), only conversational knobs.

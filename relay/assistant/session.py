@@ -348,7 +348,8 @@ class LocalSession:
         await self.send({"type": "conversation.item.created", "previous_item_id": prev,
                          "item": self._item_json(item, transcript=None)})
         await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
-                         "content_index": 0, "transcript": item.text})
+                         "content_index": 0, "transcript": item.text,
+                         "usage": {"type": "duration", "seconds": ms / 1000}})  # as whisper-1 reports it
         self._pending_input = item
         self._pending_audio = audio_in
 

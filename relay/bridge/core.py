@@ -6,7 +6,8 @@ performs the returned actions in order (see ``relay.bridge.actions``).
 
 Edge contract (media engineer):
 
-* create: ``core = CallCore(assistant, audio_format="pcm16"|"g711_ulaw"|"g711_alaw", now=now, ...)``
+* create: ``core = CallCore(assistant, audio_format="pcm16"|"g711_ulaw"|"g711_alaw", now=now, ...)``;
+  ``device_dialect`` is the edge's first guess of the device's dialect (default beta)
 * upstream connected: ``core.on_upstream_opened(now)`` -> SendUpstream(session.update ...); device
   events that arrived before (at most 64) are held by the core and sent right after it
 * every upstream JSON event (already parsed): ``core.on_upstream_event(event, now)``
@@ -134,6 +135,7 @@ class CallCore:
         now: float,
         audio_format: str = "pcm16",
         upstream_dialect: str | None = None,
+        device_dialect: str = dl.BETA,
         max_call_s: float = 3600.0,
         recycle_after_s: float | None = 3300.0,
         device_event_max_bytes: int = 256 * 1024,
@@ -151,7 +153,11 @@ class CallCore:
         self.upstream_dialect: str = upstream_dialect or getattr(assistant, "dialect", None) or dl.BETA
         if self.upstream_dialect not in dl.DIALECTS:
             raise ValueError(f"unknown dialect {self.upstream_dialect!r}")
-        self.device_dialect = dl.BETA
+        if device_dialect not in dl.DIALECTS:
+            raise ValueError(f"unknown dialect {device_dialect!r}")
+        # the edge's first guess (WebSocket handshake, data-channel label); an event shaped
+        # unambiguously in the other dialect switches it (on_device_message)
+        self.device_dialect = device_dialect
         self.device_event_max_bytes = device_event_max_bytes
         # WebSocket clients (seed 003) get the audio deltas as events and play (and truncate) themselves
         self.audio_over_events = audio_over_events
@@ -648,9 +654,10 @@ class CallCore:
             else:
                 refused.append(key)
         if refused:
+            applied = ", ".join(sorted(kept)) or "none"
             self._device_error("These session fields are set by the assistant and cannot be changed by the "
-                               f"device: {', '.join(sorted(refused))[:512]}.", code="session_field_not_allowed",
-                               param="session." + refused[0], client_event_id=cid)
+                               f"device: {', '.join(sorted(refused))[:512]}. Applied: {applied[:512]}.",
+                               code="session_field_not_allowed", param="session." + refused[0], client_event_id=cid)
         if "tools" in kept and isinstance(kept["tools"], list):
             self._client_tools |= {t.get("name") for t in kept["tools"] if isinstance(t, dict)
                                    and isinstance(t.get("name"), str) and t.get("name") not in self._server_tools}

@@ -3,14 +3,15 @@
 HTTP (mounted by ``relay.web.admin`` under ``/admin/v1/``, same bearer token and error shape):
 
     GET    /admin/v1/tokens?workspace_id=...         {"data": [token, ...]}
-    POST   /admin/v1/tokens                          {workspace_id, assistant_id?, name?} -> 201 token + "token"
+    POST   /admin/v1/tokens                          {workspace_id, assistant_id?, name?, client_dialect?}
+                                                     -> 201 token + "token"
     GET    /admin/v1/tokens/{id}
     POST   /admin/v1/tokens/{id}/revoke
     DELETE /admin/v1/tokens/{id}                     (same as revoke; the record stays for the usage rows)
 
 CLI (hooked into ``relay.admin.cli``):
 
-    relay admin tokens create --workspace W [--assistant A] [--name N]   # prints the token once
+    relay admin tokens create --workspace W [--assistant A] [--name N] [--dialect beta|ga]   # prints it once
     relay admin tokens list [--workspace W]
     relay admin tokens revoke <id>
 """
@@ -42,14 +43,18 @@ async def create_token(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object", "invalid_request")
-    unknown = sorted(set(body) - {"workspace_id", "assistant_id", "name"})
+    unknown = sorted(set(body) - {"workspace_id", "assistant_id", "name", "client_dialect"})
     if unknown:
         raise ValueError(f"unknown fields: {', '.join(unknown)}")
     wid, aid, name = body.get("workspace_id", "default"), body.get("assistant_id"), body.get("name", "")
     if not isinstance(wid, str) or not wid or (aid is not None and not isinstance(aid, str)) \
             or not isinstance(name, str):
         raise ValueError("workspace_id, assistant_id and name must be strings")
-    token, plain = await tokens_repo.create(request.app[keys.DB], wid, assistant_id=aid, name=name)
+    dialect = body.get("client_dialect")
+    if dialect is not None and dialect not in tokens_repo.CLIENT_DIALECTS:
+        raise ValueError("client_dialect must be beta, ga or null")
+    token, plain = await tokens_repo.create(request.app[keys.DB], wid, assistant_id=aid, name=name,
+                                            client_dialect=dialect)
     return json_response({**token.public_json(), "token": plain}, status=201)
 
 
@@ -73,7 +78,9 @@ _TOKEN = {"type": "object", "required": ["id", "workspace_id", "name", "created_
     "id": {"type": "string", "pattern": "^rtk_[0-9a-f]{16}$"}, "workspace_id": {"type": "string"},
     "assistant_id": {"type": ["string", "null"]}, "name": {"type": "string"},
     "created_at": {"type": "number"}, "last_used_at": {"type": ["number", "null"]},
-    "revoked_at": {"type": ["number", "null"]}, "revoked": {"type": "boolean"}}}
+    "revoked_at": {"type": ["number", "null"]}, "revoked": {"type": "boolean"},
+    "client_dialect": {"type": ["string", "null"], "enum": ["beta", "ga", None],
+                       "description": "its clients' dialect when their handshake does not say (null: the handshake decides)"}}}
 _REF = {"$ref": "#/components/schemas/ApiToken"}
 _SEC = [{"AdminToken": []}]
 
@@ -99,7 +106,8 @@ OPENAPI = {"paths": {
                      "type": "object", "additionalProperties": False, "properties": {
                          "workspace_id": {"type": "string", "default": "default"},
                          "assistant_id": {"type": ["string", "null"]},
-                         "name": {"type": "string", "maxLength": 200}}}}}},
+                         "name": {"type": "string", "maxLength": 200},
+                         "client_dialect": {"type": ["string", "null"], "enum": ["beta", "ga", None]}}}}}},
                  "responses": {"201": _ok({"allOf": [_REF, {"type": "object", "required": ["token"], "properties": {
                      "token": {"type": "string"}}}]}, "Created"), **_errs(400, 401, 404, 409, 413, 415, 429)}}},
     "/admin/v1/tokens/{id}": {
@@ -124,6 +132,8 @@ def add_parsers(things: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--workspace", default="default")
     p.add_argument("--assistant", help="assistant id of that workspace (default: the workspace's default)")
     p.add_argument("--name", default="")
+    p.add_argument("--dialect", choices=("beta", "ga"),
+                   help="its clients' event dialect when their handshake does not say (default: the handshake decides)")
     p = tk.add_parser("list", help="list API tokens")
     p.add_argument("--workspace")
     tk.add_parser("show", help="show one API token").add_argument("id")
@@ -134,7 +144,8 @@ async def run(args: argparse.Namespace, db: Executor) -> tuple[str, Any]:
     """(kind, result) like ``relay.admin.cli._run``."""
     op = args.op
     if op == "create":
-        token, plain = await tokens_repo.create(db, args.workspace, assistant_id=args.assistant, name=args.name)
+        token, plain = await tokens_repo.create(db, args.workspace, assistant_id=args.assistant, name=args.name,
+                                                client_dialect=args.dialect)
         return "token", {**token.public_json(), "token": plain}
     if op == "list":
         return "token", [t.public_json() for t in await tokens_repo.list_all(db, args.workspace)]

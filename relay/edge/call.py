@@ -15,6 +15,12 @@ client socket and the audio-seconds usage). ``end(reason)`` may be called from a
 once, in its own shielded task: stop the upstream reader and tools, flush the last events (an
 ``error`` first when the call failed), stop reading and close the client socket with a close
 code (a full closing handshake), close the upstream, record usage, free the registry slot.
+
+A client that does not read (``client_too_slow``, or a flush that does not finish): its events are
+dropped, the close frame is written without waiting for the socket to drain, the client gets
+``CLOSE_GRACE_S`` to read up to it and answer, then the transport is aborted (reset). The writer
+task is never cancelled while it waits for the socket to drain: aiohttp shares one drain future
+among its waiters, so cancelling one would cancel the close's wait too.
 The object has what ``relay.media.registry.CallRegistry`` needs (``id``, ``device``,
 ``end_with_error``, ``wait_closed``, ``closed``), so both edges share one registry and its limits.
 """
@@ -24,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,11 +45,13 @@ from aiohttp import web
 from relay.bridge import CallCore, RunServerTool
 from relay.bridge.core import AUDIO_FORMATS
 from relay.media.driver import CallDriver, CallUsage, error_event
+from relay.media.metrics import MediaMetrics, bump
 from relay.media.ratelimit import TokenBucket
 
 log = logging.getLogger("relay.edge")
 
 FLUSH_TIMEOUT_S = 1.0  # last events to a client that is not reading are given up after this
+CLOSE_GRACE_S = 2.0  # a client not reading gets this long to read up to the close frame; then: reset
 #: WebSocket close codes by end reason (RFC 6455); anything else closes normally (1000)
 CLOSE_CODES = {
     "upstream_closed": aiohttp.WSCloseCode.INTERNAL_ERROR,
@@ -62,6 +72,7 @@ class WsCallConfig:
     events_per_s: float = 200.0
     bytes_per_s: int = 1 << 20
     send_backlog_bytes: int = 8 << 20
+    client_dialect: str = "beta"  # chosen at the handshake (relay.web.ws_edge.handshake_dialect)
 
 
 class WsCall(CallDriver):
@@ -78,13 +89,19 @@ class WsCall(CallDriver):
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Any, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Any], None] = lambda call: None,
+        transport: asyncio.Transport | None = None,
+        metrics: MediaMetrics | None = None,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.ws = ws
+        self._transport = transport  # the client's TCP transport (aborted when the client does not read)
+        # the worker's call counters, shared with WebRTC calls (GET /metrics: relay_calls_*)
+        self.metrics = metrics if metrics is not None else MediaMetrics()
         self.config = config
         self.core: CallCore = CallCore(device.assistant, now=self._loop.time(), audio_format=config.audio_format,
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
+                             device_dialect=config.client_dialect,
                              device_event_max_bytes=config.event_max_bytes, audio_over_events=True, log_id=call_id)
         self._bytes_per_s = AUDIO_FORMATS[config.audio_format][0] * 1000
         self._events = TokenBucket(config.events_per_s, burst=max(1.0, config.events_per_s))
@@ -108,8 +125,9 @@ class WsCall(CallDriver):
             self._reader = self._loop.create_task(self._read_loop(), name=f"ws-reader {self.id}")
             self._upstream_task = self._loop.create_task(self._run_upstream(), name=f"ws-upstream {self.id}")
             self._arm_core_timer()
-            log.info("websocket call started (assistant %s, %s)", self.device.assistant.id,
-                     self.config.audio_format, extra=self._log)
+            self.metrics.calls_started += 1
+            log.info("websocket call started (assistant %s, %s, %s dialect)", self.device.assistant.id,
+                     self.config.audio_format, self.config.client_dialect, extra=self._log)
             await self._ended.wait()
         finally:
             # its own task, shielded: a cancelled handler (connection lost, with aiohttp's
@@ -156,6 +174,10 @@ class WsCall(CallDriver):
                 self._send_device(error_event("Too many events or bytes per second; some were dropped.",
                                               "rate_limit_exceeded", "rate_limit_error"))
             return
+        if isinstance(raw, bytes):  # events are JSON in text frames (as OpenAI's Realtime API has them)
+            self._send_device(error_event("Binary frames are not accepted: send each event as JSON in a text "
+                                          "frame.", "invalid_event", "invalid_request_error"))
+            return
         self.core.on_device_message(raw, now)
         self._perform()
 
@@ -193,6 +215,20 @@ class WsCall(CallDriver):
             self._out_bytes = 0
             self.end("client_closed")
 
+    def _abort_transport(self) -> None:
+        """Drop the client's connection at once (a reset: nothing queued for it is kept, in relay
+        or in the kernel)."""
+        transport = self._transport
+        if transport is None or (transport.is_closing() and transport.get_write_buffer_size() == 0):
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        log.info("aborting the client's connection (%d bytes unsent)", transport.get_write_buffer_size(),
+                 extra=self._log)
+        transport.abort()
+
     # -- upstream side --------------------------------------------------------------
     async def _run_upstream(self) -> None:
         try:
@@ -203,7 +239,14 @@ class WsCall(CallDriver):
             log.exception("websocket call failed", extra=self._log)
             self.end_with_error("internal_error", "Internal error; the call ended.")
 
-    # -- CallDriver hooks: usage in audio seconds -----------------------------------------
+    # -- CallDriver hooks: counters, usage in audio seconds ----------------------------------
+    def _count(self, metric: str) -> None:
+        setattr(self.metrics, metric, getattr(self.metrics, metric) + 1)
+
+    def _on_upstream_connect_failed(self, exc: Exception) -> None:
+        self._count("upstream_connect_failures")
+        super()._on_upstream_connect_failed(exc)
+
     def _forward_upstream(self, event: dict[str, Any]) -> None:
         if event.get("type") == "input_audio_buffer.append":
             audio = event.get("audio")
@@ -226,28 +269,55 @@ class WsCall(CallDriver):
             # 1. nothing new comes from upstream or tools
             await self._stop_tasks(self._upstream_task)
             self._upstream_open = False
-            # 2. the last events (an error first when the call failed) reach the client
+            # 2. the last events (an error first when the call failed) reach the client, unless it is
+            #    the one not reading (its queue was dropped)
+            stuck = False
             if self._writer is not None:
                 self._out_wakeup.set()
-                done, _ = await asyncio.wait({self._writer}, timeout=FLUSH_TIMEOUT_S)
-                if not done:
-                    self._writer.cancel()
-                    await asyncio.gather(self._writer, return_exceptions=True)
-            # 3. stop reading, then a full closing handshake (close() reads until the client's close frame)
+                flush_s = 0.0 if self.end_reason == "client_too_slow" else FLUSH_TIMEOUT_S
+                if flush_s:
+                    await asyncio.wait({self._writer}, timeout=flush_s)
+                stuck = not self._writer.done()
+                if stuck:
+                    self._out.clear()
+                    self._out_bytes = 0
+            # 3. stop reading, then the closing handshake (close() reads until the client's close frame);
+            #    a client that does not read gets CLOSE_GRACE_S to read up to the close frame
             if self._reader is not None:
                 self._reader.cancel()
                 await asyncio.gather(self._reader, return_exceptions=True)
             reason = self.end_reason or "ended"
             code = CLOSE_CODES.get(reason, aiohttp.WSCloseCode.OK)
-            with contextlib.suppress(ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError):
-                async with asyncio.timeout(2.5):
-                    await self.ws.close(code=code, message=reason.encode()[:120])
+            clean = False
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_S if stuck else 2.5):
+                    # drain=False when stuck: never wait on the drain future the writer waits on
+                    await self.ws.close(code=code, message=reason.encode()[:120], drain=not stuck)
+                    clean = True
+            except asyncio.CancelledError:
+                # aiohttp cancels its own waiters when the connection is lost; only a cancellation
+                # of this task is ours to pass on (the call is not an error either way)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+            except (TimeoutError, ConnectionError, aiohttp.ClientError, RuntimeError):
+                pass
+            if stuck or not clean:
+                self._abort_transport()
+            if self._writer is not None and not self._writer.done():
+                # the abort woke its drain (connection lost); cancelling is safe now either way
+                done, _ = await asyncio.wait({self._writer}, timeout=0.5)
+                if not done:
+                    self._writer.cancel()
+                    await asyncio.gather(self._writer, return_exceptions=True)
         finally:
             try:
                 if self.upstream is not None:
                     await self.upstream.close()
             finally:
                 self.usage.ended_at = time.time()
+                self.metrics.calls_ended += 1
+                bump(self.metrics.calls_ended_by_reason, self.end_reason or "ended")
                 log.info("websocket call ended: %s", self.end_reason, extra=self._log)
                 try:
                     await self._record_usage()

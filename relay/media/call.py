@@ -37,6 +37,7 @@ from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
 from relay.media.ratelimit import TokenBucket
 from relay.media.uplink import UplinkSink
+from relay.upstream import dialect as dl
 
 log = logging.getLogger("relay.media")
 
@@ -44,6 +45,8 @@ __all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream", "err
 
 DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
+#: data-channel labels whose devices are answered in GA until they speak (OpenAI's WebRTC clients)
+GA_CHANNEL_LABELS = frozenset({"oai-events"})
 PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 s at 40 ms)
 
 
@@ -126,6 +129,7 @@ class Call(CallDriver):
                                metrics=metrics)
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
                          on_message=self._on_device_message, on_closed=self._on_peer_closed,
+                         on_first_channel=self._on_first_channel,
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
                          public_ip=config.ice_public_ip, port_range=config.ice_port_range, log_extra=self._log)
 
@@ -189,6 +193,21 @@ class Call(CallDriver):
     def _send_device(self, event: dict[str, Any]) -> None:
         self.metrics.dc_events_out += 1
         self.peer.send_event(orjson.dumps(event).decode())
+
+    def _on_first_channel(self, label: str) -> None:
+        """The device's first data channel opened: its label is the first guess of its dialect
+        (``GA_CHANNEL_LABELS``: GA, anything else: beta); events queued for it so far are
+        rewritten in that dialect. The shape of the device's events still decides afterwards."""
+        core = self.core
+        if core is None or label not in GA_CHANNEL_LABELS or core.device_dialect == dl.GA:
+            return
+        core.device_dialect = dl.GA
+        log.info("data channel %r: the device is answered in GA", label, extra=self._log)
+
+        def to_ga(text: str) -> list[str]:
+            return [orjson.dumps(ev).decode() for ev in dl.translate(orjson.loads(text), dl.BETA, dl.GA)]
+
+        self.peer.rewrite_pending(to_ga)
 
     # -- inputs ----------------------------------------------------------------
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:

@@ -20,6 +20,7 @@ and ``relay.edge.call.WsCall`` (a server client's WebSocket). They supply the ho
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -51,8 +52,14 @@ class CallUsage:
     output_audio_s: float = 0.0
 
 
+_error_ids = itertools.count(1)
+
+
 def error_event(message: str, code: str, type_: str = "server_error") -> dict[str, Any]:
-    return {"type": "error", "error": {"type": type_, "code": code, "message": message}}
+    """An ``error`` event of the edge itself, in the shape both dialects share (an ``event_id`` of
+    its own, ``param`` and the client's ``event_id`` null)."""
+    return {"type": "error", "event_id": f"relay_err_{next(_error_ids)}",
+            "error": {"type": type_, "code": code, "message": message, "param": None, "event_id": None}}
 
 
 class CallDriver:

@@ -46,6 +46,7 @@ class Peer:
         on_message: Callable[[str | bytes], None],
         on_closed: Callable[[str], None],
         on_connected: Callable[[], None] = lambda: None,
+        on_first_channel: Callable[[str], None] = lambda label: None,
         dc_queue_max: int = 256,
         dc_max_buffered_bytes: int = 1 << 20,
         public_ip: str = "",
@@ -59,6 +60,8 @@ class Peer:
         self._on_message = on_message
         self._on_closed = on_closed
         self._on_connected = on_connected
+        self._on_first_channel = on_first_channel
+        self._channel_seen = False
         self._pending: deque[str] = deque(maxlen=dc_queue_max)
         self._dc_max_buffered = dc_max_buffered_bytes
         self._channels: list[RTCDataChannel] = []
@@ -138,6 +141,9 @@ class Peer:
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         log.info("data channel %r opened by the device", channel.label, extra=self._log_extra)
         self._channels.append(channel)
+        if not self._channel_seen:  # its label is the first hint of the device's dialect
+            self._channel_seen = True
+            self._on_first_channel(channel.label)
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
@@ -152,6 +158,10 @@ class Peer:
 
         while self._pending and channel.readyState == "open":
             self._send(channel, self._pending.popleft())
+
+    def rewrite_pending(self, rewrite: Callable[[str], list[str]]) -> None:
+        """Replace each event still queued for a channel by ``rewrite(event)`` (e.g. another dialect)."""
+        self._pending = deque((out for text in self._pending for out in rewrite(text)), maxlen=self._pending.maxlen)
 
     async def flush(self, timeout_s: float = 0.5, *, await_channel_s: float = 0.0) -> None:
         """Wait (bounded) until queued data-channel events have left.

@@ -23,6 +23,7 @@ from relay.store.db import Executor
 from relay.store.errors import Conflict, NotFound
 
 PREFIX = "rtk_"
+CLIENT_DIALECTS = ("beta", "ga")
 MAX_TOKEN_CHARS = 256
 MAX_NAME_CHARS = 200
 _ID_RE = re.compile(r"^rtk_[0-9a-f]{16}$")
@@ -38,6 +39,7 @@ class ApiToken:
     last_used_at: float | None
     revoked_at: float | None
     token_hash: str = field(repr=False, default="")
+    client_dialect: str | None = None  # the dialect of its clients when their handshake does not say
 
     @property
     def revoked(self) -> bool:
@@ -47,7 +49,7 @@ class ApiToken:
         """What the admin API shows (never the hash)."""
         return {"id": self.id, "workspace_id": self.workspace_id, "assistant_id": self.assistant_id,
                 "name": self.name, "created_at": self.created_at, "last_used_at": self.last_used_at,
-                "revoked_at": self.revoked_at, "revoked": self.revoked}
+                "revoked_at": self.revoked_at, "revoked": self.revoked, "client_dialect": self.client_dialect}
 
 
 def digest(token: str) -> str:
@@ -65,15 +67,18 @@ def token_id(token: str) -> str | None:
 def _row(row: dict[str, Any]) -> ApiToken:
     return ApiToken(id=row["id"], workspace_id=row["workspace_id"], assistant_id=row["assistant_id"],
                     name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"],
-                    revoked_at=row["revoked_at"], token_hash=row["token_hash"])
+                    revoked_at=row["revoked_at"], token_hash=row["token_hash"],
+                    client_dialect=row.get("client_dialect"))
 
 
 async def create(db: Executor, workspace_id: str, *, assistant_id: str | None = None,
-                 name: str = "") -> tuple[ApiToken, str]:
-    """Create a token for ``workspace_id`` (optionally bound to one of its assistants).
-    Returns the record and the plain token (shown once, never stored)."""
+                 name: str = "", client_dialect: str | None = None) -> tuple[ApiToken, str]:
+    """Create a token for ``workspace_id`` (optionally bound to one of its assistants, optionally
+    with its clients' dialect). Returns the record and the plain token (shown once, never stored)."""
     if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
         raise ValueError(f"name must be a string of at most {MAX_NAME_CHARS} characters")
+    if client_dialect is not None and client_dialect not in CLIENT_DIALECTS:
+        raise ValueError(f"client_dialect must be one of {', '.join(CLIENT_DIALECTS)} (or null)")
     await workspaces_repo.get(db, workspace_id)  # NotFound
     if assistant_id:
         assistant = await assistants_repo.find(db, assistant_id)
@@ -84,8 +89,9 @@ async def create(db: Executor, workspace_id: str, *, assistant_id: str | None = 
     tid = PREFIX + secrets.token_hex(8)
     plain = f"{tid}.{secrets.token_urlsafe(32)}"
     await db.execute(
-        "INSERT INTO api_tokens (id, workspace_id, assistant_id, name, token_hash, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)", tid, workspace_id, assistant_id or None, name, digest(plain), time.time())
+        "INSERT INTO api_tokens (id, workspace_id, assistant_id, name, token_hash, created_at, client_dialect) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", tid, workspace_id, assistant_id or None, name, digest(plain), time.time(),
+        client_dialect)
     return await get(db, tid), plain
 
 

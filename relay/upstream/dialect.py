@@ -7,7 +7,10 @@ relay speaks two dialects of the OpenAI Realtime protocol:
   ``conversation.item.created``, assistant content parts ``text``/``audio``.
 * **GA**: ``response.output_audio.delta``, nested ``session.update`` with
   ``type: "realtime"``, ``output_modalities``, ``audio.input/output``,
-  ``conversation.item.added``/``.done``, content parts ``output_text``/``output_audio``.
+  ``conversation.item.added``/``.done`` (``.done`` once the item is final: at creation, or
+  with ``response.output_item.done`` for an item streamed in a response), items' content
+  parts ``output_text``/``output_audio`` (``response.content_part.*``'s ``part`` keeps
+  ``text``/``audio``, as in the GA schema).
 
 ``translate(event, src, dst)`` returns a list of events (0, 1 or more) in the
 target dialect; the input is never mutated. Client and server event names do
@@ -254,16 +257,32 @@ def _event_to_ga(event: dict[str, Any]) -> list[dict[str, Any]]:
         out["response"] = response_to_ga(out["response"])
     if isinstance(out.get("item"), dict):
         out["item"] = _item(out["item"], _PART_BETA_TO_GA)
-    if isinstance(out.get("part"), dict):
-        out["part"] = _part(out["part"], _PART_BETA_TO_GA)
+    # ``part`` of response.content_part.added/done keeps "text"/"audio" in GA too (the GA
+    # schema's part types; only items' content parts are named output_text/output_audio)
     if etype == "conversation.item.created":
-        # GA announces an item twice: added (possibly still empty) and done (final)
-        done = dict(out)
-        done["type"] = "conversation.item.done"
-        if "event_id" in done:
-            done["event_id"] = f"{done['event_id']}_done"
-        return [out, done]
+        # GA announces an item twice: added (possibly still empty) and done (final). An item still
+        # in progress (an assistant message or function call being streamed) is done with its
+        # response.output_item.done; anything else is final when it is created.
+        if _dict_get(out.get("item"), "status") == "in_progress":
+            return [out]
+        return [out, _item_done(out)]
+    if etype == "response.output_item.done" and isinstance(out.get("item"), dict):
+        return [out, _item_done(out)]
     return [out]
+
+
+def _dict_get(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _item_done(event: dict[str, Any]) -> dict[str, Any]:
+    """GA ``conversation.item.done`` for the (final) item of ``event``."""
+    done: dict[str, Any] = {"type": "conversation.item.done", "item": event["item"]}
+    if "event_id" in event:
+        done["event_id"] = f"{event['event_id']}_done"
+    if "previous_item_id" in event:
+        done["previous_item_id"] = event["previous_item_id"]
+    return done
 
 
 def _event_to_beta(event: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -37,6 +38,8 @@ ALLOW_HEADERS = ("X-Client-Id", "X-Client-Secret", "X-Demo-Mode", "X-Assistant-I
                  "X-App-Source", "Content-Type", "Authorization", "X-Request-Id")
 EXPOSE_HEADERS = ("X-Request-Id", "Retry-After", "X-Session-Id", "Location")
 ALLOW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: access log / relay_http_requests_total status of a request whose client went away mid-handler (nginx's 499)
+CLIENT_CLOSED_REQUEST = 499
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -132,6 +135,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await _handle(request, handler, settings)
         status = response.status
         return response
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED_REQUEST  # the connection was lost (aiohttp's handler_cancellation): no server error
+        raise
     finally:
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         access_log.info("%s %s %s", request.method, request.path, status,

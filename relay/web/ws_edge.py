@@ -9,6 +9,12 @@ token id and per address, with the device-secret throttle's settings), 404
 call registry and limits: one mechanism for both edges). After the upgrade the client speaks
 the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.edge.call.WsCall``).
 
+Dialect, chosen at the handshake (``handshake_dialect``): ``OpenAI-Beta: realtime=v1`` -> beta (the
+SDK's beta client); else ``?dialect=beta|ga``; else the token's configured client dialect; else a
+``?model=`` in the URL -> GA (the SDK's GA client connects so, with no beta header); else beta (the
+dialect of the WebSocket-edge contract).
+An event shaped unambiguously in the other dialect still switches it (``CallCore``).
+
 Token: ``?token=...`` or ``Authorization: Bearer ...`` in the handshake (the header wins when
 both are given). Tokens are created by the operator (``relay admin tokens create``,
 ``POST /admin/v1/tokens``), scoped to a workspace and its assistant.
@@ -16,7 +22,9 @@ both are given). Tokens are created by the operator (``relay admin tokens create
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 import uuid
 
@@ -34,6 +42,7 @@ from relay.store import assistants as assistants_repo
 from relay.store import tokens as tokens_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
+from relay.upstream import dialect as dl
 from relay.web import keys
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
@@ -46,6 +55,7 @@ TOUCH_EVERY_S = 60.0  # last_used_at is refreshed at most this often
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
 HARD_FRAME_FACTOR = 4
 HEARTBEAT_S = 30.0
+MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 _E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 404, 429, 503)}
 OPENAPI = {"paths": {
@@ -67,6 +77,14 @@ OPENAPI = {"paths": {
             {"name": "audio_format", "in": "query", "required": False,
              "schema": {"type": "string", "enum": sorted(AUDIO_FORMATS), "default": "pcm16"},
              "description": "Audio format both ways (G.711 only when the assistant allows it)."},
+            {"name": "dialect", "in": "query", "required": False, "schema": {"type": "string", "enum": ["beta", "ga"]},
+             "description": "The client's event dialect. `OpenAI-Beta: realtime=v1` -> beta wins over it; "
+                            "without either: the token's configured client dialect, else a `model` query "
+                            "parameter -> GA, else beta."},
+            {"name": "model", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 128},
+             "description": "Sent by OpenAI's GA clients; selects the GA dialect (see `dialect`). Used as the "
+                            "model only when the assistant lets devices choose it (`model` in "
+                            "`device_update_allow`), otherwise ignored: `session.created` shows the model in use."},
         ],
         "responses": {
             "101": {"description": "Switching Protocols: the WebSocket is open; relay sends session.created"},
@@ -78,6 +96,46 @@ OPENAPI = {"paths": {
     "ApiTokenQuery": {"type": "apiKey", "in": "query", "name": "token"}}}}
 OPENAPI["paths"].update(ADMIN_OPENAPI["paths"])  # the token admin routes (mounted by relay.web.admin)
 OPENAPI["components"]["schemas"] = ADMIN_OPENAPI["components"]["schemas"]
+
+
+#: the authenticated token's configured client dialect (None: the handshake decides)
+TOKEN_DIALECT = web.RequestKey("relay_token_dialect", object)
+
+
+def asked_dialect(request: web.Request) -> str | None:
+    """``?dialect=``, checked (400 ``invalid_dialect``) before the token is."""
+    asked = request.query.get("dialect")
+    if asked is not None and asked not in dl.DIALECTS:
+        raise ApiError(400, f"dialect must be one of {', '.join(dl.DIALECTS)}", "invalid_dialect")
+    return asked
+
+
+def handshake_dialect(request: web.Request, token_dialect: str | None = None) -> str:
+    """The client's dialect from its handshake, by the first rule that applies (module doc)."""
+    flags = {flag.strip().lower() for header in request.headers.getall("OpenAI-Beta", [])
+             for flag in header.split(",")}
+    if "realtime=v1" in flags:
+        return dl.BETA
+    asked = asked_dialect(request)
+    if asked is not None:
+        return asked
+    if token_dialect in dl.DIALECTS:
+        return token_dialect
+    if request.query.get("model"):
+        return dl.GA
+    return dl.BETA
+
+
+def with_requested_model(request: web.Request, device: Device) -> Device:
+    """The client's ``?model=`` replaces the assistant's model only when the assistant's policy lets
+    devices choose it (``model`` in ``device_update_allow``); otherwise it is ignored and
+    ``session.created`` shows the model in use. 400 ``invalid_model`` for a malformed name it would use."""
+    asked = request.query.get("model")
+    if not asked or "model" not in device.assistant.device_update_allow or asked == device.assistant.model:
+        return device
+    if not MODEL_RE.match(asked):
+        raise ApiError(400, "model must be 1-128 characters of letters, digits and . _ : -", "invalid_model")
+    return dataclasses.replace(device, assistant=dataclasses.replace(device.assistant, model=asked))
 
 
 def _presented_token(request: web.Request) -> str:
@@ -146,6 +204,7 @@ async def _authenticate_token(request: web.Request) -> Device:
         log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
         raise _unauthorized("Invalid token", "invalid_token")
     thr.by_client.success(tid_key)
+    request[TOKEN_DIALECT] = token.client_dialect
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY_S:
         await tokens_repo.touch(db, token.id, now=now)
     assistant = await _assistant_for(db, settings, token)
@@ -153,7 +212,7 @@ async def _authenticate_token(request: web.Request) -> Device:
                   max_call_s=settings.max_call_s)
 
 
-def ws_call_config(settings: Settings, audio_format: str) -> WsCallConfig:
+def ws_call_config(settings: Settings, audio_format: str, client_dialect: str = dl.BETA) -> WsCallConfig:
     return WsCallConfig(
         audio_format=audio_format,
         max_call_s=float(settings.max_call_s),
@@ -162,6 +221,7 @@ def ws_call_config(settings: Settings, audio_format: str) -> WsCallConfig:
         events_per_s=settings.ws_events_per_s,
         bytes_per_s=settings.ws_bytes_per_s,
         send_backlog_bytes=settings.ws_send_backlog_bytes,
+        client_dialect=client_dialect,
     )
 
 
@@ -177,7 +237,9 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     audio_format = request.query.get("audio_format", "pcm16")
     if audio_format not in AUDIO_FORMATS:
         raise ApiError(400, f"audio_format must be one of {', '.join(sorted(AUDIO_FORMATS))}", "invalid_audio_format")
-    device = await authenticate_token(request)
+    asked_dialect(request)
+    device = with_requested_model(request, await authenticate_token(request))
+    client_dialect = handshake_dialect(request, request.get(TOKEN_DIALECT))  # type: ignore[arg-type]
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
     admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")
@@ -185,9 +247,10 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     try:
         ws.headers["X-Session-Id"] = call_id
         await ws.prepare(request)
-        call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format),
+        call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
                       upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
-                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove)
+                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove,
+                      transport=request.transport, metrics=plane.metrics)
     except BaseException:
         plane.registry.release(device.client_id)
         raise

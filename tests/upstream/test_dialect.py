@@ -137,11 +137,28 @@ def test_user_input_parts_unchanged() -> None:
     assert d.translate(ev, d.GA, d.BETA) == [ev]
 
 
-def test_content_part_added() -> None:
+def test_content_part_events_keep_text_and_audio_parts() -> None:
+    # the GA schema (openai.types.realtime.ResponseContentPartAddedEvent.part.type) is "text" | "audio"
     ev = {"type": "response.content_part.added", "part": {"type": "audio", "transcript": ""}}
     [ga] = d.translate(ev, d.BETA, d.GA)
-    assert ga["part"]["type"] == "output_audio"
+    assert ga["part"]["type"] == "audio"
     assert d.translate(ga, d.GA, d.BETA) == [ev]
+    # an upstream that names them output_* anyway still reaches beta devices as text/audio
+    ga_named = {"type": "response.content_part.done", "part": {"type": "output_text", "text": "t"}}
+    assert d.translate(ga_named, d.GA, d.BETA)[0]["part"]["type"] == "text"
+
+
+def test_item_in_progress_is_done_with_its_output_item() -> None:
+    item = {"id": "it", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    created = {"type": "conversation.item.created", "event_id": "e1", "previous_item_id": "p", "item": item}
+    assert [e["type"] for e in d.translate(created, d.BETA, d.GA)] == ["conversation.item.added"]
+    final = {**item, "status": "completed", "content": [{"type": "audio", "transcript": "hi"}]}
+    out = d.translate({"type": "response.output_item.done", "event_id": "e2", "response_id": "r",
+                       "output_index": 0, "item": final}, d.BETA, d.GA)
+    assert [e["type"] for e in out] == ["response.output_item.done", "conversation.item.done"]
+    assert out[1]["item"]["status"] == "completed"
+    assert out[1]["item"]["content"] == [{"type": "output_audio", "transcript": "hi"}]
+    assert d.translate(out[1], d.GA, d.BETA) == []
 
 
 def test_response_create_params() -> None:

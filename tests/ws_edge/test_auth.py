@@ -164,6 +164,9 @@ def test_cli_creates_lists_and_revokes_tokens(tmp_path, monkeypatch, capsys) -> 
     assert "revoked_at" in capsys.readouterr().out
     assert _cli(["admin", "tokens", "revoke", "rtk_0000000000000000"]) == 1
     assert _cli(["admin", "tokens", "create", "--workspace", "missing"]) == 1
+    assert _cli(["admin", "tokens", "create", "--name", "ga-bridge", "--dialect", "ga"]) == 0
+    created = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.strip())
+    assert created["client_dialect"] == "ga"
 
 
 async def test_openapi_documents_the_websocket_and_token_admin(edge) -> None:
@@ -171,6 +174,6 @@ async def test_openapi_documents_the_websocket_and_token_admin(edge) -> None:
         doc = await resp.json()
     ws = doc["paths"]["/v1/realtime"]
     assert "get" in ws and "post" in ws  # the SDP exchange stays documented next to the WebSocket
-    assert {p["name"] for p in ws["get"]["parameters"]} == {"token", "audio_format"}
+    assert {p["name"] for p in ws["get"]["parameters"]} == {"token", "audio_format", "dialect", "model"}
     assert "/admin/v1/tokens" in doc["paths"] and "ApiToken" in doc["components"]["schemas"]
     assert edge.app[keys.SETTINGS].admin_token == ADMIN
