@@ -105,8 +105,14 @@ def _print_console_link(settings: Settings, link: LinkKey, host: str, port: int)
 
 def _run_serve(args: argparse.Namespace) -> int:
     from relay.log import configure_logging
+    from relay.media import compat
 
     settings = load_settings(args.config)
+    try:
+        compat.check_once()  # before anything listens: one line, not a 500 per call
+    except compat.CompatError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
     configure_logging(settings)
     log.info("starting relay", extra={"settings": settings.redacted()})
     try:
