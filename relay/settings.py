@@ -151,7 +151,12 @@ class Settings:
         """(name, env var, default, doc, secret) for every setting."""
         out = []
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                raise TypeError(f"setting {f.name} has no default")
             out.append((f.name, ENV_PREFIX + f.name.upper(), default, f.metadata["doc"], f.metadata["secret"]))
         return out
 

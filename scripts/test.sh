@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# relay's test command (README): install whatever is missing, then run pytest.
+# relay's test command (README): install whatever is missing, lint (ruff, mypy), then run pytest.
 #   bash scripts/test.sh [pytest args...]
 # System packages come from apt-get, and only the missing ones (an installed package is never
 # upgraded). Python packages live in a virtual environment: the active one ($VIRTUAL_ENV), else
 # ./.venv, created with python3 when absent. pip installs relay (editable) with its test extra
 # only when a requirement is unmet, and leaves satisfied ones alone (no upgrades).
-# The exit code is pytest's (or the failing step's).
+# The exit code is pytest's (or the failing step's: a ruff or mypy finding fails the run before pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,5 +83,12 @@ fi
 # An editable install may leave the extensions in build/: make sure they are importable in place
 # (a no-op when they are up to date).
 "$py" setup.py --quiet build_ext --inplace >/dev/null
+
+# Lint and types first (seconds; RELAY_SKIP_LINT=1 skips them): ruff as configured in pyproject.toml over
+# all of the code, mypy over the sans-I/O core and the settings ([tool.mypy] files).
+if [ "${RELAY_SKIP_LINT:-0}" != 1 ]; then
+    "$py" -m ruff check --quiet relay bench tests scripts
+    "$py" -m mypy
+fi
 
 exec "$py" -m pytest "$@"
