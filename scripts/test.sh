@@ -26,7 +26,7 @@ have espeak-ng || missing+=(espeak-ng)                                # spoken t
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 have chromium || missing+=(chromium)                                  # tests/browser (CDP, no driver)
 have pgrep || missing+=(procps)
-have cc || missing+=(gcc)                                             # the Cython kernels
+have cc || missing+=(gcc libc6-dev)                                  # the Cython kernels
 "$python3" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing+=(python3-dev)
 [ -x "$py" ] || "$python3" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
