@@ -26,7 +26,7 @@ from typing import Any
 
 from bench import audio as bench_audio
 from bench import servers
-from bench.report import fit_healthy, passes_bar, plot, text_summary
+from bench.report import fit_healthy, passes_bar, plot, plots_unavailable, text_summary
 from bench.runner import Scenario, run, run_churn
 
 log = logging.getLogger("bench")
@@ -130,6 +130,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("give --url of a running relay, or --spawn/--compare")
     if any("=" not in kv or not kv.startswith("RELAY_") for kv in args.relay_env):
         ap.error("--relay-env takes RELAY_NAME=value")
+    if args.plots and (missing := plots_unavailable()):
+        ap.error(missing)  # before a run of minutes, not after it
     return args
 
 

@@ -165,8 +165,21 @@ def fit_healthy(r: dict[str, Any], *, max_gap_ms: float = STALL_GAP_MS) -> bool:
     return passes_bar(r) and (gap is None or gap <= max_gap_ms)
 
 
+PLOTS_MISSING = "--plots needs matplotlib, which the 'bench' extra installs: pip install '.[bench]'"
+
+
+def plots_unavailable() -> str | None:
+    """None when ``plot`` can run; else the one line saying which extra to install."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return PLOTS_MISSING
+    return None
+
+
 def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
-    """PNG plots: marker latency distribution per run, CPU and RSS against N. Needs matplotlib."""
+    """PNG plots: marker latency distribution per run, CPU and RSS against N. Needs matplotlib
+    (the 'bench' extra; ``plots_unavailable`` says so before a run starts)."""
     import matplotlib
 
     matplotlib.use("Agg")

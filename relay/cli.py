@@ -1,6 +1,6 @@
 """The ``relay`` command: ``serve``, ``config --markdown``, ``admin ...``.
 
-    relay serve [--config relay.toml]
+    relay serve [--config relay.toml] [--host H] [--port N] [--data-dir DIR] [--workers 1]
     relay config --markdown            # the README's settings table
     relay admin [--config FILE] [--json] workspaces|assistants|clients ...
     relay assistant [--host H] [--port N]   # the built-in local assistant alone (#3)
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--config", help="TOML settings file (RELAY_* environment variables override it)")
+    serve.add_argument("--host", help="address to bind (the host setting; overrides RELAY_HOST and --config)")
+    serve.add_argument("--port", type=int, help="TCP port (the port setting; 0: any free port)")
+    serve.add_argument("--data-dir", help="data directory (the data_dir setting; default $XDG_DATA_HOME/relay)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes; only 1 for now")
     config = sub.add_parser("config", help="show settings")
     config.add_argument("--config", help="TOML settings file")
     config.add_argument("--markdown", action="store_true", help="print the settings table (README)")
@@ -41,27 +46,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain gracefully."""
+class StartupError(RuntimeError):
+    """``relay serve`` could not start; the message is the one line the operator sees."""
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
+                origins: dict[str, str] | None = None) -> None:
+    """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain gracefully.
+
+    ``StartupError`` (one line) when the database cannot be opened or the port cannot be bound;
+    ``origins`` (setting -> which source chose it) makes those lines name the setting to change.
+    """
     from aiohttp import web
 
+    from relay.store.db import DatabaseError
     from relay.web.app import create_app
     from relay.web.server import RelayAppRunner
 
+    origins = origins or {}
     app = create_app(settings)
     runner = RelayAppRunner(
         app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
         max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
     )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
+        try:
+            await runner.setup()
+        except DatabaseError as exc:
+            chosen = origins.get("database_url" if settings.database_url else "data_dir", "")
+            raise StartupError(f"database {settings.database_display}: {exc}"
+                               + (f" ({chosen})" if chosen else "")) from None
+        except (OSError, ValueError) as exc:  # a service refusing its settings, a file it cannot create
+            raise StartupError(f"start-up failed: {exc}") from None
+        site = web.TCPSite(runner, settings.host, settings.port)
         link = await _prepare_console_link(app, settings) if settings.console_link else None
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            chosen = origins.get("port", "")
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}"
+                               + (f" ({chosen})" if chosen else "")) from None
         bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
         log.info("relay listening on http://%s:%s", bound[0], bound[1], extra={"event": "listening"})
         if link is not None:
@@ -103,10 +132,29 @@ def _print_console_link(settings: Settings, link: LinkKey, host: str, port: int)
         log.warning("console link: could not write to stdout: %s", exc)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    from relay.log import configure_logging
+_SERVE_FLAGS = {"host": "--host", "port": "--port", "data_dir": "--data-dir"}
 
-    settings = load_settings(args.config)
+
+def _run_serve(args: argparse.Namespace) -> int:
+    """``relay serve``: every start-up failure is one line on stderr and exit 1 (2: a bad setting)."""
+    from relay.log import configure_logging
+    from relay.media import compat
+    from relay.settings import origin
+
+    if args.workers != 1:
+        print(f"relay serve: --workers {args.workers}: only 1 worker per process for now; run several "
+              "`relay serve` processes (one port each) behind a load balancer instead", file=sys.stderr)
+        return 2
+    flags = {name: getattr(args, name) for name in _SERVE_FLAGS if getattr(args, name) is not None}
+    settings = load_settings(args.config, **flags)
+    origins = {name: origin(name, args.config, overrides=flags, override_label=_SERVE_FLAGS.get(name))
+               for name in ("port", "data_dir", "database_url")}
+    try:
+        compat.check_once()  # before anything listens: one line, not a 500 per call
+        _ensure_data_dir(settings, origins["data_dir"])
+    except (compat.CompatError, StartupError) as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
     configure_logging(settings)
     log.info("starting relay", extra={"settings": settings.redacted()})
     try:
@@ -115,8 +163,26 @@ def _run_serve(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:  # uvloop is a dependency; only odd platforms lack it
         runner = asyncio.run
-    runner(serve(settings))
+    try:
+        runner(serve(settings, origins=origins))
+    except StartupError as exc:
+        log.debug("start-up failed", exc_info=True)
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _ensure_data_dir(settings: Settings, chosen_by: str) -> None:
+    """The data directory exists and relay can write there (``StartupError`` otherwise, naming the setting)."""
+    import tempfile
+
+    path = settings.data_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise StartupError(f"the data directory {path} is not writable: {exc.strerror or exc} ({chosen_by})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "RELAY_"
 
@@ -40,7 +41,12 @@ class Settings:
     # --- server -----------------------------------------------------------
     host: str = _f("127.0.0.1", "Address the HTTP server binds to.")
     port: int = _f(8080, "TCP port of the HTTP server.")
-    data_dir: str = _f("./relay-data", "Directory for the embedded SQLite database and local files.")
+    data_dir: str = _f(
+        "",
+        "Directory for the embedded SQLite database and local files. Empty: `$XDG_DATA_HOME/relay` "
+        "(`~/.local/share/relay` when unset), the same from any working directory; a relative path is taken "
+        "from the working directory.",
+    )
     database_url: str = _f(
         "",
         "`sqlite:///path.db` or `postgresql://user:pass@host/db`. Empty: SQLite at `<data_dir>/relay.db`.",
@@ -146,17 +152,43 @@ class Settings:
         """(name, env var, default, doc, secret) for every setting."""
         out = []
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                raise TypeError(f"setting {f.name} has no default")
             out.append((f.name, ENV_PREFIX + f.name.upper(), default, f.metadata["doc"], f.metadata["secret"]))
         return out
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        """The data directory, absolute (``load_settings`` resolves it; a bare ``Settings()`` too)."""
+        return Path(self.data_dir).absolute() if self.data_dir else default_data_dir(os.environ)
 
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_path / 'relay.db'}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None when the database is PostgreSQL."""
+        url = self.effective_database_url
+        if url.startswith("sqlite:///"):
+            return Path(url[len("sqlite:///"):])
+        return None
+
+    @property
+    def database_display(self) -> str:
+        """The database for messages: the SQLite path, or the PostgreSQL URL without its password."""
+        path = self.sqlite_path
+        if path is not None:
+            return f"SQLite {path}"
+        parts = urlsplit(self.effective_database_url)
+        user = f"{parts.username}@" if parts.username else ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict with secrets masked, safe to log."""
@@ -168,6 +200,37 @@ class Settings:
 
 
 _TYPES = typing.get_type_hints(Settings)
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/relay``, else ``~/.local/share/relay`` (XDG Base Directory): one place per user,
+    whatever the working directory, so ``relay serve`` and ``relay admin`` find the same database."""
+    xdg = environ.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the spec: relative values are invalid, ignore them
+        return Path(xdg) / "relay"
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "share" / "relay"
+
+
+def origin(name: str, config_path: str | os.PathLike[str] | None = None,
+           environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+           override_label: str | None = None) -> str:
+    """Which source chose setting ``name``, for messages: ``data_dir: RELAY_DATA_DIR in the environment``,
+    ``port: --port``, ``port: port in relay.toml``, or the default and how to change it."""
+    environ = os.environ if environ is None else environ
+    if overrides and overrides.get(name) is not None:
+        return f"{name}: {override_label or 'given by the caller'}"
+    env = ENV_PREFIX + name.upper()
+    if env in environ:
+        return f"{name}: {env} in the environment"
+    if config_path:
+        try:
+            with open(config_path, "rb") as fh:
+                if name in tomllib.load(fh):
+                    return f"{name}: {name} in {config_path}"
+        except (OSError, tomllib.TOMLDecodeError):
+            pass
+    return f"{name}: the default; set {env} or {name} in the --config file"
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -223,8 +286,13 @@ def load_settings(
     names = {f.name for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
     if config_path:
-        with open(config_path, "rb") as fh:
-            doc = tomllib.load(fh)
+        try:
+            with open(config_path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise SettingsError(f"cannot read the settings file {config_path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"the settings file {config_path} is not valid TOML: {exc}") from None
         unknown = sorted(set(doc) - names)
         if unknown:
             raise SettingsError(f"unknown settings in {config_path}: {', '.join(unknown)}")
@@ -237,6 +305,10 @@ def load_settings(
         if name not in names:
             raise SettingsError(f"unknown setting {name}")
         values[name] = value
+    if values.get("data_dir"):  # absolute now: every later message and child process sees the same place
+        values["data_dir"] = str(Path(values["data_dir"]).expanduser().absolute())
+    else:
+        values["data_dir"] = str(default_data_dir(environ))
     settings = Settings(**values)
     for name, allowed in _CHOICES.items():
         if getattr(settings, name) not in allowed:

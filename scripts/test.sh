@@ -1,35 +1,97 @@
 #!/usr/bin/env bash
-# relay's test command (README): install whatever is missing, then run pytest.
+# relay's test command (README): install whatever is missing, lint (ruff, mypy), then run pytest.
 #   bash scripts/test.sh [pytest args...]
-# System tools come from apt-get (only when one is missing); Python packages from pip.
-# The exit code is pytest's.
+# System packages come from apt-get, and only the missing ones (an installed package is never
+# upgraded). Python packages live in a virtual environment: the active one ($VIRTUAL_ENV), else
+# ./.venv, created with python3 when absent. pip installs relay (editable) with its test extra
+# only when a requirement is unmet, and leaves satisfied ones alone (no upgrades).
+# The exit code is pytest's (or the failing step's: a ruff or mypy finding fails the run before pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+python3=${PYTHON:-python3}
+venv=${VIRTUAL_ENV:-$PWD/.venv}
+py=$venv/bin/python
+
+command -v "$python3" >/dev/null 2>&1 || { echo "scripts/test.sh: $python3 not found (relay needs Python >= 3.11)" >&2; exit 1; }
+"$python3" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "scripts/test.sh: relay needs Python >= 3.11; $python3 is $("$python3" -V 2>&1) (PYTHON=python3.11 picks another)" >&2; exit 1; }
+
+have() { command -v "$1" >/dev/null 2>&1; }
 missing=()
-command -v turnserver >/dev/null 2>&1 || missing+=(turnserver)
-command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
-ldconfig -p 2>/dev/null | grep -q libespeak-ng || missing+=(libespeak-ng1)
-ldconfig -p 2>/dev/null | grep -q libopus.so || missing+=(libopus0)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+have turnserver || missing+=(coturn)                                  # tests/foundation/test_turn.py
+have espeak-ng || missing+=(espeak-ng)                                # spoken test audio
+"$python3" -c 'import ctypes.util, sys; sys.exit(ctypes.util.find_library("espeak-ng") is None)' \
+    || missing+=(libespeak-ng1)                                       # relay's TTS engine
+ldconfig -p 2>/dev/null | grep -q libopus.so || missing+=(libopus0)        # relay's Opus codec (ctypes)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)                   # deploy/install.sh's build stage
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-command -v sox >/dev/null 2>&1 || missing+=(sox)
+have chromium || missing+=(chromium)                                  # tests/browser (CDP, no driver)
+have pgrep || missing+=(procps)
+have cc || missing+=(gcc libc6-dev)                                  # the Cython kernels
+"$python3" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing+=(python3-dev)
+[ -x "$py" ] || "$python3" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ "${#missing[@]}" -gt 0 ]; then
-    echo "scripts/test.sh: installing system packages (missing: ${missing[*]})" >&2
+    echo "scripts/test.sh: installing system packages: ${missing[*]}" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
-        coturn espeak-ng libespeak-ng1 libopus0 gcc libc6-dev ca-certificates postgresql chromium chromium-driver sox
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-# An editable install may leave the extensions in build/: make sure they are importable in place.
-python setup.py --quiet build_ext --inplace >/dev/null
+if [ ! -x "$py" ]; then
+    echo "scripts/test.sh: creating the virtual environment $venv" >&2
+    "$python3" -m venv "$venv"
+fi
 
-exec python -m pytest "$@"
+# Is every requirement (runtime + test extra) met, and relay installed editable from here?
+if ! "$py" -I - "$PWD" <<'EOF'  # -I: the installed packages, not ./relay.egg-info
+import json
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # pytest brings packaging: nothing is installed yet
+    sys.exit(1)
+
+root = Path(sys.argv[1])
+try:
+    url = json.loads(metadata.distribution("relay").read_text("direct_url.json") or "{}")
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+if url.get("url") != root.as_uri() or not url.get("dir_info", {}).get("editable"):
+    sys.exit(1)
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+for line in project["dependencies"] + project["optional-dependencies"]["test"]:
+    req = Requirement(line)
+    if req.marker is not None and not req.marker.evaluate():
+        continue
+    try:
+        version = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+    if not req.specifier.contains(version, prereleases=True):
+        sys.exit(1)
+EOF
+then
+    echo "scripts/test.sh: pip install -e '.[test]' into $venv" >&2
+    "$py" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+fi
+# An editable install may leave the extensions in build/: make sure they are importable in place
+# (a no-op when they are up to date).
+"$py" setup.py --quiet build_ext --inplace >/dev/null
+
+# Lint and types first (seconds; RELAY_SKIP_LINT=1 skips them): ruff as configured in pyproject.toml over
+# all of the code, mypy over the sans-I/O core and the settings ([tool.mypy] files).
+if [ "${RELAY_SKIP_LINT:-0}" != 1 ]; then
+    "$py" -m ruff check --quiet relay bench tests scripts
+    "$py" -m mypy
+fi
+
+exec "$py" -m pytest "$@"

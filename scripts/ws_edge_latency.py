@@ -5,8 +5,16 @@
 One process, one event loop (client, relay, local assistant), 127.0.0.1: 150 appends of 40 ms
 pcm16, each tagged with a sequence number, timed until the same bytes come back as a delta.
 """
-import asyncio, base64, statistics, tempfile, time, aiohttp, orjson
+import asyncio
+import base64
+import statistics
+import tempfile
+import time
+
+import aiohttp
+import orjson
 from aiohttp.test_utils import TestServer
+
 from relay.settings import load_settings
 from relay.web.app import create_app
 from relay.web.realtime import MEDIA
@@ -39,8 +47,10 @@ async def run(ws, label):
 async def main():
     d = tempfile.mkdtemp()
     s = load_settings(environ={}, data_dir=d, admin_token="x"*32, log_level="warning", log_format="text")
-    server = TestServer(create_app(s), host="127.0.0.1"); await server.start_server()
-    http = aiohttp.ClientSession(); H = {"Authorization": "Bearer " + "x"*32}
+    server = TestServer(create_app(s), host="127.0.0.1")
+    await server.start_server()
+    http = aiohttp.ClientSession()
+    H = {"Authorization": "Bearer " + "x"*32}
     async with http.post(server.make_url("/admin/v1/assistants"), json={"name": "L", "model": "relay-loopback"}, headers=H) as r:
         aid = (await r.json())["id"]
     async with http.post(server.make_url("/admin/v1/tokens"), json={"assistant_id": aid}, headers=H) as r:
@@ -49,9 +59,16 @@ async def main():
     for rnd in range(2):
         ws = await http.ws_connect(local + "?model=relay-loopback", headers={"OpenAI-Beta": "realtime=v1"})
         await ws.receive()
-        await run(ws, f"direct to local assistant (round {rnd})"); await ws.close()
+        await run(ws, f"direct to local assistant (round {rnd})")
+        await ws.close()
         ws = await http.ws_connect(server.make_url("/v1/realtime"), headers={"Authorization": "Bearer " + tok})
-        while orjson.loads((await ws.receive()).data)["type"] != "session.updated": pass
-        await run(ws, f"through relay's WebSocket edge (round {rnd})"); await ws.close()
-    await http.close(); await server.close()
-asyncio.run(main())
+        while orjson.loads((await ws.receive()).data)["type"] != "session.updated":
+            pass
+        await run(ws, f"through relay's WebSocket edge (round {rnd})")
+        await ws.close()
+    await http.close()
+    await server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -8,6 +8,8 @@
 - ``db``: an open, migrated ``Database``, parametrized over ``sqlite`` and ``postgresql``
   (a fresh PostgreSQL database per test).
 - ``pg_database_url``: a fresh, empty PostgreSQL database per test (for app-level tests over PostgreSQL).
+- ``create_database(data_dir)``: the SQLite database ``relay serve`` would create there (for ``relay admin``
+  tests that start no server: admin commands never create a database).
 """
 
 from __future__ import annotations
@@ -39,6 +41,25 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def create_database(data_dir: Path) -> Path:
+    """Make the SQLite database ``relay serve`` would make in ``data_dir`` (``relay admin`` never creates
+    one); returns its path. For tests that run admin commands without starting a server first."""
+    import asyncio
+
+    settings = load_settings(environ={}, data_dir=str(data_dir))
+
+    async def make() -> None:
+        db = await Database.connect(settings.effective_database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(make())
+    assert settings.sqlite_path is not None
+    return settings.sqlite_path
 
 
 def base_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -42,6 +42,7 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     admin = sub.add_parser("admin", help="manage workspaces, assistants and clients (directly on the database)")
     admin.add_argument("--config", help="TOML settings file (for the database URL)")
     admin.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    admin.add_argument("-v", "--verbose", action="store_true", help="name the database used (on stderr)")
     things = admin.add_subparsers(dest="thing", required=True)
 
     ws = things.add_parser("workspaces", help="workspaces").add_subparsers(dest="op", required=True)
@@ -238,11 +239,37 @@ async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
     raise ValueError(f"unknown admin command {args.thing} {op}")
 
 
-async def _main(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+class NoDatabase(Exception):
+    """The configured place holds no relay database (admin commands never create one)."""
+
+
+async def open_existing(settings: Settings, chosen_by: str) -> Database:
+    """The database ``relay serve`` uses with these settings; ``NoDatabase`` (naming the place and the
+    setting that chose it) when there is none: an admin command never creates one."""
+    hint = f"({chosen_by}): run `relay serve` once with these settings first, or use the server's settings"
+    path = settings.sqlite_path
+    if path is not None and not path.is_file():
+        raise NoDatabase(f"no relay database at {path} {hint}")
     db = await Database.connect(settings.effective_database_url)
     try:
-        await db.migrate()
+        if not await db.has_schema():
+            raise NoDatabase(f"no relay tables in {settings.database_display} {hint}")
+        await db.migrate()  # a newer relay's admin on an older server's database: bring it up to date
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from relay.settings import origin
+
+    settings = load_settings(args.config)
+    chosen_by = origin("database_url" if settings.database_url else "data_dir", args.config)
+    if args.verbose:
+        print(f"relay admin: database {settings.database_display} ({chosen_by})", file=sys.stderr)
+    db = await open_existing(settings, chosen_by)
+    try:
         kind, result = await _run(args, db)
     finally:
         await db.close()
@@ -292,6 +319,6 @@ def _rewrite_console_key_file(args: argparse.Namespace, settings: Settings, resu
 def run_admin(args: argparse.Namespace, runner: Callable[[Awaitable[int]], int] = asyncio.run) -> int:
     try:
         return runner(_main(args))
-    except (NotFound, Conflict, ValueError, DatabaseError, OSError) as exc:
+    except (NotFound, Conflict, ValueError, DatabaseError, OSError, NoDatabase) as exc:
         print(f"relay admin: {exc}", file=sys.stderr)
         return 1

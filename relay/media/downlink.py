@@ -346,7 +346,7 @@ def install_sender(sender: object) -> None:
     """Set up an audio ``RTCRtpSender`` whose track is a ``PacketTrack``: no RTP retransmission
     history (saves ~80 KB per call) and the direct send path (``relay.media.rtp_out``: aiortc's RTP
     task does not run, its RTCP task does). Every private aiortc attribute involved is touched in
-    ``relay.media.rtp_out`` only (``_PRIVATE``); ``RuntimeError`` on an unsupported aiortc."""
+    ``relay.media.rtp_out`` only (rows of ``relay.media.compat.TABLE``, checked at start-up)."""
     track = sender.track  # type: ignore[attr-defined]
     if not isinstance(track, PacketTrack):
         raise TypeError("install_sender: the sender's track must be a PacketTrack")

@@ -33,9 +33,8 @@ packet whose ``mid`` is not UTF-8, and a malformed audio-level value raises out 
 DTLS task; the audio receiver uses no extension value). Their RFC 8285 framing is
 checked as aiortc checks it.
 
-Every private aiortc/aioice attribute the path touches is listed in ``_PRIVATE`` and
-read in ``_Private`` only; ``check_supported`` raises ``RuntimeError`` naming the
-missing one on an unsupported aiortc/aioice (written against aiortc 1.16, aioice 0.10).
+Every private aiortc/aioice name the path touches is a row of ``relay.media.compat.TABLE``,
+checked once at start-up (written against aiortc 1.16, aioice 0.13).
 """
 
 from __future__ import annotations
@@ -47,33 +46,12 @@ from typing import Any
 
 import pylibsrtp
 from aiortc import clock as aiortc_clock
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcdtlstransport import State
 
 from relay._fast import StreamStats, parse_rtp
 
 log = logging.getLogger("relay.media")
 
-# name -> where; every private attribute of aiortc/aioice the uplink uses (this module and uplink.install)
-_PRIVATE = {
-    "_RTCRtpReceiver__jitter_buffer": "RTCRtpReceiver: replaced by the UplinkSink (uplink.install)",
-    "_RTCRtpReceiver__started": "RTCRtpReceiver: set by receive(), which uplink.install replaces (no decoder thread)",
-    "_RTCRtpReceiver__rtx_ssrc": "RTCRtpReceiver: RTX SSRC -> media SSRC, set by receive()",
-    "_RTCRtpReceiver__transport": "RTCRtpReceiver: its RTCDtlsTransport (receive() registers with it)",
-    "_RTCRtpReceiver__rtcp_task": "RTCRtpReceiver: the RTCP task receive() starts and stop() cancels",
-    "_enabled": "RTCRtpReceiver: False while the transceiver does not receive",
-    "_RTCRtpReceiver__codecs": "RTCRtpReceiver: payload type -> codec, set by receive()",
-    "_RTCRtpReceiver__remote_streams": "RTCRtpReceiver: SSRC -> StreamStatistics (RTCP RR, getStats)",
-    "_RTCRtpReceiver__active_ssrc": "RTCRtpReceiver: SSRC -> last seen (getSynchronizationSources)",
-    "_clockrate": "StreamStatistics: its clock rate (aiortc's own inserts are converted to StreamStats)",
-    "_rtp_router": "RTCDtlsTransport: RtpRouter (receivers, ssrc_table, payload_type_table)",
-    "_rx_srtp": "RTCDtlsTransport: the inbound pylibsrtp.Session (set when DTLS completes)",
-    "_state": "RTCDtlsTransport: State enum",
-    "_RTCDtlsTransport__rx_bytes": "RTCDtlsTransport: transport stats counter",
-    "_RTCDtlsTransport__rx_packets": "RTCDtlsTransport: transport stats counter",
-    "_connection": "RTCIceTransport: the aioice Connection",
-    "_queue": "aioice Connection: asyncio.Queue of received datagrams for the DTLS task",
-    "_protocols": "aioice Connection: its StunProtocol (UDP socket) objects",
-}
 DIRECT_ATTR = "_relay_direct_path"  # set on a StunProtocol whose datagram_received is hooked
 
 
@@ -86,27 +64,6 @@ class _StatsDict(dict):
         super().__setitem__(ssrc, stats)
 
 
-def check_supported(receiver: Any) -> None:
-    """``RuntimeError`` unless ``receiver`` (and its transports) have every attribute the path needs."""
-    dtls = receiver.transport
-    where = {
-        "_RTCRtpReceiver__started": receiver, "_RTCRtpReceiver__rtx_ssrc": receiver,
-        "_RTCRtpReceiver__transport": receiver, "_RTCRtpReceiver__rtcp_task": receiver, "_enabled": receiver, "_RTCRtpReceiver__codecs": receiver,
-        "_RTCRtpReceiver__remote_streams": receiver, "_RTCRtpReceiver__active_ssrc": receiver, "_rtp_router": dtls, "_rx_srtp": dtls, "_state": dtls,
-        "_RTCDtlsTransport__rx_bytes": dtls, "_RTCDtlsTransport__rx_packets": dtls,
-        "_connection": dtls.transport,
-    }
-    for name, obj in where.items():
-        if not hasattr(obj, name):
-            raise RuntimeError(f"unsupported aiortc version: no {name} ({_PRIVATE[name]})")
-    connection = dtls.transport._connection
-    for name in ("_queue", "_protocols"):
-        if not hasattr(connection, name):
-            raise RuntimeError(f"unsupported aioice version: no {name} ({_PRIVATE[name]})")
-    if not isinstance(dtls, RTCDtlsTransport) or not hasattr(State, "CONNECTED"):
-        raise RuntimeError("unsupported aiortc version: unexpected RTCDtlsTransport")
-
-
 class DirectReceivePath:
     """One call's direct SRTP -> sink path; ``arm()`` once ``receiver.receive()`` has run.
 
@@ -114,7 +71,6 @@ class DirectReceivePath:
     """
 
     def __init__(self, receiver: Any, sink: Any) -> None:
-        check_supported(receiver)
         self._receiver = receiver
         self._sink = sink
         self.armed = False

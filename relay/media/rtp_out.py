@@ -28,9 +28,8 @@ aiortc's RTCP task for the sender (SR + SDES every ~1 s, BYE at the end) keeps
 running unchanged, so the device's receiver sees correct sender reports (and its
 RR yields relay's RTT estimate). Retransmission is not negotiated for audio.
 
-Every private aiortc/aioice attribute the path touches is listed in ``_PRIVATE`` and
-used in this module only; ``check_supported(sender)`` raises ``RuntimeError`` naming
-the missing one on an unsupported aiortc (written against aiortc 1.16, aioice 0.10).
+Every private aiortc/aioice name the path touches is a row of ``relay.media.compat.TABLE``,
+checked once at start-up (written against aiortc 1.16, aioice 0.13).
 """
 
 from __future__ import annotations
@@ -48,27 +47,6 @@ from aiortc.utils import random32
 
 log = logging.getLogger("relay.media")
 
-# name -> where; every private attribute of aiortc/aioice this module uses
-_PRIVATE = {
-    "_RTCRtpSender__rtp_history": "RTCRtpSender: RTP history for NACK retransmission (replaced: never kept)",
-    "_run_rtp": "RTCRtpSender: the RTP coroutine send() starts (replaced per instance)",
-    "_ssrc": "RTCRtpSender: the SSRC",
-    "_RTCRtpSender__mid": "RTCRtpSender: the negotiated mid (set by send())",
-    "_RTCRtpSender__rtp_header_extensions_map": "RTCRtpSender: HeaderExtensionsMap configured by send()",
-    "_RTCRtpSender__rtp_started": "RTCRtpSender: asyncio.Event stop() waits for",
-    "_RTCRtpSender__rtp_exited": "RTCRtpSender: asyncio.Event stop() waits for",
-    "_RTCRtpSender__packet_count": "RTCRtpSender: RTCP SR / getStats packetsSent",
-    "_RTCRtpSender__octet_count": "RTCRtpSender: RTCP SR / getStats bytesSent (payload bytes)",
-    "_RTCRtpSender__rtp_timestamp": "RTCRtpSender: RTCP SR RTP timestamp of the last packet",
-    "_RTCRtpSender__ntp_timestamp": "RTCRtpSender: RTCP SR NTP time of the last packet",
-    "_state": "RTCDtlsTransport: State enum",
-    "_tx_srtp": "RTCDtlsTransport: the outbound pylibsrtp.Session (set when DTLS completes)",
-    "_RTCDtlsTransport__tx_bytes": "RTCDtlsTransport: transport stats counter",
-    "_RTCDtlsTransport__tx_packets": "RTCDtlsTransport: transport stats counter",
-    "_connection": "RTCIceTransport: the aioice Connection",
-    "_nominated": "aioice Connection: component -> nominated CandidatePair (protocol, remote_addr)",
-}
-
 NTP_EPOCH_OFFSET_S = 2208988800  # 1900-01-01 -> 1970-01-01
 ABS_SEND_TIME_PROBE = 0xA5C3E1  # a value whose bytes are found in a serialized extension block
 
@@ -85,15 +63,6 @@ class _NoRtpHistory(dict):  # type: ignore[type-arg]
 
     def __setitem__(self, key: object, value: object) -> None:
         return None
-
-
-def check_supported(sender: Any) -> None:
-    """``RuntimeError`` unless ``sender`` (an aiortc ``RTCRtpSender``) has every attribute the path needs."""
-    missing = [name for name in _PRIVATE
-               if name.startswith(("_RTCRtpSender", "_run_rtp", "_ssrc")) and not hasattr(sender, name)]
-    if missing:
-        raise RuntimeError(f"unsupported aiortc version: RTCRtpSender has no {', '.join(missing)} "
-                           "(relay's direct RTP send path is written against aiortc 1.16)")
 
 
 class RtpWriter:
@@ -199,15 +168,6 @@ def install(sender: Any, track: Any) -> None:
     ``track`` needs ``bind(direct)`` (called once DTLS is up) and ``wait_ended()`` (awaits the
     end of the track); ``relay.media.downlink.PacketTrack`` has both.
     """
-    check_supported(sender)
-    for name in ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets"):
-        if not hasattr(sender.transport, name):
-            raise RuntimeError(f"unsupported aiortc version: RTCDtlsTransport has no {name}")
-    ice = sender.transport.transport
-    if not hasattr(ice, "_connection") or not hasattr(ice._connection, "_nominated"):
-        raise RuntimeError("unsupported aiortc/aioice version: no RTCIceTransport._connection._nominated "
-                           f"({_PRIVATE['_nominated']})")
-
     sender._RTCRtpSender__rtp_history = _NoRtpHistory()  # ~80 KB per call saved
 
     async def run_rtp(codec: Any) -> None:
@@ -215,9 +175,6 @@ def install(sender: Any, track: Any) -> None:
         # cancelled by stop(); it must set __rtp_started / __rtp_exited as the original does
         sender._RTCRtpSender__rtp_started.set()
         try:
-            connection = getattr(sender.transport.transport, "_connection", None)
-            if connection is None or not hasattr(connection, "_nominated"):
-                raise RuntimeError("unsupported aiortc/aioice version: no ICE connection with _nominated")
             track.bind(DirectRtpSender(sender, codec.payloadType))
             await track.wait_ended()
         except asyncio.CancelledError:

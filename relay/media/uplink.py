@@ -174,8 +174,8 @@ class UplinkSink:
 def install(receiver: Any, sink: UplinkSink, *, direct: bool = True) -> DirectReceivePath | None:
     """Plug ``sink`` into an aiortc ``RTCRtpReceiver`` before negotiation completes.
 
-    Private attributes of aiortc 1.x touched here (listed with the direct path's in
-    ``relay.media.rtp_in._PRIVATE``): the receiver's jitter buffer is replaced by the
+    Private attributes of aiortc 1.16 touched here (rows of ``relay.media.compat.TABLE``, checked
+    at start-up): the receiver's jitter buffer is replaced by the
     sink, and ``receive()`` is replaced by aiortc 1.16's own minus the decoder thread
     (codecs, RTX map, registration with the transport, the RTCP task): starting that
     thread and joining it again blocked the event loop ~1.2 ms per call under load
@@ -183,16 +183,10 @@ def install(receiver: Any, sink: UplinkSink, *, direct: bool = True) -> DirectRe
     receiver never queues decoded frames, so its remote track stays idle; ``stop()``
     finds no thread to stop.
 
-    With ``direct`` (the default), the direct receive path (``relay.media.rtp_in``,
-    which lists the private attributes it uses) is armed as soon as ``receive()`` has
+    With ``direct`` (the default), the direct receive path (``relay.media.rtp_in``) is armed as soon as ``receive()`` has
     run -- aiortc calls it once DTLS is connected -- so SRTP audio reaches the sink from
     the socket callback. The path is returned (``None`` without ``direct``).
     """
-    for name in ("_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__started", "_RTCRtpReceiver__codecs",
-                 "_RTCRtpReceiver__rtx_ssrc", "_RTCRtpReceiver__transport", "_RTCRtpReceiver__rtcp_task",
-                 "_RTCRtpReceiver__decoder_thread"):
-        if not hasattr(receiver, name):
-            raise RuntimeError(f"unsupported aiortc version: RTCRtpReceiver has no {name} attribute")
     path = DirectReceivePath(receiver, sink) if direct else None
     receiver._RTCRtpReceiver__jitter_buffer = sink
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -107,6 +108,21 @@ def migration_files(directory: Path | None = None) -> list[tuple[str, str, str]]
         seen[version] = fname
         found.append((version, name, entry.read_text(encoding="utf-8")))
     return found
+
+
+def _pg_reason(exc: BaseException) -> str:
+    """Why a PostgreSQL connection failed, in words (never the URL: it may hold the password)."""
+    import asyncpg
+
+    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
+        return f"authentication failed ({exc}): check the user and password in database_url"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"{exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is PostgreSQL running and listening there?)"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _check_aiosqlite() -> None:
@@ -230,11 +246,15 @@ class Database:
             path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parts.path
             if not path:
                 raise DatabaseError("sqlite URL needs a path: sqlite:///path/to/relay.db")
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
             _check_aiosqlite()
             self = cls("sqlite", url)
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            try:
+                if path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                conn = await aiosqlite.connect(path, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                raise DatabaseError(f"cannot open the SQLite database {path}: "
+                                    f"{getattr(exc, 'strerror', None) or exc}") from None
             conn.row_factory = aiosqlite.Row
             await conn.execute("PRAGMA foreign_keys = ON")
             if path != ":memory:":
@@ -250,9 +270,9 @@ class Database:
             self = cls("postgresql", url)
             try:
                 self._pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_max, reset=_no_session_reset)
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise DatabaseError(f"cannot connect to PostgreSQL at {parts.hostname}:{parts.port}: "
-                                    f"{type(exc).__name__}") from None
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise DatabaseError(f"cannot connect to PostgreSQL at {parts.hostname}:{parts.port or 5432}"
+                                    f"{parts.path}: {_pg_reason(exc)}") from None
             return self
         raise DatabaseError(f"unsupported database URL scheme {parts.scheme!r} (use sqlite:/// or postgresql://)")
 
@@ -315,6 +335,15 @@ class Database:
             self._sqlite_tx_users -= 1
 
     # --- migrations ----------------------------------------------------------
+    async def has_schema(self) -> bool:
+        """Whether relay's tables exist here (a database ``migrate`` ran on)."""
+        if self.dialect == "postgresql":
+            row = await self.fetchone("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")
+        else:
+            row = await self.fetchone("SELECT COUNT(*) > 0 AS present FROM sqlite_master "
+                                      "WHERE type = 'table' AND name = 'schema_migrations'")
+        return bool(row and row["present"])
+
     async def migrate(self, directory: Path | None = None) -> list[str]:
         """Apply every migration not applied yet, each in its own transaction. Returns the applied versions."""
         create = ("CREATE TABLE IF NOT EXISTS schema_migrations "

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from relay.auth import THROTTLE, AuthThrottle
+from relay.media import compat
 from relay.settings import Settings
 from relay.store.db import Database
 from relay.web import keys, middleware
@@ -44,7 +45,9 @@ AREAS: list[str] = [
 
 def create_app(settings: Settings, *, db: Database | None = None) -> web.Application:
     """The application. ``db``: an already-open Database to use (not closed by the app); else
-    the app opens and migrates ``settings.effective_database_url`` at startup and closes it at cleanup."""
+    the app opens and migrates ``settings.effective_database_url`` at startup and closes it at cleanup.
+    ``relay.media.compat.CompatError`` when the installed aiortc/aioice lack a name relay relies on."""
+    compat.check_once()
     app = web.Application(client_max_size=max(settings.max_json_body_bytes, settings.max_upload_bytes))
     app[keys.SETTINGS] = settings
     app[THROTTLE] = AuthThrottle(settings)

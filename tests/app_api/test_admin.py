@@ -11,6 +11,7 @@ import pytest
 from relay.cli import main as relay_main
 from tests.app_api.conftest import Env, build_env, error_of
 from tests.app_api.helpers import speech_pcm, wav_bytes
+from tests.conftest import create_database
 
 TOKEN = "admin-token-for-tests-0123456789"
 
@@ -87,6 +88,7 @@ async def test_admin_http_workspace_voices(aenv: Env) -> None:
 def test_cli_stories_and_voices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path / "data"))
+    create_database(tmp_path / "data")  # what the first `relay serve` does; admin commands never create one
 
     def run(*argv: str) -> object:
         code = relay_main(["admin", "--json", *argv])

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.app_api.helpers import decode
-from tests.conftest import free_port
+from tests.conftest import create_database, free_port
 
 
 def _admin(env: dict[str, str], *argv: str) -> dict:
@@ -39,6 +39,7 @@ def test_app_api_in_relay_serve(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     env.update({"RELAY_PORT": str(port), "RELAY_DATA_DIR": str(tmp_path / "data"), "RELAY_LOG_FORMAT": "json",
                 "RELAY_SHUTDOWN_TIMEOUT_S": "3"})
+    create_database(tmp_path / "data")  # what the first `relay serve` does; admin commands never create one
     ws = _admin(env, "workspaces", "create", "Family", "--with-key")
     client = _admin(env, "clients", "create", "--workspace", ws["id"])
     voice = _admin(env, "voices", "create", "--workspace", ws["id"], "--name", "Narrator",

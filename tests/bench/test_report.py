@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
+from bench.__main__ import parse_args
 from bench.device import DeviceResult
 from bench.report import passes_bar, percentile, summarize, text_summary
 
@@ -149,3 +154,13 @@ def test_marginal_cpu_ignores_runs_with_an_audible_downlink_hole():
     assert passes_bar(stalled) and not fit_healthy(stalled)
     assert fit_healthy(reports[0]) and fit_healthy(reports[1])
     assert marginal_costs(reports)["reference"]["cpu_pct_per_added_call"] == 5.0  # (56 - 6) / 10, not the capped 60
+
+
+def test_plots_without_matplotlib_name_the_extra_before_the_run(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--url", "http://127.0.0.1:1", "--plots", "out/"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "'bench' extra" in err and "pip install '.[bench]'" in err
+    assert parse_args(["--url", "http://127.0.0.1:1"]).plots is None  # no --plots: no check

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.conftest import create_database
+
 from .helpers import assert_error, device_headers, new_secret, post_session
 
 TOKEN = "admin-" + "t" * 40
@@ -119,6 +121,7 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_admin(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    create_database(data)
     out = _cli(data, "--json", "workspaces", "create", "Acme", "--self-enrol", "--with-key")
     assert out.returncode == 0, out.stderr
     ws = json.loads(out.stdout)

@@ -10,6 +10,7 @@ import pytest
 from relay.admin.cli import add_admin_parser, run_admin
 from relay.store import tokens as tokens_repo
 from relay.web import keys
+from tests.conftest import create_database
 
 from .conftest import ADMIN
 
@@ -152,6 +153,7 @@ def _cli(argv: list[str]) -> int:
 
 def test_cli_creates_lists_and_revokes_tokens(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path))
+    create_database(tmp_path)
     assert _cli(["admin", "tokens", "create", "--workspace", "default", "--name", "backend"]) == 0
     out = capsys.readouterr()
     created = dict(line.split(None, 1) for line in out.out.splitlines() if line.strip())
