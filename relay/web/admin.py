@@ -243,6 +243,57 @@ async def client_usage(request: web.Request) -> web.Response:
                           "data": [r.__dict__ for r in rows]})
 
 
+def _live_call_json(call: Any, now: float) -> dict[str, Any]:
+    """What an operator may see of a live call (never the instructions, secrets or tokens)."""
+    device = call.device
+    started = float(call.usage.started_at)
+    return {
+        "id": call.id,
+        "kind": "websocket" if hasattr(call, "ws") else "webrtc",
+        "client_id": device.client_id,
+        "workspace_id": device.workspace_id,
+        "assistant_id": device.assistant.id,
+        "assistant_name": device.assistant.name,
+        "demo": device.demo,
+        "started_at": iso8601(started),
+        "duration_s": round(max(0.0, now - started), 1),
+    }
+
+
+def iso8601(epoch_s: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _registry(request: web.Request) -> Any:
+    from relay.web.realtime import MEDIA
+
+    plane = request.app.get(MEDIA)
+    if plane is None:
+        raise ApiError(404, "This server carries no calls", "not_found")
+    return plane.registry
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    """The live calls of this worker process (they exist only in its memory), oldest first."""
+    now = time.time()
+    calls = sorted(_registry(request).calls(), key=lambda c: c.usage.started_at)
+    return json_response({"data": [_live_call_json(c, now) for c in calls]})
+
+
+async def end_call(request: web.Request) -> web.Response:
+    """End one live call: the device gets an ``error`` event (``call_ended_by_operator``), then the close."""
+    call_id = request.match_info["id"]
+    call = _registry(request).get(call_id)
+    if call is None or call.closed:
+        raise ApiError(404, f"No live call {call_id!r} on this server", "call_not_found")
+    payload = _live_call_json(call, time.time())
+    call.end_with_error("call_ended_by_operator", "An operator ended this call.")
+    log.info("call ended by an operator", extra={"session_id": call_id, "event": "call_ended_by_operator"})
+    return json_response({**payload, "ended": True})
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/workspaces", list_workspaces),
     ("POST", "/workspaces", create_workspace),
@@ -264,6 +315,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/clients/{id}/enable", _status_op("active")),
     ("POST", "/clients/{id}/reset-secret", reset_client_secret),
     ("GET", "/clients/{id}/usage", client_usage),
+    ("GET", "/calls", list_calls),
+    ("POST", "/calls/{id}/end", end_call),
+    ("DELETE", "/calls/{id}", end_call),
 ]
 
 

@@ -122,6 +122,13 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string", "format": "uuid"}, "workspace_id": {"type": "string"},
         "assistant_id": {"type": "string"}, "name": {"type": "string"}}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": _ID, "deleted": {"const": True}}},
+    "LiveCall": {"type": "object", "required": ["id", "kind", "client_id", "started_at", "duration_s"], "properties": {
+        "id": {"type": "string", "description": "the call's id (X-Session-Id of its SDP answer)"},
+        "kind": {"type": "string", "enum": ["webrtc", "websocket"]},
+        "client_id": {"type": "string"}, "workspace_id": {"type": ["string", "null"]},
+        "assistant_id": {"type": "string"}, "assistant_name": {"type": "string"}, "demo": {"type": "boolean"},
+        "started_at": {"type": "string", "format": "date-time"}, "duration_s": {"type": "number"},
+        "ended": {"const": True, "description": "in the answer of an end request"}}},
 }
 
 
@@ -184,6 +191,13 @@ def _admin_paths() -> dict[str, Any]:
         f"{p}/clients/{{id}}/usage": {"parameters": idp, "get": op("Usage rows and totals", _json({
             "type": "object", "required": ["totals", "data"],
             "properties": {"totals": {"type": "object"}, "data": {"type": "array", "items": {"type": "object"}}}}))},
+        f"{p}/calls": {"get": op("The live calls of the worker process that answers (they exist only in its "
+                                 "memory), oldest first", _json(_list_of("LiveCall")))},
+        f"{p}/calls/{{id}}": {"parameters": idp, "delete": op(
+            "End a live call (same as POST .../end)", _json(_ref("LiveCall")))},
+        f"{p}/calls/{{id}}/end": {"parameters": idp, "post": op(
+            "End a live call: the device gets an error event call_ended_by_operator, then the close; "
+            "404 call_not_found when no such call is live here", _json(_ref("LiveCall")))},
     }
 
 
