@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+command -v jq >/dev/null 2>&1 || missing+=(jq)  # the docs' examples (tests/foundation/test_docs_run.py)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "scripts/test.sh: installing system packages (missing: ${missing[*]})" >&2
@@ -21,7 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
-        coturn espeak-ng libespeak-ng1 postgresql chromium chromium-driver sox
+        coturn espeak-ng libespeak-ng1 postgresql chromium chromium-driver sox jq openssl
 fi
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'

@@ -213,6 +213,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+_EMPTY = {"usage": "(no calls in that time)", "call": "(no live calls)"}
+
 _COLUMNS = {
     "workspace": ["id", "name", "allow_self_enrol", "allow_secretless", "default_assistant_id", "has_key"],
     "assistant": ["id", "name", "workspace_id", "provider", "model", "voice", "dialect"],
@@ -363,7 +365,7 @@ async def _main(args: argparse.Namespace) -> int:
         from relay.app_api.admin_cli import COLUMNS as APP_COLUMNS
         from relay.edge.admin import COLUMNS as TOKEN_COLUMNS
 
-        print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else f"(no {kind}s)")
+        print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else _EMPTY.get(kind, f"(no {kind}s)"))
     else:
         width = max(len(k) for k in result)
         for k, v in result.items():
