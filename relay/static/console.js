@@ -1,4 +1,4 @@
-// relay console: the browser flow of seed 001, with the device tools of seed 000.
+// relay console: the browser flow of the Realtime device API (its quickstart), with its client-side device tools.
 //
 // The call follows the quickstart step by step: POST /v1/realtime/sessions -> RTCPeerConnection
 // with the returned iceServers -> data channel "messages" (ordered) -> getUserMedia (echo
@@ -367,7 +367,7 @@ class ApiFailure extends Error {
 
 class CallEnded extends Error {}
 
-// What to do about the relay's refusals (seed 000 error codes), shown after its own message.
+// What to do about the relay's refusals (the Realtime device API's error codes), shown after its own message.
 const HINTS = {
   client_not_found:
     "This client ID is not known to the relay: open the console link that relay serve printed (it carries a workspace key, so this client enrols itself), paste a Workspace key, paste the ID of a client created by the operator (relay admin clients create), or use Demo mode if the relay allows it (RELAY_DEMO_MODE=true).",

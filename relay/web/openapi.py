@@ -5,8 +5,8 @@ Each area documents its own paths: an area module listed in ``AREAS`` may define
     OPENAPI = {"paths": {...}, "components": {"schemas": {...}}}
 
 and ``build_document(app)`` merges it with the foundation's part below. Shared
-components: ``#/components/schemas/Error`` (seed 000 shape), ``AppError``
-(seed 002 shape), ``#/components/responses/<status>`` (error responses) and the
+components: ``#/components/schemas/Error`` (the Realtime device API's shape), ``AppError``
+(the app API's shape), ``#/components/responses/<status>`` (error responses) and the
 security schemes ``ClientId``/``ClientSecret``/``WorkspaceKey``/``AdminToken``.
 """
 
@@ -204,7 +204,7 @@ def _admin_paths() -> dict[str, Any]:
 def foundation_part() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/realtime/sessions": {"post": {
-            "summary": "Create a WebRTC session: authenticates the device and returns ICE servers (seed 000)",
+            "summary": "Create a WebRTC session: authenticates the device and returns ICE servers (the Realtime device API)",
             "tags": ["realtime"], "parameters": DEVICE_HEADERS,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SessionRequest")}}},
             "responses": {"200": _json(_ref("Session")), **_errors(400, 401, 403, 404, 413, 415, 429, 500)}}},
