@@ -76,7 +76,15 @@ SCHEMAS: dict[str, Any] = {
     "Session": {"type": "object", "required": ["id", "iceServers"], "properties": {
         "id": {"type": "string", "pattern": "^session_"},
         "iceServers": {"type": "array", "items": _ref("IceServer")},
-        "expires_at": {"type": "integer", "description": "unix seconds; the TURN credentials expire then"}}},
+        "expires_at": {"type": "integer", "description": "unix seconds; the TURN credentials expire then"},
+        "assistant": {"type": "object", "description": "relay's extension: what relay applies to this device's "
+                      "calls (never the instructions); devices may ignore it",
+                      "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                     "model": {"type": "string"}, "voice": {"type": "string"},
+                                     "turn_detection": {"type": ["object", "null"]},
+                                     "tools": {"type": "array", "items": {"type": "object", "properties": {
+                                         "name": {"type": "string"},
+                                         "side": {"type": "string", "enum": ["client", "server"]}}}}}}}},
     "Workspace": {"type": "object", "required": ["id", "name", "allow_self_enrol", "allow_secretless", "has_key"],
                   "properties": {"id": _ID, "name": {"type": "string"}, "allow_self_enrol": {"type": "boolean"},
                                  "allow_secretless": {"type": "boolean"},
