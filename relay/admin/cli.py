@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from relay.admin.output import readable
 from relay.settings import Settings, load_settings
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
@@ -170,31 +171,6 @@ def _assistant_fields(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             fields[name] = value
     return fields
-
-
-def iso8601(epoch_s: float) -> str:
-    """``2026-12-06T18:22:05Z`` (UTC, whole seconds)."""
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def readable(value: Any) -> Any:
-    """Admin output: every ``*_at`` epoch as ISO 8601, counts as integers (recursively)."""
-    if isinstance(value, list):
-        return [readable(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out: dict[str, Any] = {}
-    for k, v in value.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and (k.endswith("_at") or k == "expires"):
-            out[k] = iso8601(v)
-        elif isinstance(v, float) and v.is_integer() and (k in COUNT_KEYS or k.endswith("_tokens")):
-            out[k] = int(v)
-        else:
-            out[k] = readable(v)
-    return out
-
-
-COUNT_KEYS = frozenset({"calls", "count", "requests", "characters", "tool_calls"})
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -14,8 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
+from relay.admin.output import iso8601, readable
 from relay.auth import THROTTLE
 from relay.ops.counters import counters_of
 from relay.store import assistants as assistants_repo
@@ -57,11 +59,20 @@ def _check_token(request: web.Request) -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="relay-admin"'})
 
 
+def _readable(resp: web.Response) -> web.Response:
+    """Admin answers for people: ``*_at`` times as ISO 8601 UTC, counts as integers (relay.admin.output)."""
+    if resp.content_type != "application/json" or not isinstance(resp.body, bytes) or not resp.body:
+        return resp
+    doc = orjson.loads(resp.body)
+    return json_response(readable(doc), resp.status, headers={k: v for k, v in resp.headers.items()
+                                                              if k.lower() not in ("content-type", "content-length")})
+
+
 def _guarded(handler: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.Response:
         _check_token(request)
         try:
-            return await handler(request)
+            return _readable(await handler(request))
         except NotFound as exc:
             raise ApiError(404, str(exc), "not_found") from None
         except Conflict as exc:
@@ -258,12 +269,6 @@ def _live_call_json(call: Any, now: float) -> dict[str, Any]:
         "started_at": iso8601(started),
         "duration_s": round(max(0.0, now - started), 1),
     }
-
-
-def iso8601(epoch_s: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _registry(request: web.Request) -> Any:

@@ -56,8 +56,8 @@ DEVICE_HEADERS = [
 ]
 
 _ID = {"type": "string"}
-_TS = {"type": "number", "description": "unix seconds"}
-_TS_N = {"type": ["number", "null"]}
+_TS = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
+_TS_N = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "additionalProperties": False, "properties": {

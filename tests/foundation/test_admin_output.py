@@ -96,7 +96,7 @@ def test_usage_per_workspace_client_and_day(tmp_path: Path) -> None:
     assert _cli(tmp_path, "usage", "--days", "0").returncode == 1
 
 
-async def test_http_usage_counts_are_integers(make_app) -> None:
+async def test_http_dates_are_iso_and_usage_counts_integers(make_app) -> None:
     admin = await make_app(admin_token=TOKEN)
     made = await (await admin.post("/admin/v1/clients", json={}, headers={"Authorization": f"Bearer {TOKEN}"})).json()
     from tests.foundation.helpers import db_of
@@ -107,6 +107,11 @@ async def test_http_usage_counts_are_integers(make_app) -> None:
                                   headers={"Authorization": f"Bearer {TOKEN}"})).json()
     assert body["totals"] == {"calls": 1, "input_tokens": 4, "output_tokens": 0, "seconds": 2.5}
     assert isinstance(body["totals"]["calls"], int)
+    assert body["data"][0]["started_at"] == "1970-01-01T00:01:40Z" and body["data"][0]["ended_at"] == "1970-01-01T00:01:42Z"
+    listed = await (await admin.get("/admin/v1/clients", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    assert ISO.match(listed["data"][0]["created_at"]) and listed["data"][0]["last_seen_at"] is None
+    ws = await (await admin.get("/admin/v1/workspaces/default", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    assert ws["created_at"] == "1970-01-01T00:00:00Z"
 
 
 async def _wait_for(predicate, timeout_s: float = 15.0) -> None:
