@@ -200,7 +200,7 @@ async def run_call(args: argparse.Namespace, out: TextIO = sys.stdout, err: Text
                 session = await device.create_session(["text", "audio"])
                 listener._print(f"session {session.get('id')} for client {client_id} "
                                 f"({device.timings.session_ms:.0f} ms)")
-                await device.connect(audio_source=args.wav, on_event=listener.on_event, on_audio=listener.on_audio,
+                await device.connect(audio_source=getattr(args, "packets", None), on_event=listener.on_event, on_audio=listener.on_audio,
                                      audio_rate_hz=RATE_HZ, timeout_s=max(1.0, deadline - time.monotonic()))
             except RelayError as exc:
                 err.write(f"relay call: {exc.status} {exc.code}: {exc.message}\n")
@@ -238,10 +238,29 @@ async def run_call(args: argparse.Namespace, out: TextIO = sys.stdout, err: Text
     return 0
 
 
+def load_wav(path: str) -> list[bytes]:
+    """The WAV file as 20 ms Opus packets (what the device sends); ValueError in words when unusable."""
+    from relay.client import encode_pcm16_to_opus, read_wav_pcm16
+
+    if not Path(path).is_file():
+        raise ValueError(f"no such WAV file: {path}")
+    try:
+        samples, rate_hz = read_wav_pcm16(path)
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"{path} is not a WAV file ({exc})") from None
+    if len(samples) == 0:
+        raise ValueError(f"{path} has no audio")
+    return encode_pcm16_to_opus(samples, rate_hz)
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.wav and not Path(args.wav).is_file():
-        sys.stderr.write(f"relay call: no such WAV file: {args.wav}\n")
-        return 2
+    args.packets = None
+    if args.wav:
+        try:
+            args.packets = load_wav(args.wav)
+        except ValueError as exc:
+            sys.stderr.write(f"relay call: {exc}\n")
+            return 2
     try:
         return asyncio.run(run_call(args))
     except KeyboardInterrupt:

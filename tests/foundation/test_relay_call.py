@@ -86,5 +86,8 @@ def test_call_exits_1_when_no_audio_comes_back_and_2_on_bad_arguments(tmp_path: 
         assert demo.returncode == 1 and "403 demo_mode_disabled" in demo.stderr
         none = relay.run("call", relay.url)
         assert none.returncode == 2 and "--client-id" in none.stderr
+        (tmp_path / "notes.wav").write_text("not audio")
+        bad = relay.run("call", relay.url, "--demo", "--wav", str(tmp_path / "notes.wav"))
+        assert bad.returncode == 2 and "is not a WAV file" in bad.stderr and "Traceback" not in bad.stderr
     gone = relay.run("call", relay.url, "--demo", "--out", "-", "--timeout", "5")  # the server has stopped
     assert gone.returncode == 1 and "cannot reach" in gone.stderr and "Traceback" not in gone.stderr
