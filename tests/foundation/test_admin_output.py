@@ -30,9 +30,20 @@ def _cli(tmp_path: Path, *args: str):
     import subprocess
     import sys
 
+    if not (tmp_path / "data").exists():  # a database made as relay serve makes it (admin commands may not create one)
+        asyncio.run(_create_database(tmp_path))
     env = {**clean_env(), "RELAY_DATA_DIR": str(tmp_path / "data")}
     return subprocess.run([sys.executable, "-m", "relay", "admin", *args], env=env, capture_output=True, text=True,
                           timeout=60)
+
+
+async def _create_database(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    db = await Database.connect(load_settings(environ={}, data_dir=str(tmp_path / "data")).effective_database_url)
+    try:
+        await db.migrate()
+    finally:
+        await db.close()
 
 
 def test_json_after_the_command_workspace_by_name_and_iso_dates(tmp_path: Path) -> None:
