@@ -3,7 +3,8 @@
     relay serve [--config relay.toml] [--host H] [--port N] [--data-dir DIR] [--workers 1]
     relay config --markdown            # the README's settings table
     relay admin [--config FILE] [--json] workspaces|assistants|clients ...
-    relay assistant [--host H] [--port N]   # the built-in local assistant alone (#3)
+    relay assistant [--host H] [--port N]   # the built-in local assistant alone
+    relay call [URL] --client-id ID --secret S --text hello   # a terminal device (relay.client.call)
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_admin_parser(sub)
     sub.add_parser("assistant", help="run the built-in local Realtime assistant alone (see relay assistant -h)")
+    from relay.client.call import add_call_parser
+
+    add_call_parser(sub)
     return parser
 
 
@@ -203,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 print(orjson.dumps(load_settings(args.config).redacted(), option=orjson.OPT_INDENT_2).decode())
             return 0
+        if args.command == "call":
+            from relay.client.call import main as call_main
+
+            return call_main(args)
         if args.command == "admin":
             from relay.admin.cli import run_admin
 

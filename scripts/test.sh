@@ -33,6 +33,9 @@ have cc || missing+=(gcc libc6-dev)                                  # the Cytho
 "$python3" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing+=(python3-dev)
 [ -x "$py" ] || "$python3" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+have sox || missing+=(sox)                                            # the docs' examples (tests/foundation/test_docs_run.py)
+have jq || missing+=(jq)                                              # the docs' examples
+have openssl || missing+=(openssl)                                    # the docs' examples
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "scripts/test.sh: installing system packages: ${missing[*]}" >&2

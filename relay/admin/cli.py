@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -22,9 +23,11 @@ from typing import Any
 
 import orjson
 
+from relay.admin.output import readable
 from relay.settings import Settings, load_settings
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
+from relay.store import usage as usage_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database, DatabaseError
 from relay.store.errors import Conflict, NotFound
@@ -103,6 +106,19 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("id")
     p.add_argument("assistant")
 
+    p = things.add_parser("usage", help="calls, tokens and audio per workspace, client and UTC day")
+    p.add_argument("--workspace", help="only this workspace (id or name)")
+    p.add_argument("--client", help="only this client id")
+    p.add_argument("--days", type=int, default=30, help="the last N days (default 30)")
+    p.set_defaults(op="report")
+    p = things.add_parser("calls", help="live calls of a running server (admin HTTP API)").add_subparsers(
+        dest="op", required=True)
+    for op, help_ in (("list", "list the live calls"), ("end", "end one live call")):
+        q = p.add_parser(op, help=help_)
+        if op == "end":
+            q.add_argument("id", help="the call id (X-Session-Id of its answer)")
+        q.add_argument("--url", help="the server's base URL (default: http://<host>:<port> from the settings)")
+
     from relay.app_api.admin_cli import add_parsers as add_app_parsers  # stories, workspace voices (#6)
 
     add_app_parsers(things)
@@ -110,6 +126,34 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     from relay.edge.admin import add_parsers as add_token_parsers  # API tokens (WebSocket edge, seed 003)
 
     add_token_parsers(things)
+    _json_on_every_command(admin)
+
+
+def _json_on_every_command(parser: argparse.ArgumentParser) -> None:
+    """``--json`` also after the command (``relay admin clients list --json``), not only before it.
+
+    The leaf parsers default it to SUPPRESS, so a ``--json`` given before the command survives.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _json_on_every_command(child)
+            return
+    if "--json" not in parser._option_string_actions:
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help="print JSON instead of a table")
+
+
+async def resolve_workspace(db: Database, value: str) -> str:
+    """A workspace id from its id or its name (the name must be unique)."""
+    if await workspaces_repo.find(db, value) is not None:
+        return value
+    matches = [w.id for w in await workspaces_repo.list_all(db) if w.name == value]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise Conflict(f"{len(matches)} workspaces are named {value!r}: give the id ({', '.join(matches)})")
+    raise NotFound(f"no workspace with the id or name {value!r}")
 
 
 def load_fields_file(path: str) -> dict[str, Any]:
@@ -136,10 +180,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
             return "-"
         if isinstance(v, bool):
             return "yes" if v else "no"
-        if isinstance(v, float) and v > 1e9:
-            import datetime as dt
-
-            return dt.datetime.fromtimestamp(v, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         text = str(v)
         return text if len(text) <= 48 else text[:45] + "..."
 
@@ -150,16 +190,30 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+_EMPTY = {"usage": "(no calls in that time)", "call": "(no live calls)"}
+
 _COLUMNS = {
     "workspace": ["id", "name", "allow_self_enrol", "allow_secretless", "default_assistant_id", "has_key"],
     "assistant": ["id", "name", "workspace_id", "provider", "model", "voice", "dialect"],
     "client": ["id", "name", "workspace_id", "assistant_id", "status", "enrolled", "last_seen_at"],
+    "usage": ["day", "workspace_id", "client_id", "calls", "input_tokens", "output_tokens", "seconds"],
+    "call": ["id", "client_id", "workspace_id", "assistant_id", "kind", "started_at", "duration_s"],
 }
 
 
 async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
     """(kind, result) where result is a dict or a list of dicts."""
     op = args.op
+    if getattr(args, "workspace", None):
+        args.workspace = await resolve_workspace(db, args.workspace)
+    if args.thing == "workspaces" and op in ("show", "update", "rotate-key", "delete"):
+        args.id = await resolve_workspace(db, args.id)
+    if args.thing == "usage":
+        if args.days < 1:
+            raise ValueError("--days must be at least 1")
+        since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=args.days - 1)).replace(
+            hour=0, minute=0, second=0, microsecond=0).timestamp()
+        return "usage", await usage_repo.daily(db, since=since, workspace_id=args.workspace, client_id=args.client)
     if args.thing in ("stories", "voices"):
         from relay.app_api.admin_cli import run as run_app
 
@@ -261,25 +315,60 @@ async def open_existing(settings: Settings, chosen_by: str) -> Database:
     return db
 
 
+async def live_calls(args: argparse.Namespace, settings: Settings) -> tuple[str, Any]:
+    """``relay admin calls list|end``: the admin HTTP API of the running server (live calls are in its memory)."""
+    import aiohttp
+
+    if not settings.admin_token:
+        raise ValueError("live calls are read from the running server's admin HTTP API: set RELAY_ADMIN_TOKEN "
+                         "(admin_token) to the server's token")
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host  # noqa: S104 (a comparison)
+    base = (args.url or f"http://{'[' + host + ']' if ':' in host else host}:{settings.port}").rstrip("/")
+    headers = {"Authorization": f"Bearer {settings.admin_token}"}
+    method, path = ("GET", "/admin/v1/calls") if args.op == "list" else ("POST", f"/admin/v1/calls/{args.id}/end")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
+                http.request(method, base + path, headers=headers) as resp:
+            body = await resp.read()
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+            if resp.status >= 400:
+                err = doc.get("error") if isinstance(doc, dict) else None
+                if isinstance(err, dict):
+                    raise ValueError(f"{base}: {resp.status} {err.get('code')}: {err.get('message')}")
+                raise ValueError(f"{base}: HTTP {resp.status} (is that a relay server with the admin API on?)")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ValueError(f"cannot reach the server at {base} ({exc or type(exc).__name__}); --url chooses it") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{base}: the answer is not a JSON object")
+    return "call", doc.get("data", []) if args.op == "list" else doc
+
+
 async def _main(args: argparse.Namespace) -> int:
     from relay.settings import origin
 
     settings = load_settings(args.config)
-    chosen_by = origin("database_url" if settings.database_url else "data_dir", args.config)
-    if args.verbose:
-        print(f"relay admin: database {settings.database_display} ({chosen_by})", file=sys.stderr)
-    db = await open_existing(settings, chosen_by)
-    try:
-        kind, result = await _run(args, db)
-    finally:
-        await db.close()
+    if args.thing == "calls":
+        kind, result = await live_calls(args, settings)
+    else:
+        chosen_by = origin("database_url" if settings.database_url else "data_dir", args.config)
+        if args.verbose:
+            print(f"relay admin: database {settings.database_display} ({chosen_by})", file=sys.stderr)
+        db = await open_existing(settings, chosen_by)
+        try:
+            kind, result = await _run(args, db)
+        finally:
+            await db.close()
+    result = readable(result)
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif isinstance(result, list):
         from relay.app_api.admin_cli import COLUMNS as APP_COLUMNS
         from relay.edge.admin import COLUMNS as TOKEN_COLUMNS
 
-        print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else f"(no {kind}s)")
+        print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else _EMPTY.get(kind, f"(no {kind}s)"))
     else:
         width = max(len(k) for k in result)
         for k, v in result.items():

@@ -74,8 +74,8 @@ SCHEMAS: dict[str, Any] = {
     "AdminStory": {"type": "object", "required": ["story_id", "workspace_id", "name", "sort_order"], "properties": {
         "story_id": _STR, "workspace_id": _STR, "slug": _STR_N, "name": _STR, "transcript": _STR,
         "excerpt": _STR_N, "age_group": _STR_N, "illustration_url": _STR_N, "illustration_alt": _STR_N,
-        "sort_order": {"type": "integer"}, "default_voice_id": _STR_N, "created_at": {"type": "number"},
-        "updated_at": {"type": "number"}, "estimated_reading_time_seconds": {"type": "integer"}}},
+        "sort_order": {"type": "integer"}, "default_voice_id": _STR_N,
+        "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}, "estimated_reading_time_seconds": {"type": "integer"}}},
     "AdminStoryFields": {"type": "object", "properties": {
         "workspace_id": _STR, "slug": _STR_N, "name": _STR, "transcript": _STR, "excerpt": _STR_N,
         "age_group": _STR_N, "illustration_url": _STR_N, "illustration_alt": _STR_N,
@@ -86,7 +86,7 @@ SCHEMAS: dict[str, Any] = {
                                   "kind": {"enum": ["clone", "design"]}, "name": _STR, "description": _STR,
                                   "language": _STR, "design_prompt": _STR, "transcript": _STR,
                                   "params": {"type": "object"}, "synced_to_adapter": {"type": "boolean"},
-                                  "status": _STR, "created_at": {"type": "number"}}},
+                                  "status": _STR, "created_at": {"type": "string", "format": "date-time"}}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": _STR,
                                                                              "deleted": {"const": True}}},
 }

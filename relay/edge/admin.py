@@ -77,8 +77,9 @@ ROUTES = [
 _TOKEN = {"type": "object", "required": ["id", "workspace_id", "name", "created_at", "revoked"], "properties": {
     "id": {"type": "string", "pattern": "^rtk_[0-9a-f]{16}$"}, "workspace_id": {"type": "string"},
     "assistant_id": {"type": ["string", "null"]}, "name": {"type": "string"},
-    "created_at": {"type": "number"}, "last_used_at": {"type": ["number", "null"]},
-    "revoked_at": {"type": ["number", "null"]}, "revoked": {"type": "boolean"},
+    "created_at": {"type": "string", "format": "date-time"},
+    "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+    "revoked_at": {"type": ["string", "null"], "format": "date-time"}, "revoked": {"type": "boolean"},
     "client_dialect": {"type": ["string", "null"], "enum": ["beta", "ga", None],
                        "description": "its clients' dialect when their handshake does not say (null: the handshake decides)"}}}
 _REF = {"$ref": "#/components/schemas/ApiToken"}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from aiortc import RTCRtpCodecCapability, RTCRtpSender
 from aiortc.sdp import SessionDescription
 
+from relay.media.sdp_check import SdpSyntaxError, check_sdp
+
 
 class OfferError(ValueError):
     """The offer cannot be used; ``code`` is the API error code."""
@@ -53,10 +55,14 @@ def parse_offer(sdp: str) -> SessionDescription:
     if not sdp.lstrip().startswith("v=0"):
         raise OfferError("malformed SDP offer: it must start with 'v=0'", "invalid_sdp")
     try:
+        check_sdp(sdp)  # the line and the field that are wrong, in words (relay.media.sdp_check)
+    except SdpSyntaxError as exc:
+        raise OfferError(f"malformed SDP offer: {exc}", "invalid_sdp") from None
+    try:
         desc = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises anything (even AssertionError) on hostile input
-        detail = str(exc) or type(exc).__name__
-        raise OfferError(f"malformed SDP offer: {detail}", "invalid_sdp") from None
+    except Exception:  # aiortc's parser raises anything (even AssertionError) on hostile input
+        # whatever check_sdp did not foresee: never Python's own words ("invalid literal for int()")
+        raise OfferError("malformed SDP offer: it could not be parsed", "invalid_sdp") from None
     audio = [m for m in desc.media if m.kind == "audio"]
     if not audio:
         raise OfferError("the SDP offer has no audio m-line", "no_audio")

@@ -31,6 +31,7 @@ from relay.media import downlink, dtls, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
 from relay.media.downlink import PacketTrack
 from relay.media.metrics import MediaMetrics
+from relay.media.sdp_check import rejection_reason
 
 log = logging.getLogger("relay.media")
 
@@ -86,11 +87,11 @@ class Peer:
             downlink.install_sender(transceiver.sender)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                raise OfferError(f"the SDP offer was rejected: {exc}", "invalid_sdp") from None
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, AssertionError) as exc:
+                raise OfferError(f"the SDP offer was rejected: {rejection_reason(exc)}", "invalid_sdp") from None
             except Exception as exc:  # aiortc's InvalidStateError/OperationError: a bad offer, not our fault
                 if type(exc).__module__.startswith("aiortc"):
-                    raise OfferError(f"the SDP offer was rejected: {exc}", "invalid_sdp") from None
+                    raise OfferError(f"the SDP offer was rejected: {rejection_reason(exc)}", "invalid_sdp") from None
                 raise
             ice.install_gatherer(pc, self._port_range)  # host candidates bound without a resolver hop
             answer = await pc.createAnswer()

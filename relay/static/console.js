@@ -1,4 +1,4 @@
-// relay console: the browser flow of seed 001, with the device tools of seed 000.
+// relay console: the browser flow of the Realtime device API (its quickstart), with its client-side device tools.
 //
 // The call follows the quickstart step by step: POST /v1/realtime/sessions -> RTCPeerConnection
 // with the returned iceServers -> data channel "messages" (ordered) -> getUserMedia (echo
@@ -27,6 +27,7 @@ const MAX_TRANSCRIPT_ITEMS = 200;
 const MAX_TOOL_ROWS = 20;
 const AUDIO_ENERGY_RMS = 0.01; // remote RMS above this counts as real sound (about -40 dBFS)
 const TEXT_MAX_CHARS = 4000;
+const MAX_EXPORT_EVENTS = 5000; // the export keeps more than the list shows, still bounded
 
 const STEPS = [
   ["session", "Create session"],
@@ -83,6 +84,10 @@ function freshCallState() {
     eventCounts: {},
     sentTypes: [],
     stats: {},
+    session: { assistant: null, model: null, voice: null, turnDetection: null, tools: [] },
+    responseActive: null, // id of the assistant's response in progress (response.created .. response.done)
+    interrupts: 0, // typed messages that cancelled a response in progress
+    httpFailures: [], // failed HTTP steps: {step, status, code, message}
   };
 }
 
@@ -91,6 +96,7 @@ const state = {
   ...freshCallState(),
   device: { volumePercent: device.volumePercent, muted: device.muted, playbackStopped: device.playbackStopped },
   calls: 0,
+  mic: { deviceId: "", devices: [], muted: false, pushToTalk: false, held: false, trackEnabled: null, label: "" },
 };
 
 function resetCallState() {
@@ -220,6 +226,8 @@ function transcriptNote(text) {
 
 const eventRows = [];
 let eventTotal = 0;
+const exportLog = []; // {t_ms, direction, event}: what Export downloads
+const DIRECTIONS = { in: ["↓", "received"], out: ["↑", "sent"], err: ["✕", "failed HTTP step"] };
 
 function eventVisible(row) {
   const filter = $("event-filter").value.trim().toLowerCase();
@@ -234,6 +242,9 @@ function logEvent(direction, message, startedAt) {
   eventTotal += 1;
   $("event-count").textContent = String(eventTotal);
   const t = startedAt ? performance.now() - startedAt : 0;
+  exportLog.push({ at: new Date().toISOString(), t_ms: Math.round(t), direction, event: message });
+  if (exportLog.length > MAX_EXPORT_EVENTS) exportLog.shift();
+  const [arrow, label] = DIRECTIONS[direction] || DIRECTIONS.in;
   const pre = el("pre", { class: "json" });
   const details = el(
     "details",
@@ -241,7 +252,7 @@ function logEvent(direction, message, startedAt) {
     el(
       "summary",
       {},
-      el("span", { class: "ev-dir", "aria-label": direction === "in" ? "received" : "sent" }, direction === "in" ? "↓" : "↑"),
+      el("span", { class: "ev-dir", "aria-label": label }, arrow),
       el("span", { class: "ev-type" }, type),
       el("span", { class: "ev-time" }, `${(t / 1000).toFixed(2)} s`),
     ),
@@ -259,8 +270,76 @@ function logEvent(direction, message, startedAt) {
   if (eventRows.length > MAX_EVENT_ROWS) eventRows.shift().remove();
 }
 
+// The event log as one JSON document (what Export downloads): every event kept, oldest first.
+function exportEvents() {
+  return {
+    exported_at: new Date().toISOString(),
+    session_id: state.sessionId,
+    page: window.location.origin,
+    events: exportLog.slice(),
+  };
+}
+
+function downloadEvents() {
+  const doc = exportEvents();
+  const blob = new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: `relay-events-${state.sessionId || "no-session"}.json` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  return doc.events.length;
+}
+
 function applyEventFilter() {
   for (const row of eventRows) row.hidden = !eventVisible(row);
+}
+
+// ---------------------------------------------------------------------------------------------
+// session panel: what relay applies (from the session answer and the session events; never instructions)
+
+function describeTurnDetection(td) {
+  if (td === null) return "off (the device commits its turns)";
+  if (!td || typeof td !== "object") return "–";
+  const parts = [td.type || "?"];
+  if (typeof td.threshold === "number") parts.push(`threshold ${td.threshold}`);
+  if (typeof td.silence_duration_ms === "number") parts.push(`${td.silence_duration_ms} ms silence`);
+  if (typeof td.eagerness === "string") parts.push(`eagerness ${td.eagerness}`);
+  return parts.join(", ");
+}
+
+function applyAssistant(assistant) {
+  if (!assistant || typeof assistant !== "object") return;
+  const s = state.session;
+  s.assistant = { id: String(assistant.id || ""), name: String(assistant.name || "") };
+  if (typeof assistant.model === "string") s.model = assistant.model;
+  if (typeof assistant.voice === "string") s.voice = assistant.voice;
+  if ("turn_detection" in assistant) s.turnDetection = assistant.turn_detection;
+  if (Array.isArray(assistant.tools)) {
+    s.tools = assistant.tools.filter((t) => t && typeof t.name === "string").map((t) => ({ name: t.name, side: t.side === "server" ? "server" : "client" }));
+  }
+  renderSession();
+}
+
+function applySessionEvent(session) {
+  // session.created / session.updated as relay forwards them (beta or GA shape); instructions are never read.
+  if (!session || typeof session !== "object") return;
+  const s = state.session;
+  if (typeof session.model === "string") s.model = session.model;
+  const voice = session.voice ?? session.audio?.output?.voice;
+  if (typeof voice === "string") s.voice = voice;
+  const td = "turn_detection" in session ? session.turn_detection : session.audio?.input?.turn_detection;
+  if (td !== undefined) s.turnDetection = td;
+  renderSession();
+}
+
+function renderSession() {
+  const s = state.session;
+  $("s-assistant").textContent = s.assistant ? (s.assistant.name ? `${s.assistant.name} (${s.assistant.id})` : s.assistant.id) : "–";
+  $("s-model").textContent = s.model || "–";
+  $("s-voice").textContent = s.voice || "–";
+  $("s-turn").textContent = s.turnDetection === undefined ? "–" : describeTurnDetection(s.turnDetection);
+  $("s-tools").textContent = s.tools.length ? s.tools.map((t) => `${t.name} (${t.side})`).join(", ") : "–";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,7 +382,10 @@ function handleMessage(message, send) {
     const id = `out-${message.response_id}-${message.item_id}`;
     const prior = state.transcript.find((e) => e.id === id);
     transcriptEntry(id, "assistant", typeof text === "string" ? text : prior?.text || "", true);
+  } else if (type === "session.created" || type === "session.updated") {
+    applySessionEvent(message.session);
   } else if (type === "response.done") {
+    if (!state.responseActive || state.responseActive === message.response?.id) state.responseActive = null;
     // A cancelled response (barge-in) leaves its transcript unfinished: close it, marked as cut off.
     const prefix = `out-${message.response?.id}-`;
     for (const entry of state.transcript.filter((e) => e.id.startsWith(prefix) && !e.final)) {
@@ -312,6 +394,7 @@ function handleMessage(message, send) {
       transcriptNodes.get(entry.id).dataset.interrupted = "true";
     }
   } else if (type === "response.created") {
+    state.responseActive = message.response?.id || "response";
     if (device.playbackStopped) {
       device.playbackStopped = false; // a new response plays again; stop_audio stopped the old one
       renderDevice();
@@ -367,7 +450,7 @@ class ApiFailure extends Error {
 
 class CallEnded extends Error {}
 
-// What to do about the relay's refusals (seed 000 error codes), shown after its own message.
+// What to do about the relay's refusals (the Realtime device API's error codes), shown after its own message.
 const HINTS = {
   client_not_found:
     "This client ID is not known to the relay: open the console link that relay serve printed (it carries a workspace key, so this client enrols itself), paste a Workspace key, paste the ID of a client created by the operator (relay admin clients create), or use Demo mode if the relay allows it (RELAY_DEMO_MODE=true).",
@@ -388,6 +471,79 @@ async function readBody(response) {
   } catch {
     return text.slice(0, 300);
   }
+}
+
+function recordHttpFailure(step, detail, startedAt) {
+  const error = detail.error && typeof detail.error === "object" ? detail.error : { message: String(detail.error || "") };
+  state.httpFailures.push({ step, status: detail.status, code: error.code || null, message: error.message || error.error || "" });
+  logEvent("err", { type: "http.error", step, method: detail.method, path: detail.path, status: detail.status, error }, startedAt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// microphone: picker, mute, push-to-talk (all by track.enabled: the track stays, silence is sent)
+
+function micConstraints(deviceId) {
+  const audio = { sampleRate: 48000, channelCount: 1, echoCancellation: true, noiseSuppression: true };
+  if (deviceId) audio.deviceId = { exact: deviceId };
+  return audio;
+}
+
+async function listMicrophones() {
+  if (!navigator.mediaDevices?.enumerateDevices) return [];
+  const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audioinput");
+  state.mic.devices = devices.map((d, i) => ({ deviceId: d.deviceId, label: d.label || `Microphone ${i + 1}` }));
+  const select = $("mic-select");
+  const chosen = state.mic.deviceId;
+  select.replaceChildren(
+    el("option", { value: "" }, "Default microphone"),
+    ...state.mic.devices.filter((d) => d.deviceId && d.deviceId !== "default").map((d) => el("option", { value: d.deviceId }, d.label)),
+  );
+  select.value = chosen;
+  return state.mic.devices;
+}
+
+function applyMicGate() {
+  const m = state.mic;
+  const enabled = !m.muted && (!m.pushToTalk || m.held);
+  const track = current?.localStream?.getAudioTracks()[0];
+  if (track) {
+    track.enabled = enabled;
+    m.label = track.label;
+  }
+  m.trackEnabled = track ? track.enabled : null;
+  const flag = $("mic-state");
+  flag.dataset.on = String(!enabled);
+  flag.textContent = m.muted ? "Mic muted" : m.pushToTalk && !m.held ? "Hold to talk" : "Mic live";
+  $("mute-btn").setAttribute("aria-pressed", String(m.muted));
+  $("mute-btn").textContent = m.muted ? "Unmute mic" : "Mute mic";
+  $("ptt-btn").disabled = !m.pushToTalk;
+  $("ptt-btn").setAttribute("aria-pressed", String(m.pushToTalk && m.held));
+  return enabled;
+}
+
+function setMuted(muted) {
+  state.mic.muted = Boolean(muted);
+  return applyMicGate();
+}
+
+function setPushToTalk(on) {
+  state.mic.pushToTalk = Boolean(on);
+  state.mic.held = false;
+  $("ptt-mode").checked = state.mic.pushToTalk;
+  return applyMicGate();
+}
+
+function talk(held) {
+  if (!state.mic.pushToTalk) return applyMicGate();
+  state.mic.held = Boolean(held);
+  return applyMicGate();
+}
+
+async function selectMicrophone(deviceId) {
+  state.mic.deviceId = deviceId || "";
+  $("mic-select").value = state.mic.deviceId;
+  if (current?.sender) return current.switchMicrophone(state.mic.deviceId);
+  return true;
 }
 
 class Call {
@@ -448,22 +604,43 @@ class Call {
     if (this.closed) throw new CallEnded("hung up");
   }
 
+  // One HTTP step; a failure (an HTTP error or no answer at all) is also written to the event log.
+  async request(step, what, path, init) {
+    let response;
+    try {
+      response = await fetch(this.url(path), init);
+    } catch (err) {
+      recordHttpFailure(step, { method: init.method, path, status: null, error: { message: String(err.message || err) } }, this.startedAt);
+      throw err;
+    }
+    if (!response.ok) {
+      const body = await readBody(response);
+      const error = typeof body === "object" && body ? body.error || body.detail || body : { message: body };
+      recordHttpFailure(step, { method: init.method, path, status: response.status, error }, this.startedAt);
+      throw new ApiFailure(what, response.status, body);
+    }
+    return response;
+  }
+
   async start() {
     // The AudioContext is created inside the click handler's task, so autoplay rules allow it.
     this.audioCtx = new AudioContext();
 
     // 1. session
     this.begin("session");
-    const sessionResponse = await fetch(this.url("/v1/realtime/sessions"), {
+    const sessionResponse = await this.request("session", "Session creation", "/v1/realtime/sessions", {
       method: "POST",
       headers: this.headers("application/json"),
       body: JSON.stringify({ modalities: ["text", "audio"] }),
+    }).catch((err) => {
+      state.sessionStatus = err.status ?? null;
+      throw err;
     });
     state.sessionStatus = sessionResponse.status;
-    if (!sessionResponse.ok) throw new ApiFailure("Session creation", sessionResponse.status, await readBody(sessionResponse));
     const session = await sessionResponse.json();
     this.check();
     state.sessionId = session.id;
+    applyAssistant(session.assistant); // relay's extension: the assistant it applies (no instructions)
     state.iceServerCount = Array.isArray(session.iceServers) ? session.iceServers.length : 0;
     $("session-id").textContent = session.id || "";
     this.done("session");
@@ -486,17 +663,17 @@ class Call {
 
     // 3. microphone
     this.begin("mic");
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { sampleRate: 48000, channelCount: 1, echoCancellation: true, noiseSuppression: true },
-    });
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraints(state.mic.deviceId) });
     if (this.closed) {
       stream.getTracks().forEach((track) => track.stop());
       this.check();
     }
     this.localStream = stream;
-    stream.getAudioTracks().forEach((track) => pc.addTrack(track, stream));
+    stream.getAudioTracks().forEach((track) => { this.sender = pc.addTrack(track, stream); });
     this.micAnalyser = this.analyserFor(stream);
+    applyMicGate();
     this.done("mic");
+    listMicrophones(); // labels are readable once permission is granted
 
     // 4. offer
     this.begin("offer");
@@ -522,13 +699,15 @@ class Call {
 
     // 6. SDP offer/answer
     this.begin("sdp");
-    const sdpResponse = await fetch(this.url("/v1/realtime"), {
+    const sdpResponse = await this.request("sdp", "SDP exchange", "/v1/realtime", {
       method: "POST",
       headers: this.headers("application/sdp"),
       body: pc.localDescription.sdp,
+    }).catch((err) => {
+      state.sdpStatus = err.status ?? null;
+      throw err;
     });
     state.sdpStatus = sdpResponse.status;
-    if (!sdpResponse.ok) throw new ApiFailure("SDP exchange", sdpResponse.status, await readBody(sdpResponse));
     const answerSdp = await sdpResponse.text();
     this.check();
     await pc.setRemoteDescription({ type: "answer", sdp: answerSdp });
@@ -621,7 +800,31 @@ class Call {
     return true;
   }
 
+  // Another microphone, mid-call: the new track replaces the old one on the same sender (no renegotiation).
+  async switchMicrophone(deviceId) {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraints(deviceId) });
+    if (this.closed || !this.sender) {
+      stream.getTracks().forEach((track) => track.stop());
+      return false;
+    }
+    const [track] = stream.getAudioTracks();
+    await this.sender.replaceTrack(track);
+    this.localStream?.getTracks().forEach((old) => old.stop());
+    this.localStream = stream;
+    this.micAnalyser = this.analyserFor(stream);
+    applyMicGate();
+    return true;
+  }
+
   sendText(text) {
+    // Typed while the assistant speaks: interrupt it first (as a spoken barge-in would), then the message.
+    if (state.responseActive) {
+      this.send({ type: "response.cancel" });
+      state.interrupts += 1;
+    } else if (state.device.playing) {
+      this.send({ type: "output_audio_buffer.clear" }); // the answer is generated but still playing
+      state.interrupts += 1;
+    }
     const ok = this.send({
       type: "conversation.item.create",
       item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
@@ -809,6 +1012,7 @@ async function connect() {
   renderSteps();
   renderStats();
   renderTools();
+  renderSession();
   $("settings-card").open = false; // make room for the call; one click opens it again
   const call = new Call(options);
   current = call;
@@ -913,6 +1117,26 @@ function init() {
     device.setVolume(Number($("volume").value));
     renderDevice();
   });
+  $("mic-select").addEventListener("change", () => {
+    selectMicrophone($("mic-select").value).catch((err) => showBanner(`Could not switch the microphone: ${err.message || err}`));
+  });
+  $("mute-btn").addEventListener("click", () => setMuted(!state.mic.muted));
+  $("ptt-mode").addEventListener("change", () => setPushToTalk($("ptt-mode").checked));
+  const ptt = $("ptt-btn");
+  ptt.addEventListener("pointerdown", () => talk(true));
+  for (const name of ["pointerup", "pointerleave", "pointercancel"]) ptt.addEventListener(name, () => talk(false));
+  const typing = (e) => ["INPUT", "TEXTAREA", "SELECT"].includes(e.target?.tagName) && e.target.id !== "ptt-mode";
+  document.addEventListener("keydown", (e) => {
+    if (e.code === "Space" && state.mic.pushToTalk && !typing(e)) {
+      e.preventDefault();
+      if (!e.repeat) talk(true);
+    }
+  });
+  document.addEventListener("keyup", (e) => {
+    if (e.code === "Space" && state.mic.pushToTalk) talk(false);
+  });
+  $("export-events").addEventListener("click", () => downloadEvents());
+  listMicrophones().catch(() => {});
   $("event-filter").addEventListener("input", applyEventFilter);
   $("hide-deltas").addEventListener("change", applyEventFilter);
   $("clear-events").addEventListener("click", () => {
@@ -931,6 +1155,8 @@ function init() {
   renderSteps();
   renderDevice();
   renderStats();
+  renderSession();
+  applyMicGate();
   setPhase("idle");
   state.ready = true;
 }
@@ -942,5 +1168,8 @@ function receive(message) {
   handleMessage(message, (m) => current?.send(m));
 }
 
-window.__relayConsole = { state, connect, hangup, sendText, receive, device };
+window.__relayConsole = {
+  state, connect, hangup, sendText, receive, device,
+  setMuted, setPushToTalk, talk, selectMicrophone, listMicrophones, exportEvents, downloadEvents,
+};
 init();

@@ -1,8 +1,8 @@
-// The four client-side device tools of seed 000, and the exact answer the seed's snippet sends.
+// The four client-side device tools of the Realtime device API, and the exact answer the API reference's snippet sends.
 //
 // Pure logic: `runDeviceTool(device, name, params)` changes the device state and returns the
 // result object (or null for a tool this device does not own: a server-side tool, no answer).
-// `toolAnswer(callId, result)` builds the two data-channel messages of the seed.
+// `toolAnswer(callId, result)` builds the two data-channel messages of the API reference.
 
 export const CLIENT_TOOLS = Object.freeze(["adjust_device_volume", "set_device_volume", "quiet_device", "stop_audio"]);
 
@@ -77,7 +77,7 @@ export function parseArguments(text) {
   return value;
 }
 
-/** The seed 000 answer: function_call_output with {success: true, ...result}, then response.create. */
+/** The Realtime device API's answer: function_call_output with {success: true, ...result}, then response.create. */
 export function toolAnswer(callId, result) {
   return [
     {
@@ -107,7 +107,7 @@ export function toolFailure(callId, message) {
   ];
 }
 
-/** The function call carried by a data-channel message, if it is seed 000's `response.output_item.done`. */
+/** The function call carried by a data-channel message, if it is the Realtime device API's `response.output_item.done`. */
 export function functionCallOf(message) {
   if (message && message.type === "response.output_item.done" && message.item && message.item.type === "function_call") {
     return message.item;

@@ -1,5 +1,5 @@
-// The device identity (seed 001): a UUID client id and a 32-byte random secret, generated on the
-// first visit and kept in localStorage, as the seed advises for web apps; plus the workspace key
+// The device identity (the Realtime device API's quickstart): a UUID client id and a 32-byte random secret, generated on the
+// first visit and kept in localStorage, as the quickstart advises for web apps; plus the workspace key
 // that lets this new client self-enrol (from the link `relay serve` prints, or pasted), and the
 // page's options.
 
@@ -119,7 +119,7 @@ export function saveOptions(options) {
 export function identityWarnings({ clientId, clientSecret, workspaceKey = "" }) {
   const out = [];
   if (!clientId) out.push("Client ID is required.");
-  else if (!isUuid(clientId)) out.push("Client ID is not a UUID (the seed recommends UUIDs).");
+  else if (!isUuid(clientId)) out.push("Client ID is not a UUID (the Realtime device API recommends UUIDs).");
   if (!clientSecret) out.push("Client secret is required.");
   else if (clientSecret.length < MIN_SECRET_CHARS) out.push(`Client secret must be at least ${MIN_SECRET_CHARS} characters.`);
   if (workspaceKey && !isWorkspaceKeyUsable(workspaceKey)) {

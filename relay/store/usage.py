@@ -61,10 +61,55 @@ async def list_usage(db: Executor, *, client_id: str | None = None, limit: int =
     return [_row(r) for r in rows]
 
 
-async def totals(db: Executor, client_id: str) -> dict[str, float]:
+async def totals(db: Executor, client_id: str) -> dict[str, float | int]:
+    """A client's calls and tokens (integers) and call seconds."""
     row = await db.fetchone(
         "SELECT COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS input_tokens, "
         "COALESCE(SUM(output_tokens), 0) AS output_tokens, COALESCE(SUM(ended_at - started_at), 0) AS seconds "
         "FROM usage WHERE client_id = ?", client_id)
     assert row is not None
-    return {k: float(v) for k, v in row.items()}
+    return {"calls": int(row["calls"]), "input_tokens": int(row["input_tokens"]),
+            "output_tokens": int(row["output_tokens"]), "seconds": round(float(row["seconds"]), 3)}
+
+
+MAX_DAILY_ROWS = 1_000_000  # usage rows read for one report (a bound, not a page)
+
+
+async def daily(db: Executor, *, since: float, workspace_id: str | None = None,
+                client_id: str | None = None) -> list[dict[str, Any]]:
+    """Usage per workspace, client and UTC day for calls started at or after ``since`` (epoch s).
+
+    Each row: ``day`` (YYYY-MM-DD), ``workspace_id``, ``client_id``, ``calls``, ``input_tokens``,
+    ``output_tokens`` (integers), ``seconds``, ``input_audio_s``, ``output_audio_s``. Newest day first.
+    """
+    import datetime as dt
+
+    sql = ("SELECT workspace_id, client_id, started_at, ended_at, input_tokens, output_tokens, input_audio_s, "
+           "output_audio_s FROM usage WHERE started_at >= ?")
+    args: list[Any] = [since]
+    if workspace_id is not None:
+        sql += " AND workspace_id = ?"
+        args.append(workspace_id)
+    if client_id is not None:
+        sql += " AND client_id = ?"
+        args.append(client_id)
+    rows = await db.fetchall(sql + " LIMIT ?", *args, MAX_DAILY_ROWS)
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        day = dt.datetime.fromtimestamp(float(r["started_at"]), dt.UTC).strftime("%Y-%m-%d")
+        key = (day, r["workspace_id"] or "", r["client_id"] or "")
+        g = groups.setdefault(key, {"day": day, "workspace_id": r["workspace_id"], "client_id": r["client_id"],
+                                    "calls": 0, "input_tokens": 0, "output_tokens": 0, "seconds": 0.0,
+                                    "input_audio_s": 0.0, "output_audio_s": 0.0})
+        g["calls"] += 1
+        g["input_tokens"] += int(r["input_tokens"])
+        g["output_tokens"] += int(r["output_tokens"])
+        g["seconds"] += float(r["ended_at"]) - float(r["started_at"])
+        g["input_audio_s"] += float(r["input_audio_s"])
+        g["output_audio_s"] += float(r["output_audio_s"])
+    out = sorted(groups.values(), key=lambda g: (g["day"], g["workspace_id"] or "", g["client_id"] or ""))
+    out.sort(key=lambda g: g["day"], reverse=True)
+    for g in out:
+        for k in ("seconds", "input_audio_s", "output_audio_s"):
+            g[k] = round(g[k], 3)
+    return out

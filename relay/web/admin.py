@@ -14,8 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
+from relay.admin.output import iso8601, readable
 from relay.auth import THROTTLE
 from relay.ops.counters import counters_of
 from relay.store import assistants as assistants_repo
@@ -57,11 +59,20 @@ def _check_token(request: web.Request) -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="relay-admin"'})
 
 
+def _readable(resp: web.Response) -> web.Response:
+    """Admin answers for people: ``*_at`` times as ISO 8601 UTC, counts as integers (relay.admin.output)."""
+    if resp.content_type != "application/json" or not isinstance(resp.body, bytes) or not resp.body:
+        return resp
+    doc = orjson.loads(resp.body)
+    return json_response(readable(doc), resp.status, headers={k: v for k, v in resp.headers.items()
+                                                              if k.lower() not in ("content-type", "content-length")})
+
+
 def _guarded(handler: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.Response:
         _check_token(request)
         try:
-            return await handler(request)
+            return _readable(await handler(request))
         except NotFound as exc:
             raise ApiError(404, str(exc), "not_found") from None
         except Conflict as exc:
@@ -243,6 +254,51 @@ async def client_usage(request: web.Request) -> web.Response:
                           "data": [r.__dict__ for r in rows]})
 
 
+def _live_call_json(call: Any, now: float) -> dict[str, Any]:
+    """What an operator may see of a live call (never the instructions, secrets or tokens)."""
+    device = call.device
+    started = float(call.usage.started_at)
+    return {
+        "id": call.id,
+        "kind": "websocket" if hasattr(call, "ws") else "webrtc",
+        "client_id": device.client_id,
+        "workspace_id": device.workspace_id,
+        "assistant_id": device.assistant.id,
+        "assistant_name": device.assistant.name,
+        "demo": device.demo,
+        "started_at": iso8601(started),
+        "duration_s": round(max(0.0, now - started), 1),
+    }
+
+
+def _registry(request: web.Request) -> Any:
+    from relay.web.realtime import MEDIA
+
+    plane = request.app.get(MEDIA)
+    if plane is None:
+        raise ApiError(404, "This server carries no calls", "not_found")
+    return plane.registry
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    """The live calls of this worker process (they exist only in its memory), oldest first."""
+    now = time.time()
+    calls = sorted(_registry(request).calls(), key=lambda c: c.usage.started_at)
+    return json_response({"data": [_live_call_json(c, now) for c in calls]})
+
+
+async def end_call(request: web.Request) -> web.Response:
+    """End one live call: the device gets an ``error`` event (``call_ended_by_operator``), then the close."""
+    call_id = request.match_info["id"]
+    call = _registry(request).get(call_id)
+    if call is None or call.closed:
+        raise ApiError(404, f"No live call {call_id!r} on this server", "call_not_found")
+    payload = _live_call_json(call, time.time())
+    call.end_with_error("call_ended_by_operator", "An operator ended this call.")
+    log.info("call ended by an operator", extra={"session_id": call_id, "event": "call_ended_by_operator"})
+    return json_response({**payload, "ended": True})
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/workspaces", list_workspaces),
     ("POST", "/workspaces", create_workspace),
@@ -264,6 +320,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/clients/{id}/enable", _status_op("active")),
     ("POST", "/clients/{id}/reset-secret", reset_client_secret),
     ("GET", "/clients/{id}/usage", client_usage),
+    ("GET", "/calls", list_calls),
+    ("POST", "/calls/{id}/end", end_call),
+    ("DELETE", "/calls/{id}", end_call),
 ]
 
 

@@ -5,8 +5,8 @@ Each area documents its own paths: an area module listed in ``AREAS`` may define
     OPENAPI = {"paths": {...}, "components": {"schemas": {...}}}
 
 and ``build_document(app)`` merges it with the foundation's part below. Shared
-components: ``#/components/schemas/Error`` (seed 000 shape), ``AppError``
-(seed 002 shape), ``#/components/responses/<status>`` (error responses) and the
+components: ``#/components/schemas/Error`` (the Realtime device API's shape), ``AppError``
+(the app API's shape), ``#/components/responses/<status>`` (error responses) and the
 security schemes ``ClientId``/``ClientSecret``/``WorkspaceKey``/``AdminToken``.
 """
 
@@ -56,8 +56,8 @@ DEVICE_HEADERS = [
 ]
 
 _ID = {"type": "string"}
-_TS = {"type": "number", "description": "unix seconds"}
-_TS_N = {"type": ["number", "null"]}
+_TS = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
+_TS_N = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "additionalProperties": False, "properties": {
@@ -76,7 +76,15 @@ SCHEMAS: dict[str, Any] = {
     "Session": {"type": "object", "required": ["id", "iceServers"], "properties": {
         "id": {"type": "string", "pattern": "^session_"},
         "iceServers": {"type": "array", "items": _ref("IceServer")},
-        "expires_at": {"type": "integer", "description": "unix seconds; the TURN credentials expire then"}}},
+        "expires_at": {"type": "integer", "description": "unix seconds; the TURN credentials expire then"},
+        "assistant": {"type": "object", "description": "relay's extension: what relay applies to this device's "
+                      "calls (never the instructions); devices may ignore it",
+                      "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                     "model": {"type": "string"}, "voice": {"type": "string"},
+                                     "turn_detection": {"type": ["object", "null"]},
+                                     "tools": {"type": "array", "items": {"type": "object", "properties": {
+                                         "name": {"type": "string"},
+                                         "side": {"type": "string", "enum": ["client", "server"]}}}}}}}},
     "Workspace": {"type": "object", "required": ["id", "name", "allow_self_enrol", "allow_secretless", "has_key"],
                   "properties": {"id": _ID, "name": {"type": "string"}, "allow_self_enrol": {"type": "boolean"},
                                  "allow_secretless": {"type": "boolean"},
@@ -122,6 +130,13 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string", "format": "uuid"}, "workspace_id": {"type": "string"},
         "assistant_id": {"type": "string"}, "name": {"type": "string"}}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": _ID, "deleted": {"const": True}}},
+    "LiveCall": {"type": "object", "required": ["id", "kind", "client_id", "started_at", "duration_s"], "properties": {
+        "id": {"type": "string", "description": "the call's id (X-Session-Id of its SDP answer)"},
+        "kind": {"type": "string", "enum": ["webrtc", "websocket"]},
+        "client_id": {"type": "string"}, "workspace_id": {"type": ["string", "null"]},
+        "assistant_id": {"type": "string"}, "assistant_name": {"type": "string"}, "demo": {"type": "boolean"},
+        "started_at": {"type": "string", "format": "date-time"}, "duration_s": {"type": "number"},
+        "ended": {"const": True, "description": "in the answer of an end request"}}},
 }
 
 
@@ -184,13 +199,20 @@ def _admin_paths() -> dict[str, Any]:
         f"{p}/clients/{{id}}/usage": {"parameters": idp, "get": op("Usage rows and totals", _json({
             "type": "object", "required": ["totals", "data"],
             "properties": {"totals": {"type": "object"}, "data": {"type": "array", "items": {"type": "object"}}}}))},
+        f"{p}/calls": {"get": op("The live calls of the worker process that answers (they exist only in its "
+                                 "memory), oldest first", _json(_list_of("LiveCall")))},
+        f"{p}/calls/{{id}}": {"parameters": idp, "delete": op(
+            "End a live call (same as POST .../end)", _json(_ref("LiveCall")))},
+        f"{p}/calls/{{id}}/end": {"parameters": idp, "post": op(
+            "End a live call: the device gets an error event call_ended_by_operator, then the close; "
+            "404 call_not_found when no such call is live here", _json(_ref("LiveCall")))},
     }
 
 
 def foundation_part() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/realtime/sessions": {"post": {
-            "summary": "Create a WebRTC session: authenticates the device and returns ICE servers (seed 000)",
+            "summary": "Create a WebRTC session: authenticates the device and returns ICE servers (the Realtime device API)",
             "tags": ["realtime"], "parameters": DEVICE_HEADERS,
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SessionRequest")}}},
             "responses": {"200": _json(_ref("Session")), **_errors(400, 401, 403, 404, 413, 415, 429, 500)}}},

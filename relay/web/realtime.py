@@ -2,7 +2,7 @@
 
 Thin HTTP edge: check the content type and size, authenticate (same headers as
 ``/v1/realtime/sessions``), parse the offer and pick the codec, admit the call
-into the worker's registry, answer. Every failure is a 4xx/5xx in seed 000's
+into the worker's registry, answer. Every failure is a 4xx/5xx in the Realtime device API's
 error shape, and no peer is left half-open (``Call.start`` closes it on error).
 
 ``setup(app)`` also owns the media plane's per-worker services (cleanup_ctx):
@@ -49,7 +49,7 @@ _LATENCY = {"type": "object", "properties": {"count": {"type": "integer"}, "p50_
                                              "max_ms": {"type": ["number", "null"]}}}
 OPENAPI = {"paths": {
     "/v1/realtime": {"post": {
-        "summary": "WebRTC SDP exchange: the device's complete (non-trickle) offer in, relay's answer out (seed 000)",
+        "summary": "WebRTC SDP exchange: the device's complete (non-trickle) offer in, relay's answer out (the Realtime device API)",
         "tags": ["realtime"],
         "parameters": DEVICE_HEADERS,
         "requestBody": {"required": True, "content": {SDP_CONTENT_TYPE: {"schema": {"type": "string"}}}},

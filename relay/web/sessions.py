@@ -1,9 +1,10 @@
-"""``POST /v1/realtime/sessions`` (seed 000): authenticate, record a session, hand out ICE servers."""
+"""``POST /v1/realtime/sessions`` (the Realtime device API): authenticate, record a session, hand out ICE servers."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +23,18 @@ MODALITIES = ("text", "audio")
 def server_timing(**spans_s: float) -> str:
     """A ``Server-Timing`` value (``auth;dur=0.12, db;dur=0.95``, ms) for the set-up responses (docs/ops.md)."""
     return ", ".join(f"{name};dur={s * 1000:.2f}" for name, s in spans_s.items())
+
+
+def applied_assistant(assistant: Any) -> dict[str, Any]:
+    """What relay will apply to this device's calls, for the device to show (the console's session panel).
+
+    A relay extension of the session answer (devices that do not know it ignore it): the
+    assistant's id and name, model, voice, turn detection and the *names* of its tools with
+    their side. Never the instructions, the tools' descriptions or schemas, the upstream or its key.
+    """
+    return {"id": assistant.id, "name": assistant.name, "model": assistant.model, "voice": assistant.voice,
+            "turn_detection": assistant.turn_detection,
+            "tools": [{"name": t.name, "side": t.side} for t in assistant.all_tools]}
 
 
 def _modalities(body: object) -> list[str]:
@@ -51,7 +64,8 @@ async def create_session(request: web.Request) -> web.Response:
         assistant_id=device.assistant.id, demo=device.demo, modalities=modalities, ice_servers=servers, now=now,
         ttl_s=settings.turn_ttl_s)
     log.info("session created", extra={"session_id": record.id, "client_id": device.client_id, "demo": device.demo})
-    resp = json_response({"id": record.id, "iceServers": servers, "expires_at": int(record.expires_at)})
+    resp = json_response({"id": record.id, "iceServers": servers, "expires_at": int(record.expires_at),
+                          "assistant": applied_assistant(device.assistant)})
     resp.headers["Server-Timing"] = server_timing(auth=t1 - t0, db=time.perf_counter() - t2)
     return resp
 

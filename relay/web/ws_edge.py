@@ -1,7 +1,7 @@
-"""``GET /v1/realtime`` upgraded to a WebSocket: the edge for server clients (seed 003).
+"""``GET /v1/realtime`` upgraded to a WebSocket: the edge for server clients (the Realtime API over WebSocket).
 
 The same path as the WebRTC SDP exchange (``POST``, ``relay.web.realtime``); aiohttp routes
-the methods separately. Before the upgrade everything is plain HTTP with seed 000's error
+the methods separately. Before the upgrade everything is plain HTTP with the Realtime device API's error
 shape: 426 when the request is not a WebSocket upgrade, 401 ``missing_token`` /
 ``invalid_token`` / ``token_revoked``, 429 ``rate_limited`` (failed tokens are throttled per
 token id and per address, with the device-secret throttle's settings), 404
@@ -60,7 +60,7 @@ MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 404, 429, 503)}
 OPENAPI = {"paths": {
     "/v1/realtime": {"get": {
-        "summary": "WebSocket edge for server clients (seed 003): upgrade, then OpenAI Realtime events "
+        "summary": "WebSocket edge for server clients (the Realtime API over WebSocket): upgrade, then OpenAI Realtime events "
                    "(beta or GA) both ways; relay injects the assistant's configuration",
         "description": "Authenticate with `?token=` or `Authorization: Bearer` (an API token from "
                        "`relay admin tokens create` / `POST /admin/v1/tokens`). Client events: session.update, "
@@ -92,7 +92,7 @@ OPENAPI = {"paths": {
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             **{str(c): _E[c] for c in (400, 401, 404, 429, 503)}}}},
 }, "components": {"securitySchemes": {
-    "ApiToken": {"type": "http", "scheme": "bearer", "description": "API token `rtk_...` (seed 003)"},
+    "ApiToken": {"type": "http", "scheme": "bearer", "description": "API token `rtk_...` (the Realtime API over WebSocket)"},
     "ApiTokenQuery": {"type": "apiKey", "in": "query", "name": "token"}}}}
 OPENAPI["paths"].update(ADMIN_OPENAPI["paths"])  # the token admin routes (mounted by relay.web.admin)
 OPENAPI["components"]["schemas"] = ADMIN_OPENAPI["components"]["schemas"]
