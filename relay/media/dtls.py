@@ -37,6 +37,8 @@ from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 
+from relay.media import handshake
+
 log = logging.getLogger("relay.media")
 
 SUPPORTED_AIORTC = ((1, 9), (1, 99))  # the range whose RTCPeerConnection.__init__ this was checked against
@@ -81,6 +83,7 @@ class WorkerCertificate(RTCCertificate):
         if ctx is None:
             ctx = super()._create_ssl_context(srtp_profiles)
             ctx.set_cipher_list(CIPHER_LIST)
+            ctx.set_info_callback(handshake.info_callback)  # records alerts: why a handshake failed
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)  # a shared context: never resume across calls
             self._contexts[key] = ctx
         return ctx

@@ -116,6 +116,9 @@ def render(app: web.Application) -> bytes:
                  _by("reason", media.calls_ended_by_reason))
     out.labelled("relay_call_setup_failures_total", "counter",
                  "POST /v1/realtime answered with an error, by error code", _by("code", media.setup_failures))
+    out.labelled("relay_dtls_failures_total", "counter",
+                 "DTLS handshakes with devices that failed, by the TLS alert sent or received (or detail)",
+                 _by("reason", media.dtls_failures))
 
     for name, samples, what in (("relay_uplink_latency_seconds", media.uplink_latency,
                                  "RTP packet handed to relay -> its audio sent upstream (input_audio_buffer.append)"),

@@ -143,9 +143,25 @@ async def test_rsa_and_ecdsa_devices_in_each_role(plane, kind: str, device_role:
         await a.close()
 
 
+async def test_rsa_only_client_cannot_reach_relay_as_server_and_the_failure_is_named(plane) -> None:
+    """The one combination that cannot work, and why relay answers ``active`` whenever it may: a device
+    that is the DTLS client and offers RSA suites only meets relay's ECDSA certificate. The call ends
+    as ``dtls_failed``, counted by the alert relay sent."""
+    metrics, _ = plane
+    a = await attempt(plane, rsa_cert(2048, RSA_SUITES), device_role="client")
+    try:
+        await wait_for(lambda: a.relay.closed_reasons)
+        assert a.relay.closed_reasons == ["dtls_failed"]
+        assert a.device.connectionState == "failed" and a.channel.readyState != "open"
+        assert metrics.dtls_failures == {"sent handshake_failure": 1}
+    finally:
+        await a.close()
+
+
 def test_relay_offers_both_families() -> None:
     ctx = dtls.generate()._create_ssl_context(__import__("aiortc.rtcdtlstransport").rtcdtlstransport.SRTP_PROFILES)
     conn = SSL.Connection(ctx)
     names = conn.get_cipher_list()
     assert any(n.startswith("ECDHE-RSA-") for n in names) and any(n.startswith("ECDHE-ECDSA-") for n in names)
     assert not any("-SHA" in n and "ECDHE" not in n for n in names)  # forward secrecy only
+
