@@ -79,6 +79,7 @@ class MediaMetrics:
     upstream_connect_failures: int = 0
     upstream_recycles: int = 0
     upstream_recycle_failures: int = 0
+    dtls_first_flight_resends: int = 0  # ClientHellos sent again early (relay.media.handshake.FirstFlight)
     calls_ended_by_reason: dict[str, int] = field(default_factory=dict)
     dtls_failures: dict[str, int] = field(default_factory=dict)  # failed DTLS handshakes by alert / detail
     setup_failures: dict[str, int] = field(default_factory=dict)  # POST /v1/realtime errors by code

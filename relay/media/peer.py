@@ -68,6 +68,7 @@ class Peer:
         self._public_ip = public_ip
         self._port_range = port_range
         self.pc: RTCPeerConnection | None = None
+        self._first_flight: handshake.FirstFlight | None = None
         self._channel_opened = False
         self.closed = False
         self.connected = False
@@ -97,6 +98,7 @@ class Peer:
             await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once
             dtls_transport = transceiver.receiver.transport  # BUNDLE: the one DTLS transport of the call
+            self._first_flight = handshake.FirstFlight(dtls_transport)
             if pc.sctp is not None:
                 handshake.watch_sctp(pc.sctp, dtls_transport, self._on_sctp_failed, lambda: self._channel_opened)
             if local is not None and " typ host" not in local.sdp:
@@ -224,6 +226,10 @@ class Peer:
             return
         self.closed = True
         self._pending.clear()
+        if self._first_flight is not None:
+            self._metrics.dtls_first_flight_resends += self._first_flight.resends
+            self._first_flight.stop()
+            self._first_flight = None
         self.track.stop()
         self.sink.close()
         pc, self.pc = self.pc, None

@@ -119,6 +119,9 @@ def render(app: web.Application) -> bytes:
     out.labelled("relay_dtls_failures_total", "counter",
                  "DTLS handshakes with devices that failed, by the TLS alert sent or received (or detail)",
                  _by("reason", media.dtls_failures))
+    out.counter("relay_dtls_first_flight_resends_total",
+                "ClientHellos relay sent again before OpenSSL's 1 s retransmit (no answer from the device yet)",
+                media.dtls_first_flight_resends)
 
     for name, samples, what in (("relay_uplink_latency_seconds", media.uplink_latency,
                                  "RTP packet handed to relay -> its audio sent upstream (input_audio_buffer.append)"),

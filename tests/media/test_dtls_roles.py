@@ -165,3 +165,41 @@ def test_relay_offers_both_families() -> None:
     assert any(n.startswith("ECDHE-RSA-") for n in names) and any(n.startswith("ECDHE-ECDSA-") for n in names)
     assert not any("-SHA" in n and "ECDHE" not in n for n in names)  # forward secrecy only
 
+
+async def test_a_lost_first_flight_is_resent_before_openssls_timer(plane) -> None:
+    """The device loses relay's first ClientHello (as werift does while its DTLS server is not up yet).
+    relay sends the very same datagram again (``relay.media.handshake.FirstFlight``) instead of waiting
+    for OpenSSL's 1 s retransmit, whose record would carry a new sequence number: the ClientHello the
+    device finally reads is byte-identical to the lost one."""
+    metrics, clock = plane
+    device = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    device.addTrack(Tone(440))
+    channel = device.createDataChannel("oai-events")
+    await device.setLocalDescription(await device.createOffer())
+    ice = device.getTransceivers()[0].receiver.transport.transport
+    original_recv = ice._recv
+    seen: list[bytes] = []
+
+    async def lossy_recv() -> bytes:
+        while True:
+            data = await original_recv()
+            if 19 < data[0] < 64 and not seen:
+                seen.append(data)  # the first DTLS datagram is lost
+                continue
+            if 19 < data[0] < 64:
+                seen.append(data)
+            return data
+
+    ice._recv = lossy_recv
+    relay = Loopback(device.localDescription.sdp, metrics, clock)
+    answer = await relay.peer.answer(device.localDescription.sdp)
+    await device.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    try:
+        await wait_for(lambda: channel.readyState == "open")
+        assert seen[0][0] == 22 and seen[1] == seen[0]  # handshake record; the resend is the same datagram
+        flight = relay.peer._first_flight
+        assert flight is not None and flight.flight == seen[0] and flight.resends >= 1
+    finally:
+        await device.close()
+        await relay.peer.close()
+    assert metrics.dtls_first_flight_resends >= 1
