@@ -75,7 +75,11 @@ class WorkerCertificate(RTCCertificate):
         self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
 
     def getFingerprints(self) -> list[RTCDtlsFingerprint]:  # noqa: N802 (aiortc's name)
-        return list(self._fingerprints)
+        """The SHA-256 fingerprint only (what browsers send). aiortc writes SHA-256, -384 and -512
+        lines; libdatachannel keeps the last one (sha-512) while its DTLS transport, when relay's
+        ClientHello arrives before it stored the answer, assumes SHA-256: the algorithms then differ
+        and it refuses relay with unknown_ca (2 of 12 calls; 0 of 27 with one line)."""
+        return [f for f in self._fingerprints if f.algorithm == "sha-256"]
 
     def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
         key = tuple(p.openssl_profile for p in srtp_profiles)
