@@ -14,6 +14,15 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+# the interop suite's foreign WebRTC stacks (tests/interop): GStreamer webrtcbin (Debian's python3 + gi), Node
+/usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('GstSdp', '1.0')" \
+    >/dev/null 2>&1 || missing+=(gstreamer)
+for element in webrtcbin nicesrc dtlsenc srtpenc opusenc rtpopuspay audiotestsrc appsink; do
+    /usr/bin/python3 -c "import gi, sys; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); \
+sys.exit(Gst.ElementFactory.find('$element') is None)" >/dev/null 2>&1 || { missing+=(gst-$element); break; }
+done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "scripts/test.sh: installing system packages (missing: ${missing[*]})" >&2
@@ -21,7 +30,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
-        coturn espeak-ng libespeak-ng1 postgresql chromium chromium-driver sox
+        coturn espeak-ng libespeak-ng1 postgresql chromium chromium-driver sox \
+        python3-gi python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-base \
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice nodejs npm
+fi
+
+# npm packages of the interop suite, outside the repository (tests/interop/conftest.py: RELAY_INTEROP_CACHE)
+interop_cache="${RELAY_INTEROP_CACHE:-$HOME/.cache/relay-interop}"
+if [ ! -d "$interop_cache/node_modules/werift" ] || [ ! -d "$interop_cache/node_modules/node-datachannel" ]; then
+    echo "scripts/test.sh: installing werift and node-datachannel into $interop_cache" >&2
+    mkdir -p "$interop_cache"
+    (cd "$interop_cache" && { [ -f package.json ] || npm init -y >/dev/null; } \
+        && npm install --no-audit --no-fund werift@0.24 node-datachannel@0.33 >/dev/null)
 fi
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
