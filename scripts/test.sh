@@ -23,6 +23,8 @@ sys.exit(Gst.ElementFactory.find('$element') is None)" >/dev/null 2>&1 || { miss
 done
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -f /usr/share/gocode/src/github.com/pion/webrtc/go.mod ] || missing+=(golang-github-pion-webrtc.v3-dev)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -33,7 +35,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends \
         coturn espeak-ng libespeak-ng1 postgresql chromium chromium-driver sox \
         python3-gi python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-base \
-        gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice nodejs npm firefox-esr
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice nodejs npm firefox-esr \
+        golang-go golang-github-pion-webrtc.v3-dev
 fi
 
 # npm packages of the interop suite, outside the repository (tests/interop/conftest.py: RELAY_INTEROP_CACHE)

@@ -118,6 +118,62 @@ async def run_node_stack(script: str, relay: Relay, tmp_path: Path) -> Result:
     return result
 
 
+GO_SOURCES = Path("/usr/share/gocode/src")  # Debian's Go source packages (golang-github-pion-webrtc.v3-dev)
+
+
+def _prepare_gopath(gopath: Path, source: Path, work: Path) -> None:
+    """Symlink every Debian Go module whose path ends in /vN, and copy the device's source in."""
+    for go_mod in GO_SOURCES.rglob("go.mod"):
+        if "testdata" in go_mod.parts:
+            continue
+        module = next((line.split()[1] for line in go_mod.read_text(errors="replace").splitlines()
+                       if line.startswith("module ")), None)
+        directory = go_mod.parent.relative_to(GO_SOURCES).as_posix()
+        if module and module.strip('"') != directory:
+            link = gopath / "src" / module.strip('"')
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(go_mod.parent)
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, work / "main.go")
+
+
+async def pion_binary() -> Path:
+    """Build the Pion device (stacks/pion_client) offline in GOPATH mode from Debian's Go sources.
+
+    Debian ships each module at its path without the ``/vN`` suffix (github.com/pion/webrtc holds
+    module github.com/pion/webrtc/v3); a GOPATH in the cache maps every such module path to its
+    directory with symlinks. Rebuilt when main.go is newer than the binary (go's build cache keeps
+    it quick)."""
+    if shutil.which("go") is None or not (GO_SOURCES / "github.com/pion/webrtc/go.mod").exists():
+        pytest.fail("go / golang-github-pion-webrtc.v3-dev are not installed (scripts/test.sh installs them)")
+    gopath = NODE_CACHE / "go"
+    source = STACKS / "pion_client" / "main.go"
+    work = gopath / "src" / "relayinterop" / "pion_client"
+    binary = NODE_CACHE / "pion_client"
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    _prepare_gopath(gopath, source, work)
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{gopath}:{GO_SOURCES.parent}", "GOPROXY": "off",
+           "GOFLAGS": ""}
+    proc = await asyncio.create_subprocess_exec("go", "build", "-o", str(binary), ".", cwd=work, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, output.decode(errors="replace")[-3000:]
+    return binary
+
+
+async def run_binary_stack(binary: Path, relay: Relay, tmp_path: Path) -> Result:
+    """A compiled device (Pion) calling ``relay``: same arguments and recordings as the Node stacks."""
+    out = tmp_path / binary.name
+    sent = write_packets(tmp_path / "uplink.opus")
+    result = await run_stack([str(binary), relay.base_url + "/v1/realtime", json.dumps(device_headers()), str(out),
+                              str(tmp_path / "uplink.opus")], out)
+    result.report.update(sent)
+    result.pcm = decode_rtp(out.with_suffix(".rtp"))
+    return result
+
+
 def loud_windows(pcm: np.ndarray, window_s: float = 0.02, threshold: float = 0.03) -> np.ndarray:
     n = int(RATE_HZ * window_s)
     frames = pcm[: len(pcm) // n * n].reshape(-1, n)
