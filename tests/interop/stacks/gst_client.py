@@ -1,6 +1,8 @@
 """A device on GStreamer's webrtcbin (libnice ICE, its default RSA DTLS certificate), run by Debian's python3.
 
-    /usr/bin/python3 gst_client.py OFFER_URL HEADERS_JSON OUT_PREFIX
+    /usr/bin/python3 gst_client.py OFFER_URL HEADERS_JSON OUT_PREFIX [SETUP]
+
+SETUP ``active`` rewrites the offer's ``a=setup:actpass`` so that webrtcbin is the DTLS client.
 
 Offers Opus sendrecv + a data channel, POSTs the offer (non-trickle, ICE on 127.0.0.1 only),
 sends TONE_S of a 440 Hz tone then silence, records what it decodes, and writes
@@ -26,6 +28,7 @@ TIMEOUT_S = 20.0
 AMPLITUDE = 0.25
 
 url, headers, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+setup = sys.argv[4] if len(sys.argv) > 4 else "actpass"
 Gst.init(None)
 report = {"stack": "gstreamer " + Gst.version_string(), "answer_accepted": False, "dtls": None,
           "datachannel_open": False, "tone_s": TONE_S, "amplitude": AMPLITUDE}
@@ -139,7 +142,7 @@ def log(*args):
 
 def post_offer():
     log("posting offer")
-    sdp = w.get_property("local-description").sdp.as_text()
+    sdp = w.get_property("local-description").sdp.as_text().replace("a=setup:actpass", "a=setup:" + setup)
     req = urllib.request.Request(url, data=sdp.encode(), headers={**headers, "Content-Type": "application/sdp"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
