@@ -36,6 +36,25 @@ have cc || missing+=(gcc libc6-dev)                                  # the Cytho
 have sox || missing+=(sox)                                            # the docs' examples (tests/foundation/test_docs_run.py)
 have jq || missing+=(jq)                                              # the docs' examples
 have openssl || missing+=(openssl)                                    # the docs' examples
+# the interop suite's foreign WebRTC stacks (tests/interop): GStreamer webrtcbin (Debian's python3 + gi),
+# Node (werift, node-datachannel), Firefox ESR, Pion v3 (Debian's Go sources, built offline)
+gst_pkgs=(python3-gi python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+          gstreamer1.0-plugins-bad gstreamer1.0-nice)
+gst_ok=1
+/usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('GstSdp', '1.0')" \
+    >/dev/null 2>&1 || gst_ok=0
+if [ "$gst_ok" = 1 ]; then
+    for element in webrtcbin nicesrc dtlsenc srtpenc opusenc rtpopuspay audiotestsrc appsink; do
+        /usr/bin/python3 -c "import gi, sys; gi.require_version('Gst', '1.0'); from gi.repository import Gst; Gst.init(None); \
+sys.exit(Gst.ElementFactory.find('$element') is None)" >/dev/null 2>&1 || { gst_ok=0; break; }
+    done
+fi
+[ "$gst_ok" = 1 ] || missing+=("${gst_pkgs[@]}")
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
+have firefox-esr || missing+=(firefox-esr)
+have go || missing+=(golang-go)
+[ -f /usr/share/gocode/src/github.com/pion/webrtc/go.mod ] || missing+=(golang-github-pion-webrtc.v3-dev)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "scripts/test.sh: installing system packages: ${missing[*]}" >&2
@@ -43,6 +62,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages of the interop suite, outside the repository (tests/interop/conftest.py: RELAY_INTEROP_CACHE)
+interop_cache="${RELAY_INTEROP_CACHE:-$HOME/.cache/relay-interop}"
+if [ ! -d "$interop_cache/node_modules/werift" ] || [ ! -d "$interop_cache/node_modules/node-datachannel" ]; then
+    echo "scripts/test.sh: installing werift and node-datachannel into $interop_cache" >&2
+    mkdir -p "$interop_cache"
+    (cd "$interop_cache" && { [ -f package.json ] || npm init -y >/dev/null; } \
+        && npm install --no-audit --no-fund werift@0.24 node-datachannel@0.33 >/dev/null)
 fi
 
 if [ ! -x "$py" ]; then

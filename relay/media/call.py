@@ -239,10 +239,12 @@ class Call(CallDriver):
         if self.end_reason is not None:
             return
         log.info("device side ended: %s", reason, extra=self._log)
+        # the peer's reason (ice_failed, dtls_failed, sctp_failed, ...) is the call's end reason: set it
+        # before the core's generic EndCall("device_closed") is performed
+        self.end(reason)
         if self.core is not None:
             self.core.on_device_closed(self._loop.time())
             self._perform()
-        self.end(reason)
 
     def tick(self, now: float) -> EncodeJob | None:
         """The media clock's 20 ms tick: one frame of downlink audio for the track.
@@ -307,8 +309,10 @@ class Call(CallDriver):
 
     def _connect_deadline(self) -> None:
         if not self.peer.connected and self.end_reason is None:
-            log.info("device did not connect within %.0f s", self.config.ice_connect_timeout_s, extra=self._log)
-            self.end("ice_timeout")
+            reason = self.peer.connect_timeout_reason()
+            log.info("device did not connect within %.0f s (%s)", self.config.ice_connect_timeout_s, reason,
+                     extra=self._log)
+            self.end(reason)
 
     # -- end ---------------------------------------------------------------------
     def end(self, reason: str) -> None:

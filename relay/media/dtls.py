@@ -37,10 +37,30 @@ from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 
+from relay.media import handshake
+
 log = logging.getLogger("relay.media")
 
 SUPPORTED_AIORTC = ((1, 9), (1, 99))  # the range whose RTCPeerConnection.__init__ this was checked against
 _CERTS_ATTR = "_RTCPeerConnection__certificates"
+# name -> why; every private aiortc name this module touches
+_PRIVATE = {
+    _CERTS_ATTR: "RTCPeerConnection: its certificate list (checked to hold relay's certificate)",
+    "aiortc.rtcpeerconnection.RTCCertificate": "the module global RTCPeerConnection.__init__ calls generateCertificate() on",
+    "RTCCertificate._create_ssl_context": "overridden: one cached context per SRTP profile list, relay's cipher list",
+    "RTCCertificate._key": "the private key of a generated certificate (generate())",
+    "RTCCertificate._cert": "the X.509 certificate of a generated certificate (generate())",
+}
+
+# DTLS 1.2 suites relay offers (as the DTLS client) or accepts (as the server), best first. aiortc offers
+# only the ECDHE-ECDSA ones; a server whose certificate is RSA (GStreamer webrtcbin, libpeer on ESP32)
+# then finds no shared cipher. A server picks a suite its own certificate can sign, so offering both
+# families costs nothing. OpenSSL's default security level stays: the device's key size is not checked
+# against it (the certificate is authenticated by its fingerprint; docs/media.md has the RSA sizes).
+CIPHER_LIST = (b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+               b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+               b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+               b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA")
 
 _next: contextvars.ContextVar[RTCCertificate | None] = contextvars.ContextVar("relay_dtls_next", default=None)
 
@@ -55,13 +75,19 @@ class WorkerCertificate(RTCCertificate):
         self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
 
     def getFingerprints(self) -> list[RTCDtlsFingerprint]:  # noqa: N802 (aiortc's name)
-        return list(self._fingerprints)
+        """The SHA-256 fingerprint only (what browsers send). aiortc writes SHA-256, -384 and -512
+        lines; libdatachannel keeps the last one (sha-512) while its DTLS transport, when relay's
+        ClientHello arrives before it stored the answer, assumes SHA-256: the algorithms then differ
+        and it refuses relay with unknown_ca (2 of 12 calls; 0 of 27 with one line)."""
+        return [f for f in self._fingerprints if f.algorithm == "sha-256"]
 
     def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
         key = tuple(p.openssl_profile for p in srtp_profiles)
         ctx = self._contexts.get(key)
         if ctx is None:
             ctx = super()._create_ssl_context(srtp_profiles)
+            ctx.set_cipher_list(CIPHER_LIST)
+            ctx.set_info_callback(handshake.info_callback)  # records alerts: why a handshake failed
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)  # a shared context: never resume across calls
             self._contexts[key] = ctx
         return ctx

@@ -79,7 +79,9 @@ class MediaMetrics:
     upstream_connect_failures: int = 0
     upstream_recycles: int = 0
     upstream_recycle_failures: int = 0
+    dtls_first_flight_resends: int = 0  # ClientHellos sent again early (relay.media.handshake.FirstFlight)
     calls_ended_by_reason: dict[str, int] = field(default_factory=dict)
+    dtls_failures: dict[str, int] = field(default_factory=dict)  # failed DTLS handshakes by alert / detail
     setup_failures: dict[str, int] = field(default_factory=dict)  # POST /v1/realtime errors by code
     # RTP packet handed to relay (after SRTP) -> its audio sent upstream as input_audio_buffer.append
     uplink_latency: LatencySamples = field(default_factory=LatencySamples)
@@ -96,6 +98,7 @@ class MediaMetrics:
         out: dict[str, object] = {k: v for k, v in vars(self).items() if isinstance(v, int)}
         out["calls_ended_by_reason"] = dict(self.calls_ended_by_reason)
         out["setup_failures"] = dict(self.setup_failures)
+        out["dtls_failures"] = dict(self.dtls_failures)
         out["uplink_latency"] = self.uplink_latency.summary_ms()
         out["downlink_latency"] = self.downlink_latency.summary_ms()
         out["clock_tick_blocked"] = self.clock_tick_blocked.summary_ms()

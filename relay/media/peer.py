@@ -13,8 +13,10 @@ channel is the one events go to; messages from every channel reach
 (a device not reading) loses events instead of growing memory.
 
 The owner (``relay.media.call.Call``) learns of the end through ``on_closed(reason)``:
-``device_closed`` (peer closed / failed), ``datachannel_closed``. ``close()`` is
-idempotent and frees every aiortc resource.
+``device_closed`` (peer closed), ``ice_failed``, ``dtls_failed`` (logged with the TLS alert,
+counted in ``MediaMetrics.dtls_failures``), ``sctp_failed`` (the association closed before any
+data channel opened), ``datachannel_closed``. ``close()`` is idempotent and frees every aiortc
+resource. relay's first DTLS flight is resent early when unanswered (``relay.media.handshake``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from relay.media import downlink, dtls, ice, uplink
+from relay.media import downlink, dtls, handshake, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
 from relay.media.downlink import PacketTrack
-from relay.media.metrics import MediaMetrics
+from relay.media.metrics import MediaMetrics, bump
 from relay.media.sdp_check import rejection_reason
 
 log = logging.getLogger("relay.media")
@@ -70,6 +72,8 @@ class Peer:
         self._public_ip = public_ip
         self._port_range = port_range
         self.pc: RTCPeerConnection | None = None
+        self._first_flight: handshake.FirstFlight | None = None
+        self._channel_opened = False
         self.closed = False
         self.connected = False
 
@@ -97,6 +101,10 @@ class Peer:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once
+            dtls_transport = transceiver.receiver.transport  # BUNDLE: the one DTLS transport of the call
+            self._first_flight = handshake.FirstFlight(dtls_transport)
+            if pc.sctp is not None:
+                handshake.watch_sctp(pc.sctp, dtls_transport, self._on_sctp_failed, lambda: self._channel_opened)
             if local is not None and " typ host" not in local.sdp:
                 raise ice.NoFreePort("no ICE candidate could be gathered (no free UDP port?)")
         except BaseException:
@@ -142,6 +150,7 @@ class Peer:
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         log.info("data channel %r opened by the device", channel.label, extra=self._log_extra)
         self._channels.append(channel)
+        self._channel_opened = True
         if not self._channel_seen:  # its label is the first hint of the device's dialect
             self._channel_seen = True
             self._on_first_channel(channel.label)
@@ -195,14 +204,43 @@ class Peer:
         if state == "connected" and not self.connected:
             self.connected = True
             self._on_connected()
-        elif state in ("failed", "closed"):
-            self._on_closed("ice_failed" if state == "failed" else "device_closed")
+        elif state == "failed":
+            transceivers = pc.getTransceivers()
+            reason, detail = handshake.classify_failure(transceivers[0].receiver.transport if transceivers else None)
+            if reason == "dtls_failed":
+                bump(self._metrics.dtls_failures, detail or "unknown")
+                log.warning("DTLS handshake with the device failed: %s", detail, extra=self._log_extra)
+            else:
+                log.info("ICE with the device failed", extra=self._log_extra)
+            self._on_closed(reason)
+        elif state == "closed":
+            self._on_closed("device_closed")
+
+    def connect_timeout_reason(self) -> str:
+        """Why a device that did not connect in time did not: ``dtls_timeout`` if ICE is up, else ``ice_timeout``."""
+        pc = self.pc
+        transceivers = pc.getTransceivers() if pc is not None else []
+        if transceivers:
+            dtls_transport = transceivers[0].receiver.transport
+            if dtls_transport.transport.state in ("connected", "completed") and dtls_transport.state != "connected":
+                return "dtls_timeout"
+        return "ice_timeout"
+
+    def _on_sctp_failed(self) -> None:
+        if not self.closed:
+            log.warning("SCTP association with the device closed before any data channel opened",
+                        extra=self._log_extra)
+            self._on_closed("sctp_failed")
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._pending.clear()
+        if self._first_flight is not None:
+            self._metrics.dtls_first_flight_resends += self._first_flight.resends
+            self._first_flight.stop()
+            self._first_flight = None
         self.track.stop()
         self.sink.close()
         pc, self.pc = self.pc, None

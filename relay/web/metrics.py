@@ -116,6 +116,12 @@ def render(app: web.Application) -> bytes:
                  _by("reason", media.calls_ended_by_reason))
     out.labelled("relay_call_setup_failures_total", "counter",
                  "POST /v1/realtime answered with an error, by error code", _by("code", media.setup_failures))
+    out.labelled("relay_dtls_failures_total", "counter",
+                 "DTLS handshakes with devices that failed, by the TLS alert sent or received (or detail)",
+                 _by("reason", media.dtls_failures))
+    out.counter("relay_dtls_first_flight_resends_total",
+                "ClientHellos relay sent again before OpenSSL's 1 s retransmit (no answer from the device yet)",
+                media.dtls_first_flight_resends)
 
     for name, samples, what in (("relay_call_setup_seconds", media.setup_latency,
                                  "POST /v1/realtime answered with an SDP answer: request in -> answer ready"),

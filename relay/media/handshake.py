@@ -1,0 +1,195 @@
+"""The device-side handshakes of a call: why one failed, and a faster first DTLS flight.
+
+**Failure reasons.** aiortc reports one ``connectionState`` of ``"failed"`` for an ICE failure
+and a DTLS failure alike, and logs the DTLS error at debug level only (with OpenSSL 3.2+ its
+error list is often empty). relay's DTLS contexts (``relay.media.dtls``) carry an info callback
+that records the last TLS alert each connection sent or received (``alert_of``);
+``classify_failure`` turns the transports' states into the call-end reason (``ice_failed``,
+``dtls_failed``, ``sctp_failed``) and a DTLS detail (``sent handshake_failure``,
+``received bad_certificate``, ``fingerprint_mismatch``, ...).
+
+**SCTP.** aiortc's SCTP association emits no event when it closes. ``watch_sctp`` wraps the
+association's ``_set_state`` on that one instance and reports a close that happens before any
+data channel opened, while DTLS is up (a device that fails or aborts SCTP).
+
+**First flight.** relay is the DTLS client (``a=setup:active``, docs/media.md): its ClientHello is
+the handshake's first flight. When it is lost (the device's DTLS server is not listening yet, as
+werift's is not until its own ICE check completes, or the packet is dropped) OpenSSL retransmits
+after 1 s, and the ``cryptography`` bindings do not expose ``DTLS_set_timer_cb`` to lower that.
+``FirstFlight`` captures the ClientHello as relay's ICE transport sends it and sends the same
+datagram again after ``RESEND_AFTER_S`` (0.3 s, then 0.6 s) while nothing has come back from the
+device; OpenSSL's own timer still runs. A duplicate that does arrive is dropped by the device's
+replay window (same record sequence number) or answered as a retransmission: harmless.
+
+Every private aiortc name used is listed in ``_PRIVATE`` (checked by ``check_supported``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from OpenSSL import SSL
+
+log = logging.getLogger("relay.media")
+
+# name -> why; every private aiortc attribute this module reads or replaces
+_PRIVATE = {
+    "_ssl": "RTCDtlsTransport: its OpenSSL Connection (the key of the recorded alert)",
+    "_role": "RTCDtlsTransport: 'client' or 'server', set from the SDP before start()",
+    "_state": "RTCDtlsTransport: State enum (CONNECTING while the handshake runs)",
+    "encrypted": "RTCDtlsTransport: True once OpenSSL's handshake finished (then a failure is the fingerprint/SRTP check)",
+    "_RTCDtlsTransport__rx_packets": "RTCDtlsTransport: datagrams received (did the device answer the first flight?)",
+    "_send": "RTCIceTransport: instance attribute (aioice Connection.send); wrapped per instance to capture the ClientHello",
+    "_set_state": "RTCSctpTransport: the association's state choke point; wrapped per instance (CLOSED emits nothing)",
+    "_association_state": "RTCSctpTransport: State enum (ESTABLISHED / CLOSED)",
+}
+
+RESEND_AFTER_S = (0.3, 0.6)  # first-flight resends, seconds after the ClientHello (OpenSSL's own: 1 s, 3 s, ...)
+DTLS_HANDSHAKE = 22  # TLS record content type of a handshake record
+
+# RFC 8446 / 5246 alert descriptions relay may see
+ALERTS = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+    40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
+    45: "certificate_expired", 46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca",
+    49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+    71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+    100: "no_renegotiation", 109: "missing_extension", 110: "unsupported_extension",
+}
+
+_alerts: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+
+
+def check_supported() -> None:
+    """Raise ``RuntimeError`` naming what is missing when aiortc no longer has what this module uses."""
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    for cls, names in ((RTCSctpTransport, ("_set_state",)),):
+        for name in names:
+            if not hasattr(cls, name):
+                raise RuntimeError(f"aiortc: {cls.__name__}.{name} is gone (relay.media.handshake needs updating)")
+    if not hasattr(State, "CONNECTING") or not hasattr(RTCSctpTransport.State, "CLOSED"):
+        raise RuntimeError("aiortc: the DTLS/SCTP state enums changed (relay.media.handshake needs updating)")
+
+
+check_supported()
+
+
+def info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
+    """OpenSSL's info callback (set on relay's DTLS contexts): remember each connection's last alert."""
+    if where & SSL.SSL_CB_ALERT:
+        name = ALERTS.get(ret & 0xFF, f"alert_{ret & 0xFF}")
+        if name != "close_notify":
+            _alerts[conn] = ("sent " if where & SSL.SSL_CB_WRITE else "received ") + name
+
+
+def alert_of(transport: RTCDtlsTransport) -> str | None:
+    """The last TLS alert ``transport``'s connection sent or received (``"sent handshake_failure"``)."""
+    ssl = getattr(transport, "_ssl", None)
+    return _alerts.get(ssl) if ssl is not None else None
+
+
+def dtls_detail(transport: RTCDtlsTransport) -> str:
+    """Why ``transport``'s handshake failed, as far as can be told."""
+    alert = alert_of(transport)
+    if alert is not None:
+        return alert
+    if getattr(transport, "encrypted", False):
+        return "fingerprint_mismatch"  # OpenSSL finished; aiortc's fingerprint (or SRTP profile) check failed
+    if getattr(transport, "_ssl", None) is None:
+        return "not_started"
+    return "no_alert"  # e.g. the ICE transport closed under the handshake
+
+
+def classify_failure(dtls_transport: RTCDtlsTransport | None) -> tuple[str, str | None]:
+    """``(end reason, DTLS detail or None)`` for a peer connection whose state became ``failed``."""
+    if dtls_transport is None:
+        return "ice_failed", None
+    if dtls_transport.transport.state == "failed":
+        return "ice_failed", None
+    if dtls_transport.state == "failed":
+        return "dtls_failed", dtls_detail(dtls_transport)
+    return "ice_failed", None
+
+
+class FirstFlight:
+    """Resends relay's first DTLS flight (ClientHello) early while the device has not answered."""
+
+    def __init__(self, transport: RTCDtlsTransport, resend_after_s: tuple[float, ...] = RESEND_AFTER_S) -> None:
+        self._dtls = transport
+        self._ice = transport.transport
+        self._resend_after_s = resend_after_s
+        self._loop = asyncio.get_running_loop()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rx_at_capture = 0
+        self.flight: bytes | None = None
+        self.resends = 0
+        self._orig_send = self._ice._send
+        self._ice._send = self._send  # instance attribute (aiortc sets it in RTCIceTransport.__init__)
+
+    async def _send(self, data: bytes) -> None:
+        dtls = self._dtls
+        if (self.flight is None and data[:1] == bytes([DTLS_HANDSHAKE]) and dtls._role == "client"
+                and dtls._state == State.CONNECTING):
+            self.flight = bytes(data)
+            self._rx_at_capture = dtls._RTCDtlsTransport__rx_packets  # type: ignore[attr-defined]
+            self._restore()
+            self._timers = [self._loop.call_later(s, self._resend) for s in self._resend_after_s]
+        elif self.flight is None and (dtls._role != "client" or dtls._state != State.CONNECTING):
+            self._restore()  # relay is the DTLS server, or the handshake is over: nothing to watch
+        await self._orig_send(data)
+
+    def _answered(self) -> bool:
+        dtls = self._dtls
+        return (dtls._state != State.CONNECTING
+                or dtls._RTCDtlsTransport__rx_packets != self._rx_at_capture)  # type: ignore[attr-defined]
+
+    def _resend(self) -> None:
+        if self.flight is None or self._answered():
+            self.stop()
+            return
+        self.resends += 1
+        log.debug("DTLS: no answer to the ClientHello yet; sent it again")
+        task = self._loop.create_task(self._resend_now(self.flight))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resend_now(self, data: bytes) -> None:
+        try:
+            await self._orig_send(data)
+        except ConnectionError:
+            self.stop()
+
+    def _restore(self) -> None:
+        if self._ice.__dict__.get("_send") == self._send:
+            self._ice._send = self._orig_send
+
+    def stop(self) -> None:
+        self._restore()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def watch_sctp(sctp: Any, dtls_transport: RTCDtlsTransport, on_failed: Callable[[], None],
+               channel_opened: Callable[[], bool]) -> None:
+    """Call ``on_failed`` when ``sctp``'s association closes before any data channel opened while DTLS is up."""
+    original = sctp._set_state
+    closed_state = type(sctp).State.CLOSED
+
+    def set_state(state: Any) -> None:
+        was = sctp._association_state
+        original(state)
+        if (state == closed_state and was != closed_state and not channel_opened()
+                and dtls_transport.state == "connected"):
+            on_failed()
+
+    sctp._set_state = set_state
