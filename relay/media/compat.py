@@ -120,6 +120,15 @@ TABLE: tuple[Private, ...] = (
     Private("_key", _CERT, ATTR, "media.dtls", "the private key of a generated certificate"),
     Private("_cert", _CERT, ATTR, "media.dtls", "the X.509 certificate of a generated certificate"),
     Private("_create_ssl_context", _CERT, MEMBER, "media.dtls", "overridden: one cached OpenSSL context per profile list"),
+    # the DTLS handshake (media.handshake): the TLS alert, the early first-flight resend, SCTP failures
+    Private("_ssl", _DTLS, ATTR, "media.handshake", "its OpenSSL Connection (the key of the recorded alert)"),
+    Private("_role", _DTLS, ATTR, "media.handshake", "'client' or 'server', set from the SDP before start()"),
+    Private("_send", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.handshake",
+            "wrapped per instance to capture relay's first DTLS flight (ClientHello) and resend it early"),
+    Private("_set_state", "aiortc.rtcsctptransport.RTCSctpTransport", MEMBER, "media.handshake",
+            "wrapped per instance: the association's state choke point (CLOSED emits no event)"),
+    Private("_association_state", "aiortc.rtcsctptransport.RTCSctpTransport", ATTR, "media.handshake",
+            "State enum (ESTABLISHED / CLOSED)"),
     # the device SDK
     Private("_RTCPeerConnection__createSctpTransport", _PC, MEMBER, "client.client",
             "negotiates SCTP without a channel (a late data channel, as ESP32 devices do)"),

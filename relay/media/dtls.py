@@ -41,16 +41,8 @@ from relay.media import handshake
 
 log = logging.getLogger("relay.media")
 
-SUPPORTED_AIORTC = ((1, 9), (1, 99))  # the range whose RTCPeerConnection.__init__ this was checked against
 _CERTS_ATTR = "_RTCPeerConnection__certificates"
-# name -> why; every private aiortc name this module touches
-_PRIVATE = {
-    _CERTS_ATTR: "RTCPeerConnection: its certificate list (checked to hold relay's certificate)",
-    "aiortc.rtcpeerconnection.RTCCertificate": "the module global RTCPeerConnection.__init__ calls generateCertificate() on",
-    "RTCCertificate._create_ssl_context": "overridden: one cached context per SRTP profile list, relay's cipher list",
-    "RTCCertificate._key": "the private key of a generated certificate (generate())",
-    "RTCCertificate._cert": "the X.509 certificate of a generated certificate (generate())",
-}
+# every private aiortc name this module touches is a row of relay.media.compat.TABLE
 
 # DTLS 1.2 suites relay offers (as the DTLS client) or accepts (as the server), best first. aiortc offers
 # only the ECDHE-ECDSA ones; a server whose certificate is RSA (GStreamer webrtcbin, libpeer on ESP32)
@@ -107,15 +99,7 @@ class _CertificateSource(RTCCertificate):
         return cert if cert is not None else RTCCertificate.generateCertificate()
 
 
-def _check_supported() -> None:
-    version = tuple(int(x) for x in aiortc.__version__.split(".")[:2])
-    if not (SUPPORTED_AIORTC[0] <= version <= SUPPORTED_AIORTC[1]) or not hasattr(_rpc, "RTCCertificate"):
-        raise RuntimeError(f"aiortc {aiortc.__version__} is not supported by relay.media.dtls "
-                           f"(RTCPeerConnection's certificate hook was checked for 1.9-1.x)")
-
-
 def _install() -> None:
-    _check_supported()
     if _rpc.RTCCertificate is not _CertificateSource:
         _rpc.RTCCertificate = _CertificateSource  # type: ignore[misc,assignment]
 

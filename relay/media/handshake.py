@@ -21,7 +21,7 @@ datagram again after ``RESEND_AFTER_S`` (0.3 s, then 0.6 s) while nothing has co
 device; OpenSSL's own timer still runs. A duplicate that does arrive is dropped by the device's
 replay window (same record sequence number) or answered as a retransmission: harmless.
 
-Every private aiortc name used is listed in ``_PRIVATE`` (checked by ``check_supported``).
+Every private aiortc name used is a row of ``relay.media.compat.TABLE`` (checked once at start-up).
 """
 
 from __future__ import annotations
@@ -36,18 +36,6 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from OpenSSL import SSL
 
 log = logging.getLogger("relay.media")
-
-# name -> why; every private aiortc attribute this module reads or replaces
-_PRIVATE = {
-    "_ssl": "RTCDtlsTransport: its OpenSSL Connection (the key of the recorded alert)",
-    "_role": "RTCDtlsTransport: 'client' or 'server', set from the SDP before start()",
-    "_state": "RTCDtlsTransport: State enum (CONNECTING while the handshake runs)",
-    "encrypted": "RTCDtlsTransport: True once OpenSSL's handshake finished (then a failure is the fingerprint/SRTP check)",
-    "_RTCDtlsTransport__rx_packets": "RTCDtlsTransport: datagrams received (did the device answer the first flight?)",
-    "_send": "RTCIceTransport: instance attribute (aioice Connection.send); wrapped per instance to capture the ClientHello",
-    "_set_state": "RTCSctpTransport: the association's state choke point; wrapped per instance (CLOSED emits nothing)",
-    "_association_state": "RTCSctpTransport: State enum (ESTABLISHED / CLOSED)",
-}
 
 RESEND_AFTER_S = (0.3, 0.6)  # first-flight resends, seconds after the ClientHello (OpenSSL's own: 1 s, 3 s, ...)
 DTLS_HANDSHAKE = 22  # TLS record content type of a handshake record
@@ -65,19 +53,6 @@ ALERTS = {
 _alerts: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
 
 
-def check_supported() -> None:
-    """Raise ``RuntimeError`` naming what is missing when aiortc no longer has what this module uses."""
-    from aiortc.rtcsctptransport import RTCSctpTransport
-
-    for cls, names in ((RTCSctpTransport, ("_set_state",)),):
-        for name in names:
-            if not hasattr(cls, name):
-                raise RuntimeError(f"aiortc: {cls.__name__}.{name} is gone (relay.media.handshake needs updating)")
-    if not hasattr(State, "CONNECTING") or not hasattr(RTCSctpTransport.State, "CLOSED"):
-        raise RuntimeError("aiortc: the DTLS/SCTP state enums changed (relay.media.handshake needs updating)")
-
-
-check_supported()
 
 
 def info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
