@@ -89,7 +89,7 @@ class Settings:
     upstream_connect_timeout_s: float = _f(10.0, "Timeout for opening the upstream Realtime WebSocket.")
     upstream_send_queue_max: int = _f(512, "Events queued per call toward the upstream before sends are refused.")
     upstream_recycle_s: int = _f(3300, "Replace a call's upstream session after this long (OpenAI expires them at 60 min).")
-    device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device.")
+    device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device (the answer's a=max-message-size; refused while SCTP reassembles it, 3 refusals end the call).")
     tool_timeout_s: float = _f(10.0, "Timeout of a server-side tool's webhook POST.")
     tool_max_response_bytes: int = _f(64 * 1024, "Largest accepted webhook response body.")
     tool_allow_private: bool = _f(False, "Allow tool webhooks on private/loopback addresses (off: refused).")

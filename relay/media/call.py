@@ -44,6 +44,7 @@ __all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream", "err
 
 DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
+MESSAGE_TOO_LARGE_STRIKES = 3  # oversized data-channel messages a device may send before it loses the call
 PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 s at 40 ms)
 
 
@@ -112,6 +113,7 @@ class Call(CallDriver):
         self._tearing_down = False
         self._event_bucket = TokenBucket(config.device_events_per_s, burst=config.device_events_per_s)
         self._audio_frames_out = 0
+        self._messages_refused = 0
         # downlink latency: when the first audio delta after an idle stretch arrived; matched with
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
         self._delta_mark: float | None = None
@@ -125,6 +127,8 @@ class Call(CallDriver):
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
                          on_message=self._on_device_message, on_closed=self._on_peer_closed,
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
+                         dc_max_message_bytes=config.device_event_max_bytes,
+                         on_message_refused=self._on_message_refused,
                          public_ip=config.ice_public_ip, port_range=config.ice_port_range, log_extra=self._log)
 
     # -- start ---------------------------------------------------------------
@@ -213,6 +217,23 @@ class Call(CallDriver):
             return
         self.core.on_device_message(raw, now)
         self._perform()
+
+    def _on_message_refused(self, size: int) -> None:
+        """A data-channel message passed the limit while SCTP reassembled it (dropped unread)."""
+        if self.end_reason is not None:
+            return
+        self.metrics.dc_messages_too_large += 1
+        self._messages_refused += 1
+        limit = self.config.device_event_max_bytes
+        if self._messages_refused >= MESSAGE_TOO_LARGE_STRIKES:
+            log.warning("device sent %d messages over %d bytes; ending the call", self._messages_refused, limit,
+                        extra=self._log)
+            self.end_with_error("message_too_large",
+                                f"Repeated messages over the limit of {limit} bytes (a=max-message-size); "
+                                "the call ended.", "invalid_request_error")
+            return
+        self._send_device(error_event(f"Message of more than {limit} bytes (a=max-message-size) refused; "
+                                      "it was dropped.", "message_too_large", "invalid_request_error"))
 
     def _on_peer_closed(self, reason: str) -> None:
         if self.end_reason is not None:

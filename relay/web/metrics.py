@@ -162,6 +162,9 @@ def render(app: web.Application) -> bytes:
                 media.dc_events_out)
     out.counter("relay_datachannel_events_refused_total", "Device messages refused by the per-call event rate",
                 media.dc_events_refused)
+    out.counter("relay_datachannel_messages_too_large_total",
+                "Device data-channel messages refused while reassembling (over a=max-message-size)",
+                media.dc_messages_too_large)
     out.counter("relay_datachannel_events_dropped_total",
                 "Events to devices dropped (backlog, channel closing, larger than the device accepts)",
                 media.dc_events_dropped)
