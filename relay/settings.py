@@ -87,6 +87,8 @@ class Settings:
     max_call_s: int = _f(3600, "Operator-set maximum call length, seconds.")
     # --- bridge (upstream client, call core, tools) ------------------------
     upstream_connect_timeout_s: float = _f(10.0, "Timeout for opening the upstream Realtime WebSocket.")
+    upstream_heartbeat_s: float = _f(3.0, "After this long without a frame from the upstream relay pings it; no pong within half of it: the call ends `upstream_timeout` (a frozen upstream is found within 1.5x this).")
+    upstream_slow_notice_s: float = _f(2.0, "An upstream handshake still pending after this long: the device gets an `upstream_slow` error event while relay keeps trying up to `upstream_connect_timeout_s`.")
     upstream_send_queue_max: int = _f(512, "Events queued per call toward the upstream before sends are refused.")
     upstream_recycle_s: int = _f(3300, "Replace a call's upstream session after this long (OpenAI expires them at 60 min).")
     device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device (the answer's a=max-message-size; refused while SCTP reassembles it, 3 refusals end the call).")
@@ -111,6 +113,7 @@ class Settings:
     playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")
     opus_bitrate_bps: int = _f(32000, "Downlink Opus bitrate, bits per second (mono voice).")
     ice_connect_timeout_s: float = _f(15.0, "A call whose device has not connected (ICE+DTLS) by then is dropped.")
+    device_liveness_timeout_s: float = _f(4.0, "A connected WebRTC device from which nothing (RTP, RTCP, SCTP, STUN) arrived for this long is gone: the call ends `device_lost`, billed to the last packet.")
     datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")
     datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
     device_events_per_s: float = _f(50.0, "Data-channel events a device may send per second (burst the same); beyond: an error event, dropped.")
@@ -121,6 +124,7 @@ class Settings:
     downlink_dtx: bool = _f(False, "Discontinuous transmission: while the assistant is silent send one frame per 400 ms instead of 50/s (saves CPU and bandwidth; devices must tolerate RTP gaps, as browsers do).")
 
     # --- WebSocket edge for server clients (seed 003) -------------------------
+    ws_heartbeat_s: float = _f(3.0, "After this long without a frame from a WebSocket client relay pings it; no pong within half of it: the call ends `client_timeout`, billed to the last frame.")
     ws_events_per_s: float = _f(200.0, "Events a WebSocket client (`GET /v1/realtime`) may send per second, audio appends included (burst the same); beyond: an error event, dropped.")
     ws_bytes_per_s: int = _f(1 << 20, "Bytes a WebSocket client may send per second (burst: the same or one largest event); beyond: an error event, dropped.")
     ws_send_backlog_bytes: int = _f(8 << 20, "Events queued to a WebSocket client that does not read; past it the call ends (`client_too_slow`).")

@@ -49,6 +49,7 @@ CLOSE_CODES = {
     "internal_error": aiohttp.WSCloseCode.INTERNAL_ERROR,
     "server_shutdown": aiohttp.WSCloseCode.GOING_AWAY,
     "client_too_slow": aiohttp.WSCloseCode.POLICY_VIOLATION,
+    "upstream_timeout": aiohttp.WSCloseCode.INTERNAL_ERROR,
 }
 _AUDIO_DELTAS = frozenset({"response.audio.delta", "response.output_audio.delta"})
 
@@ -62,6 +63,8 @@ class WsCallConfig:
     events_per_s: float = 200.0
     bytes_per_s: int = 1 << 20
     send_backlog_bytes: int = 8 << 20
+    upstream_slow_notice_s: float = 2.0
+    heartbeat_s: float = 3.0  # the socket's aiohttp heartbeat (set by the edge); used to bill a client_timeout
 
 
 class WsCall(CallDriver):
@@ -83,6 +86,7 @@ class WsCall(CallDriver):
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.ws = ws
         self.config = config
+        self.upstream_slow_notice_s = config.upstream_slow_notice_s
         self.core: CallCore = CallCore(device.assistant, now=self._loop.time(), audio_format=config.audio_format,
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
                              device_event_max_bytes=config.event_max_bytes, audio_over_events=True, log_id=call_id)
@@ -137,7 +141,13 @@ class WsCall(CallDriver):
                 if self.end_reason is not None:
                     return
         finally:
-            if self.end_reason is None:
+            if self.end_reason is None and isinstance(self.ws.exception(), asyncio.TimeoutError):
+                # no frame, then no pong to relay's ping: the client is gone (frozen, or its path is)
+                silent_s = self.config.heartbeat_s * 1.5
+                log.info("client silent for %g s (no pong); ending the call", silent_s, extra=self._log)
+                self.usage.ended_at = time.time() - silent_s  # billed to its last frame
+                self.end("client_timeout")
+            elif self.end_reason is None:
                 code = self.ws.close_code
                 log.info("client closed the socket (code %s)", code, extra=self._log)
                 self.core.on_device_closed(self._loop.time())
@@ -247,7 +257,7 @@ class WsCall(CallDriver):
                 if self.upstream is not None:
                     await self.upstream.close()
             finally:
-                self.usage.ended_at = time.time()
+                self.usage.ended_at = self.usage.ended_at or time.time()
                 log.info("websocket call ended: %s", self.end_reason, extra=self._log)
                 try:
                     await self._record_usage()

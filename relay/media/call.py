@@ -33,6 +33,7 @@ from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, EncodeJob, PacketTrack
 from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage, error_event
+from relay.media.liveness import DeviceLiveness
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
 from relay.media.ratelimit import TokenBucket
@@ -80,6 +81,8 @@ class CallConfig:
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
     recycle_after_s: float | None = 3300.0
     device_event_max_bytes: int = 256 * 1024
+    upstream_slow_notice_s: float = 2.0
+    device_liveness_timeout_s: float = 4.0  # connected, then nothing from the device this long: device_lost
 
 
 class Call(CallDriver):
@@ -104,6 +107,7 @@ class Call(CallDriver):
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.codec = codec
         self.config = config
+        self.upstream_slow_notice_s = config.upstream_slow_notice_s
         self.metrics = metrics
         self._clock = clock
         self.upstream: Upstream | None = None
@@ -114,6 +118,10 @@ class Call(CallDriver):
         self._event_bucket = TokenBucket(config.device_events_per_s, burst=config.device_events_per_s)
         self._audio_frames_out = 0
         self._messages_refused = 0
+        self._liveness: DeviceLiveness | None = None
+        self._seen_packets = -1
+        self._seen_at = 0.0  # loop time of the last sign of life from the device
+        self._seen_at_wall = 0.0  # the same, wall clock (what usage is billed to)
         # downlink latency: when the first audio delta after an idle stretch arrived; matched with
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
         self._delta_mark: float | None = None
@@ -148,6 +156,9 @@ class Call(CallDriver):
             raise
         self._clock.register(self)
         self._timers.append(self._loop.call_later(self.config.ice_connect_timeout_s, self._connect_deadline))
+        if self.peer.pc is not None and self.config.device_liveness_timeout_s > 0:
+            self._liveness = DeviceLiveness(self.peer.pc)
+            self._liveness_check()
         self._arm_core_timer()
         self.metrics.calls_started += 1
         self._task = self._loop.create_task(self._run(), name=f"call {self.id}")
@@ -304,6 +315,25 @@ class Call(CallDriver):
             log.info("device did not connect within %.0f s", self.config.ice_connect_timeout_s, extra=self._log)
             self.end("ice_timeout")
 
+    def _liveness_check(self) -> None:
+        """Every 1/8 of the liveness timeout: has anything arrived from the device since the last look?"""
+        if self.end_reason is not None or self._liveness is None:
+            return
+        timeout_s = self.config.device_liveness_timeout_s
+        now = self._loop.time()
+        packets = self._liveness.packets()
+        if packets != self._seen_packets or not self.peer.connected:
+            self._seen_packets, self._seen_at, self._seen_at_wall = packets, now, time.time()
+        elif now - self._seen_at >= timeout_s:
+            log.info("nothing from the device for %.1f s; it is gone", now - self._seen_at, extra=self._log)
+            self.usage.ended_at = self._seen_at_wall  # billed to its last sign of life
+            self.end_with_error("device_lost", f"Nothing arrived from the device for {timeout_s:g} s; "
+                                               "the call ended.")
+            return
+        self._timers.append(self._loop.call_later(timeout_s / 8, self._liveness_check))
+        if len(self._timers) > 16:
+            self._timers = [h for h in self._timers if not h.cancelled() and h.when() > now]
+
     # -- end ---------------------------------------------------------------------
     def end(self, reason: str) -> None:
         """End the call (idempotent, callable from any callback)."""
@@ -341,7 +371,7 @@ class Call(CallDriver):
             await self.peer.flush(timeout_s=0.5, await_channel_s=min(5.0, self.config.ice_connect_timeout_s))
             await self.peer.close()
             self._encoder.close()
-            self.usage.ended_at = time.time()
+            self.usage.ended_at = self.usage.ended_at or time.time()
             self.usage.output_audio_s = self._audio_frames_out * 0.02
             if self.core is not None:
                 self.metrics.frames_out_trimmed += self.core.trimmed_frames

@@ -117,6 +117,8 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         max_call_s=limit_s,
         recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,
         device_event_max_bytes=settings.device_event_max_bytes,
+        upstream_slow_notice_s=settings.upstream_slow_notice_s,
+        device_liveness_timeout_s=settings.device_liveness_timeout_s,
     )
 
 
@@ -187,7 +189,8 @@ def upstream_factory(plane: MediaPlane) -> Callable[[Any, str], Awaitable[Any]]:
         request = connect_request(assistant, local_url=local_url)
         assert plane.http is not None
         return UpstreamClient(plane.http, request, connect_timeout_s=settings.upstream_connect_timeout_s,
-                              send_queue_max=settings.upstream_send_queue_max, log_id=log_id)
+                              send_queue_max=settings.upstream_send_queue_max, log_id=log_id,
+                              heartbeat_s=settings.upstream_heartbeat_s)
 
     return factory
 

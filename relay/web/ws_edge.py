@@ -45,7 +45,6 @@ TOUCH_EVERY_S = 60.0  # last_used_at is refreshed at most this often
 #: the largest frame read at all; frames between ``device_event_max_bytes`` and this get an error
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
 HARD_FRAME_FACTOR = 4
-HEARTBEAT_S = 30.0
 
 _E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 404, 429, 503)}
 OPENAPI = {"paths": {
@@ -162,6 +161,8 @@ def ws_call_config(settings: Settings, audio_format: str) -> WsCallConfig:
         events_per_s=settings.ws_events_per_s,
         bytes_per_s=settings.ws_bytes_per_s,
         send_backlog_bytes=settings.ws_send_backlog_bytes,
+        heartbeat_s=settings.ws_heartbeat_s,
+        upstream_slow_notice_s=settings.upstream_slow_notice_s,
     )
 
 
@@ -169,7 +170,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     plane = request.app[MEDIA]
     settings = plane.settings
     ws = web.WebSocketResponse(max_msg_size=settings.device_event_max_bytes * HARD_FRAME_FACTOR,
-                               heartbeat=HEARTBEAT_S, autoping=True, compress=False, timeout=2.0)
+                               heartbeat=settings.ws_heartbeat_s, autoping=True, compress=False, timeout=2.0)
     if not ws.can_prepare(request).ok:
         raise ApiError(426, "GET /v1/realtime is a WebSocket endpoint: send an Upgrade: websocket request "
                             "(WebRTC devices POST their SDP offer instead)", "websocket_required",
