@@ -46,11 +46,11 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     from aiohttp import web
 
     from relay.web.app import create_app
-    from relay.web.server import RelayAppRunner
+    from relay.web.server import ConnectionLimits, RelayAppRunner
 
     app = create_app(settings)
     runner = RelayAppRunner(
-        app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
+        app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s, limits=ConnectionLimits.from_settings(settings),
         max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
     )
     await runner.setup()

@@ -57,6 +57,10 @@ class Settings:
     max_sdp_bytes: int = _f(32 * 1024, "Largest accepted SDP offer.")
     max_upload_bytes: int = _f(10 * 1024 * 1024, "Largest accepted file upload (voice clone audio).")
     max_header_bytes: int = _f(8190, "Largest accepted request line / header field.")
+    http_header_timeout_s: float = _f(10.0, "A connection that has not sent a whole request line and headers this long after it opened (or after the first byte of its next request) is closed.")
+    http_body_timeout_s: float = _f(10.0, "A request body that makes no progress for this long is abandoned and its connection closed.")
+    http_keepalive_timeout_s: float = _f(30.0, "An idle keep-alive connection (between requests) is closed after this long.")
+    http_pending_per_address_max: int = _f(1000, "Connections one address may hold open that have not delivered a whole request yet; beyond it new ones are closed at once (WebSocket calls and connections between requests do not count).")
 
     # --- device authentication -------------------------------------------
     demo_mode: bool = _f(False, "Honour `X-Demo-Mode: true` (bypasses client validation). Off by default.")

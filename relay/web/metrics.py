@@ -189,6 +189,9 @@ def render(app: web.Application) -> bytes:
                  "Refused device authentications and operator tokens, by error code", _by("code", counters.auth_failures))
     out.labelled("relay_throttled_requests_total", "counter", "Requests refused by a limit, by reason",
                  _by("reason", throttled))
+    out.labelled("relay_http_connections_shed_total", "counter",
+                 "HTTP connections closed by a limit (header_timeout, body_timeout, pending_per_address)",
+                 _by("reason", counters.http_shed))
     out.labelled("relay_http_requests_total", "counter", "HTTP requests by method, route template and status",
                  (({"method": m, "route": r, "status": s}, n)
                   for (m, r, s), n in sorted(counters.http_requests.items())))
