@@ -91,6 +91,7 @@ class Settings:
     max_call_s: int = _f(3600, "Operator-set maximum call length, seconds.")
     # --- bridge (upstream client, call core, tools) ------------------------
     upstream_connect_timeout_s: float = _f(10.0, "Timeout for opening the upstream Realtime WebSocket.")
+    usage_checkpoint_s: float = _f(10.0, "Every this many seconds each live call's usage row is written (one row per call, upserted; a crash loses at most this much of a call); 0: only at the call's end.")
     upstream_heartbeat_s: float = _f(3.0, "After this long without a frame from the upstream relay pings it; no pong within half of it: the call ends `upstream_timeout` (a frozen upstream is found within 1.5x this).")
     upstream_slow_notice_s: float = _f(2.0, "An upstream handshake still pending after this long: the device gets an `upstream_slow` error event while relay keeps trying up to `upstream_connect_timeout_s`.")
     upstream_send_queue_max: int = _f(512, "Events queued per call toward the upstream before sends are refused.")

@@ -19,6 +19,7 @@ clock registration -- and records usage. ``wait_closed()`` returns when that is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -204,6 +205,12 @@ class Call(CallDriver):
         self.peer.send_event(orjson.dumps(event).decode())
 
     # -- inputs ----------------------------------------------------------------
+    def checkpoint_usage(self, now_wall: float) -> CallUsage:
+        """Usage so far, billed to the device's last sign of life (what a device_lost end bills)."""
+        until = self._seen_at_wall if self._liveness is not None and self._seen_at_wall else now_wall
+        return dataclasses.replace(self.usage, ended_at=max(min(until, now_wall), self.usage.started_at),
+                                   output_audio_s=self._audio_frames_out * 0.02)
+
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:
         if self.end_reason is not None:
             return

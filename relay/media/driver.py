@@ -20,6 +20,7 @@ and ``relay.edge.call.WsCall`` (a server client's WebSocket). They supply the ho
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -92,6 +93,10 @@ class CallDriver:
         self.upstream_slow_notice_s = 2.0
 
     # -- hooks ---------------------------------------------------------------------
+    def checkpoint_usage(self, now_wall: float) -> CallUsage:
+        """What the call has used so far, as of ``now_wall`` (a usage checkpoint; no I/O)."""
+        return dataclasses.replace(self.usage, ended_at=max(now_wall, self.usage.started_at))
+
     def _send_device(self, event: dict[str, Any]) -> None:
         raise NotImplementedError
 

@@ -38,6 +38,7 @@ from relay.web import keys
 from relay.web.errors import ApiError
 from relay.web.openapi import DEVICE_HEADERS
 from relay.web.sessions import server_timing
+from relay.web.usage_book import final_recorder, usage_ctx
 
 log = logging.getLogger("relay.media")
 
@@ -212,21 +213,8 @@ def tool_runner(plane: MediaPlane) -> Callable[[RunServerTool], Awaitable[str]]:
 
 
 def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsage], Awaitable[None]]:
-    """Records a finished call's usage row (also used by the WebSocket edge)."""
-
-    async def record(call: Any, usage: CallUsage) -> None:
-        db = app.get(keys.DB)
-        if db is None:
-            return
-        from relay.store.usage import record_usage
-
-        await record_usage(
-            db, session_id=call.id, client_id=device.client_id, workspace_id=device.workspace_id,
-            assistant_id=device.assistant.id, demo=device.demo, started_at=usage.started_at,
-            ended_at=usage.ended_at, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            input_audio_s=usage.input_audio_s, output_audio_s=usage.output_audio_s)
-
-    return record
+    """Records a finished call's usage row (also used by the WebSocket edge; checkpoints: relay.web.usage_book)."""
+    return final_recorder(app)
 
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
@@ -315,6 +303,7 @@ def setup(app: web.Application) -> None:
     metrics = MediaMetrics()
     app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
                             registry=CallRegistry(settings.max_calls, settings.max_calls_per_client))
+    app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)
