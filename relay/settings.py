@@ -113,6 +113,8 @@ class Settings:
     # --- media plane (WebRTC edge) -----------------------------------------
     max_calls: int = _f(200, "Live calls per worker process; `POST /v1/realtime` answers 503 beyond it.")
     max_calls_per_client: int = _f(10, "Live calls one client id may hold per worker (429 beyond it); 0: no limit (load tests with one id).")
+    max_half_open_calls: int = _f(150, "WebRTC calls per worker answered but not connected yet (each holds a slot up to `ice_connect_timeout_s`); beyond: 503 `capacity_exceeded`; 0: `max_calls`.")
+    max_half_open_calls_per_address: int = _f(100, "WebRTC calls from one address answered but not connected yet, whatever their client ids; beyond: 429 `too_many_pending_calls`; 0: no limit.")
     uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
     opus_complexity: int = _f(4, "libopus encoder complexity for the downlink, 0 (cheapest) .. 10 (see docs/media.md).")
     playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")

@@ -102,6 +102,7 @@ class Call(CallDriver):
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Call, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Call], None] = lambda call: None,
+        on_connected: Callable[[Call], None] = lambda call: None,
         max_playback_hz: int | None = None,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
@@ -119,6 +120,7 @@ class Call(CallDriver):
         self._event_bucket = TokenBucket(config.device_events_per_s, burst=config.device_events_per_s)
         self._audio_frames_out = 0
         self._messages_refused = 0
+        self._never_connected = False
         self._liveness: DeviceLiveness | None = None
         self._seen_packets = -1
         self._seen_at = 0.0  # loop time of the last sign of life from the device
@@ -135,6 +137,7 @@ class Call(CallDriver):
                                metrics=metrics)
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
                          on_message=self._on_device_message, on_closed=self._on_peer_closed,
+                         on_connected=lambda: on_connected(self),
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
                          dc_max_message_bytes=config.device_event_max_bytes,
                          on_message_refused=self._on_message_refused,
@@ -320,6 +323,7 @@ class Call(CallDriver):
     def _connect_deadline(self) -> None:
         if not self.peer.connected and self.end_reason is None:
             log.info("device did not connect within %.0f s", self.config.ice_connect_timeout_s, extra=self._log)
+            self._never_connected = True  # nothing to wait for at teardown: it cannot hear us
             self.end("ice_timeout")
 
     def _liveness_check(self) -> None:
@@ -375,7 +379,8 @@ class Call(CallDriver):
                 await self.upstream.close()
         finally:
             # a last error event reaches the device, even one still connecting
-            await self.peer.flush(timeout_s=0.5, await_channel_s=min(5.0, self.config.ice_connect_timeout_s))
+            await self.peer.flush(timeout_s=0.5, await_channel_s=0.0 if self._never_connected else
+                                  min(5.0, self.config.ice_connect_timeout_s))
             await self.peer.close()
             self._encoder.close()
             self.usage.ended_at = self.usage.ended_at or time.time()

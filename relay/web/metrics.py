@@ -40,7 +40,8 @@ log = logging.getLogger("relay.ops")
 
 SETUP_PATH = "/v1/realtime"
 # setup failures that are load shedding, shown again in relay_throttled_requests_total{reason}
-_SHED_CODES = {"capacity_exceeded": "call_capacity", "too_many_calls": "calls_per_client"}
+_SHED_CODES = {"capacity_exceeded": "call_capacity", "too_many_calls": "calls_per_client",
+               "too_many_pending_calls": "pending_calls_per_address"}
 
 OPENAPI = {
     "paths": {"/metrics": {"get": {
