@@ -72,6 +72,7 @@ class Settings:
         "Off: neither.",
     )
     auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429.")
+    auth_known_address_s: float = _f(7 * 86400.0, "An address where a client id (or API token) authenticated stays known this long: from there its secret is checked even while that id is over its failure budget, so attacks elsewhere cannot lock it out.")
     auth_fail_window_s: int = _f(60, "Window of the failed-secret throttle, seconds.")
     admin_token: str = _f("", "Bearer token of the admin HTTP API under `/admin/v1/`; empty disables it.", secret=True)
     metrics_token: str = _f("", "Bearer token for `GET /metrics` (Prometheus scrapes); empty: the admin token; both empty: 404.", secret=True)

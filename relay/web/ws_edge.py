@@ -23,7 +23,7 @@ import uuid
 from aiohttp import web
 
 from relay.assistants import resolve_default_assistant
-from relay.auth import THROTTLE, AuthThrottle
+from relay.auth import THROTTLE, AuthThrottle, rate_limited
 from relay.bridge.core import AUDIO_FORMATS
 from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
@@ -121,30 +121,28 @@ async def _authenticate_token(request: web.Request) -> Device:
     thr: AuthThrottle = app[THROTTLE]
     now = time.time()
     address = remote_address(request)
-    addr_key = "addr:" + address
-    wait = thr.by_address.retry_after_header(addr_key, now)
-    if wait:
-        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
     presented = _presented_token(request)
-    if not presented:
-        raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
-    tid = tokens_repo.token_id(presented)
-    tid_key = f"token:{tid}"
-    if tid is not None:
-        wait = thr.by_client.retry_after_header(tid_key, now)
-        if wait:
-            raise ApiError(429, "Too many failed attempts; retry later", "rate_limited",
-                           headers={"Retry-After": wait})
-    status, token = await tokens_repo.verify(db, presented)
-    if status == "revoked":
-        raise _unauthorized("This token has been revoked", "token_revoked")
-    if status != "ok" or token is None:
-        thr.by_address.failure(addr_key, now)
-        if status == "mismatch":
-            thr.by_client.failure(tid_key, now)
-        log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
-        raise _unauthorized("Invalid token", "invalid_token")
-    thr.by_client.success(tid_key)
+    tid = tokens_repo.token_id(presented) if presented else None
+    tid_key = f"token:{tid}" if tid is not None else None
+    # the device edge's throttle (relay.auth.AuthThrottle): refused before verifying, unless known here
+    attempt = thr.attempt(tid_key, address, now)
+    if attempt.refused:
+        raise rate_limited(app, *attempt.refused)
+    try:
+        if not presented:
+            raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
+        status, token = await tokens_repo.verify(db, presented)
+        if status == "revoked":
+            raise _unauthorized("This token has been revoked", "token_revoked")
+        if status != "ok" or token is None:
+            over = attempt.failed(key_counts=status == "mismatch")
+            log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
+            if over:
+                raise rate_limited(app, *over)
+            raise _unauthorized("Invalid token", "invalid_token")
+        attempt.succeeded()
+    finally:
+        attempt.release()
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY_S:
         await tokens_repo.touch(db, token.id, now=now)
     assistant = await _assistant_for(db, settings, token)
