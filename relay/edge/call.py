@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import deque
@@ -129,11 +128,6 @@ class WsCall(CallDriver):
         self.end_reason = reason
         self._ended.set()
         self._out_wakeup.set()
-
-    def checkpoint_usage(self, now_wall: float) -> CallUsage:
-        """Usage so far; billed up to where a ``client_timeout`` end would bill it."""
-        until = now_wall - self.config.heartbeat_s * 1.5
-        return dataclasses.replace(self.usage, ended_at=max(until, self.usage.started_at))
 
     # -- client side ----------------------------------------------------------------
     async def _read_loop(self) -> None:

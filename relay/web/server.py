@@ -132,6 +132,9 @@ class JsonErrorRequestHandler(RequestHandler):
             self._body = None
         if self._head_deadline is None and self._body is None:
             self._not_pending()  # a whole request arrived
+            if self._deadline_handle is not None:  # nothing to watch until the next request's first byte
+                self._deadline_handle.cancel()
+                self._deadline_handle = None
 
     def _arm(self, when: float) -> None:
         if self._deadline_handle is None:
