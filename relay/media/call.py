@@ -125,6 +125,7 @@ class Call(CallDriver):
         self._seen_packets = -1
         self._seen_at = 0.0  # loop time of the last sign of life from the device
         self._seen_at_wall = 0.0  # the same, wall clock (what usage is billed to)
+        self._liveness_due = 0.0  # loop time the next liveness check is due
         # downlink latency: when the first audio delta after an idle stretch arrived; matched with
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
         self._delta_mark: float | None = None
@@ -162,6 +163,7 @@ class Call(CallDriver):
         self._timers.append(self._loop.call_later(self.config.ice_connect_timeout_s, self._connect_deadline))
         if self.peer.pc is not None and self.config.device_liveness_timeout_s > 0:
             self._liveness = DeviceLiveness(self.peer.pc)
+            self._liveness_due = self._loop.time()
             self._liveness_check()
         self._arm_core_timer()
         self.metrics.calls_started += 1
@@ -333,7 +335,10 @@ class Call(CallDriver):
         timeout_s = self.config.device_liveness_timeout_s
         now = self._loop.time()
         packets = self._liveness.packets()
-        if packets != self._seen_packets or not self.peer.connected:
+        # a check running late means the loop stalled: datagrams may still wait in aiortc's queues
+        # (counted when its DTLS task runs), so a stall is not taken for the device's silence
+        stalled = now - self._liveness_due > timeout_s / 8
+        if packets != self._seen_packets or not self.peer.connected or stalled:
             self._seen_packets, self._seen_at, self._seen_at_wall = packets, now, time.time()
         elif now - self._seen_at >= timeout_s:
             log.info("nothing from the device for %.1f s; it is gone", now - self._seen_at, extra=self._log)
@@ -341,7 +346,8 @@ class Call(CallDriver):
             self.end_with_error("device_lost", f"Nothing arrived from the device for {timeout_s:g} s; "
                                                "the call ended.")
             return
-        self._timers.append(self._loop.call_later(timeout_s / 8, self._liveness_check))
+        self._liveness_due = now + timeout_s / 8
+        self._timers.append(self._loop.call_at(self._liveness_due, self._liveness_check))
         if len(self._timers) > 16:
             self._timers = [h for h in self._timers if not h.cancelled() and h.when() > now]
 

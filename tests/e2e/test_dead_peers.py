@@ -142,3 +142,18 @@ async def test_stalled_upstream_handshake_is_announced_and_retried_to_the_connec
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_stalled_event_loop_is_not_taken_for_a_lost_device(relay_factory):
+    """After the worker's loop stalls past the timeout, datagrams still wait in aiortc's queues: the
+    device is not declared lost for it."""
+    relay = await relay_factory(device_liveness_timeout_s=2.5)
+    device = relay.device()
+    await device.connect(audio_source=Muted())  # RTCP only: counted when aiortc's DTLS task runs
+    call = relay.plane.registry.calls()[0]
+    await asyncio.sleep(1.0)
+    time.sleep(3.0)  # noqa: ASYNC251 -- the stall under test: the whole loop (relay's and the device's) blocks
+    await asyncio.sleep(2.0)
+    assert call.end_reason is None and device.connected
+    await device.hangup()
+    await relay.wait_idle()
