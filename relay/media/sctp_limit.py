@@ -62,7 +62,7 @@ _PRIVATE = {
 
 #: a sender honouring the limit sends fragments of ~1,100-1,200 bytes (aiortc 1,160; browsers
 #: fill the path MTU); a message in more fragments than max_bytes / this is refused too
-MIN_FRAGMENT_BYTES = 512
+MIN_FRAGMENT_BYTES = 256
 #: incomplete fragments one stream may hold, in messages' worth
 MAX_PENDING_MESSAGES = 4
 
@@ -142,33 +142,47 @@ class MessageSizeLimit:
                 len(inbound.reassembly) >= self.max_pending_fragments:
             await self._refuse(chunk, inbound, size)
             return
-        if not chunk.flags & SCTP_DATA_LAST_FRAG:
+        tail = self._tail.get(sid)
+        if not chunk.flags & SCTP_DATA_LAST_FRAG and (tail is None or _tsn_gt(tsn, tail[0])):
             self._tail[sid] = (tsn, size, fragments)
         await self._original(chunk)
 
     def _message_so_far(self, sid: int, inbound: Any, chunk: Any) -> tuple[int, int]:
         """Bytes and fragments of ``chunk``'s message buffered so far, ``chunk`` included."""
         own = len(chunk.user_data)
-        if chunk.flags & SCTP_DATA_FIRST_FRAG:
-            return own, 1
         tail = self._tail.get(sid)
-        if tail is not None and (tail[0] + 1) % TSN_MODULO == chunk.tsn:
+        if tail is not None and (tail[0] + 1) % TSN_MODULO == chunk.tsn and not chunk.flags & SCTP_DATA_FIRST_FRAG:
             return tail[1] + own, tail[2] + 1  # the common case: the next fragment in order
-        # out of order: walk the consecutive TSNs before it back to the first fragment
-        size, fragments, expected = own, 1, (chunk.tsn - 1) % TSN_MODULO
-        for buffered in reversed(self._run_before(inbound, chunk.tsn)):
-            if buffered.tsn != expected:
-                break
-            size += len(buffered.user_data)
-            fragments += 1
-            if buffered.flags & SCTP_DATA_FIRST_FRAG:
-                break
-            expected = (expected - 1) % TSN_MODULO
+        # out of order (or a first fragment): the consecutive TSNs buffered around it, up to the
+        # message's first fragment before it and its last one after it
+        before = [c for c in inbound.reassembly if _tsn_gt(chunk.tsn, c.tsn)]
+        after = [c for c in inbound.reassembly if _tsn_gt(c.tsn, chunk.tsn)]
+        size, fragments = own, 1
+        if not chunk.flags & SCTP_DATA_FIRST_FRAG:
+            expected = (chunk.tsn - 1) % TSN_MODULO
+            for buffered in reversed(before):
+                if buffered.tsn != expected:
+                    break
+                size += len(buffered.user_data)
+                fragments += 1
+                if buffered.flags & SCTP_DATA_FIRST_FRAG:
+                    break
+                expected = (expected - 1) % TSN_MODULO
+        last_tsn = chunk.tsn
+        if not chunk.flags & SCTP_DATA_LAST_FRAG:
+            expected = (chunk.tsn + 1) % TSN_MODULO
+            for buffered in after:
+                if buffered.tsn != expected or buffered.flags & SCTP_DATA_FIRST_FRAG:
+                    break
+                size += len(buffered.user_data)
+                fragments += 1
+                last_tsn = buffered.tsn
+                if buffered.flags & SCTP_DATA_LAST_FRAG:
+                    break
+                expected = (expected + 1) % TSN_MODULO
+        if tail is not None and tail[0] == last_tsn:
+            self._tail[sid] = (last_tsn, size, fragments)  # the newest fragment's count, gap filled
         return size, fragments
-
-    @staticmethod
-    def _run_before(inbound: Any, tsn: int) -> list[Any]:
-        return [c for c in inbound.reassembly if _tsn_gt(tsn, c.tsn)]
 
     async def _refuse(self, chunk: Any, inbound: Any, size: int) -> None:
         """Drop the buffered fragments of ``chunk``'s message and refuse the rest of it."""

@@ -38,8 +38,11 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
     """Everything the server sent until it closed the connection (raises TimeoutError if it never does)."""
     data = b""
     async with asyncio.timeout(SAFETY_S):
-        while chunk := await reader.read(65536):
-            data += chunk
+        try:
+            while chunk := await reader.read(65536):
+                data += chunk
+        except ConnectionResetError:  # closed while the client was still writing: a reset, not a FIN
+            pass
     return data
 
 
