@@ -43,6 +43,27 @@ from relay.web.middleware import error_response
 
 log = logging.getLogger("relay.access")
 
+# name -> why; every private aiohttp name JsonErrorRequestHandler reads (aiohttp 3.14), checked by check_supported
+_PRIVATE = {
+    "RequestHandler._messages": "the request just parsed by data_received (its payload: is the body complete?)",
+    "RequestHandler._request_count": "did data_received complete a request line + headers?",
+    "BaseProtocol._upgraded": "a WebSocket after its upgrade: its own heartbeat watches it",
+    "RequestHandler._payload_parser": "set for an upgraded connection's WebSocket reader",
+    "RequestHandler._force_close": "the connection is already closing",
+    "BaseProtocol._reading_paused": "relay stopped reading a body (flow control): not the client's stall",
+}
+
+
+def check_supported() -> None:
+    """``RuntimeError`` if the installed aiohttp lacks a name ``ConnectionLimits`` relies on."""
+    from aiohttp.base_protocol import BaseProtocol
+
+    slots = {"RequestHandler": set(RequestHandler.__slots__), "BaseProtocol": set(BaseProtocol.__slots__)}
+    for name, why in _PRIVATE.items():
+        owner, attr = name.split(".")
+        if attr not in slots[owner]:
+            raise RuntimeError(f"unsupported aiohttp version: no {name} ({why})")
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
@@ -159,7 +180,7 @@ class JsonErrorRequestHandler(RequestHandler):
             self._arm(self._head_deadline)
         body = self._body
         if body is not None and not body.is_eof():
-            if getattr(self, "_reading_paused", False):
+            if self._reading_paused:
                 self._last_data = now  # relay is not reading it (flow control): not the client's stall
             due = self._last_data + limits.body_timeout_s
             if now >= due:
@@ -214,6 +235,8 @@ class RelayAppRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, *, limits: ConnectionLimits | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+        if limits is not None:
+            check_supported()
         self._limits = limits
 
     async def _make_server(self) -> Server:

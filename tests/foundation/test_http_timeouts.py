@@ -128,3 +128,10 @@ async def test_limits_of_serve_come_from_settings(tmp_path) -> None:
     limits = ConnectionLimits.from_settings(base_settings(tmp_path))
     assert limits == ConnectionLimits(header_timeout_s=10.0, body_timeout_s=10.0, keepalive_timeout_s=30.0,
                                       pending_per_address=1000)
+
+
+def test_the_aiohttp_private_names_used_are_there() -> None:
+    from relay.web import server
+
+    server.check_supported()
+    assert all("." in name for name in server._PRIVATE)
