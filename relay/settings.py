@@ -121,7 +121,7 @@ class Settings:
     playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")
     opus_bitrate_bps: int = _f(32000, "Downlink Opus bitrate, bits per second (mono voice).")
     ice_connect_timeout_s: float = _f(15.0, "A call whose device has not connected (ICE+DTLS) by then is dropped.")
-    device_liveness_timeout_s: float = _f(4.0, "A connected WebRTC device from which nothing (RTP, RTCP, SCTP, STUN) arrived for this long is gone: the call ends `device_lost`, billed to the last packet.")
+    device_liveness_timeout_s: float = _f(4.0, "A connected WebRTC device from which nothing (RTP, RTCP or SCTP; a muted device still sends RTCP about once a second) arrived for this long is gone: the call ends `device_lost`, billed to the last packet; 0: off.")
     datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")
     datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
     device_events_per_s: float = _f(50.0, "Data-channel events a device may send per second (burst the same); beyond: an error event, dropped.")
@@ -254,7 +254,22 @@ def load_settings(
     for name in ("port",):
         if not 0 <= getattr(settings, name) <= 65535:
             raise SettingsError(f"setting {name} out of range")
+    for name in _POSITIVE:
+        if not getattr(settings, name) > 0:
+            raise SettingsError(f"setting {name} must be positive")
+    for name in _NOT_NEGATIVE:
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"setting {name} must not be negative")
     return settings
+
+
+# limits and timeouts where 0 or less would switch protection off by accident or break it
+_POSITIVE = ("http_header_timeout_s", "http_body_timeout_s", "http_keepalive_timeout_s",
+             "http_pending_per_address_max", "upstream_heartbeat_s", "ws_heartbeat_s", "upstream_slow_notice_s",
+             "auth_known_address_s")
+# 0 documented as "off" / "no limit"
+_NOT_NEGATIVE = ("usage_checkpoint_s", "device_liveness_timeout_s", "max_half_open_calls",
+                 "max_half_open_calls_per_address")
 
 
 def markdown_table() -> str:

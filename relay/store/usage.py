@@ -83,6 +83,9 @@ async def record_usage_many(db: Any, rows: list[UsageRow]) -> None:
     """Upsert many calls' rows in one transaction (a checkpoint of every live call)."""
     if not rows:
         return
+    if len(rows) == 1:  # a call's final row: one statement, no transaction round trips
+        await db.execute(_UPSERT, *_args(rows[0]))
+        return
     async with db.transaction() as tx:
         for row in rows:
             await tx.execute(_UPSERT, *_args(row))

@@ -135,3 +135,12 @@ def test_the_aiohttp_private_names_used_are_there() -> None:
 
     server.check_supported()
     assert all("." in name for name in server._PRIVATE)
+
+
+@pytest.mark.parametrize("name", ["http_header_timeout_s", "http_body_timeout_s", "http_pending_per_address_max",
+                                  "upstream_heartbeat_s", "ws_heartbeat_s"])
+def test_protective_limits_cannot_be_switched_off_by_a_zero(tmp_path, name) -> None:
+    from relay.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=name):
+        base_settings(tmp_path, **{name: 0})
