@@ -26,6 +26,7 @@ async def test_unconnected_offers_are_capped_per_address_and_others_still_get_ca
     status, body = await offer_from(relay, "198.51.100.7")
     assert status == 429 and body["error"]["code"] == "too_many_pending_calls"
     assert relay.plane.registry.half_open == 3
+    assert relay.plane.metrics.setup_failures.get("too_many_pending_calls") == 1  # relay_call_setup_failures_total
     # another address still gets calls, up to the worker's half-open bound
     assert (await offer_from(relay, "203.0.113.9"))[0] == 201
     # a device that connects stops being half-open
