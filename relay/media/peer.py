@@ -97,7 +97,8 @@ class Peer:
                     raise OfferError(f"the SDP offer was rejected: {exc}", "invalid_sdp") from None
                 raise
             if pc.sctp is not None:  # the limit checked while reassembling = the answer's a=max-message-size
-                sctp_limit.MessageSizeLimit.install(pc.sctp, self._dc_max_message, self._on_message_refused)
+                sctp_limit.MessageSizeLimit.install(pc.sctp, self._dc_max_message, self._on_message_refused,
+                                                    self._log_extra)
             ice.install_gatherer(pc, self._port_range)  # host candidates bound without a resolver hop
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)

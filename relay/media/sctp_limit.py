@@ -100,8 +100,10 @@ class _Refused:
 
 
 class MessageSizeLimit:
-    def __init__(self, sctp: Any, max_bytes: int, on_refused: Callable[[int], None]) -> None:
+    def __init__(self, sctp: Any, max_bytes: int, on_refused: Callable[[int], None],
+                 log_extra: dict[str, str] | None = None) -> None:
         self._sctp = sctp
+        self._log_extra = log_extra or {}
         self.max_bytes = max_bytes
         self.max_fragments = max_bytes // MIN_FRAGMENT_BYTES + 2
         self.max_pending_fragments = self.max_fragments * MAX_PENDING_MESSAGES
@@ -113,9 +115,10 @@ class MessageSizeLimit:
         self.refused_messages = 0
 
     @classmethod
-    def install(cls, sctp: Any, max_bytes: int, on_refused: Callable[[int], None]) -> MessageSizeLimit:
+    def install(cls, sctp: Any, max_bytes: int, on_refused: Callable[[int], None],
+                log_extra: dict[str, str] | None = None) -> MessageSizeLimit:
         check_supported()
-        limit = cls(sctp, max_bytes, on_refused)
+        limit = cls(sctp, max_bytes, on_refused, log_extra)
         sctp._receive_data_chunk = limit._receive_data_chunk
         sctp.getCapabilities = lambda: RTCSctpCapabilities(maxMessageSize=max_bytes)
         return limit
@@ -216,7 +219,7 @@ class MessageSizeLimit:
         self._refused[sid] = refused
         self.refused_messages += 1
         log.warning("data-channel message over %d bytes (%d so far) refused while reassembling",
-                    self.max_bytes, size)
+                    self.max_bytes, size, extra=self._log_extra)
         self._on_refused(size)
         await self._drop(chunk, refused)
 
