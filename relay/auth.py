@@ -18,7 +18,8 @@ no secret (workspace not secretless, or enrolled)      401     ``missing_secret`
 secret < 32 or > 512 characters                        400     ``invalid_secret``
 first secret for the client (TOFU)                     ok      (enrolled)
 secret differs from the enrolled one                   401     ``invalid_secret``
-too many failed secrets (client id / address)          429     ``rate_limited`` + Retry-After
+too many failed secrets (client id / address), from an  429     ``rate_limited`` + Retry-After
+  address this client never authenticated from
 ``X-Assistant-Id`` unknown or in another workspace     404     ``assistant_not_found``
 ====================================================  ======  =======================
 
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -54,14 +57,100 @@ log = logging.getLogger("relay.auth")
 MAX_CLIENT_ID_CHARS = 128
 TOUCH_EVERY_S = 60.0  # last_seen_at is refreshed at most this often (no write per request)
 NOT_FOUND = "Client ID not found or not activated"
+MAX_KNOWN_ADDRESSES = 100_000  # (key, address) pairs remembered by AuthThrottle (oldest forgotten)
 
 
 class AuthThrottle:
-    """Failed-secret throttles of one process: per client id, and per remote address (x10)."""
+    """Failed-secret throttles of one process, shared by both edges (device secrets, API tokens).
+
+    Budgets: ``auth_fail_limit`` failures per window per key (a client id, a token id) and
+    ten times that per remote address. Over budget, attempts are refused (429) *before*
+    the secret is checked, so guessing is capped -- except from an address where that key
+    authenticated within ``auth_known_address_s``: there the secret is checked first and a
+    right one passes, so an attacker elsewhere (or hammering other client ids through the
+    same proxy or NAT) cannot lock the rightful device out. A wrong secret from a known
+    address over budget is still a 429. A success never resets a key's failures (an
+    attacker's budget does not refill because the device connected).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.by_client = FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window_s)
         self.by_address = FailureThrottle(settings.auth_fail_limit * 10, settings.auth_fail_window_s)
+        self.known_address_s = settings.auth_known_address_s
+        self._known: OrderedDict[str, float] = OrderedDict()  # "key address" -> last success
+
+    def known(self, key: str, address: str, now: float) -> bool:
+        seen = self._known.get(f"{key} {address}")
+        return seen is not None and now - seen < self.known_address_s
+
+    def _over(self, key: str | None, address: str, now: float) -> tuple[str, str] | None:
+        wait = self.by_address.retry_after_header("addr:" + address, now)
+        if wait:
+            return "auth_address", wait
+        if key is not None:
+            wait = self.by_client.retry_after_header(key, now)
+            if wait:
+                return "auth_client_id", wait
+        return None
+
+    def attempt(self, key: str | None, address: str, now: float) -> AuthAttempt:
+        """Start checking a secret for ``key`` from ``address``; ``AuthAttempt.refused`` says whether to
+        answer 429 without checking it. An attempt from an unknown address is charged as a failure up
+        front (given back unless it fails), so parallel guesses cannot overrun the budget while their
+        lookups are in flight. Settle it with ``failed``/``succeeded``; ``release`` gives back the rest."""
+        if key is not None and self.known(key, address, now):
+            return AuthAttempt(self, key, address, now, charged=False, refused=None)
+        refused = self._over(key, address, now)
+        if refused is None:
+            self.by_address.failure("addr:" + address, now)
+            if key is not None:
+                self.by_client.failure(key, now)
+        return AuthAttempt(self, key, address, now, charged=refused is None, refused=refused)
+
+    def remember(self, key: str, address: str, now: float) -> None:
+        pair = f"{key} {address}"
+        self._known[pair] = now
+        self._known.move_to_end(pair)
+        while len(self._known) > MAX_KNOWN_ADDRESSES:
+            self._known.popitem(last=False)
+
+
+@dataclass
+class AuthAttempt:
+    throttle: AuthThrottle
+    key: str | None
+    address: str
+    now: float
+    charged: bool  # failures already recorded (for the key and the address)
+    refused: tuple[str, str] | None  # (reason, Retry-After) when over budget: answer 429 unchecked
+
+    def failed(self, *, key_counts: bool = True) -> tuple[str, str] | None:
+        """A wrong secret (``key_counts``) or workspace key: counted; the 429 to answer (a known address
+        over budget) or None (401)."""
+        thr = self.throttle
+        if self.charged:
+            self.charged = False
+            if not key_counts and self.key is not None:
+                thr.by_client.undo(self.key, self.now)
+            return None
+        over = thr._over(self.key if key_counts else None, self.address, self.now)
+        thr.by_address.failure("addr:" + self.address, self.now)
+        if key_counts and self.key is not None:
+            thr.by_client.failure(self.key, self.now)
+        return over
+
+    def succeeded(self) -> None:
+        assert self.key is not None
+        self.release()
+        self.throttle.remember(self.key, self.address, self.now)
+
+    def release(self) -> None:
+        """Give back an up-front charge (the attempt ended neither wrong nor right: 400, 404, ...)."""
+        if self.charged:
+            self.charged = False
+            self.throttle.by_address.undo("addr:" + self.address, self.now)
+            if self.key is not None:
+                self.throttle.by_client.undo(self.key, self.now)
 
 
 THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
@@ -75,7 +164,7 @@ def _throttle(app: web.Application) -> AuthThrottle:
     return thr
 
 
-def _rate_limited(app: web.Application, reason: str, retry_after: str) -> ApiError:
+def rate_limited(app: web.Application, reason: str, retry_after: str) -> ApiError:
     counters = counters_of(app)
     if counters is not None:
         counters.throttle(reason)
@@ -116,7 +205,6 @@ async def authenticate(request: web.Request, *, require_workspace_key: bool = Fa
 async def _authenticate(request: web.Request, require_workspace_key: bool) -> Device:
     app = request.app
     settings: Settings = app[keys.SETTINGS]
-    db: Database = app[keys.DB]
     headers = request.headers
     now = time.time()
 
@@ -137,10 +225,21 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
 
     thr = _throttle(app)
     address = remote_address(request)
-    addr_key = "addr:" + address
-    wait = thr.by_address.retry_after_header(addr_key, now)
-    if wait:
-        raise _rate_limited(app, "auth_address", wait)
+    client_key = "client:" + client_id
+    attempt = thr.attempt(client_key, address, now)
+    if attempt.refused:
+        raise rate_limited(app, *attempt.refused)
+    try:
+        return await _check_client(request, attempt, client_id, require_workspace_key, now)
+    finally:
+        attempt.release()
+
+
+async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: str, require_workspace_key: bool,
+                        now: float) -> Device:
+    app, headers, address = request.app, request.headers, attempt.address
+    settings: Settings = app[keys.SETTINGS]
+    db: Database = app[keys.DB]
 
     ws_key = headers.get("X-Workspace-Key")
     if require_workspace_key and not ws_key:
@@ -149,7 +248,7 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
     if ws_key:
         key_workspace = await workspaces_repo.by_key(db, ws_key)
         if key_workspace is None:
-            thr.by_address.failure(addr_key, now)
+            attempt.failed(key_counts=False)
             raise ApiError(401, "Invalid X-Workspace-Key", "invalid_workspace_key")
 
     # one query: the client, its workspace and its assistant (relay/store/device_auth.py)
@@ -168,13 +267,8 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
     if client is None or client.status != "active":
         raise ApiError(404, NOT_FOUND, "client_not_found")
     if key_workspace is not None and key_workspace.id != client.workspace_id:
-        thr.by_address.failure(addr_key, now)
+        attempt.failed(key_counts=False)
         raise ApiError(401, "X-Workspace-Key does not match this client's workspace", "invalid_workspace_key")
-
-    client_key = "client:" + client.id
-    wait = thr.by_client.retry_after_header(client_key, now)
-    if wait:
-        raise _rate_limited(app, "auth_client_id", wait)
 
     if key_workspace is not None:
         workspace: Workspace | None = key_workspace
@@ -197,11 +291,12 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
             if not client.enrolled:  # lost an enrolment race: check against the winner's secret
                 client = await clients_repo.get(db, client.id)
             if not clients_repo.secret_matches(client, secret):
-                thr.by_client.failure(client_key, now)
-                thr.by_address.failure(addr_key, now)
+                over = attempt.failed()
                 log.warning("invalid client secret", extra={"client_id": client.id, "remote": address})
+                if over:  # from an address it is known at: verified, and still over budget
+                    raise rate_limited(app, *over)
                 raise ApiError(401, "Invalid client secret", "invalid_secret")
-            thr.by_client.success(client_key)
+        attempt.succeeded()
 
     if not enrolled_now and (client.last_seen_at is None or now - client.last_seen_at >= TOUCH_EVERY_S):
         await clients_repo.touch(db, client.id, now=now)

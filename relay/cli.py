@@ -65,12 +65,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
 
     from relay.store.db import DatabaseError
     from relay.web.app import create_app
-    from relay.web.server import RelayAppRunner
+    from relay.web.server import ConnectionLimits, RelayAppRunner
 
     origins = origins or {}
     app = create_app(settings)
     runner = RelayAppRunner(
-        app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
+        app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s, limits=ConnectionLimits.from_settings(settings),
         max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
     )
     stop = stop or asyncio.Event()

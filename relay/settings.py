@@ -63,6 +63,10 @@ class Settings:
     max_sdp_bytes: int = _f(32 * 1024, "Largest accepted SDP offer.")
     max_upload_bytes: int = _f(10 * 1024 * 1024, "Largest accepted file upload (voice clone audio).")
     max_header_bytes: int = _f(8190, "Largest accepted request line / header field.")
+    http_header_timeout_s: float = _f(10.0, "A connection that has not sent a whole request line and headers this long after it opened (or after the first byte of its next request) is closed.")
+    http_body_timeout_s: float = _f(10.0, "A request body that makes no progress for this long is abandoned and its connection closed.")
+    http_keepalive_timeout_s: float = _f(30.0, "An idle keep-alive connection (between requests) is closed after this long.")
+    http_pending_per_address_max: int = _f(1000, "Connections one address may hold open that have not delivered a whole request yet; beyond it new ones are closed at once (WebSocket calls and connections between requests do not count).")
 
     # --- device authentication -------------------------------------------
     demo_mode: bool = _f(False, "Honour `X-Demo-Mode: true` (bypasses client validation). Off by default.")
@@ -74,6 +78,7 @@ class Settings:
         "Off: neither.",
     )
     auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429.")
+    auth_known_address_s: float = _f(7 * 86400.0, "An address where a client id (or API token) authenticated stays known this long: from there its secret is checked even while that id is over its failure budget, so attacks elsewhere cannot lock it out.")
     auth_fail_window_s: int = _f(60, "Window of the failed-secret throttle, seconds.")
     admin_token: str = _f("", "Bearer token of the admin HTTP API under `/admin/v1/`; empty disables it.", secret=True)
     metrics_token: str = _f("", "Bearer token for `GET /metrics` (Prometheus scrapes); empty: the admin token; both empty: 404.", secret=True)
@@ -93,9 +98,12 @@ class Settings:
     max_call_s: int = _f(3600, "Operator-set maximum call length, seconds.")
     # --- bridge (upstream client, call core, tools) ------------------------
     upstream_connect_timeout_s: float = _f(10.0, "Timeout for opening the upstream Realtime WebSocket.")
+    usage_checkpoint_s: float = _f(10.0, "Every this many seconds each live call's usage row is written (one row per call, upserted; a crash loses at most this much of a call); 0: only at the call's end.")
+    upstream_heartbeat_s: float = _f(3.0, "After this long without a frame from the upstream relay pings it; no pong within half of it: the call ends `upstream_timeout` (a frozen upstream is found within 1.5x this).")
+    upstream_slow_notice_s: float = _f(2.0, "An upstream handshake still pending after this long: the device gets an `upstream_slow` error event while relay keeps trying up to `upstream_connect_timeout_s`.")
     upstream_send_queue_max: int = _f(512, "Events queued per call toward the upstream before sends are refused.")
     upstream_recycle_s: int = _f(3300, "Replace a call's upstream session after this long (OpenAI expires them at 60 min).")
-    device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device.")
+    device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device (the answer's a=max-message-size; refused while SCTP reassembles it, 3 refusals end the call).")
     tool_timeout_s: float = _f(10.0, "Timeout of a server-side tool's webhook POST.")
     tool_max_response_bytes: int = _f(64 * 1024, "Largest accepted webhook response body.")
     tool_allow_private: bool = _f(False, "Allow tool webhooks on private/loopback addresses (off: refused).")
@@ -112,11 +120,14 @@ class Settings:
     # --- media plane (WebRTC edge) -----------------------------------------
     max_calls: int = _f(200, "Live calls per worker process; `POST /v1/realtime` answers 503 beyond it.")
     max_calls_per_client: int = _f(10, "Live calls one client id may hold per worker (429 beyond it); 0: no limit (load tests with one id).")
+    max_half_open_calls: int = _f(150, "WebRTC calls per worker answered but not connected yet (each holds a slot up to `ice_connect_timeout_s`); beyond: 503 `capacity_exceeded`; 0: `max_calls`.")
+    max_half_open_calls_per_address: int = _f(100, "WebRTC calls from one address answered but not connected yet, whatever their client ids; beyond: 429 `too_many_pending_calls`; 0: no limit.")
     uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
     opus_complexity: int = _f(4, "libopus encoder complexity for the downlink, 0 (cheapest) .. 10 (see docs/media.md).")
     playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")
     opus_bitrate_bps: int = _f(32000, "Downlink Opus bitrate, bits per second (mono voice).")
     ice_connect_timeout_s: float = _f(15.0, "A call whose device has not connected (ICE+DTLS) by then is dropped.")
+    device_liveness_timeout_s: float = _f(4.0, "A connected WebRTC device from which nothing (RTP, RTCP or SCTP; a muted device still sends RTCP about once a second) arrived for this long is gone: the call ends `device_lost`, billed to the last packet; 0: off.")
     datachannel_queue_max: int = _f(256, "Events kept for the device while its data channel is not open yet.")
     datachannel_max_buffered_bytes: int = _f(1 << 20, "Events to a device not reading its data channel are dropped past this backlog.")
     device_events_per_s: float = _f(50.0, "Data-channel events a device may send per second (burst the same); beyond: an error event, dropped.")
@@ -127,6 +138,7 @@ class Settings:
     downlink_dtx: bool = _f(False, "Discontinuous transmission: while the assistant is silent send one frame per 400 ms instead of 50/s (saves CPU and bandwidth; devices must tolerate RTP gaps, as browsers do).")
 
     # --- WebSocket edge for server clients (seed 003) -------------------------
+    ws_heartbeat_s: float = _f(3.0, "After this long without a frame from a WebSocket client relay pings it; no pong within half of it: the call ends `client_timeout`, billed to the last frame.")
     ws_events_per_s: float = _f(200.0, "Events a WebSocket client (`GET /v1/realtime`) may send per second, audio appends included (burst the same); beyond: an error event, dropped.")
     ws_bytes_per_s: int = _f(1 << 20, "Bytes a WebSocket client may send per second (burst: the same or one largest event); beyond: an error event, dropped.")
     ws_send_backlog_bytes: int = _f(8 << 20, "Events queued to a WebSocket client that does not read; past it the call ends (`client_too_slow`).")
@@ -316,7 +328,22 @@ def load_settings(
     for name in ("port",):
         if not 0 <= getattr(settings, name) <= 65535:
             raise SettingsError(f"setting {name} out of range")
+    for name in _POSITIVE:
+        if not getattr(settings, name) > 0:
+            raise SettingsError(f"setting {name} must be positive")
+    for name in _NOT_NEGATIVE:
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"setting {name} must not be negative")
     return settings
+
+
+# limits and timeouts where 0 or less would switch protection off by accident or break it
+_POSITIVE = ("http_header_timeout_s", "http_body_timeout_s", "http_keepalive_timeout_s",
+             "http_pending_per_address_max", "upstream_heartbeat_s", "ws_heartbeat_s", "upstream_slow_notice_s",
+             "auth_known_address_s")
+# 0 documented as "off" / "no limit"
+_NOT_NEGATIVE = ("usage_checkpoint_s", "device_liveness_timeout_s", "max_half_open_calls",
+                 "max_half_open_calls_per_address")
 
 
 def markdown_table() -> str:

@@ -60,6 +60,18 @@ class FailureThrottle:
             self._fails.move_to_end(key)
         times.append(now)
 
+    def undo(self, key: str, now: float) -> None:
+        """Take back one failure recorded at ``now`` (an attempt charged up front that did not fail)."""
+        times = self._fails.get(key)
+        if times is None:
+            return
+        try:
+            times.remove(now)
+        except ValueError:
+            return
+        if not times:
+            del self._fails[key]
+
     def success(self, key: str) -> None:
         """Forget ``key``'s failures (the rightful owner proved itself)."""
         self._fails.pop(key, None)

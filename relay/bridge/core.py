@@ -315,14 +315,14 @@ class CallCore:
             self._recycle_at = now + self._recycle_after_s
             self._recycle_hard_at = self._recycle_at + min(300.0, self._recycle_after_s * 0.05 + 30.0)
 
-    def on_upstream_closed(self, reason: str, now: float) -> None:
-        """The current upstream failed or closed: tell the device (``error`` event), end the call."""
+    def on_upstream_closed(self, reason: str, now: float, code: str = "upstream_closed") -> None:
+        """The current upstream failed or closed: tell the device (``error`` event ``code``), end the call."""
         if self.ended:
             return
         log.warning("upstream closed: %s", reason, extra={"session_id": self.log_id})
-        self._device_error(f"The assistant's upstream connection ended: {reason}", code="upstream_closed",
+        self._device_error(f"The assistant's upstream connection ended: {reason}", code=code,
                            etype="server_error")
-        self._end("upstream_closed")
+        self._end(code)
 
     def on_device_closed(self, now: float) -> None:
         self._end("device_closed")

@@ -59,6 +59,7 @@ CLOSE_CODES = {
     "internal_error": aiohttp.WSCloseCode.INTERNAL_ERROR,
     "server_shutdown": aiohttp.WSCloseCode.GOING_AWAY,
     "client_too_slow": aiohttp.WSCloseCode.POLICY_VIOLATION,
+    "upstream_timeout": aiohttp.WSCloseCode.INTERNAL_ERROR,
 }
 _AUDIO_DELTAS = frozenset({"response.audio.delta", "response.output_audio.delta"})
 
@@ -73,6 +74,8 @@ class WsCallConfig:
     bytes_per_s: int = 1 << 20
     send_backlog_bytes: int = 8 << 20
     client_dialect: str = "beta"  # chosen at the handshake (relay.web.ws_edge.handshake_dialect)
+    upstream_slow_notice_s: float = 2.0
+    heartbeat_s: float = 3.0  # the socket's aiohttp heartbeat (set by the edge); used to bill a client_timeout
 
 
 class WsCall(CallDriver):
@@ -99,6 +102,7 @@ class WsCall(CallDriver):
         # the worker's call counters, shared with WebRTC calls (GET /metrics: relay_calls_*)
         self.metrics = metrics if metrics is not None else MediaMetrics()
         self.config = config
+        self.upstream_slow_notice_s = config.upstream_slow_notice_s
         self.core: CallCore = CallCore(device.assistant, now=self._loop.time(), audio_format=config.audio_format,
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
                              device_dialect=config.client_dialect,
@@ -155,7 +159,13 @@ class WsCall(CallDriver):
                 if self.end_reason is not None:
                     return
         finally:
-            if self.end_reason is None:
+            if self.end_reason is None and isinstance(self.ws.exception(), asyncio.TimeoutError):
+                # no frame, then no pong to relay's ping: the client is gone (frozen, or its path is)
+                silent_s = self.config.heartbeat_s * 1.5
+                log.info("client silent for %g s (no pong); ending the call", silent_s, extra=self._log)
+                self.usage.ended_at = time.time() - silent_s  # billed to its last frame
+                self.end("client_timeout")
+            elif self.end_reason is None:
                 code = self.ws.close_code
                 log.info("client closed the socket (code %s)", code, extra=self._log)
                 self.core.on_device_closed(self._loop.time())
@@ -315,7 +325,7 @@ class WsCall(CallDriver):
                 if self.upstream is not None:
                     await self.upstream.close()
             finally:
-                self.usage.ended_at = time.time()
+                self.usage.ended_at = self.usage.ended_at or time.time()
                 self.metrics.calls_ended += 1
                 bump(self.metrics.calls_ended_by_reason, self.end_reason or "ended")
                 log.info("websocket call ended: %s", self.end_reason, extra=self._log)

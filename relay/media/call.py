@@ -19,6 +19,7 @@ clock registration -- and records usage. ``wait_closed()`` returns when that is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, EncodeJob, PacketTrack
 from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage, error_event
+from relay.media.liveness import DeviceLiveness
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
 from relay.media.ratelimit import TokenBucket
@@ -47,6 +49,7 @@ DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device'
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
 #: data-channel labels whose devices are answered in GA until they speak (OpenAI's WebRTC clients)
 GA_CHANNEL_LABELS = frozenset({"oai-events"})
+MESSAGE_TOO_LARGE_STRIKES = 3  # oversized data-channel messages a device may send before it loses the call
 PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 s at 40 ms)
 
 
@@ -82,6 +85,8 @@ class CallConfig:
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
     recycle_after_s: float | None = 3300.0
     device_event_max_bytes: int = 256 * 1024
+    upstream_slow_notice_s: float = 2.0
+    device_liveness_timeout_s: float = 4.0  # connected, then nothing from the device this long: device_lost
 
 
 class Call(CallDriver):
@@ -100,6 +105,7 @@ class Call(CallDriver):
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Call, CallUsage], Awaitable[None]] | None = None,
         on_finished: Callable[[Call], None] = lambda call: None,
+        on_connected: Callable[[Call], None] = lambda call: None,
         max_playback_hz: int | None = None,
         downlink_fec: bool = False,
     ) -> None:
@@ -107,6 +113,7 @@ class Call(CallDriver):
                          tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
         self.codec = codec
         self.config = config
+        self.upstream_slow_notice_s = config.upstream_slow_notice_s
         self.metrics = metrics
         self._clock = clock
         self.upstream: Upstream | None = None
@@ -116,6 +123,13 @@ class Call(CallDriver):
         self._tearing_down = False
         self._event_bucket = TokenBucket(config.device_events_per_s, burst=config.device_events_per_s)
         self._audio_frames_out = 0
+        self._messages_refused = 0
+        self._never_connected = False
+        self._liveness: DeviceLiveness | None = None
+        self._seen_packets = -1
+        self._seen_at = 0.0  # loop time of the last sign of life from the device
+        self._seen_at_wall = 0.0  # the same, wall clock (what usage is billed to)
+        self._liveness_due = 0.0  # loop time the next liveness check is due
         # downlink latency: when the first audio delta after an idle stretch arrived; matched with
         # the first frame that leaves for the device (dropped if that audio never plays, e.g. muted)
         self._delta_mark: float | None = None
@@ -130,7 +144,10 @@ class Call(CallDriver):
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
                          on_message=self._on_device_message, on_closed=self._on_peer_closed,
                          on_first_channel=self._on_first_channel,
+                         on_connected=lambda: on_connected(self),
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
+                         dc_max_message_bytes=config.device_event_max_bytes,
+                         on_message_refused=self._on_message_refused,
                          public_ip=config.ice_public_ip, port_range=config.ice_port_range, log_extra=self._log)
 
     # -- start ---------------------------------------------------------------
@@ -150,6 +167,10 @@ class Call(CallDriver):
             raise
         self._clock.register(self)
         self._timers.append(self._loop.call_later(self.config.ice_connect_timeout_s, self._connect_deadline))
+        if self.peer.pc is not None and self.config.device_liveness_timeout_s > 0:
+            self._liveness = DeviceLiveness(self.peer.pc)
+            self._liveness_due = self._loop.time()
+            self._liveness_check()
         self._arm_core_timer()
         self.metrics.calls_started += 1
         self._task = self._loop.create_task(self._run(), name=f"call {self.id}")
@@ -210,6 +231,12 @@ class Call(CallDriver):
         self.peer.rewrite_pending(to_ga)
 
     # -- inputs ----------------------------------------------------------------
+    def checkpoint_usage(self, now_wall: float) -> CallUsage:
+        """Usage so far, billed to the device's last sign of life (what a device_lost end bills)."""
+        until = self._seen_at_wall if self._liveness is not None and self._seen_at_wall else now_wall
+        return dataclasses.replace(self.usage, ended_at=max(min(until, now_wall), self.usage.started_at),
+                                   output_audio_s=self._audio_frames_out * 0.02)
+
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:
         if self.end_reason is not None:
             return
@@ -234,6 +261,23 @@ class Call(CallDriver):
             return
         self.core.on_device_message(raw, now)
         self._perform()
+
+    def _on_message_refused(self, size: int) -> None:
+        """A data-channel message passed the limit while SCTP reassembled it (dropped unread)."""
+        if self.end_reason is not None:
+            return
+        self.metrics.dc_messages_too_large += 1
+        self._messages_refused += 1
+        limit = self.config.device_event_max_bytes
+        if self._messages_refused >= MESSAGE_TOO_LARGE_STRIKES:
+            log.warning("device sent %d messages over %d bytes; ending the call", self._messages_refused, limit,
+                        extra=self._log)
+            self.end_with_error("message_too_large",
+                                f"Repeated messages over the limit of {limit} bytes (a=max-message-size); "
+                                "the call ended.", "invalid_request_error")
+            return
+        self._send_device(error_event(f"Message of more than {limit} bytes (a=max-message-size) refused; "
+                                      "it was dropped.", "message_too_large", "invalid_request_error"))
 
     def _on_peer_closed(self, reason: str) -> None:
         if self.end_reason is not None:
@@ -312,7 +356,31 @@ class Call(CallDriver):
             reason = self.peer.connect_timeout_reason()
             log.info("device did not connect within %.0f s (%s)", self.config.ice_connect_timeout_s, reason,
                      extra=self._log)
+            self._never_connected = True  # nothing to wait for at teardown: it cannot hear us
             self.end(reason)
+
+    def _liveness_check(self) -> None:
+        """Every 1/8 of the liveness timeout: has anything arrived from the device since the last look?"""
+        if self.end_reason is not None or self._liveness is None:
+            return
+        timeout_s = self.config.device_liveness_timeout_s
+        now = self._loop.time()
+        packets = self._liveness.packets()
+        # a check running late means the loop stalled: datagrams may still wait in aiortc's queues
+        # (counted when its DTLS task runs), so a stall is not taken for the device's silence
+        stalled = now - self._liveness_due > timeout_s / 8
+        if packets != self._seen_packets or not self.peer.connected or stalled:
+            self._seen_packets, self._seen_at, self._seen_at_wall = packets, now, time.time()
+        elif now - self._seen_at >= timeout_s:
+            log.info("nothing from the device for %.1f s; it is gone", now - self._seen_at, extra=self._log)
+            self.usage.ended_at = self._seen_at_wall  # billed to its last sign of life
+            self.end_with_error("device_lost", f"Nothing arrived from the device for {timeout_s:g} s; "
+                                               "the call ended.")
+            return
+        self._liveness_due = now + timeout_s / 8
+        self._timers.append(self._loop.call_at(self._liveness_due, self._liveness_check))
+        if len(self._timers) > 16:
+            self._timers = [h for h in self._timers if not h.cancelled() and h.when() > now]
 
     # -- end ---------------------------------------------------------------------
     def end(self, reason: str) -> None:
@@ -348,10 +416,11 @@ class Call(CallDriver):
                 await self.upstream.close()
         finally:
             # a last error event reaches the device, even one still connecting
-            await self.peer.flush(timeout_s=0.5, await_channel_s=min(5.0, self.config.ice_connect_timeout_s))
+            await self.peer.flush(timeout_s=0.5, await_channel_s=0.0 if self._never_connected else
+                                  min(5.0, self.config.ice_connect_timeout_s))
             await self.peer.close()
             self._encoder.close()
-            self.usage.ended_at = time.time()
+            self.usage.ended_at = self.usage.ended_at or time.time()
             self.usage.output_audio_s = self._audio_frames_out * 0.02
             if self.core is not None:
                 self.metrics.frames_out_trimmed += self.core.trimmed_frames

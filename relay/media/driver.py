@@ -20,6 +20,7 @@ and ``relay.edge.call.WsCall`` (a server client's WebSocket). They supply the ho
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -95,8 +96,14 @@ class CallDriver:
         self._core_deadline: float | None = None
         self._closed = asyncio.Event()
         self._flood_reported_at = float("-inf")
+        #: an upstream handshake pending this long gets the device an ``upstream_slow`` notice (subclasses set it)
+        self.upstream_slow_notice_s = 2.0
 
     # -- hooks ---------------------------------------------------------------------
+    def checkpoint_usage(self, now_wall: float) -> CallUsage:
+        """What the call has used so far, as of ``now_wall`` (a usage checkpoint; no I/O)."""
+        return dataclasses.replace(self.usage, ended_at=max(now_wall, self.usage.started_at))
+
     def _send_device(self, event: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -143,6 +150,7 @@ class CallDriver:
         """Connect the upstream, then feed its events to the core until it or the call ends."""
         core = self.core
         assert core is not None
+        notice = self._loop.call_later(self.upstream_slow_notice_s, self._upstream_slow)
         try:
             upstream = self.upstream = await self._upstream_factory(self.device.assistant, self.id)
             await upstream.connect()
@@ -151,6 +159,8 @@ class CallDriver:
         except Exception as exc:  # UpstreamError and friends: tell the device, end cleanly
             self._on_upstream_connect_failed(exc)
             return
+        finally:
+            notice.cancel()
         if self.end_reason is not None:
             return
         self._upstream_open = True
@@ -174,9 +184,16 @@ class CallDriver:
         if self.end_reason is None:
             reason = self.upstream.close_reason or "upstream closed"
             self._logger.info("upstream ended: %s", reason, extra=self._log)
-            core.on_upstream_closed(reason, self._loop.time())  # error event to the device + EndCall
+            code = "upstream_timeout" if getattr(self.upstream, "timed_out", False) else "upstream_closed"
+            core.on_upstream_closed(reason, self._loop.time(), code)  # error event to the device + EndCall
             self._perform()
-            self.end("upstream_closed")
+            self.end(code)
+
+    def _upstream_slow(self) -> None:
+        """The upstream handshake is still pending: tell the device (the connect goes on to its timeout)."""
+        if self.end_reason is None:
+            self._logger.info("upstream handshake pending after %g s", self.upstream_slow_notice_s, extra=self._log)
+            self._send_device(error_event("The assistant is slow to answer; still connecting.", "upstream_slow"))
 
     async def _recycle(self, reason: str) -> None:
         """Replace the upstream socket (the core replays configuration and history on the new one)."""

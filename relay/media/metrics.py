@@ -64,6 +64,7 @@ class MediaMetrics:
     rtp_in_bad: int = 0
     rtp_in_flood: int = 0
     dc_events_refused: int = 0
+    dc_messages_too_large: int = 0  # device messages refused while reassembling (over a=max-message-size)
     frames_out: int = 0
     frames_out_silent: int = 0
     frames_out_dropped: int = 0

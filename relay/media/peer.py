@@ -15,8 +15,11 @@ channel is the one events go to; messages from every channel reach
 The owner (``relay.media.call.Call``) learns of the end through ``on_closed(reason)``:
 ``device_closed`` (peer closed), ``ice_failed``, ``dtls_failed`` (logged with the TLS alert,
 counted in ``MediaMetrics.dtls_failures``), ``sctp_failed`` (the association closed before any
-data channel opened), ``datachannel_closed``. ``close()`` is idempotent and frees every aiortc
-resource. relay's first DTLS flight is resent early when unanswered (``relay.media.handshake``).
+data channel opened), ``datachannel_closed``. relay's first DTLS flight is resent early when
+unanswered (``relay.media.handshake``). A data-channel message over ``dc_max_message_bytes``
+(the answer's ``a=max-message-size``) is refused while SCTP reassembles it
+(``relay.media.sctp_limit``): ``on_message_refused(bytes_so_far)``, and the message never
+reaches ``on_message``. ``close()`` is idempotent and frees every aiortc resource.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from relay.media import downlink, dtls, handshake, ice, uplink
+from relay.media import downlink, dtls, handshake, ice, sctp_limit, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
 from relay.media.downlink import PacketTrack
 from relay.media.metrics import MediaMetrics, bump
@@ -52,6 +55,8 @@ class Peer:
         on_first_channel: Callable[[str], None] = lambda label: None,
         dc_queue_max: int = 256,
         dc_max_buffered_bytes: int = 1 << 20,
+        dc_max_message_bytes: int = 256 * 1024,
+        on_message_refused: Callable[[int], None] = lambda size: None,
         public_ip: str = "",
         port_range: tuple[int, int] | None = None,
         log_extra: dict[str, str] | None = None,
@@ -67,6 +72,8 @@ class Peer:
         self._channel_seen = False
         self._pending: deque[str] = deque(maxlen=dc_queue_max)
         self._dc_max_buffered = dc_max_buffered_bytes
+        self._dc_max_message = dc_max_message_bytes
+        self._on_message_refused = on_message_refused
         self._channels: list[RTCDataChannel] = []
         self._log_extra = log_extra or {}
         self._public_ip = public_ip
@@ -97,6 +104,9 @@ class Peer:
                 if type(exc).__module__.startswith("aiortc"):
                     raise OfferError(f"the SDP offer was rejected: {rejection_reason(exc)}", "invalid_sdp") from None
                 raise
+            if pc.sctp is not None:  # the limit checked while reassembling = the answer's a=max-message-size
+                sctp_limit.MessageSizeLimit.install(pc.sctp, self._dc_max_message, self._on_message_refused,
+                                                    self._log_extra)
             ice.install_gatherer(pc, self._port_range)  # host candidates bound without a resolver hop
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)

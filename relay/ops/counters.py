@@ -28,6 +28,7 @@ class OpsCounters:
         self.http_requests: dict[tuple[str, str, str], int] = {}  # (method, route, status)
         self.auth_failures: dict[str, int] = {}  # error code -> count
         self.throttled: dict[str, int] = {}  # reason -> count
+        self.http_shed: dict[str, int] = {}  # reason -> connections closed by relay.web.server's limits
 
     def http_request(self, request: web.Request, status: int) -> None:
         route = request.match_info.route.resource
@@ -40,6 +41,9 @@ class OpsCounters:
 
     def throttle(self, reason: str) -> None:
         bump(self.throttled, reason)
+
+    def http_connection_shed(self, reason: str) -> None:
+        bump(self.http_shed, reason)
 
 
 OPS = web.AppKey("ops_counters", OpsCounters)

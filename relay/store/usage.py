@@ -1,4 +1,9 @@
-"""Usage rows: one per finished call, written by the media plane (#3) with ``record_usage``."""
+"""Usage rows: one per call, written by the media plane (#3) with ``record_usage``.
+
+A call's row is keyed by its session id (``usage_row_id``): checkpoints while the call
+runs (``record_usage_many``, batched in one transaction) and the final write at its end
+all upsert the same row, so a crash loses at most one checkpoint interval of a call.
+"""
 
 from __future__ import annotations
 
@@ -25,27 +30,65 @@ class UsageRow:
     output_audio_s: float
 
 
-async def record_usage(db: Executor, *, session_id: str | None, client_id: str | None, started_at: float,
-                       ended_at: float, input_tokens: int = 0, output_tokens: int = 0, input_audio_s: float = 0.0,
-                       output_audio_s: float = 0.0, workspace_id: str | None = None,
-                       assistant_id: str | None = None, demo: bool = False) -> UsageRow:
-    """Record one call's usage (tokens from ``response.done`` usage; audio seconds each way)."""
+_USAGE_IDS = uuid.UUID("6f1d7f3e-3c55-4f0e-9a43-7a2b8c1e5d20")  # namespace of usage row ids
+
+_UPSERT = (
+    "INSERT INTO usage (id, session_id, client_id, workspace_id, assistant_id, demo, started_at, ended_at, "
+    "input_tokens, output_tokens, input_audio_s, output_audio_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, input_tokens = excluded.input_tokens, "
+    "output_tokens = excluded.output_tokens, input_audio_s = excluded.input_audio_s, "
+    "output_audio_s = excluded.output_audio_s"
+)
+
+
+def usage_row_id(session_id: str | None) -> str:
+    """The id of a call's usage row: derived from its session id (one row per call), random without one."""
+    return str(uuid.uuid5(_USAGE_IDS, session_id)) if session_id else str(uuid.uuid4())
+
+
+def usage_row(*, session_id: str | None, client_id: str | None, started_at: float, ended_at: float,
+              input_tokens: int = 0, output_tokens: int = 0, input_audio_s: float = 0.0, output_audio_s: float = 0.0,
+              workspace_id: str | None = None, assistant_id: str | None = None, demo: bool = False) -> UsageRow:
+    """A validated row (``ValueError`` for an end before the start or negative counts)."""
     if ended_at < started_at:
         raise ValueError("ended_at before started_at")
     if min(input_tokens, output_tokens) < 0 or min(input_audio_s, output_audio_s) < 0:
         raise ValueError("usage counts must not be negative")
-    row = UsageRow(id=str(uuid.uuid4()), session_id=session_id, client_id=client_id, workspace_id=workspace_id,
-                   assistant_id=assistant_id, demo=bool(demo), started_at=float(started_at),
-                   ended_at=float(ended_at), input_tokens=int(input_tokens), output_tokens=int(output_tokens),
-                   input_audio_s=float(input_audio_s), output_audio_s=float(output_audio_s))
+    return UsageRow(id=usage_row_id(session_id), session_id=session_id, client_id=client_id,
+                    workspace_id=workspace_id, assistant_id=assistant_id, demo=bool(demo),
+                    started_at=float(started_at), ended_at=float(ended_at), input_tokens=int(input_tokens),
+                    output_tokens=int(output_tokens), input_audio_s=float(input_audio_s),
+                    output_audio_s=float(output_audio_s))
+
+
+def _args(row: UsageRow) -> tuple[Any, ...]:
+    return (row.id, row.session_id, row.client_id, row.workspace_id, row.assistant_id, row.demo, row.started_at,
+            row.ended_at, row.input_tokens, row.output_tokens, row.input_audio_s, row.output_audio_s)
+
+
+async def record_usage(db: Executor, *, session_id: str | None, client_id: str | None, started_at: float,
+                       ended_at: float, input_tokens: int = 0, output_tokens: int = 0, input_audio_s: float = 0.0,
+                       output_audio_s: float = 0.0, workspace_id: str | None = None,
+                       assistant_id: str | None = None, demo: bool = False) -> UsageRow:
+    """Record (upsert) one call's usage (tokens from ``response.done`` usage; audio seconds each way)."""
+    row = usage_row(session_id=session_id, client_id=client_id, started_at=started_at, ended_at=ended_at,
+                    input_tokens=input_tokens, output_tokens=output_tokens, input_audio_s=input_audio_s,
+                    output_audio_s=output_audio_s, workspace_id=workspace_id, assistant_id=assistant_id, demo=demo)
     # one statement, no read-back: every call's teardown writes one, 20 a second under churn
-    await db.execute(
-        "INSERT INTO usage (id, session_id, client_id, workspace_id, assistant_id, demo, started_at, ended_at, "
-        "input_tokens, output_tokens, input_audio_s, output_audio_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row.id, row.session_id, row.client_id, row.workspace_id, row.assistant_id, row.demo, row.started_at,
-        row.ended_at, row.input_tokens, row.output_tokens, row.input_audio_s, row.output_audio_s,
-    )
+    await db.execute(_UPSERT, *_args(row))
     return row
+
+
+async def record_usage_many(db: Any, rows: list[UsageRow]) -> None:
+    """Upsert many calls' rows in one transaction (a checkpoint of every live call)."""
+    if not rows:
+        return
+    if len(rows) == 1:  # a call's final row: one statement, no transaction round trips
+        await db.execute(_UPSERT, *_args(rows[0]))
+        return
+    async with db.transaction() as tx:
+        for row in rows:
+            await tx.execute(_UPSERT, *_args(row))
 
 
 def _row(row: dict[str, Any]) -> UsageRow:

@@ -94,10 +94,14 @@ class UpstreamClient:
     """
 
     def __init__(self, session: aiohttp.ClientSession, request: ConnectRequest, *,
-                 connect_timeout_s: float = 10.0, send_queue_max: int = 512, log_id: str = "") -> None:
+                 connect_timeout_s: float = 10.0, send_queue_max: int = 512, log_id: str = "",
+                 heartbeat_s: float = 3.0) -> None:
         self._session = session
         self._request = request
         self._connect_timeout_s = connect_timeout_s
+        self._heartbeat_s = heartbeat_s
+        #: the socket ended because the upstream stopped answering pings (frozen, or the path is gone)
+        self.timed_out = False
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=send_queue_max)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -113,7 +117,7 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 self._ws = await self._session.ws_connect(
-                    self._request.url, headers=self._request.headers, autoping=True, heartbeat=30.0,
+                    self._request.url, headers=self._request.headers, autoping=True, heartbeat=self._heartbeat_s,
                     max_msg_size=MAX_UPSTREAM_MESSAGE_BYTES, compress=0)
         except TimeoutError:
             raise UpstreamError(f"upstream connect timed out after {self._connect_timeout_s:g} s") from None
@@ -166,8 +170,13 @@ class UpstreamClient:
                 else:
                     log.warning("upstream sent a non-event message", extra={"session_id": self._log_id})
             elif msg.type == aiohttp.WSMsgType.ERROR:
-                self.close_reason = self.close_reason or f"upstream error: {self._ws.exception()!r}"
                 break
+        exc = self._ws.exception()
+        if isinstance(exc, aiohttp.ServerTimeoutError) and self.close_reason is None:  # no pong in heartbeat_s / 2
+            self.timed_out = True
+            self.close_reason = f"upstream stopped answering (no pong {self._heartbeat_s * 1.5:g} s into its silence)"
+        elif exc is not None:
+            self.close_reason = self.close_reason or f"upstream error: {exc!r}"
         if self.close_reason is None:
             code = self._ws.close_code
             self.close_reason = f"upstream closed (code {code})" if code is not None else "upstream closed"

@@ -40,7 +40,8 @@ log = logging.getLogger("relay.ops")
 
 SETUP_PATH = "/v1/realtime"
 # setup failures that are load shedding, shown again in relay_throttled_requests_total{reason}
-_SHED_CODES = {"capacity_exceeded": "call_capacity", "too_many_calls": "calls_per_client"}
+_SHED_CODES = {"capacity_exceeded": "call_capacity", "too_many_calls": "calls_per_client",
+               "too_many_pending_calls": "pending_calls_per_address"}
 
 OPENAPI = {
     "paths": {"/metrics": {"get": {
@@ -170,6 +171,9 @@ def render(app: web.Application) -> bytes:
                 media.dc_events_out)
     out.counter("relay_datachannel_events_refused_total", "Device messages refused by the per-call event rate",
                 media.dc_events_refused)
+    out.counter("relay_datachannel_messages_too_large_total",
+                "Device data-channel messages refused while reassembling (over a=max-message-size)",
+                media.dc_messages_too_large)
     out.counter("relay_datachannel_events_dropped_total",
                 "Events to devices dropped (backlog, channel closing, larger than the device accepts)",
                 media.dc_events_dropped)
@@ -194,6 +198,9 @@ def render(app: web.Application) -> bytes:
                  "Refused device authentications and operator tokens, by error code", _by("code", counters.auth_failures))
     out.labelled("relay_throttled_requests_total", "counter", "Requests refused by a limit, by reason",
                  _by("reason", throttled))
+    out.labelled("relay_http_connections_shed_total", "counter",
+                 "HTTP connections closed by a limit (header_timeout, body_timeout, pending_per_address)",
+                 _by("reason", counters.http_shed))
     out.labelled("relay_http_requests_total", "counter", "HTTP requests by method, route template and status",
                  (({"method": m, "route": r, "status": s}, n)
                   for (m, r, s), n in sorted(counters.http_requests.items())))

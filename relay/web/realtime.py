@@ -32,12 +32,14 @@ from relay.media.call import Call, CallConfig, CallUsage
 from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, opus_wants_fec, parse_offer
 from relay.media.metrics import MediaMetrics
-from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached
+from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached, HalfOpenLimitReached
 from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
+from relay.web.middleware import remote_address
 from relay.web.openapi import DEVICE_HEADERS
 from relay.web.sessions import server_timing
+from relay.web.usage_book import final_recorder, usage_ctx
 
 log = logging.getLogger("relay.media")
 
@@ -117,6 +119,8 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         max_call_s=limit_s,
         recycle_after_s=float(settings.upstream_recycle_s) if settings.upstream_recycle_s > 0 else None,
         device_event_max_bytes=settings.device_event_max_bytes,
+        upstream_slow_notice_s=settings.upstream_slow_notice_s,
+        device_liveness_timeout_s=settings.device_liveness_timeout_s,
     )
 
 
@@ -151,7 +155,8 @@ async def post_realtime(request: web.Request) -> web.Response:
     except OfferError as exc:
         raise ApiError(400, str(exc), exc.code) from None
     client_id = device.client_id
-    admit_call(plane, client_id, settings.max_calls_per_client, holder="client")
+    address = remote_address(request)  # half-open calls are bounded per address (relay/media/registry.py)
+    admit_call(plane, client_id, settings.max_calls_per_client, holder="client", address=address)
     call_id = "call_" + uuid.uuid4().hex
     try:
         call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc), opus_wants_fec(desc))
@@ -159,17 +164,17 @@ async def post_realtime(request: web.Request) -> web.Response:
         answer = await call.start(offer)
         t3 = time.perf_counter()
     except OfferError as exc:
-        plane.registry.release(client_id)
+        plane.registry.release(client_id, address)
         raise ApiError(400, str(exc), exc.code) from None
     except ice.NoFreePort:
-        plane.registry.release(client_id)
+        plane.registry.release(client_id, address)
         plane.metrics.calls_rejected += 1
         raise ApiError(503, "No free media port on this server; try again shortly", "capacity_exceeded",
                        headers={"Retry-After": "1"}) from None
     except BaseException:
-        plane.registry.release(client_id)
+        plane.registry.release(client_id, address)
         raise
-    plane.registry.add(call)
+    plane.registry.add(call, address)
     return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
                         headers={"X-Session-Id": call_id, "Server-Timing": server_timing(auth=t1 - t0, answer=t3 - t2)})
 
@@ -187,7 +192,8 @@ def upstream_factory(plane: MediaPlane) -> Callable[[Any, str], Awaitable[Any]]:
         request = connect_request(assistant, local_url=local_url)
         assert plane.http is not None
         return UpstreamClient(plane.http, request, connect_timeout_s=settings.upstream_connect_timeout_s,
-                              send_queue_max=settings.upstream_send_queue_max, log_id=log_id)
+                              send_queue_max=settings.upstream_send_queue_max, log_id=log_id,
+                              heartbeat_s=settings.upstream_heartbeat_s)
 
     return factory
 
@@ -209,21 +215,8 @@ def tool_runner(plane: MediaPlane) -> Callable[[RunServerTool], Awaitable[str]]:
 
 
 def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsage], Awaitable[None]]:
-    """Records a finished call's usage row (also used by the WebSocket edge)."""
-
-    async def record(call: Any, usage: CallUsage) -> None:
-        db = app.get(keys.DB)
-        if db is None:
-            return
-        from relay.store.usage import record_usage
-
-        await record_usage(
-            db, session_id=call.id, client_id=device.client_id, workspace_id=device.workspace_id,
-            assistant_id=device.assistant.id, demo=device.demo, started_at=usage.started_at,
-            ended_at=usage.ended_at, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            input_audio_s=usage.input_audio_s, output_audio_s=usage.output_audio_s)
-
-    return record
+    """Records a finished call's usage row (also used by the WebSocket edge; checkpoints: relay.web.usage_book)."""
+    return final_recorder(app)
 
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
@@ -231,7 +224,8 @@ def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any
     return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
                 tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
-                on_finished=plane.registry.remove, max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
+                on_finished=plane.registry.remove, on_connected=plane.registry.connected,
+                max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
 
 
 def _needs_local_assistant(settings: Settings) -> bool:
@@ -240,10 +234,19 @@ def _needs_local_assistant(settings: Settings) -> bool:
 
 
 
-def admit_call(plane: MediaPlane, client_id: str, max_per_client: int, *, holder: str) -> None:
-    """Take a registry slot for ``client_id`` (both edges), or raise the documented 503 / 429."""
+def admit_call(plane: MediaPlane, client_id: str, max_per_client: int, *, holder: str,
+               address: str | None = None) -> None:
+    """Take a registry slot for ``client_id`` (both edges; a WebRTC offer gives its ``address``: half-open
+    until connected), or raise the documented 503 / 429."""
     try:
-        plane.registry.admit(client_id)
+        plane.registry.admit(client_id, address)
+    except HalfOpenLimitReached as exc:
+        plane.metrics.calls_rejected += 1
+        if exc.per_address:
+            raise ApiError(429, "Too many calls from this address have not connected yet; connect them first",
+                           "too_many_pending_calls", headers={"Retry-After": "5"}) from None
+        raise ApiError(503, "This server has too many calls still connecting; try again shortly",
+                       "capacity_exceeded", headers={"Retry-After": "1"}) from None
     except CallLimitReached:
         plane.metrics.calls_rejected += 1
         raise ApiError(503, "This server is at its call limit; try again shortly", "capacity_exceeded",
@@ -311,7 +314,10 @@ def setup(app: web.Application) -> None:
         raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
     metrics = MediaMetrics()
     app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
-                            registry=CallRegistry(settings.max_calls, settings.max_calls_per_client))
+                            registry=CallRegistry(settings.max_calls, settings.max_calls_per_client,
+                                                  max_half_open=settings.max_half_open_calls,
+                                                  max_half_open_per_address=settings.max_half_open_calls_per_address))
+    app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)

@@ -31,7 +31,7 @@ import uuid
 from aiohttp import web
 
 from relay.assistants import resolve_default_assistant
-from relay.auth import THROTTLE, AuthThrottle
+from relay.auth import THROTTLE, AuthThrottle, rate_limited
 from relay.bridge.core import AUDIO_FORMATS
 from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
@@ -54,7 +54,6 @@ TOUCH_EVERY_S = 60.0  # last_used_at is refreshed at most this often
 #: the largest frame read at all; frames between ``device_event_max_bytes`` and this get an error
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
 HARD_FRAME_FACTOR = 4
-HEARTBEAT_S = 30.0
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 _E = {c: {"$ref": f"#/components/responses/E{c}"} for c in (400, 401, 404, 429, 503)}
@@ -180,30 +179,28 @@ async def _authenticate_token(request: web.Request) -> Device:
     thr: AuthThrottle = app[THROTTLE]
     now = time.time()
     address = remote_address(request)
-    addr_key = "addr:" + address
-    wait = thr.by_address.retry_after_header(addr_key, now)
-    if wait:
-        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
     presented = _presented_token(request)
-    if not presented:
-        raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
-    tid = tokens_repo.token_id(presented)
-    tid_key = f"token:{tid}"
-    if tid is not None:
-        wait = thr.by_client.retry_after_header(tid_key, now)
-        if wait:
-            raise ApiError(429, "Too many failed attempts; retry later", "rate_limited",
-                           headers={"Retry-After": wait})
-    status, token = await tokens_repo.verify(db, presented)
-    if status == "revoked":
-        raise _unauthorized("This token has been revoked", "token_revoked")
-    if status != "ok" or token is None:
-        thr.by_address.failure(addr_key, now)
-        if status == "mismatch":
-            thr.by_client.failure(tid_key, now)
-        log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
-        raise _unauthorized("Invalid token", "invalid_token")
-    thr.by_client.success(tid_key)
+    tid = tokens_repo.token_id(presented) if presented else None
+    tid_key = f"token:{tid}" if tid is not None else None
+    # the device edge's throttle (relay.auth.AuthThrottle): refused before verifying, unless known here
+    attempt = thr.attempt(tid_key, address, now)
+    if attempt.refused:
+        raise rate_limited(app, *attempt.refused)
+    try:
+        if not presented:
+            raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
+        status, token = await tokens_repo.verify(db, presented)
+        if status == "revoked":
+            raise _unauthorized("This token has been revoked", "token_revoked")
+        if status != "ok" or token is None:
+            over = attempt.failed(key_counts=status == "mismatch")
+            log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
+            if over:
+                raise rate_limited(app, *over)
+            raise _unauthorized("Invalid token", "invalid_token")
+        attempt.succeeded()
+    finally:
+        attempt.release()
     request[TOKEN_DIALECT] = token.client_dialect
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY_S:
         await tokens_repo.touch(db, token.id, now=now)
@@ -222,6 +219,8 @@ def ws_call_config(settings: Settings, audio_format: str, client_dialect: str = 
         bytes_per_s=settings.ws_bytes_per_s,
         send_backlog_bytes=settings.ws_send_backlog_bytes,
         client_dialect=client_dialect,
+        heartbeat_s=settings.ws_heartbeat_s,
+        upstream_slow_notice_s=settings.upstream_slow_notice_s,
     )
 
 
@@ -229,7 +228,7 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     plane = request.app[MEDIA]
     settings = plane.settings
     ws = web.WebSocketResponse(max_msg_size=settings.device_event_max_bytes * HARD_FRAME_FACTOR,
-                               heartbeat=HEARTBEAT_S, autoping=True, compress=False, timeout=2.0)
+                               heartbeat=settings.ws_heartbeat_s, autoping=True, compress=False, timeout=2.0)
     if not ws.can_prepare(request).ok:
         raise ApiError(426, "GET /v1/realtime is a WebSocket endpoint: send an Upgrade: websocket request "
                             "(WebRTC devices POST their SDP offer instead)", "websocket_required",

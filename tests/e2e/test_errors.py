@@ -109,6 +109,8 @@ async def test_bad_events_get_error_events_and_the_call_goes_on(relay_factory):
         device.channel.send("{not json")
         device.channel.send('["a list"]')
         device.send_event({"type": "no.such.event"})
+        # over the answer's a=max-message-size (16 KiB here): the device's aiortc would refuse to send it
+        device.pc.sctp._remote_max_message_size = 0
         device.channel.send(orjson.dumps({"type": "conversation.item.create", "pad": "x" * 100_000}).decode())
         async with asyncio.timeout(15):
             while "output_audio_buffer.stopped" not in [e["type"] for e in events]:  # noqa: ASYNC110 -- polling state that has no event
@@ -118,6 +120,7 @@ async def test_bad_events_get_error_events_and_the_call_goes_on(relay_factory):
     errors = [e["error"] for e in events if e["type"] == "error"]
     codes = [e.get("code") for e in errors]
     assert "invalid_json" in codes and "invalid_event" in codes and "invalid_event_type" in codes
+    assert "message_too_large" in codes
     assert len(errors) >= 4, errors
     # and the call still works: the utterance after the bad events is echoed
     segments = capture.segments()

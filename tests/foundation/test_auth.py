@@ -209,36 +209,49 @@ async def test_assistant_resolution_and_override(app: TestClient) -> None:
     assert (await _device(app, device_headers(plain, secret))).assistant.id == other.id
 
 
-async def test_failed_secrets_throttled_per_client(app: TestClient) -> None:
+def _from(address: str, headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "X-Forwarded-For": address}
+
+
+async def test_failed_secrets_throttled_per_client(make_app) -> None:
+    app = await make_app(auth_fail_limit=3, auth_fail_window_s=60, trust_forwarded_for=True)
+    device, attacker = "192.0.2.10", "198.51.100.7"
     cid = await new_client(app)
     secret = new_secret()
-    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    assert (await post_session(app, _from(device, device_headers(cid, secret))))[0] == 200
     for _ in range(3):
-        assert (await post_session(app, device_headers(cid, new_secret())))[0] == 401
-    status, body, headers = await post_session(app, device_headers(cid, secret))  # even the right one waits
+        assert (await post_session(app, _from(attacker, device_headers(cid, new_secret()))))[0] == 401
+    # over budget: refused before the secret is checked (guessing is capped) ...
+    status, body, headers = await post_session(app, _from(attacker, device_headers(cid, secret)))
     assert_error(status, body, 429, "rate_limited")
     assert 1 <= int(headers["Retry-After"]) <= 60
+    # ... except from where the device authenticated: its right secret passes, a wrong one is a 429
+    assert (await post_session(app, _from(device, device_headers(cid, secret))))[0] == 200
+    status, body, _ = await post_session(app, _from(device, device_headers(cid, new_secret())))
+    assert_error(status, body, 429, "rate_limited")
+    assert (await post_session(app, _from(device, device_headers(cid, secret))))[0] == 200
     # other clients are unaffected
     other = await new_client(app)
     assert (await post_session(app, device_headers(other, new_secret())))[0] == 200
 
 
-async def test_throttle_window_expires(app: TestClient) -> None:
+async def test_throttle_window_expires(make_app) -> None:
     from relay.auth import THROTTLE
 
+    app = await make_app(auth_fail_limit=3, auth_fail_window_s=60, trust_forwarded_for=True)
     cid = await new_client(app)
     secret = new_secret()
-    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    assert (await post_session(app, _from("192.0.2.10", device_headers(cid, secret))))[0] == 200
     for _ in range(3):
-        assert (await post_session(app, device_headers(cid, new_secret())))[0] == 401
-    assert (await post_session(app, device_headers(cid, secret)))[0] == 429
+        assert (await post_session(app, _from("198.51.100.7", device_headers(cid, new_secret()))))[0] == 401
+    assert (await post_session(app, _from("203.0.113.5", device_headers(cid, secret))))[0] == 429
     # age the recorded failures past the window (the throttle is sans-I/O: times are data)
     thr = app.server.app[THROTTLE]
     for throttle in (thr.by_client, thr.by_address):
         for times in throttle._fails.values():
             for i in range(len(times)):
                 times[i] -= 61
-    assert (await post_session(app, device_headers(cid, secret)))[0] == 200
+    assert (await post_session(app, _from("203.0.113.5", device_headers(cid, secret))))[0] == 200
 
 
 async def test_failed_secrets_throttled_per_address(make_app) -> None:

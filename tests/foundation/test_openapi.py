@@ -99,7 +99,7 @@ async def test_real_responses_match(app: TestClient) -> None:
     for _ in range(2):
         assert (await call("POST", "/v1/realtime/sessions", json=body, headers=device_headers(cid, new_secret())))[0] \
             == 401
-    assert (await call("POST", "/v1/realtime/sessions", json=body, headers=device_headers(cid, secret)))[0] == 429
+    assert (await call("POST", "/v1/realtime/sessions", json=body, headers=device_headers(cid, new_secret())))[0] == 429
 
     # ops
     assert (await call("GET", "/healthz"))[0] == 200

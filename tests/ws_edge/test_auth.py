@@ -179,3 +179,23 @@ async def test_openapi_documents_the_websocket_and_token_admin(edge) -> None:
     assert {p["name"] for p in ws["get"]["parameters"]} == {"token", "audio_format", "dialect", "model"}
     assert "/admin/v1/tokens" in doc["paths"] and "ApiToken" in doc["components"]["schemas"]
     assert edge.app[keys.SETTINGS].admin_token == ADMIN
+
+
+async def test_a_token_gets_through_where_it_is_known_and_both_edges_count_refusals(edge_factory) -> None:
+    from relay.ops.counters import OPS
+
+    edge = await edge_factory(auth_fail_limit=2, auth_fail_window_s=60)
+    token = await edge.token()
+    tid = token.split(".")[0]
+    conn = await edge.connect(token)  # used from this address: known here from now on
+    assert (await conn.recv())["type"] == "session.created"
+    await conn.ws.close()
+    for _ in range(2):
+        assert (await edge.handshake_error(tid + ".guess-guess-guess"))[0] == 401
+    status, body, _ = await edge.handshake_error(tid + ".guess-guess-guess")  # over budget: still checked,
+    assert (status, body["error"]["code"]) == (429, "rate_limited")           # still refused
+    conn = await edge.connect(token)  # the owner is not locked out
+    assert (await conn.recv())["type"] == "session.created"
+    await conn.ws.close()
+    assert edge.app[OPS].throttled.get("auth_client_id", 0) >= 1  # counted like the device edge's
+    await edge.wait_idle()

@@ -1,0 +1,49 @@
+"""Signs of life from a WebRTC device: is anything still arriving from it?
+
+A device that vanishes (unplugged, out of range, crashed) sends no close: aiortc
+notices only when ICE consent fails, ~30 s later, and the call was billed for them.
+A live device sends RTP while unmuted and RTCP reports about once a second in any
+case (a muted device too), and SCTP for its data channel. All of these arrive
+through the peer's DTLS transport, whose receive counter aiortc and relay's direct
+uplink path (``relay.media.rtp_in``) both bump; ``DeviceLiveness.packets()`` reads it.
+(STUN consent checks, ~every 5 s, arrive beside it and are not counted: RTCP alone
+arrives five times as often.)
+
+Every private aiortc name used is in ``_PRIVATE`` (written against aiortc 1.16).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+# name -> why; every private aiortc name this module touches
+_PRIVATE = {
+    "_RTCDtlsTransport__rx_packets": "RTCDtlsTransport: datagrams received over DTLS/SRTP (RTP, RTCP, SCTP), "
+                                     "the device's signs of life; also bumped by relay.media.rtp_in",
+}
+
+
+def check_supported() -> None:
+    if "_RTCDtlsTransport__rx_packets" not in RTCDtlsTransport.__init__.__code__.co_names:
+        raise RuntimeError(f"unsupported aiortc version: no _RTCDtlsTransport__rx_packets "
+                           f"({_PRIVATE['_RTCDtlsTransport__rx_packets']})")
+
+
+class DeviceLiveness:
+    """Counts what arrived from one peer connection's device (RTP, RTCP, SCTP)."""
+
+    def __init__(self, pc: Any) -> None:
+        check_supported()
+        transports: dict[int, RTCDtlsTransport] = {}
+        for transceiver in pc.getTransceivers():
+            transport = transceiver.receiver.transport
+            if transport is not None:
+                transports[id(transport)] = transport
+        if pc.sctp is not None:
+            transports[id(pc.sctp.transport)] = pc.sctp.transport
+        self._transports = list(transports.values())
+
+    def packets(self) -> int:
+        return sum(t._RTCDtlsTransport__rx_packets for t in self._transports)

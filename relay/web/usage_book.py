@@ -1,0 +1,113 @@
+"""Usage of every call, written while it runs and at its end (both edges).
+
+``UsageBook`` (one per worker, ``app[USAGE]``) upserts one row per call
+(``relay.store.usage``): every ``usage_checkpoint_s`` one transaction with a row for
+each live call (``call.checkpoint_usage(now)``: what it has used so far), and the final
+row when the call ends. A ``relay serve`` killed (kill -9, OOM, power) so loses at most
+one interval of each live call instead of all of it.
+
+The media path never waits on the database: the checkpoint task reads a few numbers
+from each call (no await between them) and writes from its own task; a slow database
+delays the next checkpoint, never a packet. Writes are serialised by one lock, and a
+checkpoint takes no call that has started ending, so a checkpoint never overwrites a
+final row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from relay.media.driver import CallUsage
+from relay.store.usage import UsageRow, record_usage_many, usage_row
+from relay.web import keys
+
+log = logging.getLogger("relay.store")
+
+
+def _row(call: Any, usage: CallUsage) -> UsageRow:
+    device = call.device
+    return usage_row(session_id=call.id, client_id=device.client_id, workspace_id=device.workspace_id,
+                     assistant_id=device.assistant.id, demo=device.demo, started_at=usage.started_at,
+                     ended_at=max(usage.ended_at, usage.started_at), input_tokens=usage.input_tokens,
+                     output_tokens=usage.output_tokens, input_audio_s=usage.input_audio_s,
+                     output_audio_s=usage.output_audio_s)
+
+
+class UsageBook:
+    def __init__(self, db: Any, calls: Callable[[], Iterable[Any]], checkpoint_s: float) -> None:
+        self._db = db
+        self._calls = calls
+        self.checkpoint_s = checkpoint_s
+        self._lock = asyncio.Lock()
+        self.checkpoints = 0  # checkpoint transactions written
+        self.checkpoint_failures = 0
+
+    async def record_final(self, call: Any, usage: CallUsage) -> None:
+        """The call's final row (after which no checkpoint touches it)."""
+        row = _row(call, usage)
+        async with self._lock:
+            await record_usage_many(self._db, [row])
+
+    async def checkpoint(self) -> int:
+        """Upsert a row for every live call; returns how many."""
+        async with self._lock:
+            now = time.time()
+            rows = [_row(call, call.checkpoint_usage(now)) for call in self._calls()
+                    if call.end_reason is None and getattr(call, "core", None) is not None]
+            await record_usage_many(self._db, rows)
+        self.checkpoints += 1
+        return len(rows)
+
+    async def run(self) -> None:
+        """Checkpoint every ``checkpoint_s`` until cancelled (errors are logged; the next one retries)."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + self.checkpoint_s
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += self.checkpoint_s
+            try:
+                await self.checkpoint()
+            except Exception:
+                self.checkpoint_failures += 1
+                log.exception("usage checkpoint failed")
+            next_at = max(next_at, loop.time())  # a slow database delays, never bunches, checkpoints
+
+
+USAGE = web.AppKey("usage_book", UsageBook)
+
+
+async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The cleanup_ctx running the worker's ``UsageBook`` (after the database opened, before the media
+    plane: at cleanup the plane's calls end, and are recorded, before the book stops)."""
+    from relay.web.realtime import MEDIA
+
+    db = app.get(keys.DB)
+    if db is None:
+        yield
+        return
+    checkpoint_s = app[keys.SETTINGS].usage_checkpoint_s
+    book = app[USAGE] = UsageBook(db, lambda: app[MEDIA].registry.calls(), checkpoint_s)
+    task = asyncio.create_task(book.run(), name="usage checkpoints") if checkpoint_s > 0 else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def final_recorder(app: web.Application) -> Callable[[Any, CallUsage], Awaitable[None]]:
+    async def record(call: Any, usage: CallUsage) -> None:
+        book = app.get(USAGE)
+        if book is not None:
+            await book.record_final(call, usage)
+
+    return record
