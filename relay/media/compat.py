@@ -59,6 +59,8 @@ _DTLS = "aiortc.rtcdtlstransport.RTCDtlsTransport"
 _CERT = "aiortc.rtcdtlstransport.RTCCertificate"
 _PC = "aiortc.rtcpeerconnection.RTCPeerConnection"
 _CONN = "aioice.ice.Connection"
+_SCTP = "aiortc.rtcsctptransport.RTCSctpTransport"
+_INBOUND = "aiortc.rtcsctptransport.InboundStream"
 
 TABLE: tuple[Private, ...] = (
     # RTCRtpReceiver: the uplink sink in place of the jitter buffer, receive() without the decoder thread
@@ -96,7 +98,8 @@ TABLE: tuple[Private, ...] = (
     Private("_rx_srtp", _DTLS, ATTR, "media.rtp_in", "the inbound pylibsrtp.Session"),
     Private("_tx_srtp", _DTLS, ATTR, "media.rtp_out", "the outbound pylibsrtp.Session"),
     Private("_RTCDtlsTransport__rx_bytes", _DTLS, ATTR, "media.rtp_in", "transport stats counter"),
-    Private("_RTCDtlsTransport__rx_packets", _DTLS, ATTR, "media.rtp_in", "transport stats counter"),
+    Private("_RTCDtlsTransport__rx_packets", _DTLS, ATTR, "media.rtp_in, media.handshake, media.liveness",
+            "transport stats counter; the device's signs of life (RTP, RTCP, SCTP)"),
     Private("_RTCDtlsTransport__tx_bytes", _DTLS, ATTR, "media.rtp_out", "transport stats counter"),
     Private("_RTCDtlsTransport__tx_packets", _DTLS, ATTR, "media.rtp_out", "transport stats counter"),
     Private("_register_rtp_receiver", _DTLS, MEMBER, "media.uplink", "what receive() calls to get the receiver's RTP"),
@@ -129,6 +132,21 @@ TABLE: tuple[Private, ...] = (
             "wrapped per instance: the association's state choke point (CLOSED emits no event)"),
     Private("_association_state", "aiortc.rtcsctptransport.RTCSctpTransport", ATTR, "media.handshake",
             "State enum (ESTABLISHED / CLOSED)"),
+    # data-channel size limit (media.sctp_limit): refuse an oversized message while SCTP reassembles it
+    Private("_receive_data_chunk", _SCTP, MEMBER, "media.sctp_limit",
+            "replaced per instance: the size check runs before a DATA chunk is buffered"),
+    Private("getCapabilities", _SCTP, MEMBER, "media.sctp_limit",
+            "replaced per instance: the answer's a=max-message-size is the enforced limit"),
+    Private("_mark_received", _SCTP, MEMBER, "media.sctp_limit", "acknowledges a refused message's fragments (SACK)"),
+    Private("_last_received_tsn", _SCTP, ATTR, "media.sctp_limit", "duplicate detection; end of a refused message"),
+    Private("_sack_misordered", _SCTP, ATTR, "media.sctp_limit", "duplicate detection, as _mark_received does"),
+    Private("_sack_needed", _SCTP, ATTR, "media.sctp_limit", "set for a refused fragment, as _receive_data_chunk does"),
+    Private("_get_inbound_stream", _SCTP, MEMBER, "media.sctp_limit", "the stream whose reassembly is checked"),
+    Private("_advertised_rwnd", _SCTP, ATTR, "media.sctp_limit", "given back the bytes of dropped fragments"),
+    Private("_receive", _SCTP, MEMBER, "media.sctp_limit", "delivers messages that waited behind a refused one"),
+    Private("reassembly", _INBOUND, ATTR, "media.sctp_limit", "the buffered fragments of one stream (by TSN)"),
+    Private("sequence_number", _INBOUND, ATTR, "media.sctp_limit", "advanced past a refused ordered message"),
+    Private("pop_messages", _INBOUND, MEMBER, "media.sctp_limit", "delivers messages behind a refused ordered one"),
     # the device SDK
     Private("_RTCPeerConnection__createSctpTransport", _PC, MEMBER, "client.client",
             "negotiates SCTP without a channel (a late data channel, as ESP32 devices do)"),

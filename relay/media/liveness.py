@@ -9,7 +9,7 @@ uplink path (``relay.media.rtp_in``) both bump; ``DeviceLiveness.packets()`` rea
 (STUN consent checks, ~every 5 s, arrive beside it and are not counted: RTCP alone
 arrives five times as often.)
 
-Every private aiortc name used is in ``_PRIVATE`` (written against aiortc 1.16).
+Every private aiortc name used is a row of ``relay.media.compat.TABLE`` (checked once at start-up).
 """
 
 from __future__ import annotations
@@ -18,24 +18,11 @@ from typing import Any
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-# name -> why; every private aiortc name this module touches
-_PRIVATE = {
-    "_RTCDtlsTransport__rx_packets": "RTCDtlsTransport: datagrams received over DTLS/SRTP (RTP, RTCP, SCTP), "
-                                     "the device's signs of life; also bumped by relay.media.rtp_in",
-}
-
-
-def check_supported() -> None:
-    if "_RTCDtlsTransport__rx_packets" not in RTCDtlsTransport.__init__.__code__.co_names:
-        raise RuntimeError(f"unsupported aiortc version: no _RTCDtlsTransport__rx_packets "
-                           f"({_PRIVATE['_RTCDtlsTransport__rx_packets']})")
-
 
 class DeviceLiveness:
     """Counts what arrived from one peer connection's device (RTP, RTCP, SCTP)."""
 
     def __init__(self, pc: Any) -> None:
-        check_supported()
         transports: dict[int, RTCDtlsTransport] = {}
         for transceiver in pc.getTransceivers():
             transport = transceiver.receiver.transport

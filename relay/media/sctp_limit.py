@@ -21,13 +21,11 @@ relay's own size check runs, so every call on the worker stalls.
   aiortc's receive window already bounds for a well-behaved sender), and the reassembly
   cost per message at most ~(max_bytes / fragment size)^2 / 2 steps.
 
-Every private aiortc name used is listed in ``_PRIVATE`` and read here only;
-``check_supported`` raises ``RuntimeError`` naming a missing one (written against aiortc 1.16).
+Every private aiortc name used is a row of ``relay.media.compat.TABLE`` (checked once at start-up).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,28 +35,10 @@ from aiortc.rtcsctptransport import (
     SCTP_DATA_FIRST_FRAG,
     SCTP_DATA_LAST_FRAG,
     SCTP_DATA_UNORDERED,
-    InboundStream,
     RTCSctpCapabilities,
-    RTCSctpTransport,
 )
 
 log = logging.getLogger("relay.media")
-
-# name -> why; every private aiortc name this module touches
-_PRIVATE = {
-    "RTCSctpTransport._receive_data_chunk": "replaced per instance: the size check runs before a DATA chunk "
-                                            "is buffered (the original is called for accepted chunks)",
-    "RTCSctpTransport._mark_received": "acknowledges a refused message's fragments (SACK) without buffering them",
-    "RTCSctpTransport._last_received_tsn": "duplicate detection, as _mark_received does; end of a refused message",
-    "RTCSctpTransport._sack_misordered": "duplicate detection, as _mark_received does",
-    "RTCSctpTransport._sack_needed": "set for a refused fragment, as _receive_data_chunk does",
-    "RTCSctpTransport._get_inbound_stream": "the stream whose reassembly buffer is checked and trimmed",
-    "RTCSctpTransport._advertised_rwnd": "given back the bytes of dropped fragments, as aiortc does on delivery",
-    "RTCSctpTransport._receive": "delivers messages that waited behind a refused ordered message",
-    "InboundStream.reassembly": "the buffered fragments of one stream (sorted by TSN)",
-    "InboundStream.sequence_number": "advanced past a refused ordered message so later ones are delivered",
-    "InboundStream.pop_messages": "delivers messages that waited behind a refused ordered message",
-}
 
 #: a sender honouring the limit sends fragments of ~1,100-1,200 bytes (aiortc 1,160; browsers
 #: fill the path MTU); a message in more fragments than max_bytes / this is refused too
@@ -75,18 +55,6 @@ def _tsn_gt(a: int, b: int) -> bool:
 
 def _tsn_gte(a: int, b: int) -> bool:
     return a == b or _tsn_gt(a, b)
-
-
-@functools.cache
-def check_supported() -> None:
-    """``RuntimeError`` if the installed aiortc lacks a name this module needs."""
-    assigned = {"RTCSctpTransport": set(RTCSctpTransport.__init__.__code__.co_names),
-                "InboundStream": set(InboundStream.__init__.__code__.co_names)}
-    holders = {"RTCSctpTransport": RTCSctpTransport, "InboundStream": InboundStream}
-    for name, why in _PRIVATE.items():
-        owner, attr = name.split(".")
-        if not hasattr(holders[owner], attr) and attr not in assigned[owner]:
-            raise RuntimeError(f"unsupported aiortc version: no {name} ({why})")
 
 
 @dataclass
@@ -117,7 +85,6 @@ class MessageSizeLimit:
     @classmethod
     def install(cls, sctp: Any, max_bytes: int, on_refused: Callable[[int], None],
                 log_extra: dict[str, str] | None = None) -> MessageSizeLimit:
-        check_supported()
         limit = cls(sctp, max_bytes, on_refused, log_extra)
         sctp._receive_data_chunk = limit._receive_data_chunk
         sctp.getCapabilities = lambda: RTCSctpCapabilities(maxMessageSize=max_bytes)

@@ -13,7 +13,6 @@ from aiortc.rtcsctptransport import (
     RTCSctpTransport,
 )
 
-from relay.media import sctp_limit
 from relay.media.sctp_limit import MessageSizeLimit
 
 LIMIT = 10_000
@@ -67,11 +66,6 @@ class Assoc:
 
     def buffered(self) -> int:
         return sum(len(s.reassembly) for s in self.t._inbound_streams.values())
-
-
-def test_private_names_are_there() -> None:
-    sctp_limit.check_supported()
-    assert all("." in name for name in sctp_limit._PRIVATE)
 
 
 def test_the_answer_advertises_the_enforced_limit() -> None:
