@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from relay._fast import PlayoutBuffer
+from relay.bridge import shapes
 from relay.bridge.actions import (
     Action,
     EndCall,
@@ -171,6 +172,7 @@ class CallCore:
         self.policy = DevicePolicy(getattr(assistant, "device_update_allow", ()), self._base_session)
         self.refused_events = 0  # device events refused whole by the policy
         self.refused_fields = 0  # fields removed from device events by the policy
+        self.upstream_events_invalid = 0  # upstream events dropped for a malformed field (relay.bridge.shapes)
 
         # responses and playout
         self._active_response: str | None = None
@@ -341,6 +343,13 @@ class CallCore:
         if self.ended or not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return
         for ev in dl.translate(event, self.upstream_dialect, dl.BETA):
+            bad = shapes.problem(ev)
+            if bad is not None:  # never acted on, never forwarded (relay.bridge.shapes)
+                self.upstream_events_invalid += 1
+                level = logging.WARNING if self.upstream_events_invalid == 1 else logging.DEBUG
+                log.log(level, "upstream event %s has a malformed '%s'; dropped (%d so far)", ev["type"][:64], bad,
+                        self.upstream_events_invalid, extra={"session_id": self.log_id})
+                continue
             handler = self._up_handlers.get(ev.get("type", ""))
             forward = handler(ev, now) if handler is not None else True
             if forward:
