@@ -85,6 +85,8 @@ def parse_offer(sdp: str) -> SessionDescription:
         raise OfferError("the SDP offer has no audio m-line", "no_audio")
     if len(audio) > 1:
         raise OfferError("the SDP offer has more than one audio m-line", "invalid_sdp")
+    if audio[0].direction is None:  # RFC 8866 means sendrecv, but aiortc's answer fails without one (a 500)
+        raise OfferError("the SDP offer's audio m-line has no direction (a=sendrecv)", "invalid_sdp")
     if any(m.kind == "video" for m in desc.media):
         raise OfferError("video is not supported: offer audio (and a data channel) only", "invalid_sdp")
     _check_bundle(desc)
