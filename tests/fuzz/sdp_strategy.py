@@ -23,6 +23,9 @@ EXTRA_LINES = ["a=group:BUNDLE nope nope2", "a=group:BUNDLE 0 0", "a=mid:\x00", 
                "a=ice-ufrag:", "a=candidate:1 1 udp 1 127.0.0.1 1 typ host", "c=IN IP4 999.1.1.1", "b=AS:-5",
                "a=ssrc:1 cname:\x01", "a=extmap:999999 urn:x", "x=unknown"]
 
+KEY_PREFIXES = ("m=", "a=mid", "a=group", "a=sendrecv", "a=recvonly", "a=sendonly", "a=inactive", "a=ice-",
+                "a=fingerprint", "a=setup", "a=rtpmap", "a=fmtp", "a=sctp-port", "a=max-message-size", "c=")
+
 
 @st.composite
 def mutated_offers(draw: st.DrawFn) -> str:
@@ -31,7 +34,9 @@ def mutated_offers(draw: st.DrawFn) -> str:
         op = draw(st.sampled_from(["drop", "repeat", "move", "token", "insert", "truncate"]))
         if not lines:
             break
-        i = draw(st.integers(0, len(lines) - 1))
+        # half the time a line relay or aiortc decides on (m=, mid, group, direction, ICE, DTLS, codecs)
+        key_lines = [n for n, line in enumerate(lines) if line.startswith(KEY_PREFIXES)]
+        i = draw(st.integers(0, len(lines) - 1) | (st.sampled_from(key_lines) if key_lines else st.nothing()))
         if op == "drop":
             del lines[i]
         elif op == "repeat":
