@@ -182,9 +182,14 @@ class DevicePolicy:
         if not refused:
             return Verdict(out)
         code = REFUSED_FIELD_CODES.get(etype, REFUSED_FIELD_CODE)
-        shown = ", ".join(sorted(refused))[:512]
-        return Verdict(out, refused=refused, code=code, param=refused[0],
-                       message=f"These fields cannot be set by the device and were ignored: {shown}.")
+        if etype == "session.update":  # the device also learns what did go through
+            shown = ", ".join(sorted(r.removeprefix("session.") for r in refused))[:512]
+            applied = ", ".join(sorted(out.get("session") or {})) or "none"
+            message = (f"These session fields are set by the assistant and cannot be changed by the device: "
+                       f"{shown}. Applied: {applied[:512]}.")
+        else:
+            message = f"These fields cannot be set by the device and were ignored: {', '.join(sorted(refused))[:512]}."
+        return Verdict(out, refused=refused, code=code, param=refused[0], message=message)
 
     def _object(self, obj: dict[str, Any], fields: dict[str, Any], path: str, refused: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}

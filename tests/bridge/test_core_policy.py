@@ -273,3 +273,14 @@ def test_no_device_event_carries_a_field_outside_the_allowlist_upstream(
                 if up["type"] == "session.update":
                     up["session"].pop("model", None)  # not set by the device: beta sessions have no model key
             _assert_allowed(up, allow)
+
+
+def test_session_update_refusal_names_what_was_applied() -> None:
+    h = _harness(allow=("temperature", "input_audio_transcription.language"))
+    out = h.dev({"type": "session.update", "session": {"voice": "x", "temperature": 0.7,
+                                                       "input_audio_transcription": {"language": "de", "model": "m"}}})
+    err = _error(out)
+    refused, _, applied = err["message"].partition("Applied:")
+    assert "voice" in refused and "input_audio_transcription.model" in refused
+    assert applied.strip() == "input_audio_transcription, temperature."
+    assert err["param"] in ("session.voice", "session.input_audio_transcription.model")
