@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.app_api import admin
 from relay.app_api.services import SERVICES
@@ -93,6 +94,14 @@ async def list_voices(request: web.Request) -> web.Response:
 
 
 async def _voice_form(request: web.Request) -> dict[str, Any]:
+    try:
+        return await _read_voice_form(request)
+    except (ValueError, HttpProcessingError) as exc:  # malformed multipart (e.g. a part header's control character)
+        detail = getattr(exc, "message", None) or str(exc)
+        raise ApiError(400, f"malformed multipart body: {detail}"[:300], "invalid_request") from None
+
+
+async def _read_voice_form(request: web.Request) -> dict[str, Any]:
     limit = request.app[keys.SETTINGS].max_upload_bytes
     out: dict[str, Any] = {}
     reader = await request.multipart()

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.app_api.common import base_url, db_of, device_of, json_object, opt_str, recorded
 from relay.app_api.errors import service_errors
@@ -108,8 +109,9 @@ async def _read_clone_form(request: web.Request) -> tuple[str, str, bytes | None
                 fields[part.name] = raw.decode("utf-8", errors="replace").strip()
             else:
                 await _read_part(part, limit, "REQUEST_TOO_LARGE")  # drained, bounded, ignored
-    except ValueError as exc:  # malformed multipart
-        raise AppApiError(400, f"Malformed multipart body: {exc}", "INVALID_FORM") from None
+    except (ValueError, HttpProcessingError) as exc:  # malformed multipart (e.g. a part header's control character)
+        detail = getattr(exc, "message", None) or str(exc)
+        raise AppApiError(400, f"Malformed multipart body: {detail}"[:300], "INVALID_FORM") from None
     name = fields.get("name", "")
     if not name:
         raise AppApiError(400, "name is required", "MISSING_NAME")

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 
 from relay._fast import PlayoutBuffer
+from relay.bridge import shapes
 from relay.bridge.actions import (
     Action,
     EndCall,
@@ -49,6 +50,7 @@ from relay.bridge.actions import (
     SendDevice,
     SendUpstream,
 )
+from relay.bridge.policy import EVENT_FIELDS, DevicePolicy
 from relay.bridge.trim import BacklogTrimmer
 from relay.upstream import dialect as dl
 from relay.upstream.session import beta_session, session_update
@@ -62,19 +64,10 @@ AUDIO_FORMATS: dict[str, tuple[int, int]] = {
     "g711_ulaw": (8, 0xFF),
     "g711_alaw": (8, 0xD5),
 }
-#: client events a device may send (anything else gets an error event)
-DEVICE_EVENTS = frozenset({
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-    "conversation.item.create", "conversation.item.delete", "conversation.item.truncate",
-    "conversation.item.retrieve", "response.create", "response.cancel", "output_audio_buffer.clear",
-})
-#: session fields fixed by the call's negotiated media, never changed by a device
-MEDIA_FIXED_FIELDS = frozenset({"input_audio_format", "output_audio_format"})
+#: client events a device may send (anything else gets an error event); their fields: relay.bridge.policy
+DEVICE_EVENTS = frozenset(EVENT_FIELDS)
 #: never shown to devices (prompts and tool definitions are the operator's)
 REDACTED_SESSION_FIELDS = ("instructions", "tools", "prompt", "tracing", "client_secret")
-#: response.create overrides a device may only send when the same session field is allowed
-RESPONSE_GUARDED_FIELDS = ("instructions", "tools", "tool_choice", "voice", "model", "output_audio_format",
-                           "temperature", "max_response_output_tokens")
 HISTORY_TEXT_MAX_CHARS = 4000
 EARLY_EVENTS_MAX = 64  # device events held while the first upstream connects
 SEEN_MAX = 256
@@ -180,15 +173,12 @@ class CallCore:
         self._pending_server_tools: set[str] = set()
         self._response_create_pending = False
 
-        # device session.update policy: whole fields ("voice") or sub-fields ("input_audio_transcription.language")
-        allow = tuple(getattr(assistant, "device_update_allow", ()))
-        self._allow_fields = {a for a in allow if "." not in a}
-        self._allow_sub: dict[str, set[str]] = {}
-        for a in allow:
-            if "." in a:
-                head, sub = a.split(".", 1)
-                self._allow_sub.setdefault(head, set()).add(sub)
+        # the device policy (an allowlist per client event, from device_update_allow): relay.bridge.policy
         self._base_session = beta_session(assistant, audio_format=audio_format)
+        self.policy = DevicePolicy(getattr(assistant, "device_update_allow", ()), self._base_session)
+        self.refused_events = 0  # device events refused whole by the policy
+        self.refused_fields = 0  # fields removed from device events by the policy
+        self.upstream_events_invalid = 0  # upstream events dropped for a malformed field (relay.bridge.shapes)
 
         # responses and playout
         self._active_response: str | None = None
@@ -236,7 +226,6 @@ class CallCore:
         self._dev_handlers: dict[str, Callable[[dict[str, Any], float], None]] = {
             "session.update": self._dev_session_update,
             "conversation.item.create": self._dev_item_create,
-            "response.create": self._dev_response_create,
             "response.cancel": self._dev_response_cancel,
             "output_audio_buffer.clear": self._dev_output_clear,
         }
@@ -360,6 +349,13 @@ class CallCore:
         if self.ended or not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return
         for ev in dl.translate(event, self.upstream_dialect, dl.BETA):
+            bad = shapes.problem(ev)
+            if bad is not None:  # never acted on, never forwarded (relay.bridge.shapes)
+                self.upstream_events_invalid += 1
+                level = logging.WARNING if self.upstream_events_invalid == 1 else logging.DEBUG
+                log.log(level, "upstream event %s has a malformed '%s'; dropped (%d so far)", ev["type"][:64], bad,
+                        self.upstream_events_invalid, extra={"session_id": self.log_id})
+                continue
             handler = self._up_handlers.get(ev.get("type", ""))
             forward = handler(ev, now) if handler is not None else True
             if forward:
@@ -622,42 +618,29 @@ class CallCore:
         beta = dl.translate_one(event, self.device_dialect, dl.BETA)
         if beta is None:
             return
+        verdict = self.policy.check(beta)
+        if verdict.code is not None:
+            self._device_error(verdict.message, code=verdict.code, param=verdict.param,
+                               client_event_id=client_event_id)
+        if verdict.event is None:
+            self.refused_events += 1
+            return
+        self.refused_fields += len(verdict.refused)
+        beta = verdict.event
         handler = self._dev_handlers.get(etype)
         if handler is not None:
             handler(beta, now)
         else:
             self._to_upstream(beta)
 
-    def _field_allowed(self, key: str) -> bool:
-        return key in self._allow_fields and key not in MEDIA_FIXED_FIELDS
-
     def _dev_session_update(self, ev: dict[str, Any], now: float) -> None:
-        session = ev.get("session")
+        # the policy has kept only what the device may set (relay.bridge.policy.DevicePolicy.filter_session)
+        kept = ev.get("session")
         cid = _str(ev.get("event_id"))
-        if not isinstance(session, dict):
+        if not isinstance(kept, dict):
             self._device_error("session.update needs a 'session' object.", code="invalid_value", param="session",
                                client_event_id=cid)
             return
-        kept: dict[str, Any] = {}
-        refused: list[str] = []
-        for key, value in session.items():
-            if key in ("type", "object", "id"):
-                continue
-            if self._field_allowed(key):
-                kept[key] = value
-            elif key in self._allow_sub and isinstance(value, dict):
-                subs = {k: v for k, v in value.items() if k in self._allow_sub[key]}
-                refused.extend(f"{key}.{k}" for k in value if k not in self._allow_sub[key])
-                if subs:
-                    base = self._base_session.get(key)
-                    kept[key] = {**(base if isinstance(base, dict) else {}), **subs}
-            else:
-                refused.append(key)
-        if refused:
-            applied = ", ".join(sorted(kept)) or "none"
-            self._device_error("These session fields are set by the assistant and cannot be changed by the "
-                               f"device: {', '.join(sorted(refused))[:512]}. Applied: {applied[:512]}.",
-                               code="session_field_not_allowed", param="session." + refused[0], client_event_id=cid)
         if "tools" in kept and isinstance(kept["tools"], list):
             self._client_tools |= {t.get("name") for t in kept["tools"] if isinstance(t, dict)
                                    and isinstance(t.get("name"), str) and t.get("name") not in self._server_tools}
@@ -670,32 +653,17 @@ class CallCore:
         self._to_upstream(out)
 
     def _dev_item_create(self, ev: dict[str, Any], now: float) -> None:
+        # the policy has checked the item's type, role, content part types and fields
         item = ev.get("item")
         if not isinstance(item, dict):
             self._device_error("conversation.item.create needs an 'item' object.", code="invalid_value",
                                param="item", client_event_id=_str(ev.get("event_id")))
-            return
-        if item.get("role") == "system" and not self._field_allowed("instructions"):
-            self._device_error("System messages are not allowed from the device.", code="item_not_allowed",
-                               param="item.role", client_event_id=_str(ev.get("event_id")))
             return
         content = item.get("content")
         if item.get("type", "message") == "message" and item.get("role") == "user" and isinstance(content, list):
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "input_text":
                     self._remember("user", part.get("text"))
-        self._to_upstream(ev)
-
-    def _dev_response_create(self, ev: dict[str, Any], now: float) -> None:
-        resp = ev.get("response")
-        if isinstance(resp, dict):
-            refused = [k for k in resp if k in RESPONSE_GUARDED_FIELDS and not self._field_allowed(k)]
-            if refused:
-                ev = dict(ev)
-                ev["response"] = {k: v for k, v in resp.items() if k not in refused}
-                self._device_error("These response fields are set by the assistant and were ignored: "
-                                   f"{', '.join(sorted(refused))}.", code="response_field_not_allowed",
-                                   param="response." + refused[0], client_event_id=_str(ev.get("event_id")))
         self._to_upstream(ev)
 
     def _dev_response_cancel(self, ev: dict[str, Any], now: float) -> None:

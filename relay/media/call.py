@@ -424,6 +424,8 @@ class Call(CallDriver):
             self.usage.output_audio_s = self._audio_frames_out * 0.02
             if self.core is not None:
                 self.metrics.frames_out_trimmed += self.core.trimmed_frames
+                self.metrics.upstream_events_invalid += self.core.upstream_events_invalid
+                self.metrics.dc_events_policy_refused += self.core.refused_events
             self.metrics.calls_ended += 1
             bump(self.metrics.calls_ended_by_reason, self.end_reason)
             log.info("call ended: %s", self.end_reason, extra=self._log)

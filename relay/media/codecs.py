@@ -48,12 +48,35 @@ PCMA = AudioCodec("PCMA", "g711_alaw", 8000, 160)
 _BY_NAME = {"opus": OPUS, "pcmu": PCMU, "pcma": PCMA}
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MID_RE = re.compile(r"^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]{1,32}$")  # an RFC 8866 token, as browsers send
+
+
+def _check_bundle(desc: SessionDescription) -> None:
+    """Every m-line's mid is a distinct token, and a BUNDLE group names only those mids (aiortc's
+    answer fails on anything else)."""
+    mids = [m.rtp.muxId for m in desc.media if m.rtp.muxId]
+    if any(not _MID_RE.match(mid) for mid in mids) or (desc.group and len(mids) != len(desc.media)):
+        raise OfferError("malformed SDP offer: every m-line needs an a=mid token", "invalid_sdp")
+    if len(set(mids)) != len(mids):
+        raise OfferError("malformed SDP offer: two m-lines share one a=mid", "invalid_sdp")
+    for group in desc.group:
+        unknown = [g for g in group.items if g not in mids]
+        if unknown or len(set(group.items)) != len(group.items):
+            raise OfferError(f"malformed SDP offer: a=group:{group.semantic} names "
+                             f"{'unknown' if unknown else 'repeated'} mids", "invalid_sdp")
+
+
 def parse_offer(sdp: str) -> SessionDescription:
     """Parse an SDP offer; raises ``OfferError`` with a clear message for unusable input."""
     if not sdp.strip():
         raise OfferError("empty SDP offer", "invalid_sdp")
     if not sdp.lstrip().startswith("v=0"):
         raise OfferError("malformed SDP offer: it must start with 'v=0'", "invalid_sdp")
+    bad = _CONTROL_RE.search(sdp)
+    if bad:  # SDP is text lines (RFC 8866): a NUL or other control character is never valid
+        raise OfferError(f"malformed SDP offer: control character {bad.group()!r} at offset {bad.start()}",
+                         "invalid_sdp")
     try:
         check_sdp(sdp)  # the line and the field that are wrong, in words (relay.media.sdp_check)
     except SdpSyntaxError as exc:
@@ -68,8 +91,11 @@ def parse_offer(sdp: str) -> SessionDescription:
         raise OfferError("the SDP offer has no audio m-line", "no_audio")
     if len(audio) > 1:
         raise OfferError("the SDP offer has more than one audio m-line", "invalid_sdp")
+    if audio[0].direction is None:  # RFC 8866 means sendrecv, but aiortc's answer fails without one (a 500)
+        raise OfferError("the SDP offer's audio m-line has no direction (a=sendrecv)", "invalid_sdp")
     if any(m.kind == "video" for m in desc.media):
         raise OfferError("video is not supported: offer audio (and a data channel) only", "invalid_sdp")
+    _check_bundle(desc)
     for m in desc.media:
         if m.dtls is None or not m.dtls.fingerprints:
             raise OfferError("the SDP offer has no DTLS fingerprint", "invalid_sdp")

@@ -70,6 +70,8 @@ class MediaMetrics:
     frames_out_dropped: int = 0
     frames_out_dtx: int = 0
     frames_out_trimmed: int = 0  # quiet frames skipped by the backlog trim (relay.bridge.trim), added at call end
+    upstream_events_invalid: int = 0  # upstream events dropped for a malformed field (relay.bridge.shapes), at call end
+    dc_events_policy_refused: int = 0  # device events refused whole by the device policy (relay.bridge.policy), at call end
     clock_overruns: int = 0
     clock_late_ticks: int = 0  # ticks run behind schedule by a ptime or more (catching up a stall)
     clock_stalls: int = 0  # times the clock fell behind and started catching up

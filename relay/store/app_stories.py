@@ -62,6 +62,9 @@ def _row(r: dict[str, Any]) -> StoryRow:
                                          "created_at", "updated_at")})
 
 
+SORT_ORDER_MIN, SORT_ORDER_MAX = -(2**31), 2**31 - 1  # PostgreSQL INTEGER
+
+
 def validate(fields: dict[str, Any]) -> dict[str, Any]:
     """Check and normalise story fields (empty slug -> None). Raises ValueError with a clear message."""
     out: dict[str, Any] = {}
@@ -69,15 +72,17 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:
         if name not in FIELDS:
             raise ValueError(f"unknown story field {name!r}")
         if name == "slug":
+            if value is not None and not isinstance(value, str):
+                raise ValueError("slug must be a string")
             value = (value or "").strip().lower() or None
             if value is not None and not SLUG_RE.match(value):
                 raise ValueError("slug must be 1-100 characters of a-z, 0-9 and '-' (not at the ends)")
         elif name == "sort_order":
-            if isinstance(value, bool) or not isinstance(value, int):
-                try:
-                    value = int(value)
-                except (TypeError, ValueError):
-                    raise ValueError("sort_order must be an integer") from None
+            # an integer, or its decimal text (the CLI); never a float, and within the column's range
+            if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) <= 12:
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not SORT_ORDER_MIN <= value <= SORT_ORDER_MAX:
+                raise ValueError(f"sort_order must be an integer from {SORT_ORDER_MIN} to {SORT_ORDER_MAX}")
         elif name == "name":
             if not isinstance(value, str) or not value.strip() or len(value) > 200:
                 raise ValueError("name must be 1-200 characters")

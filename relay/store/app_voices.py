@@ -113,6 +113,11 @@ async def update(db: Executor, voice_id: str, **fields: Any) -> VoiceRow:
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"unknown voice fields: {', '.join(sorted(unknown))}")
+    name_value = fields.get("name", "x")
+    if not isinstance(name_value, str) or not name_value.strip() or len(name_value) > 200:
+        raise ValueError("name must be 1-200 characters")
+    if not isinstance(fields.get("description", ""), str) or len(fields.get("description", "")) > 2000:
+        raise ValueError("description must be a string of at most 2000 characters")
     for name, value in fields.items():
         await db.execute(f"UPDATE app_voices SET {name} = ? WHERE id = ?", value, voice_id)  # noqa: S608 (allowlist)
     return await get(db, voice_id)

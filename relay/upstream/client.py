@@ -85,6 +85,16 @@ def connect_request(assistant: Any, *, local_url: str = "") -> ConnectRequest:
 _CLOSE = object()
 
 
+def _error_reason(data: Any, exc: BaseException | None) -> str:
+    """A clear close reason for an ERROR message (aiohttp puts the exception in ``data``)."""
+    err = data if isinstance(data, BaseException) else exc
+    if isinstance(err, aiohttp.WebSocketError) and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+        return f"upstream sent a message larger than the {MAX_UPSTREAM_MESSAGE_BYTES}-byte limit"
+    if err is None:
+        return "upstream error (no detail)"
+    return f"upstream error: {type(err).__name__}: {str(err)[:200]}"
+
+
 class UpstreamClient:
     """One upstream WebSocket.
 
@@ -170,6 +180,9 @@ class UpstreamClient:
                 else:
                     log.warning("upstream sent a non-event message", extra={"session_id": self._log_id})
             elif msg.type == aiohttp.WSMsgType.ERROR:
+                err = msg.data if isinstance(msg.data, BaseException) else self._ws.exception()
+                if isinstance(err, aiohttp.WebSocketError) and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                    self.close_reason = self.close_reason or _error_reason(err, None)
                 break
         exc = self._ws.exception()
         if isinstance(exc, aiohttp.ServerTimeoutError) and self.close_reason is None:  # no pong in heartbeat_s / 2

@@ -104,12 +104,17 @@ def _take(body: dict[str, Any], allowed: dict[str, type | tuple[type, ...]]) -> 
     return body
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 def _limit(request: web.Request) -> tuple[int, int]:
     try:
         limit = min(int(request.query.get("limit", "100")), 1000)
         offset = max(int(request.query.get("offset", "0")), 0)
     except ValueError:
         raise ApiError(400, "limit and offset must be integers", "invalid_request") from None
+    if offset > MAX_OFFSET:  # beyond any list, and beyond what the databases' integers hold
+        raise ApiError(400, f"offset must be at most {MAX_OFFSET}", "invalid_request")
     return max(limit, 1), offset
 
 

@@ -154,6 +154,12 @@ def render(app: web.Application) -> bytes:
     out.counter("relay_downlink_frames_trimmed_total",
                 "Quiet frames skipped to remove a real-time stream's standing delay (counted when calls end)",
                 media.frames_out_trimmed)
+    out.counter("relay_upstream_events_invalid_total",
+                "Upstream events dropped because a field had the wrong JSON type (WebRTC calls; counted when calls end)",
+                media.upstream_events_invalid)
+    out.counter("relay_datachannel_events_policy_refused_total",
+                "Device events refused whole by the device policy (WebRTC calls; counted when calls end)",
+                media.dc_events_policy_refused)
     out.counter("relay_rtp_out_packets_total", "Downlink RTP packets handed to aiortc's senders",
                 media.rtp_out_packets)
     out.counter("relay_rtp_in_packets_total", "Uplink RTP packets received (after SRTP)", media.rtp_in_packets)

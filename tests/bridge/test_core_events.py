@@ -88,7 +88,10 @@ def test_device_dialect_detected_per_device(harness: Harness) -> None:
     assert types(device_events(out)) == ["conversation.item.added", "conversation.item.done"]
 
 
-def test_ga_device_events_reach_beta_upstream_translated(harness: Harness) -> None:
+def test_ga_device_events_reach_beta_upstream_translated() -> None:
+    core = CallCore(make_assistant(device_update_allow=("modalities",)), now=0.0)
+    harness = Harness(core)
+    opened(core)
     out = harness.dev({"type": "response.create", "response": {"output_modalities": ["text"]}})
     [ev] = upstream_events(out)
     assert ev == {"type": "response.create", "response": {"modalities": ["text"]}}

@@ -4,7 +4,9 @@ never a half-open peer, never harm to the call."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -48,6 +50,19 @@ async def test_wrong_content_type_is_415(relay):
 async def test_malformed_offers_are_400(relay, body, code):
     assert_error(*await post(relay, body), 400, code)
     assert len(relay.plane.registry) == 0
+
+
+MALFORMED = sorted((Path(__file__).parents[1] / "media" / "offers" / "malformed").glob("*.sdp"))
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])
+async def test_malformed_offer_corpus_is_400_without_a_traceback(relay, path, caplog):
+    """tests/media/offers/malformed: offers built from a real one with one defect each (issue 14: the
+    BUNDLE and NUL-in-mid ones were 500s with two tracebacks each)."""
+    with caplog.at_level(logging.WARNING):
+        assert_error(*await post(relay, path.read_bytes()), 400, "invalid_sdp")
+    assert len(relay.plane.registry) == 0
+    assert [r for r in caplog.records if r.exc_info] == []
 
 
 async def test_offer_without_usable_codec_is_400(relay):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relay.media.codecs import OPUS, PCMA, PCMU, OfferError, choose_audio_codec, parse_offer
@@ -90,3 +92,21 @@ def test_the_answer_gets_relays_opus_fmtp_and_ptime_once():
     assert codec.parameters["useinbandfec"] == 1 and int(codec.parameters["maxaveragebitrate"]) == 32000
     pcmu = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n"
     assert opus_answer_fmtp(pcmu) == pcmu
+MALFORMED = sorted((Path(__file__).parent / "offers" / "malformed").glob("*.sdp"))
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])
+def test_malformed_offer_corpus_is_refused_at_parsing(path):
+    """Each offer of the corpus has one defect that made aiortc fail later (a 500) or is refused anyway."""
+    with pytest.raises(OfferError) as info:
+        parse_offer(path.read_bytes().decode())
+    assert info.value.code == "invalid_sdp"
+
+
+def test_mids_and_groups_that_aiortc_answers_stay_accepted():
+    base = golden_offer("chrome")
+    for sdp in (base.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 1"),  # a partial bundle
+                base.replace("a=group:BUNDLE 0 1", "a=group:LS 0 1"),
+                base.replace("a=group:BUNDLE 0 1\n", "").replace("a=mid:0\n", "").replace("a=mid:1\n", "")):
+        assert sdp != base
+        assert choose_audio_codec(parse_offer(sdp), allow_g711=True) is OPUS

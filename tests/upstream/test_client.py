@@ -145,3 +145,40 @@ async def test_send_queue_is_bounded() -> None:
             await client.close()
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def big_frame_server():
+    """A WebSocket upstream that sends one text frame of 4 KiB, then waits."""
+    async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('{"type": "session.created", "session": {}}')
+        await ws.send_str('{"type": "x", "pad": "' + "a" * 4096 + '"}')
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/realtime", ws_handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"ws://127.0.0.1:{port}/v1/realtime"
+    await runner.cleanup()
+
+
+async def test_oversized_upstream_frame_has_a_clear_reason(big_frame_server: str, monkeypatch) -> None:
+    """Issue 14, item 9: the call ended with "upstream error: None"."""
+    from relay.upstream import client as client_mod
+
+    monkeypatch.setattr(client_mod, "MAX_UPSTREAM_MESSAGE_BYTES", 1024)
+    async with aiohttp.ClientSession() as http:
+        client = UpstreamClient(http, connect_request(asst(provider="compatible", upstream_url=big_frame_server)))
+        await client.connect()
+        types = [ev["type"] async for ev in client.events()]
+        assert types == ["session.created"]
+        assert client.close_reason == "upstream sent a message larger than the 1024-byte limit"
+        await client.close()
