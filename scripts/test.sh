@@ -118,6 +118,9 @@ fi
 # (a no-op when they are up to date).
 "$py" setup.py --quiet build_ext --inplace >/dev/null
 
+# RELAY_SETUP_ONLY=1: stop here, everything installed (.ci/run does this before its install check)
+[ "${RELAY_SETUP_ONLY:-0}" = 1 ] && exit 0
+
 # Lint and types first (seconds; RELAY_SKIP_LINT=1 skips them): ruff as configured in pyproject.toml over
 # all of the code, mypy over the sans-I/O core and the settings ([tool.mypy] files).
 if [ "${RELAY_SKIP_LINT:-0}" != 1 ]; then
