@@ -55,6 +55,11 @@ class Settings:
     log_level: str = _f("info", "debug, info, warning or error.")
     log_format: str = _f("auto", "`json`, `text`, or `auto` (JSON when stderr is not a terminal).")
     cors_origins: list[str] = _f(["*"], "Allowed CORS origins, comma-separated; `*` allows any (no cookies are used).")
+    workers: str = _f(
+        "1",
+        "Worker processes of `relay serve` on this node (`--workers`): a number, or `auto` for one per core. "
+        "They share the HTTP port; each has its own event loop, media clock and slice of the ICE port range.",
+    )
     shutdown_timeout_s: float = _f(10.0, "Graceful drain time on SIGTERM/SIGINT before live calls are closed.")
     public_base_url: str = _f("", "External base URL (for signed links); empty: derived from the request.")
 
@@ -317,6 +322,20 @@ def load_settings(
         if not 0 <= getattr(settings, name) <= 65535:
             raise SettingsError(f"setting {name} out of range")
     return settings
+
+
+def worker_count(value: str | int, cores: int | None = None) -> int:
+    """The number of worker processes the ``workers`` setting asks for (``SettingsError`` when invalid)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return max(1, cores if cores is not None else len(os.sched_getaffinity(0)))
+    try:
+        count = int(text)
+    except ValueError:
+        raise SettingsError(f"setting workers must be a number or auto, not {value!r}") from None
+    if not 1 <= count <= 256:
+        raise SettingsError("setting workers must be between 1 and 256 (or auto)")
+    return count
 
 
 def markdown_table() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from relay.media.call import Call
 
@@ -26,6 +27,17 @@ class CallRegistry:
         self._pending = 0  # admitted, still answering
         self._per_client: dict[str, int] = {}  # live + pending calls per client id
         self.draining = False
+        # told the load (live + pending calls) after every change: the node's shared table (relay.node.state)
+        self.on_load: Callable[[int], None] | None = None
+
+    @property
+    def load(self) -> int:
+        """Live calls plus admitted calls still answering."""
+        return len(self._calls) + self._pending
+
+    def _changed(self) -> None:
+        if self.on_load is not None:
+            self.on_load(self.load)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -47,10 +59,12 @@ class CallRegistry:
             raise ClientCallLimitReached
         self._pending += 1
         self._per_client[client_id] = self._per_client.get(client_id, 0) + 1
+        self._changed()
 
     def release(self, client_id: str = "") -> None:
         self._pending -= 1
         self._forget_client(client_id)
+        self._changed()
 
     def add(self, call: Call) -> None:
         """Register an answered call (turns its reservation into a live call)."""
@@ -60,6 +74,7 @@ class CallRegistry:
     def remove(self, call: Call) -> None:
         if self._calls.pop(call.id, None) is not None:
             self._forget_client(getattr(call.device, "client_id", ""))
+            self._changed()
 
     def _forget_client(self, client_id: str) -> None:
         left = self._per_client.get(client_id, 0) - 1

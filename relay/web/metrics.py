@@ -241,7 +241,7 @@ async def count_setup_failures(request: web.Request, handler: Handler) -> web.St
     except Exception:
         _setup_failed(request.app, "internal_error")
         raise
-    if response.status < 400:
+    if response.status < 400 and not request.get("relay_handed_off"):  # a sibling counted it
         _setup_answered(request.app, time.monotonic() - started_s)
     return response
 

@@ -33,9 +33,12 @@ from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, opus_wants_fec, parse_offer
 from relay.media.metrics import MediaMetrics
 from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached
+from relay.node.handoff import Siblings, arrived_from_sibling
+from relay.node.state import choose_sibling, port_slice
 from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
+from relay.web.middleware import remote_address
 from relay.web.openapi import DEVICE_HEADERS
 from relay.web.sessions import server_timing
 
@@ -81,6 +84,9 @@ class MediaPlane:
     tool_http: aiohttp.ClientSession | None = None  # tool webhooks, with the private-address guard
     local_assistant_url: str = ""
     local_assistant_runner: Any = None
+    worker: Any = None  # relay.node.state.WorkerSlot under --workers N > 1 (None: the only worker)
+    ice_port_range: tuple[int, int] | None = None  # this worker's slice of ice_port_min..ice_port_max
+    siblings: Any = None  # relay.node.handoff.Siblings under --workers N > 1
     _local_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def local_assistant(self) -> str:
@@ -98,7 +104,10 @@ class MediaPlane:
 MEDIA = web.AppKey("media", MediaPlane)
 
 
-def call_config(settings: Settings, device: Any) -> CallConfig:
+def call_config(settings: Settings, device: Any, *, ice_port_range: tuple[int, int] | None = None) -> CallConfig:
+    """The call's configuration; ``ice_port_range``: the worker's slice (default: the whole range)."""
+    if ice_port_range is None and settings.ice_port_min:
+        ice_port_range = (settings.ice_port_min, settings.ice_port_max)
     limit_s = min(float(settings.max_call_s), float(getattr(device, "max_call_s", 0) or settings.max_call_s))
     if getattr(device, "demo", False):
         limit_s = min(limit_s, float(settings.demo_max_call_s))
@@ -111,7 +120,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
         device_events_per_s=settings.device_events_per_s,
         ice_public_ip=settings.ice_public_ip,
-        ice_port_range=(settings.ice_port_min, settings.ice_port_max) if settings.ice_port_min else None,
+        ice_port_range=ice_port_range,
         dtx=settings.downlink_dtx,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
@@ -139,12 +148,20 @@ async def post_realtime(request: web.Request) -> web.Response:
     settings = plane.settings
     if request.content_type != SDP_CONTENT_TYPE:
         raise ApiError(415, f"Content-Type must be {SDP_CONTENT_TYPE}", "unsupported_media_type")
+    if plane.worker is not None and not plane.registry.draining and not arrived_from_sibling(request):
+        target = choose_sibling(plane.registry.load, plane.registry.max_calls, plane.worker.siblings())
+        if target is not None:  # full here, or a sibling carries clearly fewer calls: it answers
+            offer = await _read_offer(request, settings.max_sdp_bytes)
+            handed = await plane.siblings.forward(target, request, offer.encode(), remote_address(request))
+            if handed is not None:
+                return handed
+            request["relay_offer"] = offer
     from relay.auth import authenticate
 
     t0 = time.perf_counter()
     device = await authenticate(request)
     t1 = time.perf_counter()
-    offer = await _read_offer(request, settings.max_sdp_bytes)
+    offer = request.get("relay_offer") or await _read_offer(request, settings.max_sdp_bytes)
     try:
         desc = parse_offer(offer)
         codec = choose_audio_codec(desc, allow_g711=device.assistant.allow_g711)
@@ -228,7 +245,7 @@ def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsag
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
               max_playback_hz: int | None = None, downlink_fec: bool = False) -> Call:
-    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device),
+    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device, ice_port_range=plane.ice_port_range),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
                 tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
                 on_finished=plane.registry.remove, max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
@@ -269,6 +286,8 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await plane.registry.drain(0)
+        if plane.siblings is not None:
+            await plane.siblings.close()
         await plane.clock.stop()
         if plane.local_assistant_runner is not None:
             await plane.local_assistant_runner.cleanup()
@@ -279,6 +298,8 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _drain_on_shutdown(app: web.Application) -> None:
     plane = app.get(MEDIA)
     if plane is not None:
+        if plane.worker is not None:
+            plane.worker.set_draining()
         await plane.registry.drain(plane.settings.shutdown_timeout_s)
 
 
@@ -310,8 +331,19 @@ def setup(app: web.Application) -> None:
     if not 0 < settings.dtls_cert_rotate_s <= dtls.MAX_ROTATE_S:
         raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
     metrics = MediaMetrics()
-    app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
-                            registry=CallRegistry(settings.max_calls, settings.max_calls_per_client))
+    worker = app.get(keys.WORKER)  # the one place the media plane learns its worker index
+    index, count = (worker.index, worker.count) if worker is not None else (0, 1)
+    try:
+        port_range = port_slice(settings.ice_port_min, settings.ice_port_max, index, count)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    registry = CallRegistry(settings.max_calls, settings.max_calls_per_client)
+    plane = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics), registry=registry,
+                       worker=worker, ice_port_range=port_range)
+    if worker is not None:
+        registry.on_load = worker.set_load
+        plane.siblings = Siblings(worker.node.run_dir, timeout_s=settings.upstream_connect_timeout_s + 10)
+    app[MEDIA] = plane
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)

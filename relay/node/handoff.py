@@ -1,0 +1,75 @@
+"""The SDP hand-off: a worker that should not answer a new call gives the request to a sibling.
+
+Every worker accepts on the node's one listening socket, so the kernel may hand ``POST
+/v1/realtime`` to a full worker while a sibling has room (or keep handing connections to the same
+worker). That worker then passes the request as it came (headers, the offer) to the sibling over
+the sibling's private Unix socket (``<run_dir>/w<i>.sock``, in a directory only relay's user can
+open), and returns the sibling's answer unchanged. The sibling authenticates and answers, so the
+call lives entirely in the sibling: its ICE sockets, DTLS, media and upstream. A request that
+arrived over a private socket is never handed on again, and only there is the caller's address
+taken from ``X-Relay-Remote`` (the first worker saw the TCP peer).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+log = logging.getLogger("relay.node")
+
+REMOTE_HEADER = "X-Relay-Remote"
+_HOP = {"host", "connection", "keep-alive", "content-length", "transfer-encoding", "upgrade", "te", "trailer",
+        "proxy-authorization", REMOTE_HEADER.lower()}
+_BACK = ("Content-Type", "X-Session-Id", "Server-Timing", "Retry-After", "WWW-Authenticate")
+HANDED_OFF = "relay_handed_off"  # request key: answered by a sibling (not counted twice in setup latency)
+
+
+def socket_path(run_dir: str, index: int) -> str:
+    return str(Path(run_dir) / f"w{index}.sock")
+
+
+def arrived_from_sibling(request: web.Request) -> bool:
+    """The request came over this worker's private Unix socket (a sibling handed it over)."""
+    transport = request.transport
+    return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+
+
+class Siblings:
+    """One HTTP client per sibling (over its Unix socket), opened on first use, closed with the worker."""
+
+    def __init__(self, run_dir: str, timeout_s: float) -> None:
+        self.run_dir = run_dir
+        self.timeout_s = timeout_s
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+
+    def _session(self, index: int) -> aiohttp.ClientSession:
+        session = self._sessions.get(index)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=socket_path(self.run_dir, index)),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s), auto_decompress=False)
+            self._sessions[index] = session
+        return session
+
+    async def forward(self, index: int, request: web.Request, body: bytes, remote: str) -> web.Response | None:
+        """The sibling's response to the same request; None when the sibling cannot be reached."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers[REMOTE_HEADER] = remote
+        try:
+            async with self._session(index).request(request.method, "http://relay-node" + request.path_qs,
+                                                    headers=headers, data=body) as resp:
+                payload = await resp.read()
+                back = {k: resp.headers[k] for k in _BACK if k in resp.headers}
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("hand-off to worker %d failed: %s", index, type(exc).__name__)
+            return None
+        request[HANDED_OFF] = True
+        return web.Response(status=resp.status, body=payload, headers=back)
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()

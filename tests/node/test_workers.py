@@ -1,0 +1,201 @@
+"""``relay serve --workers N``: one port, N worker processes, calls handed to a sibling when full,
+a crashed worker restarted and counted, SIGTERM draining every worker; as real processes with real
+calls from the device SDK (``relay.client``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from relay.client import RelayClient, RelayError
+from relay.node.state import NodeState, choose_sibling, port_slice
+from relay.settings import SettingsError, worker_count
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "node-admin-token-" + "n" * 24
+
+
+# --- sans-I/O: the policy -------------------------------------------------------
+
+
+def test_port_range_splits_into_disjoint_slices_covering_it() -> None:
+    slices = [port_slice(40000, 40100, i, 3) for i in range(3)]
+    assert slices == [(40000, 40033), (40034, 40067), (40068, 40100)]
+    assert port_slice(0, 0, 1, 2) is None
+    assert port_slice(5000, 5001, 1, 2) == (5001, 5001)
+    with pytest.raises(ValueError, match="fewer than the 3 workers"):
+        port_slice(5000, 5001, 0, 3)
+
+
+def test_worker_count_setting() -> None:
+    assert worker_count("auto", cores=6) == 6
+    assert worker_count("3") == 3 and worker_count(" AUTO ", cores=1) == 1
+    for bad in ("0", "-2", "many", "1000"):
+        with pytest.raises(SettingsError, match="workers"):
+            worker_count(bad)
+
+
+def test_node_state_ready_and_sibling_choice() -> None:
+    node = NodeState.create(2)
+    assert node.ready() == (False, "starting")
+    a, b = node.worker(0), node.worker(1)
+    a.started(2)
+    b.started(2)
+    assert node.ready() == (True, "")
+    a.set_load(2)
+    assert choose_sibling(2, 2, a.siblings()) == 1  # full here, room there
+    b.set_load(2)
+    assert node.ready() == (False, "full") and choose_sibling(2, 2, a.siblings()) is None
+    b.set_load(0)
+    a.set_load(1)
+    assert choose_sibling(1, 2, a.siblings()) is None  # within the balance margin: answered here
+    b.set_draining()
+    assert choose_sibling(2, 2, a.siblings()) is None  # a draining sibling takes nothing
+    node.set_draining()
+    assert node.ready() == (False, "draining")
+    node.count_restart()
+    assert node.restarts == 1
+
+
+# --- real processes ---------------------------------------------------------------
+
+pytestmark_slow = pytest.mark.slow
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "XDG_"))}
+    env.update({"PYTHONPATH": str(ROOT), "RELAY_LOG_FORMAT": "text", "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1",
+                "RELAY_SHUTDOWN_TIMEOUT_S": "3", "RELAY_DEMO_MODE": "true", "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+                "RELAY_PORT": "0", "RELAY_DATA_DIR": str(tmp / "data"), "HOME": str(tmp)})
+    env.update(extra)
+    return env
+
+
+class Node:
+    """``relay serve --workers N`` in the background; ``base`` once its console link is printed."""
+
+    def __init__(self, tmp: Path, workers: int, env: dict[str, str]) -> None:
+        self.out, self.err = tmp / "serve.out", tmp / "serve.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "relay", "serve", "--workers", str(workers)],
+                                         env=env, cwd=tmp, stdout=out, stderr=err)
+        deadline = time.monotonic() + 90
+        while "Console: " not in self.out.read_text():
+            assert self.proc.poll() is None, self.err.read_text()
+            assert time.monotonic() < deadline, self.err.read_text()
+            time.sleep(0.1)
+        self.base = self.out.read_text().split("Console: ", 1)[1].split("/#", 1)[0]
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=10) as resp:  # noqa: S310 (loopback)
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def workers(self) -> list[int]:
+        text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return sorted(int(p) for p in text.split())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+def _device(base: str) -> RelayClient:
+    return RelayClient(base, "dev-" + uuid.uuid4().hex[:12], demo=True, host_addresses=["127.0.0.1"])
+
+
+def _answer_port(answer: str) -> int:
+    match = re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", answer)
+    assert match, answer
+    return int(match.group(1))
+
+
+async def _until(pred, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_full_worker_hands_the_call_to_its_sibling_and_readyz_reports_the_node(tmp_path: Path) -> None:
+    base_port = 42000 + os.getpid() % 2000 * 8
+    node = Node(tmp_path, 2, _env(tmp_path, RELAY_MAX_CALLS="1", RELAY_ICE_PORT_MIN=str(base_port),
+                                  RELAY_ICE_PORT_MAX=str(base_port + 7)))
+    slices = [port_slice(base_port, base_port + 7, i, 2) for i in range(2)]
+    devices: list[RelayClient] = []
+    try:
+        assert await asyncio.to_thread(node.status, "/readyz") == 200
+        for _ in range(2):  # one worker may accept both connections: the full one hands the second over
+            device = _device(node.base)
+            devices.append(device)
+            port = _answer_port(await device.connect())
+            assert any(lo <= port <= hi for lo, hi in slices)
+        held = {next(i for i, (lo, hi) in enumerate(slices) if lo <= _answer_port(d.answer_sdp) <= hi)
+                for d in devices}
+        assert held == {0, 1}  # one call in each worker's slice of the UDP range
+        # every worker full: the node is not ready, whichever worker answers, and a third call is refused
+        assert {await asyncio.to_thread(node.status, "/readyz") for _ in range(6)} == {503}
+        third = _device(node.base)
+        with pytest.raises(RelayError) as refused:
+            await third.connect()
+        await third.hangup()
+        assert refused.value.status == 503 and refused.value.code == "capacity_exceeded"
+        await devices.pop().hangup()
+        await _until(lambda: node.status("/readyz") == 200)
+        again = _device(node.base)
+        devices.append(again)
+        await again.connect()  # the freed worker takes it, whichever worker accepted the connection
+    finally:
+        for d in devices:
+            await d.hangup()
+        assert node.stop() == 0
+
+
+@pytest.mark.slow
+async def test_crashed_worker_is_restarted_counted_and_sigterm_drains_every_worker(tmp_path: Path) -> None:
+    node = Node(tmp_path, 2, _env(tmp_path, RELAY_MAX_CALLS="1", RELAY_METRICS_TOKEN=""))
+    devices: list[RelayClient] = []
+    try:
+        before = node.workers()
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        await _until(lambda: len(node.workers()) == 2 and node.workers() != before)
+        assert re.search(rf"worker \d \(pid {before[0]}\) exited with code -9; restarting", node.err.read_text())
+        await _until(lambda: node.err.read_text().count(" ready (pid ") == 3)  # 2 at start, 1 restarted
+        for _ in range(2):  # a call in each worker, the restarted one included
+            device = _device(node.base)
+            devices.append(device)
+            await device.connect()
+        # SIGTERM: no new calls; both live calls are ended by the drain, and their usage is written
+        node.proc.send_signal(signal.SIGTERM)
+        await _until(lambda: all(d.pc is None or d.pc.connectionState in ("closed", "failed", "disconnected")
+                                 or d.channel is None or d.channel.readyState != "open" for d in devices),
+                     timeout_s=40)
+        assert await asyncio.to_thread(node.proc.wait, 40) == 0
+    finally:
+        for d in devices:
+            await d.hangup()
+        node.stop()
+    with sqlite3.connect(tmp_path / "data" / "relay.db") as db:
+        ids = {row[0] for row in db.execute("SELECT client_id FROM usage")}
+    assert {d.client_id for d in devices} <= ids
