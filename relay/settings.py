@@ -116,7 +116,18 @@ class Settings:
     )
     # --- media plane (WebRTC edge) -----------------------------------------
     max_calls: int = _f(200, "Live calls per worker process; `POST /v1/realtime` answers 503 beyond it.")
-    max_calls_per_client: int = _f(10, "Live calls one client id may hold per worker (429 beyond it); 0: no limit (load tests with one id).")
+    max_calls_per_client: int = _f(
+        10,
+        "Live calls one client id (or API token's client) may hold across the whole fleet -- every worker of "
+        "every node sharing the database (429 beyond it); 0: no limit (load tests with one id).",
+    )
+    max_calls_per_workspace: int = _f(0, "Live calls one workspace's devices may hold across the fleet (429 "
+                                         "beyond it); 0: no limit.")
+    call_lease_s: float = _f(30.0, "Lease of a live call in the fleet's live-call registry: its worker renews "
+                                   "it every third of this; a crashed worker's or node's calls stop counting "
+                                   "against the caps this long after it died, and an operator's end request "
+                                   "takes up to a third of it.")
+    node_name: str = _f("", "This node's name in the live-call registry; empty: the host name.")
     uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
     opus_complexity: int = _f(4, "libopus encoder complexity for the downlink, 0 (cheapest) .. 10 (see docs/media.md).")
     playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")

@@ -87,6 +87,29 @@ class MediaPlane:
     worker: Any = None  # relay.node.state.WorkerSlot under --workers N > 1 (None: the only worker)
     ice_port_range: tuple[int, int] | None = None  # this worker's slice of ice_port_min..ice_port_max
     siblings: Any = None  # relay.node.handoff.Siblings under --workers N > 1
+    fleet: Any = None  # relay.node.leases.FleetCalls: the store's live-call registry and caps (set at startup)
+
+    def call_finished(self, call: Any) -> None:
+        """A call (either edge) ended: free its worker slot and its row in the fleet's registry."""
+        self.registry.remove(call)
+        if self.fleet is not None:
+            self.fleet.release_soon(call.id)
+
+    async def admit_fleet(self, call_id: str, device: Any, edge: str = "webrtc") -> None:
+        """The fleet-wide caps (one database round trip); the documented 429 when one is reached.
+        The caller holds a registry slot for ``device.client_id`` and releases it when this raises."""
+        if self.fleet is None:
+            return
+        from relay.store.live_calls import CapReached
+
+        try:
+            await self.fleet.admit(call_id, device, edge)
+        except CapReached as exc:
+            self.metrics.calls_rejected += 1
+            holder, cap = (("client", self.settings.max_calls_per_client) if exc.which == "client"
+                           else ("workspace", self.settings.max_calls_per_workspace))
+            raise ApiError(429, f"This {holder} already has {cap} live calls", "too_many_calls",
+                           headers={"Retry-After": "5"}) from None
     _local_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def local_assistant(self) -> str:
@@ -171,24 +194,35 @@ async def post_realtime(request: web.Request) -> web.Response:
     admit_call(plane, client_id, settings.max_calls_per_client, holder="client")
     call_id = "call_" + uuid.uuid4().hex
     try:
+        await plane.admit_fleet(call_id, device)
+    except BaseException:
+        plane.registry.release(client_id)
+        raise
+    try:
         call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc), opus_wants_fec(desc))
         t2 = time.perf_counter()
         answer = await call.start(offer)
         t3 = time.perf_counter()
     except OfferError as exc:
-        plane.registry.release(client_id)
+        _unadmit(plane, client_id, call_id)
         raise ApiError(400, str(exc), exc.code) from None
     except ice.NoFreePort:
-        plane.registry.release(client_id)
+        _unadmit(plane, client_id, call_id)
         plane.metrics.calls_rejected += 1
         raise ApiError(503, "No free media port on this server; try again shortly", "capacity_exceeded",
                        headers={"Retry-After": "1"}) from None
     except BaseException:
-        plane.registry.release(client_id)
+        _unadmit(plane, client_id, call_id)
         raise
     plane.registry.add(call)
     return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
                         headers={"X-Session-Id": call_id, "Server-Timing": server_timing(auth=t1 - t0, answer=t3 - t2)})
+
+
+def _unadmit(plane: MediaPlane, client_id: str, call_id: str) -> None:
+    plane.registry.release(client_id)
+    if plane.fleet is not None:
+        plane.fleet.release_soon(call_id)
 
 
 def upstream_factory(plane: MediaPlane) -> Callable[[Any, str], Awaitable[Any]]:
@@ -248,7 +282,7 @@ def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any
     return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device, ice_port_range=plane.ice_port_range),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
                 tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
-                on_finished=plane.registry.remove, max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
+                on_finished=plane.call_finished, max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
 
 
 def _needs_local_assistant(settings: Settings) -> bool:
@@ -281,11 +315,14 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     plane.http = aiohttp.ClientSession()
     plane.tool_http = make_tool_session(allow_private=settings.tool_allow_private)
     try:
+        await _start_fleet(app, plane)
         if _needs_local_assistant(settings):  # the default assistant: start it now, not on the first call
             await plane.local_assistant()
         yield
     finally:
         await plane.registry.drain(0)
+        if plane.fleet is not None:
+            await plane.fleet.close()
         if plane.siblings is not None:
             await plane.siblings.close()
         await plane.clock.stop()
@@ -293,6 +330,29 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
             await plane.local_assistant_runner.cleanup()
         await plane.tool_http.close()
         await plane.http.close()
+
+
+async def _start_fleet(app: web.Application, plane: MediaPlane) -> None:
+    """The store's live-call registry for this worker: caps fleet-wide, leases, operator end requests."""
+    db = app.get(keys.DB)
+    if db is None:
+        return
+    from relay.node.leases import END_REASON, FleetCalls
+    from relay.store.live_calls import ensure_schema
+
+    await ensure_schema(db)
+    settings = plane.settings
+    plane.fleet = FleetCalls(db, node=settings.node_name, worker=plane.worker.index if plane.worker else 0,
+                             lease_s=settings.call_lease_s, client_cap=settings.max_calls_per_client,
+                             workspace_cap=settings.max_calls_per_workspace)
+
+    def end_call(call_id: str) -> None:
+        call = plane.registry.get(call_id)
+        if call is not None:
+            log.info("ending call %s at an operator's request", call_id)
+            call.end_with_error(END_REASON, "An operator ended this call.")
+
+    plane.fleet.start(end_call)
 
 
 async def _drain_on_shutdown(app: web.Application) -> None:

@@ -245,14 +245,21 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")
     call_id = "call_" + uuid.uuid4().hex
     try:
+        await plane.admit_fleet(call_id, device, edge="websocket")
+    except BaseException:
+        plane.registry.release(device.client_id)
+        raise
+    try:
         ws.headers["X-Session-Id"] = call_id
         await ws.prepare(request)
         call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
                       upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
-                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove,
+                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.call_finished,
                       transport=request.transport, metrics=plane.metrics)
     except BaseException:
         plane.registry.release(device.client_id)
+        if plane.fleet is not None:
+            plane.fleet.release_soon(call_id)
         raise
     plane.registry.add(call)  # type: ignore[arg-type]  # a WsCall has what the registry uses of a Call
     await call.run()
