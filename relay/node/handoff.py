@@ -69,6 +69,14 @@ class Siblings:
         request[HANDED_OFF] = True
         return web.Response(status=resp.status, body=payload, headers=back)
 
+    async def text(self, index: int, path: str, headers: dict[str, str]) -> str | None:
+        """A sibling's own answer to ``GET path`` (e.g. its ``/metrics``); None when it does not answer 200."""
+        try:
+            async with self._session(index).get("http://relay-node" + path, headers=headers) as resp:
+                return await resp.text() if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, OSError, UnicodeDecodeError):
+            return None
+
     async def close(self) -> None:
         for session in self._sessions.values():
             await session.close()

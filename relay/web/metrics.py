@@ -29,6 +29,7 @@ from aiohttp import web
 import relay
 from relay.auth import THROTTLE
 from relay.media.metrics import LATENCY_BUCKETS_S, MediaMetrics, bump
+from relay.node.handoff import arrived_from_sibling
 from relay.ops.counters import OPS, OpsCounters
 from relay.ops.exposition import CONTENT_TYPE, Exposition
 from relay.ops.process import read_process_stats
@@ -44,7 +45,7 @@ _SHED_CODES = {"capacity_exceeded": "call_capacity", "too_many_calls": "calls_pe
 
 OPENAPI = {
     "paths": {"/metrics": {"get": {
-        "summary": "This worker's metrics in the Prometheus text exposition format 0.0.4 "
+        "summary": "This node's metrics (every worker's, labelled worker) in the Prometheus text exposition format 0.0.4 "
                    "(bearer: metrics_token, or the admin token when it is empty; 404 when neither is set)",
         "tags": ["ops"], "security": [{"MetricsToken": []}],
         "responses": {
@@ -82,7 +83,26 @@ def _check_token(request: web.Request) -> None:
 
 async def get_metrics(request: web.Request) -> web.Response:
     _check_token(request)
-    return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE})
+    worker = request.app.get(keys.WORKER)
+    if worker is None or arrived_from_sibling(request):  # one worker, or a sibling asking for this one's own
+        return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=await _node_metrics(request, worker), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _node_metrics(request: web.Request, worker) -> bytes:  # type: ignore[no-untyped-def]
+    """Every worker's exposition, merged and labelled by worker (relay.node.metrics)."""
+    import asyncio
+
+    from relay.node.metrics import merge
+    from relay.web.realtime import MEDIA
+
+    siblings = request.app[MEDIA].siblings
+    auth = {"Authorization": request.headers.get("Authorization", "")}
+    others = [r.index for r in worker.siblings()]
+    texts = await asyncio.gather(*(siblings.text(i, "/metrics", auth) for i in others))
+    parts = [(worker.index, render(request.app).decode())]
+    parts += [(i, t) for i, t in zip(others, texts, strict=True) if t is not None]
+    return merge(sorted(parts), workers=worker.count, restarts=worker.node.restarts).encode()
 
 
 def _by(label: str, counts: dict[str, int]) -> Iterable[tuple[dict[str, str], int]]:

@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from relay.client import RelayClient, RelayError
+from relay.node.metrics import merge
 from relay.node.state import NodeState, choose_sibling, port_slice
 from relay.settings import SettingsError, worker_count
+from tests.ops.promtext import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "node-admin-token-" + "n" * 24
@@ -69,6 +71,18 @@ def test_node_state_ready_and_sibling_choice() -> None:
     assert node.restarts == 1
 
 
+def test_metrics_of_the_workers_merge_into_one_valid_exposition() -> None:
+    one = ('# HELP relay_live_calls Live calls\n# TYPE relay_live_calls gauge\nrelay_live_calls 2\n'
+           '# HELP relay_calls_ended_total Ended\n# TYPE relay_calls_ended_total counter\n'
+           'relay_calls_ended_total{reason="hangup"} 3\n')
+    two = one.replace("relay_live_calls 2", "relay_live_calls 5").replace("} 3", "} 4")
+    families = parse(merge([(0, one), (1, two)], workers=2, restarts=1))
+    assert families["relay_live_calls"].by("worker") == {"0": 2, "1": 5}
+    assert families["relay_calls_ended_total"].value(worker="1", reason="hangup") == 4
+    assert families["relay_worker_restarts_total"].value() == 1
+    assert families["relay_node_workers"].value() == 2
+
+
 # --- real processes ---------------------------------------------------------------
 
 pytestmark_slow = pytest.mark.slow
@@ -104,6 +118,11 @@ class Node:
                 return resp.status
         except urllib.error.HTTPError as exc:
             return exc.code
+
+    def metrics(self) -> dict:
+        req = urllib.request.Request(self.base + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+            return parse(resp.read().decode())
 
     def workers(self) -> list[int]:
         text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
@@ -186,6 +205,14 @@ async def test_crashed_worker_is_restarted_counted_and_sigterm_drains_every_work
             device = _device(node.base)
             devices.append(device)
             await device.connect()
+        # the node's metrics, whichever worker is scraped: both workers' series, labelled, and the restart
+        for _ in range(3):
+            families = await asyncio.to_thread(node.metrics)
+            assert families["relay_worker_restarts_total"].value() == 1
+            assert families["relay_live_calls"].by("worker") == {"0": 1, "1": 1}
+            assert set(families["process_cpu_seconds_total"].by("worker")) == {"0", "1"}
+            setup = families["relay_call_setup_seconds"]  # one histogram per worker, each valid (parse checks)
+            assert {lab["worker"] for n, lab, _v in setup.samples if n.endswith("_count")} == {"0", "1"}
         # SIGTERM: no new calls; both live calls are ended by the drain, and their usage is written
         node.proc.send_signal(signal.SIGTERM)
         await _until(lambda: all(d.pc is None or d.pc.connectionState in ("closed", "failed", "disconnected")
