@@ -110,6 +110,10 @@ class MediaPlane:
                            else ("workspace", self.settings.max_calls_per_workspace))
             raise ApiError(429, f"This {holder} already has {cap} live calls", "too_many_calls",
                            headers={"Retry-After": "5"}) from None
+        except Exception as exc:  # the database does not answer: no call goes unregistered (and uncapped)
+            log.warning("live-call admission failed: %s", type(exc).__name__)
+            raise ApiError(503, "The call registry is unavailable; try again shortly", "unavailable",
+                           headers={"Retry-After": "2"}) from None
     _local_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def local_assistant(self) -> str:

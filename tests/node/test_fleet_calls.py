@@ -71,3 +71,15 @@ async def test_cap_is_fleet_wide_and_operator_end_reaches_the_holder(two_apps) -
     finally:
         for device in (first, second, other):
             await device.hangup()
+
+
+async def test_registry_unavailable_is_a_503_not_a_500(two_apps) -> None:
+    (a, _b), db = two_apps
+    await db.execute("DROP TABLE live_calls")  # the database answers, the registry does not
+    device = RelayClient(a, "porch-" + uuid.uuid4().hex[:8], demo=True, host_addresses=LOOPBACK)
+    try:
+        with pytest.raises(RelayError) as refused:
+            await device.connect()
+        assert refused.value.status == 503 and refused.value.code == "unavailable"
+    finally:
+        await device.hangup()
