@@ -99,16 +99,34 @@ def _die_with_parent() -> None:
         pass
 
 
+class _WorkerTag(logging.Filter):
+    """Every log line of a worker names it (``worker=<index>``)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "worker"):
+            record.worker = self.index
+        return True
+
+
 def _worker_main(settings: Settings, sock: socket.socket, node: NodeState, index: int,
                  origins: dict[str, str]) -> None:
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+    tag = _WorkerTag(index)
+    for name in ("relay", "aiohttp.server", "aiohttp.web", ""):  # relay.log's handler is on "relay" (+ aiohttp's)
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(tag)
     from relay.cli import StartupError, event_loop_runner, serve
+    from relay.settings import SettingsError
 
     try:
         event_loop_runner()(serve(settings, origins=origins, sock=sock, worker=node.worker(index)))
-    except StartupError as exc:
+    except (StartupError, SettingsError) as exc:
         print(f"relay: worker {index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 
@@ -139,7 +157,13 @@ class Supervisor:
         import dataclasses
 
         from relay.cli import StartupError, _print_console_link
+        from relay.node.state import port_slice
+        from relay.settings import SettingsError
 
+        try:  # before anything binds: a UDP range too small for the workers is a bad setting (exit 2)
+            port_slice(self.settings.ice_port_min, self.settings.ice_port_max, 0, self.workers)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         self.sock = bind(self.settings, self.origins, self.workers)
         link = asyncio.run(_prepare(self.settings, self.origins))
         run_dir = tempfile.mkdtemp(prefix="relay-node-")  # mode 0700: only relay's user reaches the workers
@@ -179,6 +203,8 @@ class Supervisor:
         restart_at: dict[int, float] = {}
         while not self.stopping:
             wait([p.sentinel for p in self.procs if p is not None], timeout=0.5)
+            if self.stopping:  # the signal may reach the workers too (a terminal's Ctrl-C, a process group)
+                break
             now = time.monotonic()
             for index, proc in enumerate(self.procs):
                 if proc is not None and not proc.is_alive():
