@@ -132,6 +132,9 @@ def render(app: web.Application) -> bytes:
     out.gauge("relay_max_calls", "Live-call limit of this worker (max_calls)",
               registry.max_calls if registry is not None else 0)
     out.counter("relay_calls_started_total", "Calls answered and started", media.calls_started)
+    out.counter("relay_calls_handed_off_total",
+                "New calls this worker passed to a sibling worker with room (relay serve --workers N)",
+                media.calls_handed_off)
     out.labelled("relay_calls_ended_total", "counter", "Calls ended, by end reason",
                  _by("reason", media.calls_ended_by_reason))
     out.labelled("relay_call_setup_failures_total", "counter",

@@ -181,6 +181,7 @@ async def post_realtime(request: web.Request) -> web.Response:
             offer = await _read_offer(request, settings.max_sdp_bytes)
             handed = await plane.siblings.forward(target, request, offer.encode(), remote_address(request))
             if handed is not None:
+                plane.metrics.calls_handed_off += 1
                 return handed
             request["relay_offer"] = offer
     from relay.auth import authenticate

@@ -226,3 +226,28 @@ async def test_crashed_worker_is_restarted_counted_and_sigterm_drains_every_work
     with sqlite3.connect(tmp_path / "data" / "relay.db") as db:
         ids = {row[0] for row in db.execute("SELECT client_id FROM usage")}
     assert {d.client_id for d in devices} <= ids
+
+
+def test_the_callers_address_comes_from_a_sibling_only_over_the_private_socket(tmp_path: Path) -> None:
+    from unittest import mock
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from relay.settings import load_settings
+    from relay.web import keys
+    from relay.web.middleware import remote_address
+
+    app = web.Application()
+    app[keys.SETTINGS] = load_settings(environ={}, data_dir=str(tmp_path))
+    app[keys.WORKER] = NodeState.create(2).worker(0)
+
+    def request(sockname: object) -> web.Request:
+        transport = mock.Mock()
+        transport.get_extra_info.side_effect = lambda name, default=None: {
+            "sockname": sockname, "peername": ("203.0.113.9", 5000)}.get(name, default)
+        return make_mocked_request("POST", "/v1/realtime", headers={"X-Relay-Remote": "198.51.100.1"},
+                                   app=app, transport=transport)
+
+    assert remote_address(request(str(tmp_path / "w0.sock"))) == "198.51.100.1"  # handed over by a sibling
+    assert remote_address(request(("127.0.0.1", 8080))) == "203.0.113.9"  # from the network: header ignored
