@@ -12,7 +12,10 @@ taken from ``X-Relay-Remote`` (the first worker saw the TCP peer).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -69,6 +72,41 @@ class Siblings:
         request[HANDED_OFF] = True
         return web.Response(status=resp.status, body=payload, headers=back)
 
+    async def proxy_websocket(self, index: int, request: web.Request, remote: str, ws: web.WebSocketResponse,
+                              on_handed: Callable[[], None] = lambda: None) -> web.WebSocketResponse | None:
+        """The WebSocket edge's hand-off: the sibling runs the call (its upstream, its registry slot)
+        and this worker only relays the frames both ways, close code included. None when the
+        sibling refuses or cannot be reached (this worker then answers as it would have)."""
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in _HOP and not k.lower().startswith("sec-websocket")}
+        headers[REMOTE_HEADER] = remote
+        try:
+            upstream = await self._session(index).ws_connect(
+                "http://relay-node" + request.path_qs, headers=headers, autoping=True, max_msg_size=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("WebSocket hand-off to worker %d refused: %s", index, getattr(exc, "status", type(exc).__name__))
+            return None
+        request[HANDED_OFF] = True
+        on_handed()  # the call runs in the sibling from now on (this returns when it ends)
+        session_id = getattr(upstream, "_response", None)
+        if session_id is not None and "X-Session-Id" in session_id.headers:
+            ws.headers["X-Session-Id"] = session_id.headers["X-Session-Id"]
+        await ws.prepare(request)
+        down = asyncio.ensure_future(_pump(upstream, ws))
+        up = asyncio.ensure_future(_pump(ws, upstream))
+        try:
+            await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (down, up):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            code = upstream.close_code if upstream.closed else ws.close_code
+            await upstream.close(code=ws.close_code or 1000)
+            await ws.close(code=code or 1000)
+        return ws
+
     async def text(self, index: int, path: str, headers: dict[str, str]) -> str | None:
         """A sibling's own answer to ``GET path`` (e.g. its ``/metrics``); None when it does not answer 200."""
         try:
@@ -81,3 +119,18 @@ class Siblings:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
+    """Frames from ``src`` to ``dst`` until ``src`` closes; then ``dst`` is closed with its code and reason."""
+    while True:
+        msg = await src.receive()
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            await dst.send_str(msg.data)
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            await dst.send_bytes(msg.data)
+        else:
+            reason = msg.extra.encode() if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str) else b""
+            await dst.close(code=src.close_code or 1000, message=reason)
+            return

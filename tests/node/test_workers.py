@@ -5,9 +5,11 @@ calls from the device SDK (``relay.client``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -138,6 +140,22 @@ class Node:
             raise
 
 
+async def _session_on_full_worker(node: Node):
+    """An HTTP client whose one keep-alive connection is held by a worker that is full (it answered
+    ``/v1/realtime/stats`` with live_calls == max_calls), so that its next request lands there."""
+    import aiohttp
+
+    for _ in range(20):
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, force_close=False))
+        async with session.get(node.base + "/v1/realtime/stats",
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as resp:
+            stats = await resp.json()
+        if stats["live_calls"] >= stats["max_calls"]:
+            return session
+        await session.close()
+    raise AssertionError("no connection reached the full worker")
+
+
 def _device(base: str) -> RelayClient:
     return RelayClient(base, "dev-" + uuid.uuid4().hex[:12], demo=True, host_addresses=["127.0.0.1"])
 
@@ -158,17 +176,23 @@ async def _until(pred, timeout_s: float = 30.0) -> None:
 @pytest.mark.slow
 async def test_full_worker_hands_the_call_to_its_sibling_and_readyz_reports_the_node(tmp_path: Path) -> None:
     base_port = 42000 + os.getpid() % 2000 * 8
-    node = Node(tmp_path, 2, _env(tmp_path, RELAY_MAX_CALLS="1", RELAY_ICE_PORT_MIN=str(base_port),
+    node = Node(tmp_path, 2, _env(tmp_path, RELAY_MAX_CALLS="1", RELAY_METRICS_TOKEN="", RELAY_ICE_PORT_MIN=str(base_port),
                                   RELAY_ICE_PORT_MAX=str(base_port + 7)))
     slices = [port_slice(base_port, base_port + 7, i, 2) for i in range(2)]
     devices: list[RelayClient] = []
+    http = None
     try:
         assert await asyncio.to_thread(node.status, "/readyz") == 200
-        for _ in range(2):  # one worker may accept both connections: the full one hands the second over
-            device = _device(node.base)
-            devices.append(device)
-            port = _answer_port(await device.connect())
-            assert any(lo <= port <= hi for lo, hi in slices)
+        first = _device(node.base)
+        devices.append(first)
+        await first.connect()
+        # the next offer reaches the worker that holds the first call, which is full: it hands it over
+        http = await _session_on_full_worker(node)
+        second = RelayClient(node.base, "dev-" + uuid.uuid4().hex[:12], demo=True, host_addresses=["127.0.0.1"],
+                             http_session=http)
+        devices.append(second)
+        await second.connect()
+        assert sum(node.metrics()["relay_calls_handed_off_total"].by("worker").values()) == 1
         held = {next(i for i, (lo, hi) in enumerate(slices) if lo <= _answer_port(d.answer_sdp) <= hi)
                 for d in devices}
         assert held == {0, 1}  # one call in each worker's slice of the UDP range
@@ -187,6 +211,8 @@ async def test_full_worker_hands_the_call_to_its_sibling_and_readyz_reports_the_
     finally:
         for d in devices:
             await d.hangup()
+        if http is not None:
+            await http.close()
         assert node.stop() == 0
 
 
@@ -251,3 +277,86 @@ def test_the_callers_address_comes_from_a_sibling_only_over_the_private_socket(t
 
     assert remote_address(request(str(tmp_path / "w0.sock"))) == "198.51.100.1"  # handed over by a sibling
     assert remote_address(request(("127.0.0.1", 8080))) == "203.0.113.9"  # from the network: header ignored
+
+
+@pytest.mark.slow
+async def test_full_worker_hands_a_websocket_call_to_its_sibling(tmp_path: Path) -> None:
+    import aiohttp
+
+    node = Node(tmp_path, 2, _env(tmp_path, RELAY_MAX_CALLS="1"))
+    try:
+        token = (await asyncio.to_thread(_admin_post, node, "/admin/v1/tokens", {"name": "server"}))["token"]
+        url = node.base.replace("http://", "ws://") + "/v1/realtime"
+        async with aiohttp.ClientSession() as http:
+            open_ws = [await http.ws_connect(url, headers={"Authorization": f"Bearer {token}"})]
+            assert (await open_ws[0].receive_json(timeout=15))["type"] == "session.created"
+            # the next upgrade reaches the full worker (over its keep-alive connection): it hands the call over
+            on_full = await asyncio.to_thread(_socket_on_full_worker, node)
+            import websockets
+
+            handed = await websockets.connect(url, sock=on_full, additional_headers={"Authorization": f"Bearer {token}"})
+            assert json.loads(await asyncio.wait_for(handed.recv(), 15))["type"] == "session.created"
+            assert sum(node.metrics()["relay_calls_handed_off_total"].by("worker").values()) == 1
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # every worker full
+                await http.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
+            assert refused.value.status == 503
+            families = await asyncio.to_thread(node.metrics)
+            assert families["relay_live_calls"].by("worker") == {"0": 1, "1": 1}
+            # events flow both ways through the handed-over call
+            await handed.send(json.dumps({"type": "session.update", "session": {"instructions": "Be brief."}}))
+            async with asyncio.timeout(15):
+                while json.loads(await handed.recv())["type"] != "session.updated":
+                    pass
+            await open_ws[0].close()
+            await _until(lambda: sum(node.metrics()["relay_live_calls"].by("worker").values()) == 1)
+            # the drain ends the handed-over call with its close code, relayed through the first worker
+            node.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed):
+                async with asyncio.timeout(30):
+                    while True:
+                        await handed.recv()
+            assert handed.close_code == aiohttp.WSCloseCode.GOING_AWAY  # relayed from the sibling
+    finally:
+        assert node.stop() == 0
+
+
+def _socket_on_full_worker(node: Node) -> socket.socket:
+    """A TCP connection held by a worker that is full (its /v1/realtime/stats says so, over the same
+    keep-alive connection), so that the WebSocket upgrade sent on it next lands there."""
+    host, port = node.base.removeprefix("http://").split(":")
+    for _ in range(30):
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(f"GET /v1/realtime/stats HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ADMIN_TOKEN}"
+                     "\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        header, _, body = head.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", header).group(1))
+        while len(body) < length:
+            body += sock.recv(4096)
+        stats = json.loads(body)
+        if stats["live_calls"] >= stats["max_calls"]:
+            sock.settimeout(None)
+            return sock
+        sock.close()
+    raise AssertionError("no connection reached the full worker")
+
+
+def _admin_post(node: Node, path: str, body: dict) -> dict:
+    req = urllib.request.Request(node.base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        return json.loads(resp.read())
+
+
+def test_workers_starting_at_once_share_one_signing_key(tmp_path: Path) -> None:
+    """The URL-signing key file is created whole by one of several processes and read by the others."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from relay.storage.signing import load_signing_key
+
+    with ProcessPoolExecutor(4) as pool:
+        keys = list(pool.map(load_signing_key, [""] * 16, [tmp_path] * 16))
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["url_signing.key"]  # no temporary file left
