@@ -245,8 +245,10 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
     if plane.worker is not None and not plane.registry.draining and not arrived_from_sibling(request):
-        target = choose_sibling(plane.registry.load, plane.registry.max_calls, plane.worker.siblings())
-        if target is not None:  # full here (or a sibling carries clearly fewer calls): the sibling runs it
+        # only when full: a relayed WebSocket call costs this worker CPU per frame, so no balancing hand-off
+        target = choose_sibling(plane.registry.load, plane.registry.max_calls, plane.worker.siblings(),
+                                margin=plane.registry.max_calls + 1)
+        if target is not None:  # full here: the sibling with the most room runs it
             def handed() -> None:
                 plane.metrics.calls_handed_off += 1
 
