@@ -85,6 +85,7 @@ class MediaPlane:
     local_assistant_url: str = ""
     local_assistant_runner: Any = None
     worker: Any = None  # relay.node.state.WorkerSlot under --workers N > 1 (None: the only worker)
+    worker_index: int = 0  # this worker's index on the node (0..N-1): e.g. a per-worker UDP port is base + index
     ice_port_range: tuple[int, int] | None = None  # this worker's slice of ice_port_min..ice_port_max
     siblings: Any = None  # relay.node.handoff.Siblings under --workers N > 1
     fleet: Any = None  # relay.node.leases.FleetCalls: the store's live-call registry and caps (set at startup)
@@ -347,7 +348,7 @@ async def _start_fleet(app: web.Application, plane: MediaPlane) -> None:
 
     await ensure_schema(db)
     settings = plane.settings
-    plane.fleet = FleetCalls(db, node=settings.node_name, worker=plane.worker.index if plane.worker else 0,
+    plane.fleet = FleetCalls(db, node=settings.node_name, worker=plane.worker_index,
                              lease_s=settings.call_lease_s, client_cap=settings.max_calls_per_client,
                              workspace_cap=settings.max_calls_per_workspace)
 
@@ -404,7 +405,7 @@ def setup(app: web.Application) -> None:
         raise SettingsError(str(exc)) from None
     registry = CallRegistry(settings.max_calls, settings.max_calls_per_client)
     plane = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics), registry=registry,
-                       worker=worker, ice_port_range=port_range)
+                       worker=worker, worker_index=index, ice_port_range=port_range)
     if worker is not None:
         registry.on_load = worker.set_load
         plane.siblings = Siblings(worker.node.run_dir, timeout_s=settings.upstream_connect_timeout_s + 10)
