@@ -61,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tgt.add_argument("--compare", action="store_true", help="same as --spawn both: relay vs reference, ratios")
     tgt.add_argument("--relay-cmd", help="command starting relay (default: python -m relay serve)")
     tgt.add_argument(
+        "--workers",
+        type=_ints,
+        default=[1],
+        help="worker processes of the spawned relay (RELAY_WORKERS), comma-separated: each count is its own "
+        "target (relay-w1, relay-w2, ...), run one after the other for every N",
+    )
+    tgt.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -147,7 +154,10 @@ class Bench:
     def targets(self) -> list[str]:
         if not self.args.spawn:
             return ["target"]
-        return ["relay", "reference"] if self.args.spawn == "both" else [self.args.spawn]
+        relays = ["relay"] if self.args.workers == [1] else [f"relay-w{w}" for w in self.args.workers]
+        if self.args.spawn == "reference":
+            return ["reference"]
+        return [*relays, "reference"] if self.args.spawn == "both" else relays
 
     async def upstream_url(self) -> str:
         """'' / 'local' = in-process assistant; else a WebSocket URL (started here on first use)."""
@@ -167,13 +177,15 @@ class Bench:
         server: servers.Server | None = None
         with tempfile.TemporaryDirectory(prefix="bench-relay-") as data_dir:
             stats_token = secrets.token_hex(16)
-            if target == "relay":
+            workers = int(target.split("-w", 1)[1]) if target.startswith("relay-w") else 1
+            if target.startswith("relay"):
                 server = servers.relay_server(
                     model=a.model,
                     data_dir=data_dir,
                     upstream_url=await self.upstream_url(),
                     cmd=a.relay_cmd.split() if a.relay_cmd else None,
-                    extra_env={"RELAY_ADMIN_TOKEN": stats_token, **dict(kv.split("=", 1) for kv in a.relay_env)},
+                    extra_env={"RELAY_ADMIN_TOKEN": stats_token, "RELAY_WORKERS": str(workers),
+                               **dict(kv.split("=", 1) for kv in a.relay_env)},
                 )
             elif target == "reference":
                 server = servers.reference_server(upstream=await self.upstream_url() or "local", model=a.model)
@@ -194,7 +206,9 @@ class Bench:
                     relay_pid=server.pid if server else a.relay_pid,
                     metrics_url=None if server else a.metrics_url,
                     metrics_token=None if server else a.metrics_token,
-                    stats_url=f"{server.base_url}/v1/realtime/stats" if target == "relay" and server else None,
+                    # /v1/realtime/stats is one worker's view: only asked of a one-worker relay
+                    stats_url=f"{server.base_url}/v1/realtime/stats" if target.startswith("relay") and server
+                    and workers == 1 else None,
                     stats_token=stats_token,
                     label=target if server else "target",
                     progress=not a.quiet,
@@ -204,6 +218,9 @@ class Bench:
                     report = await run_churn(sc, self.audio, a.churn_call_s)
                 else:
                     report = await run(sc, self.audio)
+                if server is not None and target.startswith("relay"):
+                    report["workers"] = workers
+                    report["calls_by_worker"] = await calls_by_worker(server.base_url, stats_token)
             finally:
                 if server is not None:
                     server.stop()
@@ -228,9 +245,11 @@ class Bench:
             for n in a.n:
                 for target in self.targets():
                     await self.run_one(target, n)
-        if len(self.targets()) == 2:
+        if self.targets() == ["relay", "reference"]:
             for line in compare_lines(self.reports):
                 print(line)
+        for line in worker_lines(self.reports):
+            print(line)
         for label, m in marginal_costs(self.reports).items():
             cpu, rss = m.get("cpu_pct_per_added_call"), m.get("rss_mb_per_added_call")
             print(
@@ -344,6 +363,45 @@ def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]
         if row:
             out[label] = row
     return out
+
+
+async def calls_by_worker(base_url: str, token: str) -> dict[str, int]:
+    """``relay_calls_started_total`` per worker label from the node's /metrics (one worker: {"0": n})."""
+    import re
+
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.get(
+            f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            text = await resp.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        logging.getLogger("bench").warning("metrics: %s", exc)
+        return {}
+    found = re.findall(r'^relay_calls_started_total(?:\{worker="(\d+)"\})? (\S+)$', text, re.M)
+    return {w or "0": int(float(v)) for w, v in found}
+
+
+def worker_lines(reports: list[dict[str, Any]]) -> list[str]:
+    """Per N: CPU per call, set-up p99 and the calls' spread of each worker count, and CPU/call vs 1 worker."""
+    runs = [r for r in reports if "workers" in r and "measure" in r]
+    if len({r["workers"] for r in runs}) < 2:
+        return []
+    lines = ["", "== relay by worker count (cpu_per_call: % of one core per established call)"]
+    for n in sorted({r["calls_requested"] for r in runs}):
+        base = next((r for r in runs if r["calls_requested"] == n and r["workers"] == 1), None)
+        for r in sorted((r for r in runs if r["calls_requested"] == n), key=lambda r: r["workers"]):
+            cpu = r["measure"].get("relay_cpu_pct_per_call")
+            ratio = ""
+            if base is not None and cpu and base["measure"].get("relay_cpu_pct_per_call"):
+                ratio = f" ({cpu / base['measure']['relay_cpu_pct_per_call']:.2f}x of 1 worker)"
+            lines.append(
+                f"  N={n:>3} workers={r['workers']}: {r['calls_established']}/{n} calls; cpu_per_call "
+                f"{'-' if cpu is None else f'{cpu:.2f}'}{ratio}; setup p99 {r['setup_ms']['p99']} ms; "
+                f"calls by worker {r.get('calls_by_worker')}"
+            )
+    return lines
 
 
 def compare_lines(reports: list[dict[str, Any]]) -> list[str]:

@@ -1,6 +1,6 @@
 """The ``relay`` command: ``serve``, ``config --markdown``, ``admin ...``.
 
-    relay serve [--config relay.toml] [--host H] [--port N] [--data-dir DIR] [--workers 1]
+    relay serve [--config relay.toml] [--host H] [--port N] [--data-dir DIR] [--workers N|auto]
     relay config --markdown            # the README's settings table
     relay admin [--config FILE] [--json] workspaces|assistants|clients ...
     relay assistant [--host H] [--port N]   # the built-in local assistant alone
@@ -14,16 +14,18 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from relay.settings import Settings, SettingsError, load_settings, markdown_table
+from relay.settings import Settings, SettingsError, load_settings, markdown_table, worker_count
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from relay.console_link import LinkKey
+    from relay.node.state import WorkerSlot
 
 log = logging.getLogger("relay.server")
 
@@ -36,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (the host setting; overrides RELAY_HOST and --config)")
     serve.add_argument("--port", type=int, help="TCP port (the port setting; 0: any free port)")
     serve.add_argument("--data-dir", help="data directory (the data_dir setting; default $XDG_DATA_HOME/relay)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes; only 1 for now")
+    serve.add_argument("--workers", help="worker processes sharing the port (the workers setting): a number, "
+                       "or auto for one per core; default 1")
     config = sub.add_parser("config", help="show settings")
     config.add_argument("--config", help="TOML settings file")
     config.add_argument("--markdown", action="store_true", help="print the settings table (README)")
@@ -55,11 +58,14 @@ class StartupError(RuntimeError):
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
-                origins: dict[str, str] | None = None) -> None:
+                origins: dict[str, str] | None = None, sock: socket.socket | None = None,
+                worker: WorkerSlot | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then drain gracefully.
 
     ``StartupError`` (one line) when the database cannot be opened or the port cannot be bound;
     ``origins`` (setting -> which source chose it) makes those lines name the setting to change.
+    Under ``--workers N`` (relay.node.supervisor): ``sock`` is the node's listening socket and
+    ``worker`` this worker's slot; the worker also listens on its private Unix socket (hand-off).
     """
     from aiohttp import web
 
@@ -68,7 +74,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
     from relay.web.server import ConnectionLimits, RelayAppRunner
 
     origins = origins or {}
-    app = create_app(settings)
+    app = create_app(settings, worker=worker)
     runner = RelayAppRunner(
         app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s, limits=ConnectionLimits.from_settings(settings),
         max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
@@ -86,17 +92,27 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
                                + (f" ({chosen})" if chosen else "")) from None
         except (OSError, ValueError) as exc:  # a service refusing its settings, a file it cannot create
             raise StartupError(f"start-up failed: {exc}") from None
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None
+                              else web.TCPSite(runner, settings.host, settings.port))
         link = await _prepare_console_link(app, settings) if settings.console_link else None
         try:
+            if worker is not None:
+                from relay.node.handoff import socket_path
+
+                await web.UnixSite(runner, socket_path(worker.node.run_dir, worker.index)).start()
             await site.start()
         except OSError as exc:
             chosen = origins.get("port", "")
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}"
                                + (f" ({chosen})" if chosen else "")) from None
-        bound = runner.addresses[0] if runner.addresses else (settings.host, settings.port)
-        log.info("relay listening on http://%s:%s", bound[0], bound[1], extra={"event": "listening"})
+        bound = sock.getsockname() if sock is not None else (
+            runner.addresses[0] if runner.addresses else (settings.host, settings.port))
+        if worker is not None:
+            worker.started(settings.max_calls)
+            log.info("worker %d ready (pid %d)", worker.index, os.getpid(), extra={"event": "worker_ready"})
+        else:
+            log.info("relay listening on http://%s:%s", bound[0], bound[1], extra={"event": "listening"})
         if link is not None:
             _print_console_link(settings, link, bound[0], bound[1])
         await stop.wait()
@@ -136,7 +152,7 @@ def _print_console_link(settings: Settings, link: LinkKey, host: str, port: int)
         log.warning("console link: could not write to stdout: %s", exc)
 
 
-_SERVE_FLAGS = {"host": "--host", "port": "--port", "data_dir": "--data-dir"}
+_SERVE_FLAGS = {"host": "--host", "port": "--port", "data_dir": "--data-dir", "workers": "--workers"}
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -145,12 +161,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     from relay.media import compat
     from relay.settings import origin
 
-    if args.workers != 1:
-        print(f"relay serve: --workers {args.workers}: only 1 worker per process for now; run several "
-              "`relay serve` processes (one port each) behind a load balancer instead", file=sys.stderr)
-        return 2
     flags = {name: getattr(args, name) for name in _SERVE_FLAGS if getattr(args, name) is not None}
     settings = load_settings(args.config, **flags)
+    workers = worker_count(settings.workers)
     origins = {name: origin(name, args.config, overrides=flags, override_label=_SERVE_FLAGS.get(name))
                for name in ("port", "data_dir", "database_url")}
     try:
@@ -162,18 +175,26 @@ def _run_serve(args: argparse.Namespace) -> int:
     configure_logging(settings)
     log.info("starting relay", extra={"settings": settings.redacted()})
     try:
-        import uvloop
+        if workers > 1:
+            from relay.node import supervisor
 
-        runner = uvloop.run
-    except ImportError:  # uvloop is a dependency; only odd platforms lack it
-        runner = asyncio.run
-    try:
-        runner(serve(settings, origins=origins))
+            return supervisor.run(settings, workers, origins)
+        event_loop_runner()(serve(settings, origins=origins))
     except StartupError as exc:
         log.debug("start-up failed", exc_info=True)
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def event_loop_runner() -> Any:
+    """uvloop's ``run`` (asyncio's where uvloop is missing)."""
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:  # uvloop is a dependency; only odd platforms lack it
+        return asyncio.run
 
 
 def _ensure_data_dir(settings: Settings, chosen_by: str) -> None:

@@ -55,6 +55,11 @@ class Settings:
     log_level: str = _f("info", "debug, info, warning or error.")
     log_format: str = _f("auto", "`json`, `text`, or `auto` (JSON when stderr is not a terminal).")
     cors_origins: list[str] = _f(["*"], "Allowed CORS origins, comma-separated; `*` allows any (no cookies are used).")
+    workers: str = _f(
+        "1",
+        "Worker processes of `relay serve` on this node (`--workers`): a number, or `auto` for one per core. "
+        "They share the HTTP port; each has its own event loop, media clock and slice of the ICE port range.",
+    )
     shutdown_timeout_s: float = _f(10.0, "Graceful drain time on SIGTERM/SIGINT before live calls are closed.")
     public_base_url: str = _f("", "External base URL (for signed links); empty: derived from the request.")
 
@@ -119,7 +124,18 @@ class Settings:
     )
     # --- media plane (WebRTC edge) -----------------------------------------
     max_calls: int = _f(200, "Live calls per worker process; `POST /v1/realtime` answers 503 beyond it.")
-    max_calls_per_client: int = _f(10, "Live calls one client id may hold per worker (429 beyond it); 0: no limit (load tests with one id).")
+    max_calls_per_client: int = _f(
+        10,
+        "Live calls one client id (or API token's client) may hold across the whole fleet -- every worker of "
+        "every node sharing the database (429 beyond it); 0: no limit (load tests with one id).",
+    )
+    max_calls_per_workspace: int = _f(0, "Live calls one workspace's devices may hold across the fleet (429 "
+                                         "beyond it); 0: no limit.")
+    call_lease_s: float = _f(30.0, "Lease of a live call in the fleet's live-call registry: its worker renews "
+                                   "it every third of this; a crashed worker's or node's calls stop counting "
+                                   "against the caps this long after it died, and an operator's end request "
+                                   "takes up to a third of it.")
+    node_name: str = _f("", "This node's name in the live-call registry; empty: the host name.")
     max_half_open_calls: int = _f(150, "WebRTC calls per worker answered but not connected yet (each holds a slot up to `ice_connect_timeout_s`); beyond: 503 `capacity_exceeded`; 0: `max_calls`.")
     max_half_open_calls_per_address: int = _f(100, "WebRTC calls from one address answered but not connected yet, whatever their client ids; beyond: 429 `too_many_pending_calls`; 0: no limit.")
     uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
@@ -344,6 +360,18 @@ _POSITIVE = ("http_header_timeout_s", "http_body_timeout_s", "http_keepalive_tim
 # 0 documented as "off" / "no limit"
 _NOT_NEGATIVE = ("usage_checkpoint_s", "device_liveness_timeout_s", "max_half_open_calls",
                  "max_half_open_calls_per_address")
+def worker_count(value: str | int, cores: int | None = None) -> int:
+    """The number of worker processes the ``workers`` setting asks for (``SettingsError`` when invalid)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return max(1, cores if cores is not None else len(os.sched_getaffinity(0)))
+    try:
+        count = int(text)
+    except ValueError:
+        raise SettingsError(f"setting workers must be a number or auto, not {value!r}") from None
+    if not 1 <= count <= 256:
+        raise SettingsError("setting workers must be between 1 and 256 (or auto)")
+    return count
 
 
 def markdown_table() -> str:

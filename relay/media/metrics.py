@@ -58,6 +58,7 @@ class MediaMetrics:
     calls_started: int = 0
     calls_ended: int = 0
     calls_rejected: int = 0
+    calls_handed_off: int = 0  # new calls this worker passed to a sibling (relay serve --workers N)
     rtp_in_packets: int = 0
     rtp_in_lost: int = 0
     rtp_in_late: int = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from relay.media.call import Call
 
@@ -48,6 +49,17 @@ class CallRegistry:
         self._half_open_pending = 0  # admitted with an address, still answering
         self._half_open_by_address: dict[str, int] = {}  # pending + half-open, per address
         self.draining = False
+        # told the load (live + pending calls) after every change: the node's shared table (relay.node.state)
+        self.on_load: Callable[[int], None] | None = None
+
+    @property
+    def load(self) -> int:
+        """Live calls plus admitted calls still answering."""
+        return len(self._calls) + self._pending
+
+    def _changed(self) -> None:
+        if self.on_load is not None:
+            self.on_load(self.load)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -84,6 +96,7 @@ class CallRegistry:
         if address is not None:
             self._half_open_pending += 1
             self._half_open_by_address[address] = self._half_open_by_address.get(address, 0) + 1
+        self._changed()
 
     def release(self, client_id: str = "", address: str | None = None) -> None:
         self._pending -= 1
@@ -91,6 +104,7 @@ class CallRegistry:
         if address is not None:
             self._half_open_pending -= 1
             self._forget_address(address)
+        self._changed()
 
     def add(self, call: Call, address: str | None = None) -> None:
         """Register an answered call (turns its reservation into a live call, half-open with ``address``)."""
@@ -110,6 +124,7 @@ class CallRegistry:
         if self._calls.pop(call.id, None) is not None:
             self._forget_client(getattr(call.device, "client_id", ""))
             self.connected(call)
+            self._changed()
 
     def _forget_address(self, address: str) -> None:
         left = self._half_open_by_address.get(address, 0) - 1

@@ -24,17 +24,26 @@ def load_signing_key(configured: str, data_dir: Path) -> bytes:
         return configured.encode("utf-8")
     path = data_dir / KEY_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        text = path.read_text(encoding="ascii").strip()
-        if len(text) < 32:
-            raise ValueError(f"{path} is too short to be a signing key") from None
-        return text.encode("ascii")
-    key = secrets.token_hex(32)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key + "\n")
-    return key.encode("ascii")
+    if not path.exists():
+        # written whole to a private temporary file, then linked in place (atomic, fails if it exists):
+        # several worker processes starting at once never read a half-written key
+        key = secrets.token_hex(32)
+        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(key + "\n")
+            try:
+                os.link(tmp, path)
+                return key.encode("ascii")
+            except FileExistsError:
+                pass  # another process won: use its key
+        finally:
+            tmp.unlink(missing_ok=True)
+    text = path.read_text(encoding="ascii").strip()
+    if len(text) < 32:
+        raise ValueError(f"{path} is too short to be a signing key")
+    return text.encode("ascii")
 
 
 class UrlSigner:

@@ -285,23 +285,47 @@ def _registry(request: web.Request) -> Any:
     return plane.registry
 
 
+def _fleet_call_json(row: Any, local: Any, now: float) -> dict[str, Any]:
+    """A live call of the fleet's registry (``relay.store.live_calls``), with what this worker knows of it."""
+    out = _live_call_json(local, now) if local is not None else {
+        "id": row.call_id,
+        "kind": "websocket" if row.edge == "websocket" else "webrtc",
+        "client_id": row.client_id,
+        "workspace_id": row.workspace_id,
+        "started_at": iso8601(row.started_at),
+        "duration_s": round(max(0.0, now - row.started_at), 1),
+    }
+    return {**out, "node": row.node, "worker": row.worker}
+
+
 async def list_calls(request: web.Request) -> web.Response:
-    """The live calls of this worker process (they exist only in its memory), oldest first."""
+    """Every live call of the fleet (every worker of every node sharing the database), oldest first."""
+    from relay.store import live_calls
+
     now = time.time()
-    calls = sorted(_registry(request).calls(), key=lambda c: c.usage.started_at)
-    return json_response({"data": [_live_call_json(c, now) for c in calls]})
+    registry = _registry(request)
+    rows = await live_calls.list_live(_db(request), now=now)
+    return json_response({"data": [_fleet_call_json(r, registry.get(r.call_id), now) for r in rows]})
 
 
 async def end_call(request: web.Request) -> web.Response:
-    """End one live call: the device gets an ``error`` event (``call_ended_by_operator``), then the close."""
+    """End one live call: the device gets an ``error`` event (``call_ended_by_operator``), then the close.
+    A call held by another worker or node is ended by its holder at its next lease renewal."""
+    from relay.store import live_calls
+
     call_id = request.match_info["id"]
     call = _registry(request).get(call_id)
-    if call is None or call.closed:
-        raise ApiError(404, f"No live call {call_id!r} on this server", "call_not_found")
-    payload = _live_call_json(call, time.time())
-    call.end_with_error("call_ended_by_operator", "An operator ended this call.")
-    log.info("call ended by an operator", extra={"session_id": call_id, "event": "call_ended_by_operator"})
-    return json_response({**payload, "ended": True})
+    if call is not None and not call.closed:
+        payload = _live_call_json(call, time.time())
+        call.end_with_error("call_ended_by_operator", "An operator ended this call.")
+        log.info("call ended by an operator", extra={"session_id": call_id, "event": "call_ended_by_operator"})
+        return json_response({**payload, "ended": True})
+    now = time.time()
+    row = next((r for r in await live_calls.list_live(_db(request), now=now) if r.call_id == call_id), None)
+    if row is None or not await live_calls.request_end(_db(request), call_id):
+        raise ApiError(404, f"No live call {call_id!r}", "call_not_found")
+    log.info("end of a call requested by an operator", extra={"session_id": call_id, "event": "call_ended_by_operator"})
+    return json_response({**_fleet_call_json(row, None, now), "ended": True})
 
 
 ROUTES: list[tuple[str, str, Handler]] = [

@@ -43,13 +43,16 @@ AREAS: list[str] = [
 ]
 
 
-def create_app(settings: Settings, *, db: Database | None = None) -> web.Application:
+def create_app(settings: Settings, *, db: Database | None = None, worker: object | None = None) -> web.Application:
     """The application. ``db``: an already-open Database to use (not closed by the app); else
     the app opens and migrates ``settings.effective_database_url`` at startup and closes it at cleanup.
+    ``worker``: this worker's ``relay.node.state.WorkerSlot`` under ``relay serve --workers N``.
     ``relay.media.compat.CompatError`` when the installed aiortc/aioice lack a name relay relies on."""
     compat.check_once()
     app = web.Application(client_max_size=max(settings.max_json_body_bytes, settings.max_upload_bytes))
     app[keys.SETTINGS] = settings
+    if worker is not None:
+        app[keys.WORKER] = worker
     app[THROTTLE] = AuthThrottle(settings)
     middleware.setup(app)
     app.cleanup_ctx.append(_database_ctx(db))

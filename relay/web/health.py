@@ -1,4 +1,9 @@
-"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the database answers too)."""
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (the node takes new calls).
+
+``/readyz`` reports the node, whichever worker answers it: 503 ``not_ready`` while the node is
+draining (SIGTERM) or full (no worker has room for a call), or when the database does not answer,
+so a load balancer sends new calls elsewhere. With one worker the node is that worker.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,25 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+def _node_refusal(app: web.Application) -> str:
+    """Why the node takes no new call ("" when it does)."""
+    worker = app.get(keys.WORKER)
+    if worker is not None:
+        return worker.node.ready()[1]
+    from relay.web.realtime import MEDIA
+
+    plane = app.get(MEDIA)
+    if plane is None:
+        return ""
+    if plane.registry.draining:
+        return "draining"
+    return "full" if plane.registry.load >= plane.registry.max_calls else ""
+
+
 async def readyz(request: web.Request) -> web.Response:
+    refusal = _node_refusal(request.app)
+    if refusal:
+        raise ApiError(503, f"This node takes no new calls ({refusal})", "not_ready", headers={"Retry-After": "1"})
     db = request.app.get(keys.DB)
     if db is None:
         raise ApiError(503, "Database not open", "not_ready")

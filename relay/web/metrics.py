@@ -29,6 +29,7 @@ from aiohttp import web
 import relay
 from relay.auth import THROTTLE
 from relay.media.metrics import LATENCY_BUCKETS_S, MediaMetrics, bump
+from relay.node.handoff import arrived_from_sibling
 from relay.ops.counters import OPS, OpsCounters
 from relay.ops.exposition import CONTENT_TYPE, Exposition
 from relay.ops.process import read_process_stats
@@ -45,7 +46,7 @@ _SHED_CODES = {"capacity_exceeded": "call_capacity", "too_many_calls": "calls_pe
 
 OPENAPI = {
     "paths": {"/metrics": {"get": {
-        "summary": "This worker's metrics in the Prometheus text exposition format 0.0.4 "
+        "summary": "This node's metrics (every worker's, labelled worker) in the Prometheus text exposition format 0.0.4 "
                    "(bearer: metrics_token, or the admin token when it is empty; 404 when neither is set)",
         "tags": ["ops"], "security": [{"MetricsToken": []}],
         "responses": {
@@ -83,7 +84,26 @@ def _check_token(request: web.Request) -> None:
 
 async def get_metrics(request: web.Request) -> web.Response:
     _check_token(request)
-    return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE})
+    worker = request.app.get(keys.WORKER)
+    if worker is None or arrived_from_sibling(request):  # one worker, or a sibling asking for this one's own
+        return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=await _node_metrics(request, worker), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _node_metrics(request: web.Request, worker) -> bytes:  # type: ignore[no-untyped-def]
+    """Every worker's exposition, merged and labelled by worker (relay.node.metrics)."""
+    import asyncio
+
+    from relay.node.metrics import merge
+    from relay.web.realtime import MEDIA
+
+    siblings = request.app[MEDIA].siblings
+    auth = {"Authorization": request.headers.get("Authorization", "")}
+    others = [r.index for r in worker.siblings()]
+    texts = await asyncio.gather(*(siblings.text(i, "/metrics", auth) for i in others))
+    parts = [(worker.index, render(request.app).decode())]
+    parts += [(i, t) for i, t in zip(others, texts, strict=True) if t is not None]
+    return merge(sorted(parts), workers=worker.count, restarts=worker.node.restarts).encode()
 
 
 def _by(label: str, counts: dict[str, int]) -> Iterable[tuple[dict[str, str], int]]:
@@ -113,6 +133,9 @@ def render(app: web.Application) -> bytes:
     out.gauge("relay_max_calls", "Live-call limit of this worker (max_calls)",
               registry.max_calls if registry is not None else 0)
     out.counter("relay_calls_started_total", "Calls answered and started", media.calls_started)
+    out.counter("relay_calls_handed_off_total",
+                "New calls this worker passed to a sibling worker with room (relay serve --workers N)",
+                media.calls_handed_off)
     out.labelled("relay_calls_ended_total", "counter", "Calls ended, by end reason",
                  _by("reason", media.calls_ended_by_reason))
     out.labelled("relay_call_setup_failures_total", "counter",
@@ -260,7 +283,7 @@ async def count_setup_failures(request: web.Request, handler: Handler) -> web.St
     except Exception:
         _setup_failed(request.app, "internal_error")
         raise
-    if response.status < 400:
+    if response.status < 400 and not request.get("relay_handed_off"):  # a sibling counted it
         _setup_answered(request.app, time.monotonic() - started_s)
     return response
 

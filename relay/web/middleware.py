@@ -66,6 +66,11 @@ def remote_address(request: web.Request) -> str:
     """The caller's address: the TCP peer, or with ``trust_forwarded_for`` the last X-Forwarded-For hop
     (the one your own proxy appended; earlier hops are client-controlled)."""
     settings: Settings = request.app[keys.SETTINGS]
+    if request.app.get(keys.WORKER) is not None:  # handed over by a sibling worker (relay.node.handoff)
+        from relay.node.handoff import REMOTE_HEADER, arrived_from_sibling
+
+        if arrived_from_sibling(request) and request.headers.get(REMOTE_HEADER):
+            return request.headers[REMOTE_HEADER][:64]
     if settings.trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For", "")
         last = forwarded.rsplit(",", 1)[-1].strip()

@@ -136,7 +136,10 @@ SCHEMAS: dict[str, Any] = {
         "client_id": {"type": "string"}, "workspace_id": {"type": ["string", "null"]},
         "assistant_id": {"type": "string"}, "assistant_name": {"type": "string"}, "demo": {"type": "boolean"},
         "started_at": {"type": "string", "format": "date-time"}, "duration_s": {"type": "number"},
-        "ended": {"const": True, "description": "in the answer of an end request"}}},
+        "node": {"type": "string", "description": "the node holding it (node_name)"},
+        "worker": {"type": "integer", "description": "its worker's index on that node"},
+        "ended": {"const": True, "description": "in the answer of an end request (a call held by another worker "
+                                                "or node ends at its holder's next lease renewal)"}}},
 }
 
 
@@ -199,13 +202,14 @@ def _admin_paths() -> dict[str, Any]:
         f"{p}/clients/{{id}}/usage": {"parameters": idp, "get": op("Usage rows and totals", _json({
             "type": "object", "required": ["totals", "data"],
             "properties": {"totals": {"type": "object"}, "data": {"type": "array", "items": {"type": "object"}}}}))},
-        f"{p}/calls": {"get": op("The live calls of the worker process that answers (they exist only in its "
-                                 "memory), oldest first", _json(_list_of("LiveCall")))},
+        f"{p}/calls": {"get": op("Every live call of the fleet (the live-call registry: every worker of every "
+                                 "node sharing the database), oldest first", _json(_list_of("LiveCall")))},
         f"{p}/calls/{{id}}": {"parameters": idp, "delete": op(
             "End a live call (same as POST .../end)", _json(_ref("LiveCall")))},
         f"{p}/calls/{{id}}/end": {"parameters": idp, "post": op(
             "End a live call: the device gets an error event call_ended_by_operator, then the close; "
-            "404 call_not_found when no such call is live here", _json(_ref("LiveCall")))},
+            "a call held by another worker or node ends at its holder's next lease renewal; "
+            "404 call_not_found when no such call is live", _json(_ref("LiveCall")))},
     }
 
 

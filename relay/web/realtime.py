@@ -33,6 +33,8 @@ from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, opus_wants_fec, parse_offer
 from relay.media.metrics import MediaMetrics
 from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached, HalfOpenLimitReached
+from relay.node.handoff import Siblings, arrived_from_sibling
+from relay.node.state import choose_sibling, port_slice
 from relay.settings import Settings, SettingsError
 from relay.web import keys
 from relay.web.errors import ApiError
@@ -83,6 +85,37 @@ class MediaPlane:
     tool_http: aiohttp.ClientSession | None = None  # tool webhooks, with the private-address guard
     local_assistant_url: str = ""
     local_assistant_runner: Any = None
+    worker: Any = None  # relay.node.state.WorkerSlot under --workers N > 1 (None: the only worker)
+    worker_index: int = 0  # this worker's index on the node (0..N-1): e.g. a per-worker UDP port is base + index
+    ice_port_range: tuple[int, int] | None = None  # this worker's slice of ice_port_min..ice_port_max
+    siblings: Any = None  # relay.node.handoff.Siblings under --workers N > 1
+    fleet: Any = None  # relay.node.leases.FleetCalls: the store's live-call registry and caps (set at startup)
+
+    def call_finished(self, call: Any) -> None:
+        """A call (either edge) ended: free its worker slot and its row in the fleet's registry."""
+        self.registry.remove(call)
+        if self.fleet is not None:
+            self.fleet.release_soon(call.id)
+
+    async def admit_fleet(self, call_id: str, device: Any, edge: str = "webrtc") -> None:
+        """The fleet-wide caps (one database round trip); the documented 429 when one is reached.
+        The caller holds a registry slot for ``device.client_id`` and releases it when this raises."""
+        if self.fleet is None:
+            return
+        from relay.store.live_calls import CapReached
+
+        try:
+            await self.fleet.admit(call_id, device, edge)
+        except CapReached as exc:
+            self.metrics.calls_rejected += 1
+            holder, cap = (("client", self.settings.max_calls_per_client) if exc.which == "client"
+                           else ("workspace", self.settings.max_calls_per_workspace))
+            raise ApiError(429, f"This {holder} already has {cap} live calls", "too_many_calls",
+                           headers={"Retry-After": "5"}) from None
+        except Exception as exc:  # the database does not answer: no call goes unregistered (and uncapped)
+            log.warning("live-call admission failed: %s", type(exc).__name__)
+            raise ApiError(503, "The call registry is unavailable; try again shortly", "unavailable",
+                           headers={"Retry-After": "2"}) from None
     _local_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def local_assistant(self) -> str:
@@ -100,7 +133,10 @@ class MediaPlane:
 MEDIA = web.AppKey("media", MediaPlane)
 
 
-def call_config(settings: Settings, device: Any) -> CallConfig:
+def call_config(settings: Settings, device: Any, *, ice_port_range: tuple[int, int] | None = None) -> CallConfig:
+    """The call's configuration; ``ice_port_range``: the worker's slice (default: the whole range)."""
+    if ice_port_range is None and settings.ice_port_min:
+        ice_port_range = (settings.ice_port_min, settings.ice_port_max)
     limit_s = min(float(settings.max_call_s), float(getattr(device, "max_call_s", 0) or settings.max_call_s))
     if getattr(device, "demo", False):
         limit_s = min(limit_s, float(settings.demo_max_call_s))
@@ -113,7 +149,7 @@ def call_config(settings: Settings, device: Any) -> CallConfig:
         dc_max_buffered_bytes=settings.datachannel_max_buffered_bytes,
         device_events_per_s=settings.device_events_per_s,
         ice_public_ip=settings.ice_public_ip,
-        ice_port_range=(settings.ice_port_min, settings.ice_port_max) if settings.ice_port_min else None,
+        ice_port_range=ice_port_range,
         dtx=settings.downlink_dtx,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
@@ -143,12 +179,21 @@ async def post_realtime(request: web.Request) -> web.Response:
     settings = plane.settings
     if request.content_type != SDP_CONTENT_TYPE:
         raise ApiError(415, f"Content-Type must be {SDP_CONTENT_TYPE}", "unsupported_media_type")
+    if plane.worker is not None and not plane.registry.draining and not arrived_from_sibling(request):
+        target = choose_sibling(plane.registry.load, plane.registry.max_calls, plane.worker.siblings())
+        if target is not None:  # full here, or a sibling carries clearly fewer calls: it answers
+            offer = await _read_offer(request, settings.max_sdp_bytes)
+            handed = await plane.siblings.forward(target, request, offer.encode(), remote_address(request))
+            if handed is not None:
+                plane.metrics.calls_handed_off += 1
+                return handed
+            request["relay_offer"] = offer
     from relay.auth import authenticate
 
     t0 = time.perf_counter()
     device = await authenticate(request)
     t1 = time.perf_counter()
-    offer = await _read_offer(request, settings.max_sdp_bytes)
+    offer = request.get("relay_offer") or await _read_offer(request, settings.max_sdp_bytes)
     try:
         desc = parse_offer(offer)
         codec = choose_audio_codec(desc, allow_g711=device.assistant.allow_g711)
@@ -159,24 +204,35 @@ async def post_realtime(request: web.Request) -> web.Response:
     admit_call(plane, client_id, settings.max_calls_per_client, holder="client", address=address)
     call_id = "call_" + uuid.uuid4().hex
     try:
+        await plane.admit_fleet(call_id, device)
+    except BaseException:
+        plane.registry.release(client_id, address)
+        raise
+    try:
         call = _new_call(request.app, plane, call_id, device, codec, opus_max_playback_hz(desc), opus_wants_fec(desc))
         t2 = time.perf_counter()
         answer = await call.start(offer)
         t3 = time.perf_counter()
     except OfferError as exc:
-        plane.registry.release(client_id, address)
+        _unadmit(plane, client_id, call_id, address)
         raise ApiError(400, str(exc), exc.code) from None
     except ice.NoFreePort:
-        plane.registry.release(client_id, address)
+        _unadmit(plane, client_id, call_id, address)
         plane.metrics.calls_rejected += 1
         raise ApiError(503, "No free media port on this server; try again shortly", "capacity_exceeded",
                        headers={"Retry-After": "1"}) from None
     except BaseException:
-        plane.registry.release(client_id, address)
+        _unadmit(plane, client_id, call_id, address)
         raise
     plane.registry.add(call, address)
     return web.Response(status=201, text=answer, content_type=SDP_CONTENT_TYPE,
                         headers={"X-Session-Id": call_id, "Server-Timing": server_timing(auth=t1 - t0, answer=t3 - t2)})
+
+
+def _unadmit(plane: MediaPlane, client_id: str, call_id: str, address: str | None = None) -> None:
+    plane.registry.release(client_id, address)
+    if plane.fleet is not None:
+        plane.fleet.release_soon(call_id)
 
 
 def upstream_factory(plane: MediaPlane) -> Callable[[Any, str], Awaitable[Any]]:
@@ -221,10 +277,10 @@ def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsag
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
               max_playback_hz: int | None = None, downlink_fec: bool = False) -> Call:
-    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device),
+    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device, ice_port_range=plane.ice_port_range),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
                 tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
-                on_finished=plane.registry.remove, on_connected=plane.registry.connected,
+                on_finished=plane.call_finished, on_connected=plane.registry.connected,
                 max_playback_hz=max_playback_hz, downlink_fec=downlink_fec)
 
 
@@ -267,11 +323,16 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     plane.http = aiohttp.ClientSession()
     plane.tool_http = make_tool_session(allow_private=settings.tool_allow_private)
     try:
+        await _start_fleet(app, plane)
         if _needs_local_assistant(settings):  # the default assistant: start it now, not on the first call
             await plane.local_assistant()
         yield
     finally:
         await plane.registry.drain(0)
+        if plane.fleet is not None:
+            await plane.fleet.close()
+        if plane.siblings is not None:
+            await plane.siblings.close()
         await plane.clock.stop()
         if plane.local_assistant_runner is not None:
             await plane.local_assistant_runner.cleanup()
@@ -279,9 +340,34 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
         await plane.http.close()
 
 
+async def _start_fleet(app: web.Application, plane: MediaPlane) -> None:
+    """The store's live-call registry for this worker: caps fleet-wide, leases, operator end requests."""
+    db = app.get(keys.DB)
+    if db is None:
+        return
+    from relay.node.leases import END_REASON, FleetCalls
+    from relay.store.live_calls import ensure_schema
+
+    await ensure_schema(db)
+    settings = plane.settings
+    plane.fleet = FleetCalls(db, node=settings.node_name, worker=plane.worker_index,
+                             lease_s=settings.call_lease_s, client_cap=settings.max_calls_per_client,
+                             workspace_cap=settings.max_calls_per_workspace)
+
+    def end_call(call_id: str) -> None:
+        call = plane.registry.get(call_id)
+        if call is not None:
+            log.info("ending call %s at an operator's request", call_id)
+            call.end_with_error(END_REASON, "An operator ended this call.")
+
+    plane.fleet.start(end_call)
+
+
 async def _drain_on_shutdown(app: web.Application) -> None:
     plane = app.get(MEDIA)
     if plane is not None:
+        if plane.worker is not None:
+            plane.worker.set_draining()
         await plane.registry.drain(plane.settings.shutdown_timeout_s)
 
 
@@ -313,10 +399,21 @@ def setup(app: web.Application) -> None:
     if not 0 < settings.dtls_cert_rotate_s <= dtls.MAX_ROTATE_S:
         raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
     metrics = MediaMetrics()
-    app[MEDIA] = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics),
-                            registry=CallRegistry(settings.max_calls, settings.max_calls_per_client,
-                                                  max_half_open=settings.max_half_open_calls,
-                                                  max_half_open_per_address=settings.max_half_open_calls_per_address))
+    worker = app.get(keys.WORKER)  # the one place the media plane learns its worker index
+    index, count = (worker.index, worker.count) if worker is not None else (0, 1)
+    try:
+        port_range = port_slice(settings.ice_port_min, settings.ice_port_max, index, count)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    registry = CallRegistry(settings.max_calls, settings.max_calls_per_client,
+                            max_half_open=settings.max_half_open_calls,
+                            max_half_open_per_address=settings.max_half_open_calls_per_address)
+    plane = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics), registry=registry,
+                       worker=worker, worker_index=index, ice_port_range=port_range)
+    if worker is not None:
+        registry.on_load = worker.set_load
+        plane.siblings = Siblings(worker.node.run_dir, timeout_s=settings.upstream_connect_timeout_s + 10)
+    app[MEDIA] = plane
     app.cleanup_ctx.append(usage_ctx)
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)

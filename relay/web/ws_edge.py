@@ -36,6 +36,8 @@ from relay.bridge.core import AUDIO_FORMATS
 from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
 from relay.models import Assistant, Device
+from relay.node.handoff import arrived_from_sibling
+from relay.node.state import choose_sibling
 from relay.ops.counters import counters_of
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
@@ -241,17 +243,35 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     client_dialect = handshake_dialect(request, request.get(TOKEN_DIALECT))  # type: ignore[arg-type]
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
+    if plane.worker is not None and not plane.registry.draining and not arrived_from_sibling(request):
+        # only when full: a relayed WebSocket call costs this worker CPU per frame, so no balancing hand-off
+        target = choose_sibling(plane.registry.load, plane.registry.max_calls, plane.worker.siblings(),
+                                margin=plane.registry.max_calls + 1)
+        if target is not None:  # full here: the sibling with the most room runs it
+            def handed() -> None:
+                plane.metrics.calls_handed_off += 1
+
+            proxied = await plane.siblings.proxy_websocket(target, request, remote_address(request), ws, handed)
+            if proxied is not None:
+                return proxied
     admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")
     call_id = "call_" + uuid.uuid4().hex
+    try:
+        await plane.admit_fleet(call_id, device, edge="websocket")
+    except BaseException:
+        plane.registry.release(device.client_id)
+        raise
     try:
         ws.headers["X-Session-Id"] = call_id
         await ws.prepare(request)
         call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
                       upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
-                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.registry.remove,
+                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.call_finished,
                       transport=request.transport, metrics=plane.metrics)
     except BaseException:
         plane.registry.release(device.client_id)
+        if plane.fleet is not None:
+            plane.fleet.release_soon(call_id)
         raise
     plane.registry.add(call)  # type: ignore[arg-type]  # a WsCall has what the registry uses of a Call
     await call.run()

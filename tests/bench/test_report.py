@@ -164,3 +164,16 @@ def test_plots_without_matplotlib_name_the_extra_before_the_run(monkeypatch, cap
     err = capsys.readouterr().err
     assert "'bench' extra" in err and "pip install '.[bench]'" in err
     assert parse_args(["--url", "http://127.0.0.1:1"]).plots is None  # no --plots: no check
+
+
+def test_workers_are_targets_and_compared_with_one_worker():
+    from bench.__main__ import Bench, worker_lines
+
+    args = parse_args(["--spawn", "relay", "--workers", "1,2", "-n", "4", "--no-markers"])
+    assert Bench.targets(type("B", (), {"args": args})()) == ["relay-w1", "relay-w2"]
+    assert Bench.targets(type("B", (), {"args": parse_args(["--spawn", "relay"])})()) == ["relay"]
+    one = {**_run("relay-w1", 4, 8.0, 100.0, [60.0] * 5), "workers": 1, "calls_by_worker": {"0": 4}}
+    two = {**_run("relay-w2", 4, 9.0, 180.0, [60.0] * 5), "workers": 2, "calls_by_worker": {"0": 2, "1": 2}}
+    lines = worker_lines([one, two])
+    assert "workers=2" in lines[-1] and "(1.12x of 1 worker)" in lines[-1] and "{'0': 2, '1': 2}" in lines[-1]
+    assert worker_lines([one]) == []

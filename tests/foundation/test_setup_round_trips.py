@@ -95,7 +95,8 @@ async def _offer() -> tuple[RTCPeerConnection, str]:
 
 
 async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> None:
-    """Demo device: 1 (session row) + 0. Enrolled device: 2 (auth + session row) + 1 (auth)."""
+    """Demo device: 1 (session row) + 1 (live-call admission). Enrolled device: 2 (auth + session row)
+    + 2 (auth + live-call admission: the fleet-wide caps and registry, relay/store/live_calls.py)."""
     mine = await assistants.create(db, "default", "Mine", voice="verse")
     cid = (await clients.create(db, "default", assistant_id=mine.id)).id
     secret = new_secret()
@@ -103,7 +104,7 @@ async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> Non
     resp = await app_on.post("/v1/realtime/sessions", json={}, headers=enrolled)  # TOFU enrolment (not counted)
     assert resp.status == 200
 
-    cases = [(device_headers(str(uuid.uuid4()), X_Demo_Mode="true"), 1, 0), (enrolled, 2, 1)]
+    cases = [(device_headers(str(uuid.uuid4()), X_Demo_Mode="true"), 1, 1), (enrolled, 2, 2)]
     for headers, session_trips, sdp_trips in cases:
         with trips.counting():
             resp = await app_on.post("/v1/realtime/sessions", json={"modalities": ["audio"]}, headers=headers)

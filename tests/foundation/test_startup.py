@@ -171,10 +171,17 @@ def test_serve_flags_beat_environment_and_config(tmp_path: Path) -> None:
     assert not (tmp_path / "from-env").exists() and not (tmp_path / "from-config").exists()
 
 
-def test_workers_other_than_one_are_refused(tmp_path: Path) -> None:
-    out = _relay(["serve", "--workers", "4", "--data-dir", str(tmp_path)], _env())
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
-    assert out.stderr.startswith("relay serve: --workers 4: only 1 worker per process")
+def test_invalid_workers_are_refused_in_one_line(tmp_path: Path) -> None:
+    for value in ("0", "many"):
+        out = _relay(["serve", "--workers", value, "--data-dir", str(tmp_path)], _env())
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert out.stderr.startswith("relay: setting workers must be"), out.stderr
+    # each worker owns a slice of the UDP range: a range smaller than the workers is refused before binding
+    out = _relay(["serve", "--workers", "3", "--data-dir", str(tmp_path)],
+                 _env(RELAY_ICE_PORT_MIN="40000", RELAY_ICE_PORT_MAX="40001"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == \
+        "relay: ice_port_min..ice_port_max has 2 port(s), fewer than the 3 workers", out.stderr
 
 
 # --- start-up failures: one line, non-zero exit ------------------------------------

@@ -131,18 +131,27 @@ def parse(text: str) -> dict[str, Family]:
 
 
 def _check_histogram(fam: Family) -> None:
-    buckets = [(lab, v) for n, lab, v in fam.samples if n == fam.name + "_bucket"]
-    counts = [v for n, _lab, v in fam.samples if n == fam.name + "_count"]
-    sums = [v for n, _lab, v in fam.samples if n == fam.name + "_sum"]
+    """Each series of the histogram (its labels but ``le``, e.g. one per worker) checked on its own."""
+    series = sorted({tuple(sorted((k, v) for k, v in lab.items() if k != "le")) for _n, lab, _v in fam.samples})
+    for key in series:
+        mine = [(n, lab, v) for n, lab, v in fam.samples
+                if tuple(sorted((k, x) for k, x in lab.items() if k != "le")) == key]
+        _check_one_histogram(fam.name, mine)
+
+
+def _check_one_histogram(name: str, samples: list[tuple[str, dict[str, str], float]]) -> None:
+    buckets = [(lab, v) for n, lab, v in samples if n == name + "_bucket"]
+    counts = [v for n, _lab, v in samples if n == name + "_count"]
+    sums = [v for n, _lab, v in samples if n == name + "_sum"]
     if not buckets or len(counts) != 1 or len(sums) != 1:
-        raise ParseError(f"{fam.name}: needs buckets, one _sum and one _count")
+        raise ParseError(f"{name}: needs buckets, one _sum and one _count")
     bounds = [_value(lab["le"]) for lab, _v in buckets]
     if bounds != sorted(bounds) or len(set(bounds)) != len(bounds) or not math.isinf(bounds[-1]):
-        raise ParseError(f"{fam.name}: le bounds must ascend to +Inf")
+        raise ParseError(f"{name}: le bounds must ascend to +Inf")
     values = [v for _lab, v in buckets]
     if values != sorted(values):
-        raise ParseError(f"{fam.name}: buckets not cumulative")
+        raise ParseError(f"{name}: buckets not cumulative")
     if values[-1] != counts[0]:
-        raise ParseError(f"{fam.name}: +Inf bucket {values[-1]} != _count {counts[0]}")
+        raise ParseError(f"{name}: +Inf bucket {values[-1]} != _count {counts[0]}")
     if sums[0] < 0:
-        raise ParseError(f"{fam.name}: negative _sum")
+        raise ParseError(f"{name}: negative _sum")
