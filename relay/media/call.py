@@ -74,6 +74,7 @@ class CallConfig:
     device_events_per_s: float = 50.0
     ice_public_ip: str = ""
     ice_port_range: tuple[int, int] | None = None
+    ice_mux: Any = None  # the worker's relay.media.mux.IceMux (one ICE port for every call), or None
     dtx: bool = False
     ice_connect_timeout_s: float = 15.0
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
@@ -125,7 +126,7 @@ class Call(CallDriver):
         self.peer = Peer(codec=codec, track=self.track, sink=self.sink, metrics=metrics,
                          on_message=self._on_device_message, on_closed=self._on_peer_closed,
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
-                         public_ip=config.ice_public_ip, port_range=config.ice_port_range, log_extra=self._log)
+                         public_ip=config.ice_public_ip, port_range=config.ice_port_range, mux=config.ice_mux, log_extra=self._log)
 
     # -- start ---------------------------------------------------------------
     async def start(self, offer_sdp: str) -> str:

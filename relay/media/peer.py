@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
@@ -50,6 +51,7 @@ class Peer:
         dc_max_buffered_bytes: int = 1 << 20,
         public_ip: str = "",
         port_range: tuple[int, int] | None = None,
+        mux: Any = None,
         log_extra: dict[str, str] | None = None,
     ) -> None:
         self.codec = codec
@@ -65,6 +67,7 @@ class Peer:
         self._log_extra = log_extra or {}
         self._public_ip = public_ip
         self._port_range = port_range
+        self._mux = mux  # relay.media.mux.IceMux: the worker's one ICE port; None: a port per call
         self.pc: RTCPeerConnection | None = None
         self.closed = False
         self.connected = False
@@ -89,7 +92,7 @@ class Peer:
                 if type(exc).__module__.startswith("aiortc"):
                     raise OfferError(f"the SDP offer was rejected: {exc}", "invalid_sdp") from None
                 raise
-            ice.install_gatherer(pc, self._port_range)  # host candidates bound without a resolver hop
+            ice.install_gatherer(pc, self._port_range, self._mux)  # host candidates: the worker's port, or bound without a resolver hop
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once

@@ -254,6 +254,7 @@ async def test_receiver_reports_carry_loss_and_highest_sequence() -> None:
     await asyncio.sleep(0)
 
 
+@pytest.mark.parametrize("e2e_relay", ["mux", "ports"], indirect=True)  # the worker's one ICE port, or one per call
 async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> None:  # noqa: F811 (fixture)
     """POST /v1/realtime -> Call -> local assistant (echo): the uplink that is echoed came in directly.
 

@@ -1,0 +1,231 @@
+"""One UDP port per worker: every call's ICE host candidate is the worker's one socket (the I/O edge).
+
+``IceMux(port)`` owns the worker's UDP socket(s) -- one per advertised host address, all on the same
+port -- and ``MuxTable`` (relay/media/muxtable.py, sans-I/O) routes each datagram to its call. aioice
+stays the ICE implementation (checks, nomination, consent) and aiortc the DTLS/SRTP/SCTP one: each
+call's aioice ``Connection`` gets, as its host candidate, an ordinary ``aioice.ice.StunProtocol``
+connected to a ``_CallTransport`` instead of a socket of its own. Its ``sendto`` goes out of the shared
+socket (through ``MuxTable.on_send``: transaction ids, NAT rebinding); the shared socket's receive
+callback hands the call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
+so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it per protocol, works
+unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
+
+The ICE ufrag is the routing key, so it must be unique on the port: a call whose aioice drew a ufrag
+already in use gets a new one before its answer is written (``reserve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import aioice.ice
+import aioice.turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.utils import random_string
+
+from relay.media.muxtable import MuxTable, Route
+
+log = logging.getLogger("relay.media")
+
+UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
+
+
+class _SharedProtocol(asyncio.DatagramProtocol):
+    """The receive side of one shared socket: route, then deliver to the call's StunProtocol."""
+
+    def __init__(self, table: MuxTable) -> None:
+        self.table = table
+        self.transport: asyncio.DatagramTransport | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(addr) > 2:
+            addr = (addr[0], addr[1])
+        hit = self.table.classify(data, addr, self._loop.time())
+        if hit is not None:
+            route, ice_addr = hit
+            route.owner.datagram_received(data, ice_addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("ICE port: %s", exc)
+
+    def close(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.close()
+
+
+class _CallTransport(asyncio.DatagramTransport):
+    """One call's view of the shared socket, given to its aioice ``StunProtocol`` as its transport."""
+
+    def __init__(self, endpoint: _Endpoint, route: Route, protocol: aioice.ice.StunProtocol) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._route = route
+        self._protocol = protocol
+        self._closing = False
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing:
+            return
+        endpoint = self._endpoint
+        shared = endpoint.protocol.transport
+        if shared is None:
+            return
+        shared.sendto(data, endpoint.table.on_send(self._route, data, addr, endpoint.loop.time()))
+
+    def is_closing(self) -> bool:
+        return self._closing or self._endpoint.protocol.transport is None
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._endpoint.table.remove(self._route)
+        self._endpoint.loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._endpoint.sockname
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class _Endpoint:
+    """One shared UDP socket (one host address, the worker's port)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: _SharedProtocol, sockname: tuple[Any, ...]) -> None:
+        self.loop = loop
+        self.protocol = protocol
+        self.table = protocol.table
+        self.sockname = (sockname[0], sockname[1])
+
+
+class IceMux:
+    """The worker's ICE port: ``open()`` at start-up, ``host_candidates`` per call, ``close()`` at the end."""
+
+    def __init__(self, port: int) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError("the ICE UDP port must be 0..65535")
+        self.port = port  # 0: an ephemeral port, chosen by the first socket bound
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._closed = False
+
+    @property
+    def bound_port(self) -> int:
+        """The port the sockets are bound to (``port``, or the one the system chose)."""
+        return self.port
+
+    def tables(self) -> list[MuxTable]:
+        return [e.table for e in self._endpoints.values()]
+
+    async def open(self, addresses: list[str]) -> None:
+        """Bind the port on every address now (start-up fails when the port is taken)."""
+        for address in addresses:
+            await self._endpoint(address)
+
+    async def _endpoint(self, address: str) -> _Endpoint:
+        endpoint = self._endpoints.get(address)
+        if endpoint is not None:
+            return endpoint
+        if self._closed:
+            raise OSError("the ICE port is closed")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, self.port))
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        table = MuxTable()
+        transport, protocol = await loop.create_datagram_endpoint(lambda: _SharedProtocol(table), sock=sock)
+        if address in self._endpoints:  # opened meanwhile by another call
+            transport.close()
+            return self._endpoints[address]
+        sockname = transport.get_extra_info("sockname")
+        if self.port == 0:
+            self.port = sockname[1]
+        endpoint = self._endpoints[address] = _Endpoint(loop, protocol, sockname)
+        log.info("ICE port: every call's host candidate on %s is UDP %s:%d", address, sockname[0], sockname[1])
+        return endpoint
+
+    def _ufrag_taken(self, ufrag: str) -> bool:
+        key = ufrag.encode()
+        return any(e.table.has_ufrag(key) for e in self._endpoints.values())
+
+    def reserve(self, connection: aioice.ice.Connection) -> None:
+        """Give ``connection`` a ufrag no live call on this port has (before its answer is written)."""
+        if not self._ufrag_taken(connection.local_username):
+            return
+        length = 4
+        for attempt in range(UFRAG_DRAWS * 2):
+            if attempt == UFRAG_DRAWS:
+                length = 8
+            ufrag = random_string(length)
+            if not self._ufrag_taken(ufrag):
+                connection._local_username = ufrag
+                return
+        raise RuntimeError("no free ICE ufrag")  # 62^8 of them: not reached
+
+    async def host_candidates(self, connection: aioice.ice.Connection, component: int,
+                              addresses: list[str]) -> list[Candidate]:
+        """The call's host candidates: the shared socket of each address (what aioice's
+        ``get_component_candidates`` returns, with the StunProtocols in ``connection._protocols``)."""
+        candidates: list[Candidate] = []
+        ufrag = connection.local_username.encode()
+        password = connection.local_password.encode()
+        for address in addresses:
+            try:
+                endpoint = await self._endpoint(address)
+            except OSError as exc:
+                log.warning("ICE port: cannot bind UDP %s:%d: %s", address, self.port, exc)
+                continue
+            protocol = aioice.ice.StunProtocol(connection)
+            try:
+                route = endpoint.table.add(ufrag, password, protocol)
+            except KeyError:
+                log.warning("ICE port: ufrag %r already in use on %s", connection.local_username, address)
+                continue
+            protocol.connection_made(_CallTransport(endpoint, route, protocol))
+            host, port = endpoint.sockname
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
+                priority=candidate_priority(component, "host"), host=host, port=port, type="host")
+            connection._protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+        return candidates
+
+    def stats(self) -> dict[str, int]:
+        out = {"routes": 0, "addresses": 0, "transactions": 0, "dropped_unknown_source": 0,
+               "dropped_unknown_ufrag": 0, "dropped_unknown_transaction": 0, "dropped_bad_integrity": 0,
+               "rebinds": 0}
+        for table in self.tables():
+            routes, addrs, tids = table.sizes()
+            out["routes"] += routes
+            out["addresses"] += addrs
+            out["transactions"] += tids
+            for key in ("dropped_unknown_source", "dropped_unknown_ufrag", "dropped_unknown_transaction",
+                        "dropped_bad_integrity", "rebinds"):
+                out[key] += getattr(table, key)
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+        for endpoint in self._endpoints.values():
+            endpoint.protocol.close()
+        self._endpoints.clear()
