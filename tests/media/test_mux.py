@@ -1,0 +1,151 @@
+"""relay.media.mux: the worker's one ICE port, with real aiortc devices on 127.0.0.1.
+
+The NAT-rebinding test puts a small UDP NAT between the device and relay; mid-call the NAT gives
+the device a new source port, as home routers do after an idle timeout or a reboot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+
+import numpy as np
+from aiortc import RTCSessionDescription
+
+from relay.media.clock import MediaClock
+from relay.media.metrics import MediaMetrics
+from relay.media.mux import IceMux
+from tests.media.test_peer import Loopback, connect_device, dominant_hz, wait_for
+
+HOST = "127.0.0.1"
+
+
+class Nat(asyncio.DatagramProtocol):
+    """Device-facing port ``port``; its datagrams leave for relay from an outside port that ``rebind()`` changes."""
+
+    def __init__(self, relay_addr: tuple[str, int]) -> None:
+        self.relay_addr = relay_addr
+        self.device_addr: tuple[str, int] | None = None
+        self.inside: asyncio.DatagramTransport | None = None
+        self.outside: asyncio.DatagramTransport | None = None
+        self.outside_ports: list[int] = []
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.inside, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(HOST, 0))
+        await self.rebind()
+        return self.inside.get_extra_info("sockname")[1]
+
+    async def rebind(self) -> None:
+        old = self.outside
+        nat = self
+
+        class Outside(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr) -> None:
+                if nat.device_addr is not None and nat.inside is not None:
+                    nat.inside.sendto(data, nat.device_addr)
+
+        self.outside, _ = await asyncio.get_running_loop().create_datagram_endpoint(Outside, local_addr=(HOST, 0))
+        self.outside_ports.append(self.outside.get_extra_info("sockname")[1])
+        if old is not None:
+            old.close()  # the old mapping is gone: relay's datagrams to it are lost
+
+    def datagram_received(self, data: bytes, addr) -> None:  # from the device
+        self.device_addr = addr
+        if self.outside is not None:
+            self.outside.sendto(data, self.relay_addr)
+
+    def close(self) -> None:
+        for t in (self.inside, self.outside):
+            if t is not None:
+                t.close()
+
+
+def _unused_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+async def test_nat_rebinding_mid_call_audio_continues() -> None:
+    metrics = MediaMetrics()
+    clock = MediaClock(metrics)
+    clock.start()
+    mux = IceMux(0)
+    await mux.open([HOST])
+    nat = Nat((HOST, mux.port))
+    nat_port = await nat.start()
+    device, _, received = await connect_device(label="messages", tone_hz=620.0)
+    # relay must reach the device through the NAT only: the device's own candidate points nowhere
+    offer = re.sub(r"(a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 )\d+", rf"\g<1>{_unused_udp_port()}",
+                   device.localDescription.sdp)
+    relay = Loopback(offer, metrics, clock, mux=mux)
+    try:
+        answer = await relay.peer.answer(offer)
+        assert f" {mux.port} typ host" in answer
+        await device.setRemoteDescription(RTCSessionDescription(answer.replace(f" {mux.port} typ host",
+                                                                               f" {nat_port} typ host"), "answer"))
+        await wait_for(lambda: relay.peer.connected)
+        await wait_for(lambda: len(received) >= 60)
+        table = mux.tables()[0]
+        assert table.rebinds == 0
+        await nat.rebind()
+        mark = len(received)
+        # the device's next consent check from the new port moves the call (up to ~2 consent intervals)
+        await wait_for(lambda: table.rebinds == 1, timeout_s=20.0)
+        await wait_for(lambda: len(received) >= mark + 150, timeout_s=10.0)
+        tail = np.concatenate(received[-50:])
+        assert abs(dominant_hz(tail, len(received[-1]) * 50) - 620) < 10  # the echo is back
+        assert np.sqrt(np.mean(tail.astype(float) ** 2)) > 1000
+        assert device.connectionState == "connected" and relay.peer.pc.connectionState == "connected"
+        assert len(nat.outside_ports) == 2 and table.dropped_unknown_source > 0  # media from the new port waited
+    finally:
+        await device.close()
+        device._reader.cancel()
+        await relay.peer.close()
+        await clock.stop()
+        nat.close()
+        mux.close()
+    assert mux.stats()["routes"] == 0
+
+
+async def test_ufrag_taken_on_the_port_is_redrawn_and_the_port_is_shared(monkeypatch) -> None:
+    import aioice.ice
+
+    draw = aioice.ice.random_string
+    monkeypatch.setattr(aioice.ice, "random_string", lambda n: "same" if n == 4 else draw(n))  # every ufrag clashes
+    metrics = MediaMetrics()
+    clock = MediaClock(metrics)
+    clock.start()
+    mux = IceMux(0)
+    await mux.open([HOST])
+    devices, relays = [], []
+    try:
+        for hz in (300.0, 700.0):
+            device, _, received = await connect_device(label="messages", tone_hz=hz)
+            relay = Loopback(device.localDescription.sdp, metrics, clock, mux=mux)
+            answer = await relay.peer.answer(device.localDescription.sdp)
+            await device.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            devices.append((device, received, hz))
+            relays.append(relay)
+        ufrags = {re.search(r"a=ice-ufrag:(\S+)", r.peer.pc.localDescription.sdp).group(1) for r in relays}
+        assert len(ufrags) == 2 and "same" in ufrags
+        ports = {line.split()[5] for r in relays for line in r.peer.pc.localDescription.sdp.splitlines()
+                 if " typ host" in line}
+        assert ports == {str(mux.port)}
+        for relay in relays:
+            await wait_for(lambda relay=relay: relay.peer.connected)
+        for _device, received, hz in devices:
+            await wait_for(lambda received=received: len(received) >= 60)
+            tail = np.concatenate(received[-50:])
+            assert abs(dominant_hz(tail, len(received[-1]) * 50) - hz) < 10
+        assert mux.stats()["routes"] == 2
+    finally:
+        for device, _, _ in devices:
+            await device.close()
+            device._reader.cancel()
+        for relay in relays:
+            await relay.peer.close()
+        await clock.stop()
+        mux.close()
