@@ -264,7 +264,12 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     dtls.configure(settings.dtls_cert_rotate_s)  # this worker's DTLS certificate (relay/media/dtls.py)
     if settings.ice_mux:
         plane.mux = IceMux(plane.ice_udp_port)
-        await plane.mux.open(ice.gather_addresses())  # fails start-up when the port is taken
+        try:
+            await plane.mux.open(ice.gather_addresses())  # fails start-up when the port is taken
+        except OSError as exc:
+            plane.mux.close()
+            raise SettingsError(f"ice_udp_port {plane.ice_udp_port}: cannot bind the worker's ICE UDP port "
+                                f"({exc.strerror or exc}); pick a free one") from None
     plane.clock.start()
     from relay.bridge.tools import make_tool_session
 
