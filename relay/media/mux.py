@@ -5,8 +5,9 @@ port -- and ``MuxTable`` (relay/media/muxtable.py, sans-I/O) routes each datagra
 stays the ICE implementation (checks, nomination, consent) and aiortc the DTLS/SRTP/SCTP one: each
 call's aioice ``Connection`` gets, as its host candidate, an ordinary ``aioice.ice.StunProtocol``
 connected to a ``_CallTransport`` instead of a socket of its own. Its ``sendto`` goes out of the shared
-socket (through ``MuxTable.on_send``: transaction ids, NAT rebinding); the shared socket's receive
-callback hands the call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
+socket (through ``MuxTable.on_send``: transaction ids, NAT rebinding); the shared socket's readiness
+callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.BatchReceiver``) and hands
+each call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
 so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it per protocol, works
 unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
 
@@ -26,39 +27,14 @@ import aioice.turn
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.utils import random_string
 
+from relay._fast import BatchReceiver
 from relay.media.muxtable import MuxTable, Route
 
 log = logging.getLogger("relay.media")
 
 UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
-
-
-class _SharedProtocol(asyncio.DatagramProtocol):
-    """The receive side of one shared socket: route, then deliver to the call's StunProtocol."""
-
-    def __init__(self, table: MuxTable) -> None:
-        self.table = table
-        self.transport: asyncio.DatagramTransport | None = None
-        self._loop = asyncio.get_running_loop()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(addr) > 2:
-            addr = (addr[0], addr[1])
-        hit = self.table.classify(data, addr, self._loop.time())
-        if hit is not None:
-            route, ice_addr = hit
-            route.owner.datagram_received(data, ice_addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("ICE port: %s", exc)
-
-    def close(self) -> None:
-        transport, self.transport = self.transport, None
-        if transport is not None:
-            transport.close()
+RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
+RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
 
 
 class _CallTransport(asyncio.DatagramTransport):
@@ -72,16 +48,13 @@ class _CallTransport(asyncio.DatagramTransport):
         self._closing = False
 
     def sendto(self, data: Any, addr: Any = None) -> None:
-        if self._closing:
-            return
         endpoint = self._endpoint
-        shared = endpoint.protocol.transport
-        if shared is None:
+        if self._closing or endpoint.closed:
             return
-        shared.sendto(data, endpoint.table.on_send(self._route, data, addr, endpoint.loop.time()))
+        endpoint.sendto(data, endpoint.table.on_send(self._route, data, addr, endpoint.loop.time()))
 
     def is_closing(self) -> bool:
-        return self._closing or self._endpoint.protocol.transport is None
+        return self._closing or self._endpoint.closed
 
     def close(self) -> None:
         if self._closing:
@@ -103,13 +76,45 @@ class _CallTransport(asyncio.DatagramTransport):
 
 
 class _Endpoint:
-    """One shared UDP socket (one host address, the worker's port)."""
+    """One shared UDP socket (one host address, the worker's port): drained a batch per readiness
+    callback (``relay._fast.BatchReceiver``: one ``recvmmsg``), each datagram routed by the table."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: _SharedProtocol, sockname: tuple[Any, ...]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
-        self.protocol = protocol
-        self.table = protocol.table
-        self.sockname = (sockname[0], sockname[1])
+        self.sock = sock
+        self.table = MuxTable()
+        host, port = sock.getsockname()[:2]
+        self.sockname = (host, port)
+        self.closed = False
+        self.send_errors = 0
+        self._receiver = BatchReceiver(RECV_BATCH, RECV_MAX_BYTES)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            batch = self._receiver.recv(self.sock)
+        except OSError as exc:  # e.g. an ICMP error queued on the socket
+            log.debug("ICE port: %s", exc)
+            return
+        classify, now = self.table.classify, self.loop.time()
+        for data, addr in batch:
+            if len(addr) > 2:
+                addr = (addr[0], addr[1])
+            hit = classify(data, addr, now)
+            if hit is not None:
+                hit[0].owner.datagram_received(data, hit[1])
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:  # a full send buffer (UDP: the datagram is lost, as with a full transport), ICMP
+            self.send_errors += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class IceMux:
@@ -121,11 +126,6 @@ class IceMux:
         self.port = port  # 0: an ephemeral port, chosen by the first socket bound
         self._endpoints: dict[str, _Endpoint] = {}
         self._closed = False
-
-    @property
-    def bound_port(self) -> int:
-        """The port the sockets are bound to (``port``, or the one the system chose)."""
-        return self.port
 
     def tables(self) -> list[MuxTable]:
         return [e.table for e in self._endpoints.values()]
@@ -151,16 +151,10 @@ class IceMux:
         except OSError:
             sock.close()
             raise
-        loop = asyncio.get_running_loop()
-        table = MuxTable()
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _SharedProtocol(table), sock=sock)
-        if address in self._endpoints:  # opened meanwhile by another call
-            transport.close()
-            return self._endpoints[address]
-        sockname = transport.get_extra_info("sockname")
+        endpoint = self._endpoints[address] = _Endpoint(asyncio.get_running_loop(), sock)
+        sockname = endpoint.sockname
         if self.port == 0:
             self.port = sockname[1]
-        endpoint = self._endpoints[address] = _Endpoint(loop, protocol, sockname)
         log.info("ICE port: every call's host candidate on %s is UDP %s:%d", address, sockname[0], sockname[1])
         return endpoint
 
@@ -227,5 +221,5 @@ class IceMux:
     def close(self) -> None:
         self._closed = True
         for endpoint in self._endpoints.values():
-            endpoint.protocol.close()
+            endpoint.close()
         self._endpoints.clear()
