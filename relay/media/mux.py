@@ -35,6 +35,7 @@ log = logging.getLogger("relay.media")
 UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
 RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
 RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
+DELIVERY_ERRORS_LOGGED = 10  # tracebacks logged per socket; later failures are only counted
 
 
 class _CallTransport(asyncio.DatagramTransport):
@@ -87,6 +88,7 @@ class _Endpoint:
         self.sockname = (host, port)
         self.closed = False
         self.send_errors = 0
+        self.delivery_errors = 0
         self._receiver = BatchReceiver(RECV_BATCH, RECV_MAX_BYTES)
         loop.add_reader(sock.fileno(), self._readable)
 
@@ -102,7 +104,12 @@ class _Endpoint:
                 addr = (addr[0], addr[1])
             hit = classify(data, addr, now)
             if hit is not None:
-                hit[0].owner.datagram_received(data, hit[1])
+                try:
+                    hit[0].owner.datagram_received(data, hit[1])
+                except Exception:  # one call's failure must not cost the rest of the batch (other calls)
+                    self.delivery_errors += 1
+                    if self.delivery_errors <= DELIVERY_ERRORS_LOGGED:
+                        log.exception("ICE port: a call's datagram handler failed")
 
     def sendto(self, data: bytes, addr: Any) -> None:
         try:

@@ -149,3 +149,39 @@ async def test_ufrag_taken_on_the_port_is_redrawn_and_the_port_is_shared(monkeyp
             await relay.peer.close()
         await clock.stop()
         mux.close()
+
+
+async def test_a_failing_call_does_not_cost_the_others_their_datagrams() -> None:
+    """Datagrams of one batch for two calls: the first call's handler raises, the second still gets its own."""
+    from tests.media.test_muxtable import binding_request
+
+    class Owner:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.got = fail, []
+
+        def datagram_received(self, data, addr) -> None:
+            self.got.append(data)
+            if self.fail:
+                raise RuntimeError("boom")
+
+    mux = IceMux(0)
+    await mux.open([HOST])
+    endpoint = mux._endpoints[HOST]
+    bad, good = Owner(fail=True), Owner(fail=False)
+    endpoint.table.add(b"badd", b"pw-bad", bad)
+    endpoint.table.add(b"good", b"pw-good", good)
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        a.sendto(binding_request("badd", "pw-bad"), (HOST, mux.port))
+        b.sendto(binding_request("good", "pw-good"), (HOST, mux.port))
+        for i in range(5):
+            a.sendto(bytes([0x80, 111, 0, i]) + bytes(20), (HOST, mux.port))
+            b.sendto(bytes([0x80, 111, 1, i]) + bytes(20), (HOST, mux.port))
+        await wait_for(lambda: len(good.got) == 6 and len(bad.got) == 6, timeout_s=5.0)
+        assert endpoint.delivery_errors == 6
+        assert [d[3] for d in good.got[1:]] == list(range(5))
+    finally:
+        a.close()
+        b.close()
+        mux.close()
