@@ -18,6 +18,7 @@ already in use gets a new one before its answer is written (``reserve``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from typing import Any
@@ -138,9 +139,19 @@ class IceMux:
         return [e.table for e in self._endpoints.values()]
 
     async def open(self, addresses: list[str]) -> None:
-        """Bind the port on every address now (start-up fails when the port is taken)."""
+        """Bind the port on every address now: ``OSError`` when it is taken (or nothing could be bound);
+        an address that cannot be bound for another reason is skipped with a warning."""
+        bound = 0
         for address in addresses:
-            await self._endpoint(address)
+            try:
+                await self._endpoint(address)
+                bound += 1
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise
+                log.warning("ICE port: cannot bind UDP %s:%d: %s", address, self.port, exc)
+        if addresses and not bound:
+            raise OSError(errno.EADDRNOTAVAIL, "no host address could be bound")
 
     async def _endpoint(self, address: str) -> _Endpoint:
         endpoint = self._endpoints.get(address)
