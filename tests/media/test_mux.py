@@ -185,3 +185,22 @@ async def test_a_failing_call_does_not_cost_the_others_their_datagrams() -> None
         a.close()
         b.close()
         mux.close()
+
+
+async def test_open_skips_an_address_it_cannot_bind_but_not_a_taken_port() -> None:
+    import errno
+
+    import pytest
+
+    mux = IceMux(0)
+    try:
+        await mux.open([HOST, "192.0.2.99"])  # TEST-NET-1: on no interface here
+        assert list(mux._endpoints) == [HOST] and mux.port > 0
+        other = IceMux(mux.port)
+        with pytest.raises(OSError) as info:
+            await other.open([HOST])
+        assert info.value.errno == errno.EADDRINUSE
+        with pytest.raises(OSError):
+            await IceMux(0).open(["192.0.2.99"])  # nothing bound at all
+    finally:
+        mux.close()
