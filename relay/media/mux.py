@@ -12,7 +12,8 @@ so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it p
 unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
 
 The ICE ufrag is the routing key, so it must be unique on the port: a call whose aioice drew a ufrag
-already in use gets a new one before its answer is written (``reserve``).
+already in use (or reserved by a call still answering) gets a new one before its answer is written
+(``reserve``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import errno
 import logging
 import socket
+import weakref
 from typing import Any
 
 import aioice.ice
@@ -133,6 +135,7 @@ class IceMux:
             raise ValueError("the ICE UDP port must be 0..65535")
         self.port = port  # 0: an ephemeral port, chosen by the first socket bound
         self._endpoints: dict[str, _Endpoint] = {}
+        self._reserved: set[str] = set()  # ufrags of this port's live ICE connections
         self._closed = False
 
     def tables(self) -> list[MuxTable]:
@@ -178,21 +181,22 @@ class IceMux:
 
     def _ufrag_taken(self, ufrag: str) -> bool:
         key = ufrag.encode()
-        return any(e.table.has_ufrag(key) for e in self._endpoints.values())
+        return ufrag in self._reserved or any(e.table.has_ufrag(key) for e in self._endpoints.values())
 
     def reserve(self, connection: aioice.ice.Connection) -> None:
-        """Give ``connection`` a ufrag no live call on this port has (before its answer is written)."""
-        if not self._ufrag_taken(connection.local_username):
-            return
-        length = 4
-        for attempt in range(UFRAG_DRAWS * 2):
-            if attempt == UFRAG_DRAWS:
-                length = 8
-            ufrag = random_string(length)
-            if not self._ufrag_taken(ufrag):
-                connection._local_username = ufrag
-                return
-        raise RuntimeError("no free ICE ufrag")  # 62^8 of them: not reached
+        """Give ``connection`` a ufrag no other call on this port has or has reserved (before its answer
+        is written); it stays reserved while the connection object lives."""
+        ufrag = connection.local_username
+        if self._ufrag_taken(ufrag):
+            for attempt in range(UFRAG_DRAWS * 2):
+                ufrag = random_string(4 if attempt < UFRAG_DRAWS else 8)
+                if not self._ufrag_taken(ufrag):
+                    break
+            else:
+                raise RuntimeError("no free ICE ufrag")  # 62^8 of them: not reached
+            connection._local_username = ufrag
+        self._reserved.add(ufrag)
+        weakref.finalize(connection, self._reserved.discard, ufrag)
 
     async def host_candidates(self, connection: aioice.ice.Connection, component: int,
                               addresses: list[str]) -> list[Candidate]:

@@ -204,3 +204,25 @@ async def test_open_skips_an_address_it_cannot_bind_but_not_a_taken_port() -> No
             await IceMux(0).open(["192.0.2.99"])  # nothing bound at all
     finally:
         mux.close()
+
+
+async def test_a_ufrag_is_reserved_from_the_answer_on_and_freed_with_its_connection() -> None:
+    import gc
+
+    import aioice.ice
+
+    mux = IceMux(0)
+    await mux.open([HOST])
+    try:
+        first = aioice.ice.Connection(ice_controlling=False, local_username="abcd")
+        second = aioice.ice.Connection(ice_controlling=False, local_username="abcd")
+        mux.reserve(first)
+        mux.reserve(second)  # both still answering: no route on the port yet
+        assert first.local_username == "abcd" and second.local_username != "abcd"
+        del first
+        gc.collect()
+        third = aioice.ice.Connection(ice_controlling=False, local_username="abcd")
+        mux.reserve(third)
+        assert third.local_username == "abcd"  # freed with the first connection
+    finally:
+        mux.close()
