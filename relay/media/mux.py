@@ -6,7 +6,8 @@ stays the ICE implementation (checks, nomination, consent) and aiortc the DTLS/S
 call's aioice ``Connection`` gets, as its host candidate, an ordinary ``aioice.ice.StunProtocol``
 connected to a ``_CallTransport`` instead of a socket of its own. Its ``sendto`` goes out of the shared
 socket (through ``MuxTable.on_send``: transaction ids, NAT rebinding); the shared socket's readiness
-callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.BatchReceiver``) and hands
+callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.BatchReceiver``; sends
+leave together at the end of the loop iteration, one ``sendmmsg``: ``relay._fast.send_batch``) and hands
 each call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
 so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it per protocol, works
 unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
@@ -30,7 +31,7 @@ import aioice.turn
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.utils import random_string
 
-from relay._fast import BatchReceiver
+from relay._fast import BatchReceiver, send_batch
 from relay.media.muxtable import MuxTable, Route
 
 log = logging.getLogger("relay.media")
@@ -38,6 +39,7 @@ log = logging.getLogger("relay.media")
 UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
 RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
 RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
+SEND_BATCH = 64  # datagrams queued before a send cannot wait for the end of the loop iteration
 DELIVERY_ERRORS_LOGGED = 10  # tracebacks logged per socket; later failures are only counted
 
 
@@ -91,7 +93,9 @@ class _Endpoint:
         self.sockname = (host, port)
         self.closed = False
         self.send_errors = 0
+        self.send_batches = 0
         self.delivery_errors = 0
+        self._pending: list[tuple[bytes, Any]] = []
         self._receiver = BatchReceiver(RECV_BATCH, RECV_MAX_BYTES)
         loop.add_reader(sock.fileno(), self._readable)
 
@@ -115,13 +119,40 @@ class _Endpoint:
                         log.exception("ICE port: a call's datagram handler failed")
 
     def sendto(self, data: bytes, addr: Any) -> None:
+        """Queue a datagram; the queue leaves in one ``sendmmsg`` at the end of this loop iteration
+        (a clock tick's packets of every call together), or at once when ``SEND_BATCH`` are queued."""
+        pending = self._pending
+        pending.append((data, addr))
+        if len(pending) == 1:
+            self.loop.call_soon(self.flush)
+        elif len(pending) >= SEND_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if self.closed:
+            return
         try:
-            self.sock.sendto(data, addr)
-        except OSError:  # a full send buffer (UDP: the datagram is lost, as with a full transport), ICMP
-            self.send_errors += 1
+            sent = send_batch(self.sock, pending)
+        except (OSError, TypeError, ValueError):  # one bad datagram: send them one by one
+            sent = 0
+            for data, addr in pending:
+                try:
+                    self.sock.sendto(data, addr)
+                    sent += 1
+                except (OSError, TypeError, ValueError):
+                    self.send_errors += 1
+            return
+        self.send_batches += 1
+        if sent < len(pending):  # the send buffer is full: UDP, the rest is lost (as with a full transport)
+            self.send_errors += len(pending) - sent
 
     def close(self) -> None:
         if not self.closed:
+            self.flush()
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()

@@ -226,3 +226,29 @@ async def test_a_ufrag_is_reserved_from_the_answer_on_and_freed_with_its_connect
         assert third.local_username == "abcd"  # freed with the first connection
     finally:
         mux.close()
+
+
+async def test_datagrams_sent_in_one_loop_iteration_leave_in_one_sendmmsg() -> None:
+    mux = IceMux(0)
+    await mux.open([HOST])
+    endpoint = mux._endpoints[HOST]
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((HOST, 0))
+    rx.settimeout(2.0)
+    try:
+        for i in range(5):  # e.g. one clock tick: a packet for each of five calls
+            endpoint.sendto(bytes([0x80, 111, 0, i]), rx.getsockname())
+        endpoint.sendto("not bytes", rx.getsockname())  # type: ignore[arg-type]  # a bad one: sent one by one
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [rx.recv(100)[3] for _ in range(5)] == list(range(5))
+        assert endpoint.send_errors == 1 and endpoint.send_batches == 0
+        for i in range(5):
+            endpoint.sendto(bytes([0x80, 111, 1, i]), rx.getsockname())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert [rx.recv(100)[3] for _ in range(5)] == list(range(5))
+        assert endpoint.send_batches == 1 and endpoint.send_errors == 1
+    finally:
+        rx.close()
+        mux.close()
