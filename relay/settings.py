@@ -149,7 +149,9 @@ class Settings:
     device_events_per_s: float = _f(50.0, "Data-channel events a device may send per second (burst the same); beyond: an error event, dropped.")
     ice_public_ip: str = _f("", "Public address advertised in relay's ICE host candidates behind a 1:1 NAT; empty: the gathered addresses.")
     ice_port_min: int = _f(0, "Lowest UDP port for relay's ICE host candidates (with `ice_port_max`); 0: any port.")
-    ice_port_max: int = _f(0, "Highest UDP port for relay's ICE host candidates; one port per call is used.")
+    ice_port_max: int = _f(0, "Highest UDP port for relay's ICE host candidates; one port per call is used (with `ice_mux` off).")
+    ice_mux: bool = _f(True, "One UDP port per worker (`ice_udp_port`) carries every call's ICE, DTLS, SRTP and SCTP, routed by ICE username then address; off: one port per call (`ice_port_min`..`ice_port_max`). See docs/ops.md.")
+    ice_udp_port: int = _f(0, "The worker's one ICE UDP port with `ice_mux` on (worker i of a node: this + i); 0: a free port chosen at start (logged; tests).")
     dtls_cert_rotate_s: float = _f(86400.0, "Each worker answers calls with one DTLS certificate, replaced after this many seconds (and at start); live calls keep theirs. Max 25 days.")
     downlink_dtx: bool = _f(False, "Discontinuous transmission: while the assistant is silent send one frame per 400 ms instead of 50/s (saves CPU and bandwidth; devices must tolerate RTP gaps, as browsers do).")
 

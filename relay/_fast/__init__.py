@@ -20,6 +20,8 @@ Public names:
   ``StreamStats(clockrate)`` (aiortc ``StreamStatistics`` drop-in; the direct uplink path)
 * ``encode_batch(encode_fn, states, frames, frame_samples)``: libopus encodes of a batch
   under one GIL release (the media clock's encode thread)
+* ``BatchReceiver(max_datagrams, max_bytes).recv(sock)``, ``send_batch(sock, datagrams)``: batched
+  UDP I/O (``recvmmsg`` / ``sendmmsg``; the worker's ICE port)
 * ``COMPILED: bool``
 """
 
@@ -44,6 +46,7 @@ if NO_EXTENSIONS:
     from relay._fast.playout_py import PlayoutBuffer
     from relay._fast.resample_py import Resampler
     from relay._fast.rtpin_py import StreamStats, parse_rtp
+    from relay._fast.udpbatch_py import BatchReceiver, send_batch
 
     COMPILED = False
 else:
@@ -62,6 +65,7 @@ else:
         from relay._fast.playout import PlayoutBuffer
         from relay._fast.resample import Resampler
         from relay._fast.rtpin import StreamStats, parse_rtp
+        from relay._fast.udpbatch import BatchReceiver, send_batch
     except ImportError as exc:
         raise ImportError(
             "relay._fast: the compiled Cython kernels are not built or failed to load "
@@ -72,6 +76,7 @@ else:
     COMPILED = True
 
 __all__ = [
+    "BatchReceiver",
     "COMPILED",
     "NO_EXTENSIONS",
     "PlayoutBuffer",
@@ -86,6 +91,7 @@ __all__ = [
     "mono_to_stereo",
     "parse_rtp",
     "peak_abs",
+    "send_batch",
     "rms_dbfs",
     "stereo_to_mono",
     "ulaw_decode",

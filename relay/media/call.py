@@ -80,6 +80,7 @@ class CallConfig:
     device_events_per_s: float = 50.0
     ice_public_ip: str = ""
     ice_port_range: tuple[int, int] | None = None
+    ice_mux: Any = None  # the worker's relay.media.mux.IceMux (one ICE port for every call), or None
     dtx: bool = False
     ice_connect_timeout_s: float = 15.0
     max_call_s: float = 3600.0  # enforced by the core's deadline (device gets an error event first)
@@ -148,7 +149,8 @@ class Call(CallDriver):
                          dc_queue_max=config.dc_queue_max, dc_max_buffered_bytes=config.dc_max_buffered_bytes,
                          dc_max_message_bytes=config.device_event_max_bytes,
                          on_message_refused=self._on_message_refused,
-                         public_ip=config.ice_public_ip, port_range=config.ice_port_range, log_extra=self._log)
+                         public_ip=config.ice_public_ip, port_range=config.ice_port_range, mux=config.ice_mux,
+                         log_extra=self._log)
 
     # -- start ---------------------------------------------------------------
     async def start(self, offer_sdp: str) -> str:

@@ -103,6 +103,11 @@ def configure_host_addresses(addresses: Iterable[str]) -> None:
     log.info("ICE host addresses restricted to %s", ", ".join(parsed) if parsed else "all interfaces")
 
 
+def gather_addresses() -> list[str]:
+    """The addresses host candidates are gathered on now (the allowlist, else every interface's)."""
+    return _restricted_get_host_addresses(use_ipv4=True, use_ipv6=True)
+
+
 def host_addresses() -> tuple[str, ...]:
     """The configured allowlist (empty: all interfaces)."""
     return _allowlist
@@ -206,16 +211,27 @@ def _ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:
     return out
 
 
-def install_gatherer(pc: RTCPeerConnection, port_range: tuple[int, int] | None = None) -> None:
-    """Make ``pc`` gather its host candidates with ``_host_candidates`` (on ``port_range`` if given).
+def install_gatherer(pc: RTCPeerConnection, port_range: tuple[int, int] | None = None, mux: Any = None) -> None:
+    """Make ``pc`` gather its host candidates with ``_host_candidates`` (on ``port_range`` if given),
+    or, with ``mux`` (a ``relay.media.mux.IceMux``), on the worker's one ICE port.
 
-    Call before ``setLocalDescription``, which gathers. Connections with a STUN/TURN server (never
+    Call before ``createAnswer`` (which writes the ICE ufrag the mux routes by) and
+    ``setLocalDescription`` (which gathers). Connections with a STUN/TURN server (never
     relay's: ``rtc_configuration()`` has none) keep aioice's gathering.
     """
     if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
         raise ValueError("the ICE port range must satisfy 0 < min <= max <= 65535")
     for conn in _ice_connections(pc):
         if conn.stun_server or conn.turn_server:
+            continue
+        if mux is not None:
+            mux.reserve(conn)
+
+            async def gather_mux(component: int, addresses: list[str], timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+                                 _conn: aioice.ice.Connection = conn) -> list[Candidate]:
+                return await mux.host_candidates(_conn, component, addresses)
+
+            conn.get_component_candidates = gather_mux  # type: ignore[method-assign]
             continue
 
         async def gather(component: int, addresses: list[str], timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)

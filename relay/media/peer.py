@@ -28,6 +28,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
@@ -59,6 +60,7 @@ class Peer:
         on_message_refused: Callable[[int], None] = lambda size: None,
         public_ip: str = "",
         port_range: tuple[int, int] | None = None,
+        mux: Any = None,
         log_extra: dict[str, str] | None = None,
     ) -> None:
         self.codec = codec
@@ -78,6 +80,7 @@ class Peer:
         self._log_extra = log_extra or {}
         self._public_ip = public_ip
         self._port_range = port_range
+        self._mux = mux  # relay.media.mux.IceMux: the worker's one ICE port; None: a port per call
         self.pc: RTCPeerConnection | None = None
         self._first_flight: handshake.FirstFlight | None = None
         self._channel_opened = False
@@ -107,7 +110,7 @@ class Peer:
             if pc.sctp is not None:  # the limit checked while reassembling = the answer's a=max-message-size
                 sctp_limit.MessageSizeLimit.install(pc.sctp, self._dc_max_message, self._on_message_refused,
                                                     self._log_extra)
-            ice.install_gatherer(pc, self._port_range)  # host candidates bound without a resolver hop
+            ice.install_gatherer(pc, self._port_range, self._mux)  # the worker's port, or bound without a resolver hop
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once

@@ -25,8 +25,11 @@ nothing global changes) with a hook that, for an **SRTP** datagram (first byte
 
 Everything else keeps aiortc's path unchanged: STUN, DTLS (data channel), SRTCP,
 other payload types, and every datagram while the DTLS transport is not connected.
-Ordering: if datagrams are still queued for the DTLS task, the packet takes the slow
-path too, so a direct packet never overtakes a queued one.
+Ordering: while an SRTP/SRTCP datagram may still be queued for the DTLS task (anything
+queued when the path was armed, or one that went aiortc's way since), audio takes the slow
+path too, until that queue has been seen empty, so a direct packet never overtakes a queued
+RTP/RTCP one. Queued DTLS records (the data channel's SCTP) do not hold audio back: with the
+worker's ICE port drained a batch at a time, a SACK and an audio packet often share a batch.
 
 One deliberate difference: header-extension *values* are not decoded (aiortc drops a
 packet whose ``mid`` is not UTF-8, and a malformed audio-level value raises out of its
@@ -81,6 +84,7 @@ class DirectReceivePath:
         self._dtls: Any = None
         self._srtp: Any = None
         self._queue: Any = None
+        self._rtp_queued = False
         self._active_due = 0.0
 
     def arm(self) -> bool:
@@ -101,6 +105,7 @@ class DirectReceivePath:
         self._payload_types = frozenset(pts)
         self._clockrate = codecs[pts[0]].clockRate
         self._dtls, self._srtp, self._queue = dtls, dtls._rx_srtp, connection._queue
+        self._rtp_queued = not self._queue.empty()  # what is queued now may be RTP
         for protocol in connection._protocols:
             if getattr(protocol, DIRECT_ATTR, None) is None:
                 protocol.datagram_received = self._hook(protocol.datagram_received)
@@ -112,8 +117,10 @@ class DirectReceivePath:
         take = self.take
 
         def datagram_received(data: bytes, addr: Any) -> None:
-            if data and 127 < data[0] < 192 and take(data):
-                return
+            if data and 127 < data[0] < 192:
+                if take(data):
+                    return
+                self._rtp_queued = True  # SRTP/SRTCP going aiortc's way: later audio must not overtake it
             original(data, addr)
 
         return datagram_received
@@ -125,8 +132,10 @@ class DirectReceivePath:
         b1 = data[1]
         if 191 < b1 < 209 or (b1 & 0x7F) not in self._payload_types:  # SRTCP, or another payload type
             return False
-        if not self._queue.empty():  # never overtake datagrams queued for the DTLS task
-            return False
+        if self._rtp_queued:  # never overtake RTP/RTCP queued for the DTLS task
+            if not self._queue.empty():
+                return False
+            self._rtp_queued = False
         dtls = self._dtls
         if dtls._state is not State.CONNECTED:
             return False

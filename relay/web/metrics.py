@@ -167,6 +167,16 @@ def render(app: web.Application) -> bytes:
     out.gauge("relay_media_clock_listeners", "Calls registered on the media clock",
               clock.listener_count if clock is not None else 0)
 
+    mux = plane.mux if plane is not None else None
+    port = mux.stats() if mux is not None else {}
+    out.gauge("relay_ice_port_routes", "ICE connections on this worker's one UDP port (ice_mux)", port.get("routes", 0))
+    out.labelled("relay_ice_port_dropped_total", "counter",
+                 "Datagrams the worker's ICE port dropped, by reason (unknown source / ufrag / transaction, "
+                 "bad MESSAGE-INTEGRITY)",
+                 _by("reason", {k[len("dropped_"):]: v for k, v in port.items() if k.startswith("dropped_")}))
+    out.counter("relay_ice_port_rebinds_total", "Calls moved to a device's new address (NAT rebinding)",
+                port.get("rebinds", 0))
+
     out.counter("relay_downlink_frames_total", "20 ms downlink frames pushed to the calls' tracks", media.frames_out)
     out.counter("relay_downlink_frames_silent_total", "Downlink frames of silence", media.frames_out_silent)
     out.counter("relay_downlink_frames_dropped_total",

@@ -32,6 +32,7 @@ from relay.media.call import Call, CallConfig, CallUsage
 from relay.media.clock import MediaClock
 from relay.media.codecs import OfferError, choose_audio_codec, opus_max_playback_hz, opus_wants_fec, parse_offer
 from relay.media.metrics import MediaMetrics
+from relay.media.mux import IceMux
 from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached, HalfOpenLimitReached
 from relay.node.handoff import Siblings, arrived_from_sibling
 from relay.node.state import choose_sibling, port_slice
@@ -81,6 +82,8 @@ class MediaPlane:
     metrics: MediaMetrics
     clock: MediaClock
     registry: CallRegistry
+    ice_udp_port: int = 0  # the worker's one ICE port with settings.ice_mux (worker i of a node: base + i)
+    mux: IceMux | None = None  # that port's sockets and routing table; set at startup (needs the loop)
     http: aiohttp.ClientSession | None = None  # upstream sockets; set at startup (needs the running loop)
     tool_http: aiohttp.ClientSession | None = None  # tool webhooks, with the private-address guard
     local_assistant_url: str = ""
@@ -133,10 +136,12 @@ class MediaPlane:
 MEDIA = web.AppKey("media", MediaPlane)
 
 
-def call_config(settings: Settings, device: Any, *, ice_port_range: tuple[int, int] | None = None) -> CallConfig:
-    """The call's configuration; ``ice_port_range``: the worker's slice (default: the whole range)."""
-    if ice_port_range is None and settings.ice_port_min:
-        ice_port_range = (settings.ice_port_min, settings.ice_port_max)
+def call_config(settings: Settings, device: Any, plane: MediaPlane | None = None) -> CallConfig:
+    """The call's configuration; with the worker's ``plane``: its slice of the port range and its port mux."""
+    if plane is not None:
+        ice_port_range = plane.ice_port_range
+    else:
+        ice_port_range = (settings.ice_port_min, settings.ice_port_max) if settings.ice_port_min else None
     limit_s = min(float(settings.max_call_s), float(getattr(device, "max_call_s", 0) or settings.max_call_s))
     if getattr(device, "demo", False):
         limit_s = min(limit_s, float(settings.demo_max_call_s))
@@ -150,6 +155,7 @@ def call_config(settings: Settings, device: Any, *, ice_port_range: tuple[int, i
         device_events_per_s=settings.device_events_per_s,
         ice_public_ip=settings.ice_public_ip,
         ice_port_range=ice_port_range,
+        ice_mux=plane.mux if plane is not None else None,
         dtx=settings.downlink_dtx,
         ice_connect_timeout_s=settings.ice_connect_timeout_s,
         max_call_s=limit_s,
@@ -277,7 +283,7 @@ def usage_recorder(app: web.Application, device: Any) -> Callable[[Any, CallUsag
 
 def _new_call(app: web.Application, plane: MediaPlane, call_id: str, device: Any, codec: Any,
               max_playback_hz: int | None = None, downlink_fec: bool = False) -> Call:
-    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device, ice_port_range=plane.ice_port_range),
+    return Call(call_id=call_id, device=device, codec=codec, config=call_config(plane.settings, device, plane),
                 metrics=plane.metrics, clock=plane.clock, upstream_factory=upstream_factory(plane),
                 tool_runner=tool_runner(plane), usage_recorder=usage_recorder(app, device),
                 on_finished=plane.call_finished, on_connected=plane.registry.connected,
@@ -317,6 +323,14 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = plane.settings
     ice.configure_host_addresses(settings.ice_host_addresses)
     dtls.configure(settings.dtls_cert_rotate_s)  # this worker's DTLS certificate (relay/media/dtls.py)
+    if settings.ice_mux:
+        plane.mux = IceMux(plane.ice_udp_port)
+        try:
+            await plane.mux.open(ice.gather_addresses())  # fails start-up when the port is taken
+        except OSError as exc:
+            plane.mux.close()
+            raise SettingsError(f"ice_udp_port {plane.ice_udp_port}: cannot bind the worker's ICE UDP port "
+                                f"({exc.strerror or exc}); pick a free one") from None
     plane.clock.start()
     from relay.bridge.tools import make_tool_session
 
@@ -334,6 +348,8 @@ async def media_plane_ctx(app: web.Application) -> AsyncIterator[None]:
         if plane.siblings is not None:
             await plane.siblings.close()
         await plane.clock.stop()
+        if plane.mux is not None:
+            plane.mux.close()
         if plane.local_assistant_runner is not None:
             await plane.local_assistant_runner.cleanup()
         await plane.tool_http.close()
@@ -396,6 +412,11 @@ def setup(app: web.Application) -> None:
     if settings.ice_port_min or settings.ice_port_max:
         if not 0 < settings.ice_port_min <= settings.ice_port_max <= 65535:
             raise SettingsError("ice_port_min/ice_port_max: need 0 < min <= max <= 65535 (or both 0)")
+        if settings.ice_mux:
+            raise SettingsError("ice_port_min/ice_port_max configure one port per call: set ice_mux = false to use "
+                                "them, or ice_udp_port for the worker's one ICE port")
+    if not 0 <= settings.ice_udp_port <= 65535:
+        raise SettingsError("ice_udp_port: need 0..65535 (0: a free port chosen at start)")
     if not 0 < settings.dtls_cert_rotate_s <= dtls.MAX_ROTATE_S:
         raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
     metrics = MediaMetrics()
@@ -409,7 +430,9 @@ def setup(app: web.Application) -> None:
                             max_half_open=settings.max_half_open_calls,
                             max_half_open_per_address=settings.max_half_open_calls_per_address)
     plane = MediaPlane(settings=settings, metrics=metrics, clock=MediaClock(metrics), registry=registry,
-                       worker=worker, worker_index=index, ice_port_range=port_range)
+                       worker=worker, worker_index=index, ice_port_range=port_range,
+                       # the ICE mux: worker i of a node uses ice_udp_port + i (0: each picks a free port)
+                       ice_udp_port=settings.ice_udp_port + index if settings.ice_udp_port else 0)
     if worker is not None:
         registry.on_load = worker.set_load
         plane.siblings = Siblings(worker.node.run_dir, timeout_s=settings.upstream_connect_timeout_s + 10)

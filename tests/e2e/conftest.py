@@ -85,11 +85,21 @@ async def relay_factory(tmp_path) -> AsyncIterator[Callable[..., Awaitable[Relay
     ice.configure_host_addresses([])
 
 
+ICE_MODES = {"mux": {"ice_mux": True}, "ports": {"ice_mux": False}}  # the worker's one ICE port / a port per call
+
+
+def both_ice_modes(test: Any) -> Any:
+    """Run ``test`` (using the ``relay`` fixture) once with the worker's one ICE port, once with a port per call."""
+    return pytest.mark.parametrize("relay", list(ICE_MODES), indirect=True)(test)
+
+
 @pytest.fixture
-async def relay(relay_factory) -> AsyncIterator[Relay]:
+async def relay(relay_factory, request) -> AsyncIterator[Relay]:
     """A relay with default settings (built-in local assistant in echo mode, beta dialect), and a
-    leak check: after the test's calls end, no call, task, peer or socket is left behind."""
-    r = await relay_factory()
+    leak check: after the test's calls end, no call, task, peer or socket is left behind.
+    Parametrized indirectly (``both_ice_modes``): ``"mux"`` or ``"ports"`` picks the ICE mode."""
+    mode = getattr(request, "param", None)
+    r = await relay_factory(**ICE_MODES[mode] if mode else {})
     await asyncio.sleep(0)
     tasks_before = len(asyncio.all_tasks())
     fds_before = open_fds()

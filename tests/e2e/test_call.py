@@ -11,6 +11,7 @@ import asyncio
 
 from relay.client import encode_pcm16_to_opus
 from tests.e2e.audio import RATE_HZ, Capture, bursts, dominant_hz, rms
+from tests.e2e.conftest import both_ice_modes
 
 
 async def wait_until(predicate, timeout_s: float = 15.0) -> None:
@@ -19,6 +20,7 @@ async def wait_until(predicate, timeout_s: float = 15.0) -> None:
             await asyncio.sleep(0.05)
 
 
+@both_ice_modes
 async def test_speech_is_heard_back_with_events_in_beta(relay):
     signal = bursts([(0.4, 0.8, 440.0)], total_s=1.6)
     capture, events = Capture(), []
@@ -106,17 +108,25 @@ async def test_dtx_sends_almost_nothing_while_idle_and_audio_still_flows(relay_f
     await relay.wait_idle()
 
 
+@both_ice_modes
 async def test_concurrent_calls_each_hear_only_their_own_echo(relay):
     freqs = [350.0, 500.0, 650.0, 800.0]
-    devices, captures, events = [], [], []
+    devices, captures, events, answers = [], [], [], []
     for hz in freqs:
         capture, evs = Capture(), []
         device = relay.device()
-        await device.connect(audio_source=encode_pcm16_to_opus(bursts([(0.3, 0.6, hz)], total_s=1.5), RATE_HZ),
-                             on_audio=capture, on_event=evs.append)
+        answers.append(await device.connect(
+            audio_source=encode_pcm16_to_opus(bursts([(0.3, 0.6, hz)], total_s=1.5), RATE_HZ),
+            on_audio=capture, on_event=evs.append))
         devices.append(device)
         captures.append(capture)
         events.append(evs)
+    ports = {line.split()[5] for answer in answers for line in answer.splitlines() if " typ host" in line}
+    mux = relay.plane.mux
+    if mux is not None:  # every call's host candidate is the worker's one port
+        assert ports == {str(mux.port)} and mux.stats()["routes"] == len(freqs)
+    else:
+        assert len(ports) == len(freqs)
     # a misbehaving fifth device floods garbage meanwhile
     noisy = relay.device()
     await noisy.connect()

@@ -131,7 +131,7 @@ async def test_fixed_udp_port_range(relay_factory):
     from tests.conftest import free_port
 
     base = free_port(socket.SOCK_DGRAM)
-    relay = await relay_factory(ice_port_min=base, ice_port_max=base)
+    relay = await relay_factory(ice_mux=False, ice_port_min=base, ice_port_max=base)
     events = []
     device = relay.device()
     answer = await device.connect(on_event=events.append)
@@ -147,6 +147,31 @@ async def test_fixed_udp_port_range(relay_factory):
     assert len(relay.plane.registry) == 1
     await device.hangup()
     await relay.wait_idle()
+
+
+async def test_one_udp_port_per_worker(relay_factory):
+    import socket
+
+    from relay.settings import SettingsError
+    from tests.conftest import free_port
+
+    base = free_port(socket.SOCK_DGRAM)
+    relay = await relay_factory(ice_mux=True, ice_udp_port=base)
+    devices, events = [relay.device(), relay.device()], [[], []]
+    answers = [await d.connect(on_event=e.append) for d, e in zip(devices, events, strict=True)]
+    ports = {int(line.split()[5]) for a in answers for line in a.splitlines() if line.startswith("a=candidate:")}
+    assert ports == {base}
+    for device in devices:
+        device.send_text("hi")
+    await wait_until(lambda: all(any(e["type"] == "response.done" for e in evs) for evs in events))
+    for device in devices:
+        await device.hangup()
+    await relay.wait_idle()
+    # a second worker configured onto the same port does not start
+    with pytest.raises(SettingsError, match=f"ice_udp_port {base}"):
+        await relay_factory(ice_mux=True, ice_udp_port=base)
+    with pytest.raises(SettingsError, match="ice_mux"):
+        await relay_factory(ice_mux=True, ice_port_min=base, ice_port_max=base)
 
 
 async def test_device_that_vanishes_is_detected_by_consent_loss(relay, monkeypatch):

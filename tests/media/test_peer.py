@@ -41,7 +41,7 @@ class Tone(AudioStreamTrack):
 class Loopback:
     """Relay side: uplink chunks -> downlink frames, paced by the clock."""
 
-    def __init__(self, offer: str, metrics: MediaMetrics, clock: MediaClock) -> None:
+    def __init__(self, offer: str, metrics: MediaMetrics, clock: MediaClock, mux=None) -> None:
         self.codec = choose_audio_codec(parse_offer(offer), allow_g711=True)
         self.encoder = DownlinkEncoder(self.codec)
         self.track = PacketTrack(self.encoder)
@@ -50,7 +50,7 @@ class Loopback:
         self.closed_reasons: list[str] = []
         sink = UplinkSink(self.codec, chunk_ms=40, on_chunk=self.on_chunk, metrics=metrics)
         self.peer = Peer(codec=self.codec, track=self.track, sink=sink, metrics=metrics,
-                         on_message=self.on_message, on_closed=self.closed_reasons.append)
+                         on_message=self.on_message, on_closed=self.closed_reasons.append, mux=mux)
         clock.register(self)
 
     def on_chunk(self, chunk: bytes, arrival: float) -> None:

@@ -254,11 +254,15 @@ async def test_receiver_reports_carry_loss_and_highest_sequence() -> None:
     await asyncio.sleep(0)
 
 
+@pytest.mark.parametrize("e2e_relay", ["mux", "ports"], indirect=True)  # the worker's one ICE port, or one per call
 async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> None:  # noqa: F811 (fixture)
     """POST /v1/realtime -> Call -> local assistant (echo): the uplink that is echoed came in directly.
 
     A packet that arrived while DTLS was completing is still in aiortc's queue when the path is armed
-    and goes aiortc's way; from then on every packet is taken directly.
+    and goes aiortc's way; from then on every packet is taken directly -- except, on the worker's one
+    ICE port (drained a batch per wake-up), an audio packet that shares a batch with, and follows, one
+    of the device's RTCP packets (~1 per second): it must not overtake that queued RTCP, so it goes
+    aiortc's way too.
     """
     from relay.client import encode_pcm16_to_opus
     from tests.e2e.audio import RATE_HZ, Capture, bursts
@@ -279,7 +283,8 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
             while "output_audio_buffer.stopped" not in [e["type"] for e in events]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert metrics.rtp_in_packets - start[0] >= 40
-        assert sink.direct_packets - start[1] == metrics.rtp_in_packets - start[0]
+        slow = (metrics.rtp_in_packets - start[0]) - (sink.direct_packets - start[1])
+        assert slow == 0 if e2e_relay.plane.mux is None else 0 <= slow <= 3
         assert sink.direct_packets >= metrics.rtp_in_packets - 5
     finally:
         await device.hangup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -170,3 +171,28 @@ async def test_tts_queue_and_busy_rejections(make_app) -> None:
     assert fams["relay_tts_requests_in_flight"].value() == 0
     assert fams["relay_http_requests_total"].value(
         method="POST", route="/v1/app/voices/design", status="503") == 1
+
+
+async def test_ice_port_drops_are_counted(make_app) -> None:
+    """Datagrams from nowhere at the worker's one ICE port: dropped, and counted by reason."""
+    import socket
+
+    from aioice import stun
+
+    from relay.web.realtime import MEDIA
+
+    app = await make_app(admin_token=ADMIN, metrics_token=SCRAPE, ice_mux=True)
+    mux = app.server.app[MEDIA].mux
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = "nope:dev1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(3):
+            sock.sendto(b"\x80\x6f" + bytes(40), ("127.0.0.1", mux.port))
+        sock.sendto(bytes(request), ("127.0.0.1", mux.port))
+        async with asyncio.timeout(5):
+            while mux.stats()["dropped_unknown_ufrag"] < 1:  # noqa: ASYNC110 -- polling state that has no event
+                await asyncio.sleep(0.01)
+    _text, fams = await scrape(app)
+    assert fams["relay_ice_port_dropped_total"].value(reason="unknown_source") == 3
+    assert fams["relay_ice_port_dropped_total"].value(reason="unknown_ufrag") == 1
+    assert fams["relay_ice_port_routes"].value() == 0

@@ -1,0 +1,278 @@
+"""One UDP port per worker: every call's ICE host candidate is the worker's one socket (the I/O edge).
+
+``IceMux(port)`` owns the worker's UDP socket(s) -- one per advertised host address, all on the same
+port -- and ``MuxTable`` (relay/media/muxtable.py, sans-I/O) routes each datagram to its call. aioice
+stays the ICE implementation (checks, nomination, consent) and aiortc the DTLS/SRTP/SCTP one: each
+call's aioice ``Connection`` gets, as its host candidate, an ordinary ``aioice.ice.StunProtocol``
+connected to a ``_CallTransport`` instead of a socket of its own. Its ``sendto`` goes out of the shared
+socket (through ``MuxTable.on_send``: transaction ids, NAT rebinding); the shared socket's readiness
+callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.BatchReceiver``; sends
+leave together at the end of the loop iteration, one ``sendmmsg``: ``relay._fast.send_batch``) and hands
+each call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
+so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it per protocol, works
+unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
+
+The ICE ufrag is the routing key, so it must be unique on the port: a call whose aioice drew a ufrag
+already in use (or reserved by a call still answering) gets a new one before its answer is written
+(``reserve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import weakref
+from typing import Any
+
+import aioice.ice
+import aioice.turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.utils import random_string
+
+from relay._fast import BatchReceiver, send_batch
+from relay.media.muxtable import MuxTable, Route
+
+log = logging.getLogger("relay.media")
+
+UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
+RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
+RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
+SEND_BATCH = 64  # datagrams queued before a send cannot wait for the end of the loop iteration
+DELIVERY_ERRORS_LOGGED = 10  # tracebacks logged per socket; later failures are only counted
+
+
+class _CallTransport(asyncio.DatagramTransport):
+    """One call's view of the shared socket, given to its aioice ``StunProtocol`` as its transport."""
+
+    def __init__(self, endpoint: _Endpoint, route: Route, protocol: aioice.ice.StunProtocol) -> None:
+        super().__init__()
+        self._endpoint = endpoint
+        self._route = route
+        self._protocol = protocol
+        self._closing = False
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        endpoint = self._endpoint
+        if self._closing or endpoint.closed:
+            return
+        endpoint.sendto(data, endpoint.table.on_send(self._route, data, addr, endpoint.loop.time()))
+
+    def is_closing(self) -> bool:
+        return self._closing or self._endpoint.closed
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._endpoint.table.remove(self._route)
+        self._endpoint.loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._endpoint.sockname
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class _Endpoint:
+    """One shared UDP socket (one host address, the worker's port): drained a batch per readiness
+    callback (``relay._fast.BatchReceiver``: one ``recvmmsg``), each datagram routed by the table."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.table = MuxTable()
+        host, port = sock.getsockname()[:2]
+        self.sockname = (host, port)
+        self.closed = False
+        self.send_errors = 0
+        self.send_batches = 0
+        self.delivery_errors = 0
+        self._pending: list[tuple[bytes, Any]] = []
+        self._receiver = BatchReceiver(RECV_BATCH, RECV_MAX_BYTES)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            batch = self._receiver.recv(self.sock)
+        except OSError as exc:  # e.g. an ICMP error queued on the socket
+            log.debug("ICE port: %s", exc)
+            return
+        classify, now = self.table.classify, self.loop.time()
+        for data, addr in batch:
+            if len(addr) > 2:
+                addr = (addr[0], addr[1])
+            hit = classify(data, addr, now)
+            if hit is not None:
+                try:
+                    hit[0].owner.datagram_received(data, hit[1])
+                except Exception:  # one call's failure must not cost the rest of the batch (other calls)
+                    self.delivery_errors += 1
+                    if self.delivery_errors <= DELIVERY_ERRORS_LOGGED:
+                        log.exception("ICE port: a call's datagram handler failed")
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        """Queue a datagram; the queue leaves in one ``sendmmsg`` at the end of this loop iteration
+        (a clock tick's packets of every call together), or at once when ``SEND_BATCH`` are queued."""
+        pending = self._pending
+        pending.append((data, addr))
+        if len(pending) == 1:
+            self.loop.call_soon(self.flush)
+        elif len(pending) >= SEND_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if self.closed:
+            return
+        try:
+            sent = send_batch(self.sock, pending)
+        except (OSError, TypeError, ValueError):  # one bad datagram: send them one by one
+            sent = 0
+            for data, addr in pending:
+                try:
+                    self.sock.sendto(data, addr)
+                    sent += 1
+                except (OSError, TypeError, ValueError):
+                    self.send_errors += 1
+            return
+        self.send_batches += 1
+        if sent < len(pending):  # the send buffer is full: UDP, the rest is lost (as with a full transport)
+            self.send_errors += len(pending) - sent
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+class IceMux:
+    """The worker's ICE port: ``open()`` at start-up, ``host_candidates`` per call, ``close()`` at the end."""
+
+    def __init__(self, port: int) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError("the ICE UDP port must be 0..65535")
+        self.port = port  # 0: an ephemeral port, chosen by the first socket bound
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._reserved: set[str] = set()  # ufrags of this port's live ICE connections
+        self._closed = False
+
+    def tables(self) -> list[MuxTable]:
+        return [e.table for e in self._endpoints.values()]
+
+    async def open(self, addresses: list[str]) -> None:
+        """Bind the port on every address now: ``OSError`` when it is taken (or nothing could be bound);
+        an address that cannot be bound for another reason is skipped with a warning."""
+        bound = 0
+        for address in addresses:
+            try:
+                await self._endpoint(address)
+                bound += 1
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise
+                log.warning("ICE port: cannot bind UDP %s:%d: %s", address, self.port, exc)
+        if addresses and not bound:
+            raise OSError(errno.EADDRNOTAVAIL, "no host address could be bound")
+
+    async def _endpoint(self, address: str) -> _Endpoint:
+        endpoint = self._endpoints.get(address)
+        if endpoint is not None:
+            return endpoint
+        if self._closed:
+            raise OSError("the ICE port is closed")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, self.port))
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        except OSError:
+            sock.close()
+            raise
+        endpoint = self._endpoints[address] = _Endpoint(asyncio.get_running_loop(), sock)
+        sockname = endpoint.sockname
+        if self.port == 0:
+            self.port = sockname[1]
+        log.info("ICE port: every call's host candidate on %s is UDP %s:%d", address, sockname[0], sockname[1])
+        return endpoint
+
+    def _ufrag_taken(self, ufrag: str) -> bool:
+        key = ufrag.encode()
+        return ufrag in self._reserved or any(e.table.has_ufrag(key) for e in self._endpoints.values())
+
+    def reserve(self, connection: aioice.ice.Connection) -> None:
+        """Give ``connection`` a ufrag no other call on this port has or has reserved (before its answer
+        is written); it stays reserved while the connection object lives."""
+        ufrag = connection.local_username
+        if self._ufrag_taken(ufrag):
+            for attempt in range(UFRAG_DRAWS * 2):
+                ufrag = random_string(4 if attempt < UFRAG_DRAWS else 8)
+                if not self._ufrag_taken(ufrag):
+                    break
+            else:
+                raise RuntimeError("no free ICE ufrag")  # 62^8 of them: not reached
+            connection._local_username = ufrag
+        self._reserved.add(ufrag)
+        weakref.finalize(connection, self._reserved.discard, ufrag)
+
+    async def host_candidates(self, connection: aioice.ice.Connection, component: int,
+                              addresses: list[str]) -> list[Candidate]:
+        """The call's host candidates: the shared socket of each address (what aioice's
+        ``get_component_candidates`` returns, with the StunProtocols in ``connection._protocols``)."""
+        candidates: list[Candidate] = []
+        ufrag = connection.local_username.encode()
+        password = connection.local_password.encode()
+        for address in addresses:
+            try:
+                endpoint = await self._endpoint(address)
+            except OSError as exc:
+                log.warning("ICE port: cannot bind UDP %s:%d: %s", address, self.port, exc)
+                continue
+            protocol = aioice.ice.StunProtocol(connection)
+            try:
+                route = endpoint.table.add(ufrag, password, protocol)
+            except KeyError:
+                log.warning("ICE port: ufrag %r already in use on %s", connection.local_username, address)
+                continue
+            protocol.connection_made(_CallTransport(endpoint, route, protocol))
+            host, port = endpoint.sockname
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
+                priority=candidate_priority(component, "host"), host=host, port=port, type="host")
+            connection._protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+        return candidates
+
+    def stats(self) -> dict[str, int]:
+        out = {"routes": 0, "addresses": 0, "transactions": 0, "dropped_unknown_source": 0,
+               "dropped_unknown_ufrag": 0, "dropped_unknown_transaction": 0, "dropped_bad_integrity": 0,
+               "rebinds": 0}
+        for table in self.tables():
+            routes, addrs, tids = table.sizes()
+            out["routes"] += routes
+            out["addresses"] += addrs
+            out["transactions"] += tids
+            for key in ("dropped_unknown_source", "dropped_unknown_ufrag", "dropped_unknown_transaction",
+                        "dropped_bad_integrity", "rebinds"):
+                out[key] += getattr(table, key)
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+        for endpoint in self._endpoints.values():
+            endpoint.close()
+        self._endpoints.clear()
