@@ -176,9 +176,10 @@ def test_invalid_workers_are_refused_in_one_line(tmp_path: Path) -> None:
         out = _relay(["serve", "--workers", value, "--data-dir", str(tmp_path)], _env())
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert out.stderr.startswith("relay: setting workers must be"), out.stderr
-    # each worker owns a slice of the UDP range: a range smaller than the workers is refused before binding
+    # per-call ports (ice_mux off): each worker owns a slice of the UDP range; one smaller than the workers is
+    # refused before binding
     out = _relay(["serve", "--workers", "3", "--data-dir", str(tmp_path)],
-                 _env(RELAY_ICE_PORT_MIN="40000", RELAY_ICE_PORT_MAX="40001"))
+                 _env(RELAY_ICE_MUX="false", RELAY_ICE_PORT_MIN="40000", RELAY_ICE_PORT_MAX="40001"))
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines()[-1] == \
         "relay: ice_port_min..ice_port_max has 2 port(s), fewer than the 3 workers", out.stderr
