@@ -78,7 +78,7 @@ def test_readme_ports_match_the_manifests() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["relay"]
     assert (int(env["RELAY_ICE_UDP_PORT"]) == int(example["RELAY_ICE_UDP_PORT"]) == toml.ice_udp_port
             == ICE_UDP_PORT)
-    assert compose["environment"]["RELAY_ICE_UDP_PORT"] == "${RELAY_ICE_UDP_PORT:-%d}" % ICE_UDP_PORT
+    assert compose["environment"]["RELAY_ICE_UDP_PORT"] == f"${{RELAY_ICE_UDP_PORT:-{ICE_UDP_PORT}}}"
     row = next(ln for ln in readme.splitlines() if ln.startswith("| `RELAY_ICE_UDP_PORT`"))
     assert f"{ICE_UDP_PORT};" in row and f"{ICE_UDP_PORT}..{ICE_UDP_PORT}+N-1" in row and "| UDP |" in row
     for name in ("kubernetes.yaml", "docker-compose.yml", ".env.example", "relay.toml", "relay.service", "README.md"):
