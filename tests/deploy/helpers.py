@@ -55,3 +55,19 @@ def uncovered(args: list[str]) -> list[str]:
         if not any(type(a) is type(lo) and a <= lo and hi <= b for a, b in ranges):
             missing.append(str(net))
     return missing
+
+
+def check_startup(settings: Settings) -> None:
+    """What ``relay serve`` refuses before anything binds, run on ``settings``: every area's setup
+    (``relay.web.app.create_app``; ``relay.web.realtime.setup`` raises ``SettingsError`` for
+    ``ice_port_min``/``ice_port_max`` with ``ice_mux`` on, and splits a per-call range among the
+    workers with ``relay.node.state.port_slice``, as the supervisor does for ``--workers N``)."""
+    from relay.node.state import port_slice
+    from relay.settings import SettingsError, worker_count
+    from relay.web.app import create_app
+
+    create_app(settings)
+    try:
+        port_slice(settings.ice_port_min, settings.ice_port_max, 0, worker_count(settings.workers, cores=2))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None

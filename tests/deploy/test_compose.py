@@ -7,7 +7,8 @@ import re
 
 import yaml
 
-from tests.deploy.helpers import DEPLOY, KNOWN_ENV, SETTING_RE, run, tool, uncovered
+from relay.settings import load_settings
+from tests.deploy.helpers import DEPLOY, KNOWN_ENV, SETTING_RE, check_startup, run, tool, uncovered
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
@@ -48,17 +49,18 @@ def test_relay_service_settings_are_real_and_complete() -> None:
     relay = _compose()["services"]["relay"]
     names = set(relay["environment"])
     assert names <= KNOWN_ENV, sorted(names - KNOWN_ENV)
-    for needed in ("RELAY_DATABASE_URL", "RELAY_TURN_SECRET", "RELAY_URL_SIGNING_KEY", "RELAY_ICE_PORT_MIN",
-                   "RELAY_ICE_PORT_MAX", "RELAY_ICE_PUBLIC_IP", "RELAY_TURN_URLS"):
+    for needed in ("RELAY_DATABASE_URL", "RELAY_TURN_SECRET", "RELAY_URL_SIGNING_KEY", "RELAY_ICE_UDP_PORT",
+                   "RELAY_ICE_PUBLIC_IP", "RELAY_TURN_URLS"):
         assert needed in names, needed
     assert set(SETTING_RE.findall(COMPOSE.read_text())) <= KNOWN_ENV
     assert relay["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
     assert (DEPLOY / ".." / relay["build"]["dockerfile"]).exists()
     assert relay["command"][0] == "serve"  # the image's ENTRYPOINT is relay
-    # the UDP range is published with the same numbers outside and inside (candidates carry them)
+    # the worker's one UDP port is published with the same number outside and inside (candidates carry it)
     udp = [p for p in relay["ports"] if p.endswith("/udp")]
-    assert udp == ["${RELAY_ICE_PORT_MIN:-40000}-${RELAY_ICE_PORT_MAX:-40199}:"
-                   "${RELAY_ICE_PORT_MIN:-40000}-${RELAY_ICE_PORT_MAX:-40199}/udp"]
+    assert udp == ["${RELAY_ICE_UDP_PORT:-50000}:${RELAY_ICE_UDP_PORT:-50000}/udp"]
+    assert relay["environment"]["RELAY_ICE_UDP_PORT"] == "${RELAY_ICE_UDP_PORT:-50000}"
+    assert relay["environment"]["RELAY_ICE_MUX"] == "true"
     assert "postgres:5432" in relay["environment"]["RELAY_DATABASE_URL"]
     assert relay["depends_on"]["postgres"]["condition"] == "service_healthy"
     grace = int(relay["stop_grace_period"].rstrip("s"))
@@ -73,3 +75,29 @@ def test_coturn_shares_relays_secret_and_denies_private_ranges() -> None:
     assert uncovered(args) == []
     min_port = next(a for a in args if a.startswith("--min-port="))
     assert "TURN_PORT_MIN" in min_port and "TURN_PORT_MIN" in _env_example()
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME:?error}`` against ``env`` (the .env file)."""
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3)
+        if env.get(name):
+            return env[name]
+        assert not op.endswith("?"), f"${{{name}}} is required: {arg}"
+        return arg if op.endswith("-") else ""
+    return re.sub(r"\$\{([A-Z0-9_]+)(:?[-?])?([^}]*)\}", one, value)
+
+
+def test_relay_service_environment_passes_the_start_up_checks() -> None:
+    """The relay container's environment, as Compose hands it over with .env.example as .env, loads
+    as relay settings and passes what relay serve checks at start (ice_mux with no per-call range),
+    and the published UDP port is the one relay advertises."""
+    example = _env_example()
+    relay = _compose()["services"]["relay"]
+    environ = {name: _interpolate(str(value), example) for name, value in relay["environment"].items()}
+    settings = load_settings(None, environ=environ)
+    assert settings.ice_mux and settings.ice_udp_port == int(example["RELAY_ICE_UDP_PORT"]) == 50000
+    assert settings.ice_public_ip == example["PUBLIC_IP"]
+    check_startup(settings)
+    udp = next(_interpolate(p, example) for p in relay["ports"] if p.endswith("/udp"))
+    assert udp == f"{settings.ice_udp_port}:{settings.ice_udp_port}/udp"

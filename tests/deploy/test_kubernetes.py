@@ -8,7 +8,7 @@ import json
 import yaml
 
 from relay.settings import load_settings
-from tests.deploy.helpers import DEPLOY, KNOWN_ENV, SETTING_RE, VERSION, run, tool, uncovered
+from tests.deploy.helpers import DEPLOY, KNOWN_ENV, SETTING_RE, VERSION, check_startup, run, tool, uncovered
 from tests.deploy.test_dockerfile import instructions
 
 MANIFEST = DEPLOY / "kubernetes.yaml"
@@ -51,7 +51,12 @@ def test_relay_pod_media_probes_and_drain() -> None:
     relay = next(c for c in pod["containers"] if c["name"] == "relay")
     env = _env(relay)
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
-    assert 0 < int(env["RELAY_ICE_PORT_MIN"]) <= int(env["RELAY_ICE_PORT_MAX"]) < 65536
+    # media: the worker's one UDP port, on the node (hostNetwork: containerPort = hostPort = the port)
+    assert env["RELAY_ICE_MUX"] == "true" and "RELAY_ICE_PORT_MIN" not in env and "RELAY_ICE_PORT_MAX" not in env
+    udp = [p for p in relay["ports"] if p["protocol"] == "UDP"]
+    assert udp == [{"name": "ice", "containerPort": int(env["RELAY_ICE_UDP_PORT"]),
+                    "hostPort": int(env["RELAY_ICE_UDP_PORT"]), "protocol": "UDP"}]
+    assert int(env["RELAY_ICE_UDP_PORT"]) == 50000
     assert env["RELAY_FILE_STORAGE"] == "database"
     from_pod_ip = {e["name"] for e in relay["env"] if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
                    == "status.podIP"}
@@ -209,3 +214,20 @@ def test_the_node_ip_script_against_an_api_server(tmp_path) -> None:  # noqa: AN
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_relay_pod_settings_pass_the_start_up_checks(tmp_path) -> None:  # noqa: ANN001
+    """The relay container's settings as the pod gets them (its env, the Secret, the init container's
+    node.toml) load and pass what relay serve checks at start: no per-call range beside ice_mux."""
+    docs = _docs()
+    relay = next(c for c in _pod("Deployment/relay")["containers"] if c["name"] == "relay")
+    environ = dict(docs["Secret/relay"]["stringData"])
+    for e in relay["env"]:  # fieldRef values (status.podIP) are the node's address at run time
+        environ[e["name"]] = e["value"] if "value" in e else "10.0.0.5"
+    node_toml = tmp_path / "node.toml"
+    node_toml.write_text('ice_public_ip = "203.0.113.7"\n')
+    args = relay["args"]
+    settings = load_settings(node_toml if "--config" in args else None, environ=environ)
+    assert settings.ice_mux and settings.ice_udp_port == 50000 and settings.ice_port_min == 0
+    assert settings.ice_host_addresses == ["10.0.0.5"]
+    check_startup(settings)
