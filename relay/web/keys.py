@@ -12,3 +12,5 @@ SETTINGS = web.AppKey("settings", Settings)
 # The store's Database (relay.store.db.Database); typed loosely here to keep this module import-light.
 DB = web.AppKey("db", Any)
 # Per-area services are registered by the area's setup() under its own AppKey, defined in that area.
+# The area modules the app was built from (relay.web.app.AREAS; read by relay.web.openapi).
+AREAS = web.AppKey("areas", list)  # list[ModuleType]

@@ -14,7 +14,6 @@ may use it. Shutdown drains live calls (``shutdown_timeout_s``), then closes.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import time
@@ -35,6 +34,7 @@ from relay.media.metrics import MediaMetrics
 from relay.media.registry import CallLimitReached, CallRegistry, ClientCallLimitReached, HalfOpenLimitReached
 from relay.settings import Settings, SettingsError
 from relay.web import keys
+from relay.web.authn import require_operator_bearer
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
 from relay.web.openapi import DEVICE_HEADERS
@@ -143,7 +143,7 @@ async def post_realtime(request: web.Request) -> web.Response:
     settings = plane.settings
     if request.content_type != SDP_CONTENT_TYPE:
         raise ApiError(415, f"Content-Type must be {SDP_CONTENT_TYPE}", "unsupported_media_type")
-    from relay.auth import authenticate
+    from relay.web.authn import authenticate
 
     t0 = time.perf_counter()
     device = await authenticate(request)
@@ -288,13 +288,8 @@ async def _drain_on_shutdown(app: web.Application) -> None:
 async def get_stats(request: web.Request) -> web.Response:
     """``GET /v1/realtime/stats``: this worker's media counters and latency percentiles (admin token)."""
     plane = request.app[MEDIA]
-    token = plane.settings.admin_token
-    if not token:
-        raise ApiError(404, "Not found", "not_found")
-    given = request.headers.get("Authorization", "")
-    expected = f"Bearer {token}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "A valid admin bearer token is required", "invalid_admin_token")
+    require_operator_bearer(request, plane.settings.admin_token, code="invalid_admin_token",
+                            message="A valid admin bearer token is required", realm="relay-admin")
     body = {"live_calls": len(plane.registry), "max_calls": plane.registry.max_calls,
             "clock_ticks": plane.clock.ticks, **plane.metrics.snapshot()}
     return web.json_response(body)
@@ -317,7 +312,7 @@ def setup(app: web.Application) -> None:
                             registry=CallRegistry(settings.max_calls, settings.max_calls_per_client,
                                                   max_half_open=settings.max_half_open_calls,
                                                   max_half_open_per_address=settings.max_half_open_calls_per_address))
-    app.cleanup_ctx.append(usage_ctx)
+    app.cleanup_ctx.append(usage_ctx(lambda a: a[MEDIA].registry.calls()))
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)
