@@ -1,6 +1,6 @@
 """Device authentication: the whole matrix of seeds 000/001/002, in one function.
 
-A domain module: no HTTP request, no ``relay.web``. The web layer (``relay.web.authn``) gathers an
+A domain module: no HTTP request, no aiohttp, no ``relay.web``. The web layer (``relay.web.authn``) gathers an
 ``AuthRequest`` (settings, database, throttle, counters, remote address, headers) and maps
 ``AuthError`` to the error shape of the API asking. One pipeline for the three kinds of caller:
 
@@ -48,8 +48,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiohttp import web
 
 from relay.assistants import resolve_default_assistant
 from relay.models import Assistant, Client, Device, Workspace
@@ -176,9 +174,6 @@ class AuthAttempt:
             self.throttle.by_address.undo("addr:" + self.address, self.now)
             if self.key is not None:
                 self.throttle.by_client.undo(self.key, self.now)
-
-
-THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 
 
 @dataclass

@@ -23,12 +23,15 @@ from relay.web import keys
 from relay.web.errors import ApiError, AppApiError
 from relay.web.middleware import remote_address
 
+#: the process's failed-secret throttles, shared by every caller kind (set by ``create_app``)
+THROTTLE = web.AppKey("auth_throttle", auth.AuthThrottle)
+
 
 def throttle_of(app: web.Application) -> auth.AuthThrottle:
-    thr = app.get(auth.THROTTLE)
+    thr = app.get(THROTTLE)
     if thr is None:  # an app built without create_app (tests of single areas)
         thr = auth.AuthThrottle(app[keys.SETTINGS])
-        app[auth.THROTTLE] = thr
+        app[THROTTLE] = thr
     return thr
 
 

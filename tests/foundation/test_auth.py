@@ -236,7 +236,7 @@ async def test_failed_secrets_throttled_per_client(make_app) -> None:
 
 
 async def test_throttle_window_expires(make_app) -> None:
-    from relay.auth import THROTTLE
+    from relay.web.authn import THROTTLE
 
     app = await make_app(auth_fail_limit=3, auth_fail_window_s=60, trust_forwarded_for=True)
     cid = await new_client(app)

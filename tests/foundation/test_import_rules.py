@@ -208,3 +208,11 @@ def _import_module_strings(path: Path) -> list[str]:
             if isinstance(arg, ast.Constant) and str(arg.value).startswith("relay"):
                 found.append(str(arg.value))
     return found
+
+
+def test_auth_is_a_domain_module() -> None:
+    # relay.auth knows no HTTP: no aiohttp, no relay.web (the web layer, relay.web.authn, maps AuthError)
+    tree = ast.parse(MODULES["relay.auth"].read_text())
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [m for m in imported if m.split(".")[0] == "aiohttp" or _in(m, WEB)], imported
