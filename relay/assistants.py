@@ -11,30 +11,13 @@ keeps ``relay-echo``.
 
 from __future__ import annotations
 
-from relay.models import Assistant, Tool
+from relay.models import DEVICE_TOOLS, Assistant
 from relay.settings import Settings
 
 DEFAULT_ASSISTANT_ID = "default"
 LOCAL_MODEL = "relay-echo"
 LOCAL_MODEL_PREFIX = "relay-"
 
-DEVICE_TOOLS: tuple[Tool, ...] = (
-    Tool(
-        name="adjust_device_volume",
-        description="Increase or decrease the device volume by 10%.",
-        parameters={"type": "object", "properties": {"action": {"type": "string", "enum": ["increase", "decrease"]}},
-                    "required": ["action"]},
-    ),
-    Tool(
-        name="set_device_volume",
-        description="Set the device volume to a specific level (percent).",
-        parameters={"type": "object",
-                    "properties": {"volume_level": {"type": "integer", "minimum": 0, "maximum": 100}},
-                    "required": ["volume_level"]},
-    ),
-    Tool(name="quiet_device", description="Mute the device audio (set volume to 0%)."),
-    Tool(name="stop_audio", description="Stop the audio or music currently playing (does not mute)."),
-)
 DEVICE_TOOL_NAMES: frozenset[str] = frozenset(t.name for t in DEVICE_TOOLS)
 
 

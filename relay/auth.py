@@ -1,6 +1,19 @@
 """Device authentication: the whole matrix of seeds 000/001/002, in one function.
 
-``await authenticate(request) -> Device`` or raises ``ApiError`` (seed 000 shape):
+A domain module: no HTTP request, no aiohttp, no ``relay.web``. The web layer (``relay.web.authn``) gathers an
+``AuthRequest`` (settings, database, throttle, counters, remote address, headers) and maps
+``AuthError`` to the error shape of the API asking. One pipeline for the three kinds of caller:
+
+* devices (the Realtime device API): ``await authenticate_device(req) -> Device``, the matrix below;
+* app clients (the app API): ``authenticate_device(req, require_workspace_key=True)`` (web answers the
+  same status with the upper-cased code in the app API's shape);
+* server clients' API tokens (the WebSocket edge): ``await authenticate_token(req, presented)``.
+
+Each failure is an ``AuthError(status, message, code, headers)``, counted for ``GET /metrics``
+(``relay_auth_failures_total{code}``) and throttled by the same ``AuthThrottle``. Operators'
+bearer tokens (admin API, ``/metrics``, media stats) are checked by ``bearer_matches``.
+
+Device cases (``AuthError`` status and code):
 
 ====================================================  ======  =======================
 case                                                   status  code
@@ -23,40 +36,50 @@ too many failed secrets (client id / address), from an  429     ``rate_limited``
 ``X-Assistant-Id`` unknown or in another workspace     404     ``assistant_not_found``
 ====================================================  ======  =======================
 
-The app REST API (#6) uses ``authenticate_app(request)``: the same checks with
-``X-Workspace-Key`` required, raising ``AppApiError`` (``{"detail": {...}}``,
-upper-case codes) instead.
+The app REST API (#6) runs the same checks with ``X-Workspace-Key`` required.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-
-from aiohttp import web
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from relay.assistants import resolve_default_assistant
 from relay.models import Assistant, Client, Device, Workspace
-from relay.ops.counters import counters_of
+from relay.ops.counters import OpsCounters
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
 from relay.store import device_auth
+from relay.store import tokens as tokens_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
 from relay.store.errors import Conflict
 from relay.throttle import FailureThrottle
-from relay.web import keys
-from relay.web.errors import ApiError, AppApiError
-from relay.web.middleware import remote_address
 
 log = logging.getLogger("relay.auth")
+
+
+class AuthError(Exception):
+    """A refused caller: ``status`` and ``code`` as the Realtime device API documents them (lower-case),
+    ``headers`` to answer with (``Retry-After``, ``WWW-Authenticate``). The web layer renders it."""
+
+    def __init__(self, status: int, message: str, code: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
 
 MAX_CLIENT_ID_CHARS = 128
 TOUCH_EVERY_S = 60.0  # last_seen_at is refreshed at most this often (no write per request)
 NOT_FOUND = "Client ID not found or not activated"
+TOKEN_TOUCH_EVERY_S = 60.0  # an API token's last_used_at is refreshed at most this often
 MAX_KNOWN_ADDRESSES = 100_000  # (key, address) pairs remembered by AuthThrottle (oldest forgotten)
 
 
@@ -153,23 +176,37 @@ class AuthAttempt:
                 self.throttle.by_client.undo(self.key, self.now)
 
 
-THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+@dataclass
+class AuthRequest:
+    """What authentication needs of one request, gathered by the web layer (``relay.web.authn``)."""
+
+    settings: Settings
+    db: Database
+    throttle: AuthThrottle
+    address: str  # the caller's remote address (X-Forwarded-For only from trusted proxies)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    counters: OpsCounters | None = None  # None: an app assembled without the metrics area
+    now: float = field(default_factory=time.time)
 
 
-def _throttle(app: web.Application) -> AuthThrottle:
-    thr = app.get(THROTTLE)
-    if thr is None:  # an app built without create_app (tests of single areas)
-        thr = AuthThrottle(app[keys.SETTINGS])
-        app[THROTTLE] = thr
-    return thr
+def bearer_matches(authorization: str, expected: str) -> bool:
+    """The one bearer check: ``Authorization: Bearer <expected>``, scheme case-insensitive (RFC 7235),
+    surrounding blanks ignored, compared in constant time. An empty ``expected`` never matches."""
+    scheme, _, given = authorization.strip().partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" \
+        and hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
-def rate_limited(app: web.Application, reason: str, retry_after: str) -> ApiError:
-    counters = counters_of(app)
+def presented_bearer(authorization: str) -> str:
+    """The credential of an ``Authorization: Bearer ...`` header ("" when absent or another scheme)."""
+    scheme, _, given = authorization.strip().partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def rate_limited(counters: OpsCounters | None, reason: str, retry_after: str) -> AuthError:
     if counters is not None:
         counters.throttle(reason)
-    return ApiError(429, "Too many failed attempts; retry later", "rate_limited",
-                    headers={"Retry-After": retry_after})
+    return AuthError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": retry_after})
 
 
 def _is_true(value: str | None) -> bool:
@@ -181,7 +218,7 @@ async def _resolve_assistant(db: Database, settings: Settings, client: Client, w
     if override:
         assistant = await assistants_repo.find(db, override) if len(override) <= 128 else None
         if assistant is None or assistant.workspace_id != client.workspace_id:
-            raise ApiError(404, "Assistant not found in this client's workspace", "assistant_not_found")
+            raise AuthError(404, "Assistant not found in this client's workspace", "assistant_not_found")
         return assistant
     for aid in (client.assistant_id, workspace.default_assistant_id if workspace else None):
         if aid:
@@ -191,26 +228,33 @@ async def _resolve_assistant(db: Database, settings: Settings, client: Client, w
     return resolve_default_assistant(settings)
 
 
-async def authenticate(request: web.Request, *, require_workspace_key: bool = False) -> Device:
-    """Authenticate the device behind ``request`` (see the module docstring for every case)."""
+async def _counted(req: AuthRequest, check: Any) -> Any:
     try:
-        return await _authenticate(request, require_workspace_key)
-    except ApiError as exc:  # counted for GET /metrics (relay_auth_failures_total{code}), then raised as is
-        counters = counters_of(request.app)
-        if counters is not None:
-            counters.auth_failure(exc.code)
+        return await check
+    except AuthError as exc:  # counted for GET /metrics (relay_auth_failures_total{code}), then raised as is
+        if req.counters is not None:
+            req.counters.auth_failure(exc.code)
         raise
 
 
-async def _authenticate(request: web.Request, require_workspace_key: bool) -> Device:
-    app = request.app
-    settings: Settings = app[keys.SETTINGS]
-    headers = request.headers
-    now = time.time()
+async def authenticate_device(req: AuthRequest, *, require_workspace_key: bool = False) -> Device:
+    """The device (or, with ``require_workspace_key``, app client) behind ``req`` (every case: module doc)."""
+    return await _counted(req, _authenticate(req, require_workspace_key))
+
+
+async def authenticate_token(req: AuthRequest, presented: str) -> tuple[Device, str | None]:
+    """The server client behind an API token (WebSocket edge), as a ``Device`` (client_id: the token id),
+    and the token's configured client dialect (None: the handshake decides). 401 ``missing_token`` /
+    ``invalid_token`` / ``token_revoked``, 429 ``rate_limited``."""
+    return await _counted(req, _authenticate_token(req, presented))
+
+
+async def _authenticate(req: AuthRequest, require_workspace_key: bool) -> Device:
+    settings, headers, now = req.settings, req.headers, req.now
 
     if "X-Demo-Mode" in headers and _is_true(headers.get("X-Demo-Mode")):
         if not settings.demo_mode:
-            raise ApiError(403, "Demo mode is disabled on this server", "demo_mode_disabled")
+            raise AuthError(403, "Demo mode is disabled on this server", "demo_mode_disabled")
         client_id = (headers.get("X-Client-Id") or "demo").strip()[:MAX_CLIENT_ID_CHARS] or "demo"
         log.info("demo call authenticated", extra={"client_id": client_id})
         return Device(client_id=client_id, workspace_id=None, assistant=resolve_default_assistant(settings),
@@ -218,38 +262,32 @@ async def _authenticate(request: web.Request, require_workspace_key: bool) -> De
 
     client_id = (headers.get("X-Client-Id") or "").strip()
     if not client_id:
-        raise ApiError(400, "Missing X-Client-Id header", "missing_header")
+        raise AuthError(400, "Missing X-Client-Id header", "missing_header")
     if len(client_id) > MAX_CLIENT_ID_CHARS:
-        raise ApiError(400, f"X-Client-Id longer than {MAX_CLIENT_ID_CHARS} characters", "invalid_client_id")
+        raise AuthError(400, f"X-Client-Id longer than {MAX_CLIENT_ID_CHARS} characters", "invalid_client_id")
     client_id = client_id.lower()
 
-    thr = _throttle(app)
-    address = remote_address(request)
-    client_key = "client:" + client_id
-    attempt = thr.attempt(client_key, address, now)
+    attempt = req.throttle.attempt("client:" + client_id, req.address, now)
     if attempt.refused:
-        raise rate_limited(app, *attempt.refused)
+        raise rate_limited(req.counters, *attempt.refused)
     try:
-        return await _check_client(request, attempt, client_id, require_workspace_key, now)
+        return await _check_client(req, attempt, client_id, require_workspace_key)
     finally:
         attempt.release()
 
 
-async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: str, require_workspace_key: bool,
-                        now: float) -> Device:
-    app, headers, address = request.app, request.headers, attempt.address
-    settings: Settings = app[keys.SETTINGS]
-    db: Database = app[keys.DB]
+async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, require_workspace_key: bool) -> Device:
+    settings, db, headers, address, now = req.settings, req.db, req.headers, req.address, req.now
 
     ws_key = headers.get("X-Workspace-Key")
     if require_workspace_key and not ws_key:
-        raise ApiError(400, "Missing X-Workspace-Key header", "missing_header")
+        raise AuthError(400, "Missing X-Workspace-Key header", "missing_header")
     key_workspace: Workspace | None = None
     if ws_key:
         key_workspace = await workspaces_repo.by_key(db, ws_key)
         if key_workspace is None:
             attempt.failed(key_counts=False)
-            raise ApiError(401, "Invalid X-Workspace-Key", "invalid_workspace_key")
+            raise AuthError(401, "Invalid X-Workspace-Key", "invalid_workspace_key")
 
     # one query: the client, its workspace and its assistant (relay/store/device_auth.py)
     ctx = await device_auth.find(db, client_id)
@@ -257,7 +295,7 @@ async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: s
     enrolled_now = False
     if client is None and key_workspace is not None and key_workspace.allow_self_enrol:
         if not clients_repo.is_uuid(client_id):
-            raise ApiError(400, "X-Client-Id must be a UUID to self-enrol", "invalid_client_id")
+            raise AuthError(400, "X-Client-Id must be a UUID to self-enrol", "invalid_client_id")
         try:
             client = await clients_repo.create(db, key_workspace.id, client_id=client_id)
             log.info("client self-enrolled", extra={"client_id": client_id, "workspace_id": key_workspace.id})
@@ -265,10 +303,10 @@ async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: s
             client = await clients_repo.find(db, client_id)
         enrolled_now = True
     if client is None or client.status != "active":
-        raise ApiError(404, NOT_FOUND, "client_not_found")
+        raise AuthError(404, NOT_FOUND, "client_not_found")
     if key_workspace is not None and key_workspace.id != client.workspace_id:
         attempt.failed(key_counts=False)
-        raise ApiError(401, "X-Workspace-Key does not match this client's workspace", "invalid_workspace_key")
+        raise AuthError(401, "X-Workspace-Key does not match this client's workspace", "invalid_workspace_key")
 
     if key_workspace is not None:
         workspace: Workspace | None = key_workspace
@@ -279,11 +317,11 @@ async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: s
     secret = headers.get("X-Client-Secret")
     if not secret:
         if not (workspace is not None and workspace.allow_secretless and not client.enrolled):
-            raise ApiError(401, "Missing X-Client-Secret header", "missing_secret")
+            raise AuthError(401, "Missing X-Client-Secret header", "missing_secret")
     else:
         if not clients_repo.MIN_SECRET_CHARS <= len(secret) <= clients_repo.MAX_SECRET_CHARS:
-            raise ApiError(400, f"X-Client-Secret must be {clients_repo.MIN_SECRET_CHARS} to "
-                                f"{clients_repo.MAX_SECRET_CHARS} characters", "invalid_secret")
+            raise AuthError(400, f"X-Client-Secret must be {clients_repo.MIN_SECRET_CHARS} to "
+                                 f"{clients_repo.MAX_SECRET_CHARS} characters", "invalid_secret")
         if not client.enrolled and await clients_repo.enrol_secret(db, client.id, secret, now=now):
             enrolled_now = True
             log.info("client secret enrolled (TOFU)", extra={"client_id": client.id})
@@ -294,8 +332,8 @@ async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: s
                 over = attempt.failed()
                 log.warning("invalid client secret", extra={"client_id": client.id, "remote": address})
                 if over:  # from an address it is known at: verified, and still over budget
-                    raise rate_limited(app, *over)
-                raise ApiError(401, "Invalid client secret", "invalid_secret")
+                    raise rate_limited(req.counters, *over)
+                raise AuthError(401, "Invalid client secret", "invalid_secret")
         attempt.succeeded()
 
     if not enrolled_now and (client.last_seen_at is None or now - client.last_seen_at >= TOUCH_EVERY_S):
@@ -310,13 +348,46 @@ async def _check_client(request: web.Request, attempt: AuthAttempt, client_id: s
                   max_call_s=settings.max_call_s, enrolled_now=enrolled_now)
 
 
-async def authenticate_app(request: web.Request) -> Device:
-    """``authenticate`` for the app REST API: X-Workspace-Key required, errors as ``AppApiError``.
+def _unauthorized(message: str, code: str) -> AuthError:
+    return AuthError(401, message, code, headers={"WWW-Authenticate": 'Bearer realm="relay"'})
 
-    Codes are the upper-cased seed-000 codes (``MISSING_HEADER``, ``CLIENT_NOT_FOUND``,
-    ``INVALID_SECRET``, ``RATE_LIMITED``, ...); status codes and Retry-After are kept.
-    """
+
+async def _token_assistant(db: Database, settings: Settings, token: tokens_repo.ApiToken) -> Assistant:
+    """The token's assistant, else its workspace's default assistant, else the default assistant."""
+    workspace = await workspaces_repo.find(db, token.workspace_id)
+    for aid in (token.assistant_id, workspace.default_assistant_id if workspace else None):
+        if aid:
+            assistant = await assistants_repo.find(db, aid)
+            if assistant is not None and assistant.workspace_id == token.workspace_id:
+                return assistant
+    return resolve_default_assistant(settings)
+
+
+async def _authenticate_token(req: AuthRequest, presented: str) -> tuple[Device, str | None]:
+    db, address, now = req.db, req.address, req.now
+    tid = tokens_repo.token_id(presented) if presented else None
+    # the device edge's throttle: refused before verifying, unless known at this address
+    attempt = req.throttle.attempt(f"token:{tid}" if tid is not None else None, address, now)
+    if attempt.refused:
+        raise rate_limited(req.counters, *attempt.refused)
     try:
-        return await authenticate(request, require_workspace_key=True)
-    except ApiError as exc:
-        raise AppApiError(exc.status, exc.message, exc.code.upper(), headers=exc.headers) from None
+        if not presented:
+            raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
+        status, token = await tokens_repo.verify(db, presented)
+        if status == "revoked":
+            raise _unauthorized("This token has been revoked", "token_revoked")
+        if status != "ok" or token is None:
+            over = attempt.failed(key_counts=status == "mismatch")
+            log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
+            if over:
+                raise rate_limited(req.counters, *over)
+            raise _unauthorized("Invalid token", "invalid_token")
+        attempt.succeeded()
+    finally:
+        attempt.release()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_EVERY_S:
+        await tokens_repo.touch(db, token.id, now=now)
+    assistant = await _token_assistant(db, req.settings, token)
+    device = Device(client_id=token.id, workspace_id=token.workspace_id, assistant=assistant, demo=False,
+                    max_call_s=req.settings.max_call_s)
+    return device, token.client_dialect

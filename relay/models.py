@@ -76,6 +76,26 @@ class Tool:
         return cls(name=doc["name"], description=desc, parameters=params, side=side, webhook_url=str(webhook_url))
 
 
+#: the four client-side device tools of the Realtime device API (``Assistant.all_tools``; re-exported by relay.assistants)
+DEVICE_TOOLS: tuple[Tool, ...] = (
+    Tool(
+        name="adjust_device_volume",
+        description="Increase or decrease the device volume by 10%.",
+        parameters={"type": "object", "properties": {"action": {"type": "string", "enum": ["increase", "decrease"]}},
+                    "required": ["action"]},
+    ),
+    Tool(
+        name="set_device_volume",
+        description="Set the device volume to a specific level (percent).",
+        parameters={"type": "object",
+                    "properties": {"volume_level": {"type": "integer", "minimum": 0, "maximum": 100}},
+                    "required": ["volume_level"]},
+    ),
+    Tool(name="quiet_device", description="Mute the device audio (set volume to 0%)."),
+    Tool(name="stop_audio", description="Stop the audio or music currently playing (does not mute)."),
+)
+
+
 @dataclass(frozen=True)
 class Assistant:
     """Everything the media plane needs to configure an upstream Realtime session.
@@ -110,8 +130,6 @@ class Assistant:
         """The assistant's tools plus, when enabled, the four device tools (own tools win on name clash)."""
         if not self.device_tools:
             return self.tools
-        from relay.assistants import DEVICE_TOOLS
-
         own = {t.name for t in self.tools}
         return self.tools + tuple(t for t in DEVICE_TOOLS if t.name not in own)
 

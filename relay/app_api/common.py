@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.auth import authenticate_app
 from relay.models import Device
 from relay.store import app_requests
 from relay.store import app_voices as voices_repo
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database
 from relay.web import keys
+from relay.web.authn import authenticate_app
 from relay.web.errors import ApiError, AppApiError
 from relay.web.middleware import read_json
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -87,10 +88,15 @@ def append_event(audio: bytes) -> dict[str, Any]:
     return {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode("ascii")}
 
 
+_error_ids = itertools.count(1)
+
+
 def error_event(message: str, *, code: str, etype: str = "invalid_request_error", param: str | None = None,
                 client_event_id: str | None = None, event_id: str | None = None) -> dict[str, Any]:
-    """An OpenAI-shaped ``error`` event."""
-    return {"type": "error", "event_id": event_id or "relay_error",
+    """The one builder of ``error`` events (the core's and both edges'), in the shape both dialects share:
+    ``param`` and the client's ``event_id`` (``client_event_id``) when the error is about one, else null;
+    ``event_id``: the call's next id, else one of relay's own (``relay_err_<n>``)."""
+    return {"type": "error", "event_id": event_id or f"relay_err_{next(_error_ids)}",
             "error": {"type": etype, "code": code, "message": message, "param": param,
                       "event_id": client_event_id}}
 

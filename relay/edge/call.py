@@ -43,8 +43,8 @@ import orjson
 from aiohttp import web
 
 from relay.bridge import CallCore, RunServerTool
-from relay.bridge.core import AUDIO_FORMATS
-from relay.media.driver import CallDriver, CallUsage, error_event
+from relay.bridge.core import AUDIO_FORMATS, error_event
+from relay.media.driver import CallDriver, CallUsage
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.ratelimit import TokenBucket
 
@@ -179,14 +179,11 @@ class WsCall(CallDriver):
         size = len(raw)  # characters for text: a lower bound of the bytes, the core checks exactly
         if not (self._events.allow(now) and self._bytes.allow(now, min(float(size), self._bytes.burst))):
             self.events_refused += 1
-            if now - self._flood_reported_at >= 1.0:  # at most one error event per second of flood
-                self._flood_reported_at = now
-                self._send_device(error_event("Too many events or bytes per second; some were dropped.",
-                                              "rate_limit_exceeded", "rate_limit_error"))
+            self._flood_notice(now, "Too many events or bytes per second; some were dropped.")
             return
         if isinstance(raw, bytes):  # events are JSON in text frames (as OpenAI's Realtime API has them)
             self._send_device(error_event("Binary frames are not accepted: send each event as JSON in a text "
-                                          "frame.", "invalid_event", "invalid_request_error"))
+                                          "frame.", code="invalid_event"))
             return
         self.core.on_device_message(raw, now)
         self._perform()

@@ -30,10 +30,11 @@ from typing import Any, Protocol
 import orjson
 
 from relay.bridge import CallCore, RunServerTool, append_event
+from relay.bridge.core import error_event
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, EncodeJob, PacketTrack
-from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage, error_event
+from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage
 from relay.media.liveness import DeviceLiveness
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
@@ -43,7 +44,7 @@ from relay.upstream import dialect as dl
 
 log = logging.getLogger("relay.media")
 
-__all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream", "error_event"]
+__all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream"]
 
 DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
@@ -189,7 +190,8 @@ class Call(CallDriver):
         except Exception:
             log.exception("call failed", extra=self._log)
             if self.end_reason is None:
-                self._send_device(error_event("Internal error; the call ended.", "internal_error"))
+                self._send_device(error_event("Internal error; the call ended.", code="internal_error",
+                                              etype="server_error"))
                 self.end_reason = "internal_error"
         finally:
             await self._teardown()
@@ -198,7 +200,8 @@ class Call(CallDriver):
     def _on_upstream_connect_failed(self, exc: Exception) -> None:
         self.metrics.upstream_connect_failures += 1
         log.warning("upstream connect failed: %s", exc, extra=self._log)
-        self._send_device(error_event(f"The assistant is unavailable: {exc}", "upstream_unavailable"))
+        self._send_device(error_event(f"The assistant is unavailable: {exc}", code="upstream_unavailable",
+                                      etype="server_error"))
         self.end("upstream_unavailable")
 
     def _on_upstream_ready(self, upstream: Any) -> None:
@@ -256,10 +259,7 @@ class Call(CallDriver):
         now = self._loop.time()
         if not self._event_bucket.allow(now):
             self.metrics.dc_events_refused += 1
-            if now - self._flood_reported_at >= 1.0:  # at most one error event per second of flood
-                self._flood_reported_at = now
-                self._send_device(error_event("Too many events; some were dropped.", "rate_limit_exceeded",
-                                              "rate_limit_error"))
+            self._flood_notice(now, "Too many events; some were dropped.")
             return
         self.core.on_device_message(raw, now)
         self._perform()
@@ -279,7 +279,7 @@ class Call(CallDriver):
                                 "the call ended.", "invalid_request_error")
             return
         self._send_device(error_event(f"Message of more than {limit} bytes (a=max-message-size) refused; "
-                                      "it was dropped.", "message_too_large", "invalid_request_error"))
+                                      "it was dropped.", code="message_too_large"))
 
     def _on_peer_closed(self, reason: str) -> None:
         if self.end_reason is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from relay.bridge import (
     SendDevice,
     SendUpstream,
 )
+from relay.bridge.core import error_event
 
 MAX_TOOL_TASKS = 8  # helper tasks (server tools, recycles) in flight per call
 
@@ -51,16 +51,6 @@ class CallUsage:
     output_tokens: int = 0
     input_audio_s: float = 0.0
     output_audio_s: float = 0.0
-
-
-_error_ids = itertools.count(1)
-
-
-def error_event(message: str, code: str, type_: str = "server_error") -> dict[str, Any]:
-    """An ``error`` event of the edge itself, in the shape both dialects share (an ``event_id`` of
-    its own, ``param`` and the client's ``event_id`` null)."""
-    return {"type": "error", "event_id": f"relay_err_{next(_error_ids)}",
-            "error": {"type": type_, "code": code, "message": message, "param": None, "event_id": None}}
 
 
 class CallDriver:
@@ -131,11 +121,18 @@ class CallDriver:
     def _count(self, metric: str) -> None:
         """One more of ``metric`` (``upstream_connect_failures``, ``upstream_recycles``, ...)."""
 
+    def _flood_notice(self, now: float, message: str) -> None:
+        """Tell the device its events are being dropped (a ``rate_limit_exceeded`` error event), at most
+        once per second of flood (``now``: loop time)."""
+        if now - self._flood_reported_at >= 1.0:
+            self._flood_reported_at = now
+            self._send_device(error_event(message, code="rate_limit_exceeded", etype="rate_limit_error"))
+
     # -- end -------------------------------------------------------------------------
     def end_with_error(self, reason: str, message: str, type_: str = "server_error") -> None:
         """Tell the device why (an ``error`` event, delivered before the close), then end."""
         if self.end_reason is None:
-            self._send_device(error_event(message, reason, type_))
+            self._send_device(error_event(message, code=reason, etype=type_))
         self.end(reason)
 
     async def wait_closed(self) -> None:
@@ -193,7 +190,8 @@ class CallDriver:
         """The upstream handshake is still pending: tell the device (the connect goes on to its timeout)."""
         if self.end_reason is None:
             self._logger.info("upstream handshake pending after %g s", self.upstream_slow_notice_s, extra=self._log)
-            self._send_device(error_event("The assistant is slow to answer; still connecting.", "upstream_slow"))
+            self._send_device(error_event("The assistant is slow to answer; still connecting.", code="upstream_slow",
+                                          etype="server_error"))
 
     async def _recycle(self, reason: str) -> None:
         """Replace the upstream socket (the core replays configuration and history on the new one)."""

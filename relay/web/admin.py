@@ -8,7 +8,6 @@ Failed tokens count against the caller's address in the auth throttle (429).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +17,6 @@ import orjson
 from aiohttp import web
 
 from relay.admin.output import iso8601, readable
-from relay.auth import THROTTLE
-from relay.ops.counters import counters_of
 from relay.store import assistants as assistants_repo
 from relay.store import clients as clients_repo
 from relay.store import usage as usage_repo
@@ -27,8 +24,9 @@ from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
 from relay.store.errors import Conflict, NotFound
 from relay.web import keys
+from relay.web.authn import require_operator_bearer
 from relay.web.errors import ApiError
-from relay.web.middleware import json_response, read_json, remote_address
+from relay.web.middleware import json_response, read_json
 
 log = logging.getLogger("relay.admin")
 PREFIX = "/admin/v1"
@@ -37,26 +35,8 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _check_token(request: web.Request) -> None:
-    settings = request.app[keys.SETTINGS]
-    if not settings.admin_token:
-        raise ApiError(404, "Not found", "not_found")
-    thr = request.app[THROTTLE].by_address
-    addr_key = "admin:" + remote_address(request)
-    now = time.time()
-    counters = counters_of(request.app)
-    wait = thr.retry_after_header(addr_key, now)
-    if wait:
-        if counters is not None:
-            counters.throttle("admin_address")
-        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
-        thr.failure(addr_key, now)
-        if counters is not None:
-            counters.auth_failure("invalid_admin_token")
-        raise ApiError(401, "Missing or invalid admin bearer token", "invalid_admin_token",
-                       headers={"WWW-Authenticate": 'Bearer realm="relay-admin"'})
+    require_operator_bearer(request, request.app[keys.SETTINGS].admin_token, code="invalid_admin_token",
+                            message="Missing or invalid admin bearer token", realm="relay-admin")
 
 
 def _readable(resp: web.Response) -> web.Response:
@@ -362,7 +342,7 @@ async def _hidden(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     from relay.app_api.admin_http import ROUTES as APP_ROUTES  # stories and workspace voices (#6)
-    from relay.edge.admin import ROUTES as TOKEN_ROUTES  # API tokens of the WebSocket edge (seed 003)
+    from relay.web.token_admin import ROUTES as TOKEN_ROUTES  # API tokens of the WebSocket edge (seed 003)
 
     for method, path, handler in ROUTES + APP_ROUTES + TOKEN_ROUTES:
         app.router.add_route(method, PREFIX + path, _guarded(handler))

@@ -2,44 +2,46 @@
 
 Each area of the product lives in its own module exposing ``setup(app) -> None``,
 which adds its routes and, if it needs them, startup/cleanup hooks and services
-under its own ``web.AppKey``. ``AREAS`` is the one list of them.
+under its own ``web.AppKey``. ``AREAS`` is the one list of them (modules, imported here: no import by name).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from types import ModuleType
 
 from aiohttp import web
 
-from relay.auth import THROTTLE, AuthThrottle
+from relay.app_api import routes as app_routes
+from relay.auth import AuthThrottle
 from relay.media import compat
 from relay.settings import Settings
 from relay.store.db import Database
-from relay.web import keys, middleware
+from relay.web import admin, console, health, keys, metrics, middleware, openapi, realtime, sessions, ws_edge
+from relay.web.authn import THROTTLE
 
 log = logging.getLogger("relay.store")
 
-AREAS: list[str] = [
+AREAS: list[ModuleType] = [
     # foundation (#2)
-    "relay.web.health",
-    "relay.web.sessions",
-    "relay.web.admin",
-    "relay.web.openapi",
+    health,
+    sessions,
+    admin,
+    openapi,
     # media plane (#3)
-    "relay.web.realtime",
+    realtime,
     # WebSocket edge for server clients (seed 003); after relay.web.realtime (uses its media plane)
-    "relay.web.ws_edge",
+    ws_edge,
     # app REST API (#6)
-    "relay.app_api.routes",
+    app_routes,
     # console page (#5)
-    "relay.web.console",
+    console,
     # operations: GET /metrics (Prometheus)
-    "relay.web.metrics",
+    metrics,
 ]
 
 
@@ -56,8 +58,9 @@ def create_app(settings: Settings, *, db: Database | None = None, worker: object
     app[THROTTLE] = AuthThrottle(settings)
     middleware.setup(app)
     app.cleanup_ctx.append(_database_ctx(db))
-    for name in AREAS:
-        importlib.import_module(name).setup(app)
+    app[keys.AREAS] = AREAS
+    for area in AREAS:
+        area.setup(app)
     return app
 
 

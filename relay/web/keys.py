@@ -15,3 +15,5 @@ DB = web.AppKey("db", Any)
 # This worker's slot in the node (relay.node.state.WorkerSlot) under ``relay serve --workers N`` (N > 1);
 # absent with one worker. The one place the media plane learns its worker index (relay.web.realtime.setup).
 WORKER = web.AppKey("worker", Any)
+# The area modules the app was built from (relay.web.app.AREAS; read by relay.web.openapi).
+AREAS = web.AppKey("areas", list)  # list[ModuleType]

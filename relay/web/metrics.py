@@ -18,7 +18,6 @@ errors by code (``relay_call_setup_failures_total``) into ``MediaMetrics``.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import platform
 import time
@@ -27,15 +26,15 @@ from collections.abc import Iterable
 from aiohttp import web
 
 import relay
-from relay.auth import THROTTLE
 from relay.media.metrics import LATENCY_BUCKETS_S, MediaMetrics, bump
 from relay.node.handoff import arrived_from_sibling
 from relay.ops.counters import OPS, OpsCounters
 from relay.ops.exposition import CONTENT_TYPE, Exposition
 from relay.ops.process import read_process_stats
 from relay.web import keys
+from relay.web.authn import require_operator_bearer
 from relay.web.errors import ApiError
-from relay.web.middleware import Handler, remote_address
+from relay.web.middleware import Handler
 
 log = logging.getLogger("relay.ops")
 
@@ -62,24 +61,9 @@ OPENAPI = {
 
 
 def _check_token(request: web.Request) -> None:
-    settings = request.app[keys.SETTINGS]
-    expected = settings.metrics_token or settings.admin_token
-    if not expected:
-        raise ApiError(404, "Not found", "not_found")
-    counters = request.app[OPS]
-    thr = request.app[THROTTLE].by_address
-    addr_key = "admin:" + remote_address(request)  # shared with the admin API: no extra guesses here
-    now = time.time()
-    wait = thr.retry_after_header(addr_key, now)
-    if wait:
-        counters.throttle("admin_address")
-        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        thr.failure(addr_key, now)
-        counters.auth_failure("invalid_metrics_token")
-        raise ApiError(401, "A valid metrics bearer token is required", "invalid_metrics_token",
-                       headers={"WWW-Authenticate": 'Bearer realm="relay-metrics"'})
+    settings = request.app[keys.SETTINGS]  # the admin API's per-address budget: no extra guesses here
+    require_operator_bearer(request, settings.metrics_token or settings.admin_token, code="invalid_metrics_token",
+                            message="A valid metrics bearer token is required", realm="relay-metrics")
 
 
 async def get_metrics(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ Each area documents its own paths: an area module listed in ``AREAS`` may define
 
     OPENAPI = {"paths": {...}, "components": {"schemas": {...}}}
 
-and ``build_document(app)`` merges it with the foundation's part below. Shared
+and ``build_document(areas)`` merges it with the foundation's part below. Shared
 components: ``#/components/schemas/Error`` (the Realtime device API's shape), ``AppError``
 (the app API's shape), ``#/components/responses/<status>`` (error responses) and the
 security schemes ``ClientId``/``ClientSecret``/``WorkspaceKey``/``AdminToken``.
@@ -13,12 +13,14 @@ security schemes ``ClientId``/``ClientSecret``/``WorkspaceKey``/``AdminToken``.
 from __future__ import annotations
 
 import copy
-import importlib
+from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 from aiohttp import web
 
 import relay
+from relay.web import keys
 from relay.web.middleware import json_response
 
 OPENAPI_DOC = web.AppKey("openapi_doc", dict)
@@ -247,8 +249,9 @@ def _merge(doc: dict[str, Any], part: dict[str, Any]) -> None:
         doc["components"].setdefault(section, {}).update(copy.deepcopy(entries))
 
 
-def build_document(app: web.Application | None = None) -> dict[str, Any]:
-    """The whole document: the foundation's part plus each area module's ``OPENAPI``."""
+def build_document(areas: Iterable[ModuleType]) -> dict[str, Any]:
+    """The whole document: the foundation's part plus each area module's ``OPENAPI`` (``areas``: the
+    app's area modules, ``relay.web.app.AREAS``)."""
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "relay", "version": relay.__version__,
@@ -261,10 +264,8 @@ def build_document(app: web.Application | None = None) -> dict[str, Any]:
             "AdminToken": {"type": "http", "scheme": "bearer"}}},
     }
     _merge(doc, foundation_part())
-    from relay.web.app import AREAS
-
-    for name in AREAS:
-        part = getattr(importlib.import_module(name), "OPENAPI", None)
+    for area in areas:
+        part = getattr(area, "OPENAPI", None)
         if isinstance(part, dict):
             _merge(doc, part)
     return doc
@@ -273,7 +274,8 @@ def build_document(app: web.Application | None = None) -> dict[str, Any]:
 async def openapi_json(request: web.Request) -> web.Response:
     doc = request.app[OPENAPI_DOC]
     if not doc:  # built on first use, when every area module is imported
-        doc.update(build_document(request.app))
+        areas: list[ModuleType] = request.app[keys.AREAS] if keys.AREAS in request.app else []
+        doc.update(build_document(areas))
     return json_response(doc)
 
 

@@ -14,7 +14,6 @@ may use it. Shutdown drains live calls (``shutdown_timeout_s``), then closes.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import time
@@ -38,6 +37,7 @@ from relay.node.handoff import Siblings, arrived_from_sibling
 from relay.node.state import choose_sibling, port_slice
 from relay.settings import Settings, SettingsError
 from relay.web import keys
+from relay.web.authn import require_operator_bearer
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
 from relay.web.openapi import DEVICE_HEADERS
@@ -194,7 +194,7 @@ async def post_realtime(request: web.Request) -> web.Response:
                 plane.metrics.calls_handed_off += 1
                 return handed
             request["relay_offer"] = offer
-    from relay.auth import authenticate
+    from relay.web.authn import authenticate
 
     t0 = time.perf_counter()
     device = await authenticate(request)
@@ -390,13 +390,8 @@ async def _drain_on_shutdown(app: web.Application) -> None:
 async def get_stats(request: web.Request) -> web.Response:
     """``GET /v1/realtime/stats``: this worker's media counters and latency percentiles (admin token)."""
     plane = request.app[MEDIA]
-    token = plane.settings.admin_token
-    if not token:
-        raise ApiError(404, "Not found", "not_found")
-    given = request.headers.get("Authorization", "")
-    expected = f"Bearer {token}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "A valid admin bearer token is required", "invalid_admin_token")
+    require_operator_bearer(request, plane.settings.admin_token, code="invalid_admin_token",
+                            message="A valid admin bearer token is required", realm="relay-admin")
     body = {"live_calls": len(plane.registry), "max_calls": plane.registry.max_calls,
             "clock_ticks": plane.clock.ticks, **plane.metrics.snapshot()}
     return web.json_response(body)
@@ -437,7 +432,7 @@ def setup(app: web.Application) -> None:
         registry.on_load = worker.set_load
         plane.siblings = Siblings(worker.node.run_dir, timeout_s=settings.upstream_connect_timeout_s + 10)
     app[MEDIA] = plane
-    app.cleanup_ctx.append(usage_ctx)
+    app.cleanup_ctx.append(usage_ctx(lambda a: a[MEDIA].registry.calls()))
     app.cleanup_ctx.append(media_plane_ctx)
     app.on_shutdown.append(_drain_on_shutdown)
     app.router.add_post("/v1/realtime", post_realtime)

@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.auth import authenticate
 from relay.store import sessions as sessions_repo
 from relay.turn import ice_servers
 from relay.web import keys
+from relay.web.authn import authenticate
 from relay.web.errors import ApiError
 from relay.web.middleware import json_response, read_json
 

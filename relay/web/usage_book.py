@@ -83,25 +83,28 @@ class UsageBook:
 USAGE = web.AppKey("usage_book", UsageBook)
 
 
-async def usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The cleanup_ctx running the worker's ``UsageBook`` (after the database opened, before the media
-    plane: at cleanup the plane's calls end, and are recorded, before the book stops)."""
-    from relay.web.realtime import MEDIA
+def usage_ctx(calls: Callable[[web.Application], Iterable[Any]]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup_ctx running the worker's ``UsageBook`` over ``calls(app)`` (the live calls; after the
+    database opened, before the media plane: at cleanup the plane's calls end, and are recorded, before
+    the book stops)."""
 
-    db = app.get(keys.DB)
-    if db is None:
-        yield
-        return
-    checkpoint_s = app[keys.SETTINGS].usage_checkpoint_s
-    book = app[USAGE] = UsageBook(db, lambda: app[MEDIA].registry.calls(), checkpoint_s)
-    task = asyncio.create_task(book.run(), name="usage checkpoints") if checkpoint_s > 0 else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        db = app.get(keys.DB)
+        if db is None:
+            yield
+            return
+        checkpoint_s = app[keys.SETTINGS].usage_checkpoint_s
+        book = app[USAGE] = UsageBook(db, lambda: calls(app), checkpoint_s)
+        task = asyncio.create_task(book.run(), name="usage checkpoints") if checkpoint_s > 0 else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return ctx
 
 
 def final_recorder(app: web.Application) -> Callable[[Any, CallUsage], Awaitable[None]]:

@@ -25,34 +25,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import time
 import uuid
 
 from aiohttp import web
 
-from relay.assistants import resolve_default_assistant
-from relay.auth import THROTTLE, AuthThrottle, rate_limited
 from relay.bridge.core import AUDIO_FORMATS
-from relay.edge.admin import OPENAPI as ADMIN_OPENAPI
 from relay.edge.call import WsCall, WsCallConfig
-from relay.models import Assistant, Device
+from relay.models import Device
 from relay.node.handoff import arrived_from_sibling
 from relay.node.state import choose_sibling
-from relay.ops.counters import counters_of
 from relay.settings import Settings
-from relay.store import assistants as assistants_repo
-from relay.store import tokens as tokens_repo
-from relay.store import workspaces as workspaces_repo
-from relay.store.db import Database
 from relay.upstream import dialect as dl
-from relay.web import keys
+from relay.web.authn import authenticate_token
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
 from relay.web.realtime import MEDIA, admit_call, tool_runner, upstream_factory, usage_recorder
+from relay.web.token_admin import OPENAPI as ADMIN_OPENAPI
 
 log = logging.getLogger("relay.edge")
 
-TOUCH_EVERY_S = 60.0  # last_used_at is refreshed at most this often
 #: the largest frame read at all; frames between ``device_event_max_bytes`` and this get an error
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
 HARD_FRAME_FACTOR = 4
@@ -99,8 +90,6 @@ OPENAPI["paths"].update(ADMIN_OPENAPI["paths"])  # the token admin routes (mount
 OPENAPI["components"]["schemas"] = ADMIN_OPENAPI["components"]["schemas"]
 
 
-#: the authenticated token's configured client dialect (None: the handshake decides)
-TOKEN_DIALECT = web.RequestKey("relay_token_dialect", object)
 
 
 def asked_dialect(request: web.Request) -> str | None:
@@ -139,78 +128,6 @@ def with_requested_model(request: web.Request, device: Device) -> Device:
     return dataclasses.replace(device, assistant=dataclasses.replace(device.assistant, model=asked))
 
 
-def _presented_token(request: web.Request) -> str:
-    auth = request.headers.get("Authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.query.get("token", "").strip()
-
-
-def _unauthorized(message: str, code: str) -> ApiError:
-    return ApiError(401, message, code, headers={"WWW-Authenticate": 'Bearer realm="relay"'})
-
-
-async def _assistant_for(db: Database, settings: Settings, token: tokens_repo.ApiToken) -> Assistant:
-    """The token's assistant, else its workspace's default assistant, else the default assistant."""
-    workspace = await workspaces_repo.find(db, token.workspace_id)
-    for aid in (token.assistant_id, workspace.default_assistant_id if workspace else None):
-        if aid:
-            assistant = await assistants_repo.find(db, aid)
-            if assistant is not None and assistant.workspace_id == token.workspace_id:
-                return assistant
-    return resolve_default_assistant(settings)
-
-
-async def authenticate_token(request: web.Request) -> Device:
-    """The server client behind the handshake's token, as a ``Device`` (client_id: the token id).
-    Failures are counted for ``GET /metrics`` (``relay_auth_failures_total{code}``)."""
-    try:
-        return await _authenticate_token(request)
-    except ApiError as exc:
-        counters = counters_of(request.app)
-        if counters is not None:
-            counters.auth_failure(exc.code)
-        raise
-
-
-async def _authenticate_token(request: web.Request) -> Device:
-    app = request.app
-    settings: Settings = app[keys.SETTINGS]
-    db: Database = app[keys.DB]
-    thr: AuthThrottle = app[THROTTLE]
-    now = time.time()
-    address = remote_address(request)
-    presented = _presented_token(request)
-    tid = tokens_repo.token_id(presented) if presented else None
-    tid_key = f"token:{tid}" if tid is not None else None
-    # the device edge's throttle (relay.auth.AuthThrottle): refused before verifying, unless known here
-    attempt = thr.attempt(tid_key, address, now)
-    if attempt.refused:
-        raise rate_limited(app, *attempt.refused)
-    try:
-        if not presented:
-            raise _unauthorized("Missing token: pass ?token= or Authorization: Bearer", "missing_token")
-        status, token = await tokens_repo.verify(db, presented)
-        if status == "revoked":
-            raise _unauthorized("This token has been revoked", "token_revoked")
-        if status != "ok" or token is None:
-            over = attempt.failed(key_counts=status == "mismatch")
-            log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
-            if over:
-                raise rate_limited(app, *over)
-            raise _unauthorized("Invalid token", "invalid_token")
-        attempt.succeeded()
-    finally:
-        attempt.release()
-    request[TOKEN_DIALECT] = token.client_dialect
-    if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY_S:
-        await tokens_repo.touch(db, token.id, now=now)
-    assistant = await _assistant_for(db, settings, token)
-    return Device(client_id=token.id, workspace_id=token.workspace_id, assistant=assistant, demo=False,
-                  max_call_s=settings.max_call_s)
-
-
 def ws_call_config(settings: Settings, audio_format: str, client_dialect: str = dl.BETA) -> WsCallConfig:
     return WsCallConfig(
         audio_format=audio_format,
@@ -239,8 +156,9 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
     if audio_format not in AUDIO_FORMATS:
         raise ApiError(400, f"audio_format must be one of {', '.join(sorted(AUDIO_FORMATS))}", "invalid_audio_format")
     asked_dialect(request)
-    device = with_requested_model(request, await authenticate_token(request))
-    client_dialect = handshake_dialect(request, request.get(TOKEN_DIALECT))  # type: ignore[arg-type]
+    device, token_dialect = await authenticate_token(request)
+    device = with_requested_model(request, device)
+    client_dialect = handshake_dialect(request, token_dialect)
     if audio_format != "pcm16" and not device.assistant.allow_g711:
         raise ApiError(400, "This assistant does not allow G.711 audio", "invalid_audio_format")
     if plane.worker is not None and not plane.registry.draining and not arrived_from_sibling(request):

@@ -162,8 +162,8 @@ async def test_demo_mode_on_bypasses_validation(make_app) -> None:
 async def test_demo_device_fields(make_app) -> None:
     from aiohttp.test_utils import make_mocked_request
 
-    from relay.auth import authenticate
     from relay.web import keys
+    from relay.web.authn import authenticate
 
     app = await make_app(demo_mode=True, demo_max_call_s=120)
     req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true"},
@@ -179,7 +179,7 @@ async def test_demo_device_fields(make_app) -> None:
 async def _device(app: TestClient, headers: dict[str, str]):
     from aiohttp.test_utils import make_mocked_request
 
-    from relay.auth import authenticate
+    from relay.web.authn import authenticate
 
     req = make_mocked_request("POST", "/v1/realtime/sessions", headers=headers, app=app.server.app)
     return await authenticate(req)
@@ -236,7 +236,7 @@ async def test_failed_secrets_throttled_per_client(make_app) -> None:
 
 
 async def test_throttle_window_expires(make_app) -> None:
-    from relay.auth import THROTTLE
+    from relay.web.authn import THROTTLE
 
     app = await make_app(auth_fail_limit=3, auth_fail_window_s=60, trust_forwarded_for=True)
     cid = await new_client(app)
@@ -274,7 +274,7 @@ async def test_overlong_client_id(app: TestClient) -> None:
 async def test_authenticate_app_maps_to_detail_shape(app: TestClient) -> None:
     from aiohttp.test_utils import make_mocked_request
 
-    from relay.auth import authenticate_app
+    from relay.web.authn import authenticate_app
     from relay.web.errors import AppApiError
 
     cid = await new_client(app)

@@ -34,7 +34,7 @@ def test_remote_upstream_keeps_any_model() -> None:
 async def test_demo_device_gets_the_configured_local_model(make_app) -> None:
     from aiohttp.test_utils import make_mocked_request
 
-    from relay.auth import authenticate
+    from relay.web.authn import authenticate
 
     app = await make_app(demo_mode=True, upstream_model="relay-loopback")
     req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true"},

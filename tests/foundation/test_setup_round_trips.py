@@ -129,7 +129,7 @@ async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> Non
     # the joined lookup resolves the same assistant as before (the client's own)
     from aiohttp.test_utils import make_mocked_request
 
-    from relay.auth import authenticate
+    from relay.web.authn import authenticate
 
     req = make_mocked_request("POST", "/v1/realtime", headers=enrolled, app=app_on.server.app)
     assert (await authenticate(req)).assistant.id == mine.id

@@ -1,0 +1,100 @@
+"""The HTTP side of ``relay.auth``: a request in, ``relay.auth``'s pipeline run, ``AuthError`` out as
+the error shape of the API asking (the Realtime device API's ``ApiError``, the app API's ``AppApiError``).
+
+* ``authenticate(request)``: devices (``POST /v1/realtime/sessions``, ``POST /v1/realtime``);
+* ``authenticate_app(request)``: app clients (X-Workspace-Key required; codes upper-cased);
+* ``authenticate_token(request)``: the WebSocket edge's API tokens (``?token=`` or ``Authorization: Bearer``);
+* ``require_operator_bearer(request, expected, ...)``: operators' bearer tokens (admin API, ``/metrics``,
+  the media stats), throttled per address like every other secret.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+from aiohttp import web
+
+from relay import auth
+from relay.models import Device
+from relay.ops.counters import counters_of
+from relay.store.db import Database
+from relay.web import keys
+from relay.web.errors import ApiError, AppApiError
+from relay.web.middleware import remote_address
+
+#: the process's failed-secret throttles, shared by every caller kind (set by ``create_app``)
+THROTTLE = web.AppKey("auth_throttle", auth.AuthThrottle)
+
+
+def throttle_of(app: web.Application) -> auth.AuthThrottle:
+    thr = app.get(THROTTLE)
+    if thr is None:  # an app built without create_app (tests of single areas)
+        thr = auth.AuthThrottle(app[keys.SETTINGS])
+        app[THROTTLE] = thr
+    return thr
+
+
+def auth_request(request: web.Request) -> auth.AuthRequest:
+    app = request.app
+    db = cast(Database, app.get(keys.DB))  # absent in single-area test apps (their demo calls need none)
+    return auth.AuthRequest(settings=app[keys.SETTINGS], db=db, throttle=throttle_of(app),
+                            address=remote_address(request), headers=request.headers, counters=counters_of(app))
+
+
+def api_error(exc: auth.AuthError) -> ApiError:
+    """``AuthError`` in the Realtime device API's shape."""
+    return ApiError(exc.status, exc.message, exc.code, headers=exc.headers)
+
+
+async def authenticate(request: web.Request, *, require_workspace_key: bool = False) -> Device:
+    """The device behind ``request`` (``relay.auth`` lists every case); ``ApiError`` when refused."""
+    try:
+        return await auth.authenticate_device(auth_request(request), require_workspace_key=require_workspace_key)
+    except auth.AuthError as exc:
+        raise api_error(exc) from None
+
+
+async def authenticate_app(request: web.Request) -> Device:
+    """``authenticate`` for the app REST API: X-Workspace-Key required, errors as ``AppApiError``.
+
+    Codes are the upper-cased device-API codes (``MISSING_HEADER``, ``CLIENT_NOT_FOUND``,
+    ``INVALID_SECRET``, ``RATE_LIMITED``, ...); status codes and Retry-After are kept.
+    """
+    try:
+        return await auth.authenticate_device(auth_request(request), require_workspace_key=True)
+    except auth.AuthError as exc:
+        raise AppApiError(exc.status, exc.message, exc.code.upper(), headers=exc.headers) from None
+
+
+async def authenticate_token(request: web.Request) -> tuple[Device, str | None]:
+    """The server client behind the WebSocket handshake's API token (the ``Authorization: Bearer`` header
+    wins over ``?token=``) and the token's client dialect; ``ApiError`` when refused."""
+    presented = auth.presented_bearer(request.headers.get("Authorization", "")) \
+        or request.query.get("token", "").strip()
+    try:
+        return await auth.authenticate_token(auth_request(request), presented)
+    except auth.AuthError as exc:
+        raise api_error(exc) from None
+
+
+def require_operator_bearer(request: web.Request, expected: str, *, code: str, message: str, realm: str) -> None:
+    """An operator's ``Authorization: Bearer <expected>`` (``relay.auth.bearer_matches``): 404 when
+    ``expected`` is empty (the API is off), 429 over the per-address failure budget (shared by every
+    operator token), else 401 ``code`` with ``WWW-Authenticate``. Failures are counted for ``/metrics``."""
+    if not expected:
+        raise ApiError(404, "Not found", "not_found")
+    thr = throttle_of(request.app).by_address
+    addr_key = "admin:" + remote_address(request)
+    now = time.time()
+    counters = counters_of(request.app)
+    wait = thr.retry_after_header(addr_key, now)
+    if wait:
+        if counters is not None:
+            counters.throttle("admin_address")
+        raise ApiError(429, "Too many failed attempts; retry later", "rate_limited", headers={"Retry-After": wait})
+    if not auth.bearer_matches(request.headers.get("Authorization", ""), expected):
+        thr.failure(addr_key, now)
+        if counters is not None:
+            counters.auth_failure(code)
+        raise ApiError(401, message, code, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
