@@ -17,9 +17,10 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from relay.settings import Settings, SettingsError, load_settings, markdown_table, worker_count
+from relay.startup import StartupError, event_loop_runner
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -51,10 +52,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_call_parser(sub)
     return parser
-
-
-class StartupError(RuntimeError):
-    """``relay serve`` could not start; the message is the one line the operator sees."""
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None,
@@ -178,23 +175,13 @@ def _run_serve(args: argparse.Namespace) -> int:
         if workers > 1:
             from relay.node import supervisor
 
-            return supervisor.run(settings, workers, origins)
+            return supervisor.run(settings, workers, origins, serve=serve, print_link=_print_console_link)
         event_loop_runner()(serve(settings, origins=origins))
     except StartupError as exc:
         log.debug("start-up failed", exc_info=True)
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def event_loop_runner() -> Any:
-    """uvloop's ``run`` (asyncio's where uvloop is missing)."""
-    try:
-        import uvloop
-
-        return uvloop.run
-    except ImportError:  # uvloop is a dependency; only odd platforms lack it
-        return asyncio.run
 
 
 def _ensure_data_dir(settings: Settings, chosen_by: str) -> None:

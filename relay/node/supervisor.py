@@ -11,7 +11,7 @@ whose own signal and reload semantics fight relay's drain. What is left is small
   group whose queued connections are lost when a worker dies), migrate the database once, print
   the console link once;
 - fork the workers (no event loop or thread runs in the supervisor, so forking is safe); each
-  runs ``relay.cli.serve`` on the inherited socket with its own event loop, media clock, encode
+  runs ``relay.cli.serve`` (handed in by the CLI) on the inherited socket with its own event loop, media clock, encode
   thread and slice of the ICE port range, and dies with the supervisor (``PR_SET_PDEATHSIG``);
 - a worker that exits unexpectedly is restarted (backing off when it keeps crashing) and counted
   (``relay_worker_restarts_total``); one that fails while the node starts stops the node (exit 1);
@@ -34,6 +34,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -48,7 +49,7 @@ START_TIMEOUT_S = 120.0
 
 def bind(settings: Settings, origins: dict[str, str], workers: int) -> socket.socket:
     """The node's listening socket (``StartupError`` naming the setting when the port is taken)."""
-    from relay.cli import StartupError
+    from relay.startup import StartupError
 
     try:
         sock = socket.create_server((settings.host, settings.port), family=_family(settings.host),
@@ -68,7 +69,7 @@ def _family(host: str) -> socket.AddressFamily:
 
 async def _prepare(settings: Settings, origins: dict[str, str]) -> Any:
     """Migrate the database once (not N times at once) and prepare the console link's key."""
-    from relay.cli import StartupError
+    from relay.startup import StartupError
     from relay.store.db import Database, DatabaseError
 
     try:
@@ -113,7 +114,7 @@ class _WorkerTag(logging.Filter):
 
 
 def _worker_main(settings: Settings, sock: socket.socket, node: NodeState, index: int,
-                 origins: dict[str, str]) -> None:
+                 origins: dict[str, str], serve: Callable[..., Any]) -> None:
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
@@ -121,8 +122,8 @@ def _worker_main(settings: Settings, sock: socket.socket, node: NodeState, index
     for name in ("relay", "aiohttp.server", "aiohttp.web", ""):  # relay.log's handler is on "relay" (+ aiohttp's)
         for handler in logging.getLogger(name).handlers:
             handler.addFilter(tag)
-    from relay.cli import StartupError, event_loop_runner, serve
     from relay.settings import SettingsError
+    from relay.startup import StartupError, event_loop_runner
 
     try:
         event_loop_runner()(serve(settings, origins=origins, sock=sock, worker=node.worker(index)))
@@ -132,8 +133,11 @@ def _worker_main(settings: Settings, sock: socket.socket, node: NodeState, index
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int, origins: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, workers: int, origins: dict[str, str], *,
+                 serve: Callable[..., Any], print_link: Callable[..., None]) -> None:
         self.settings = settings
+        self.serve = serve  # relay.cli.serve: a worker's whole server (the web layer stays out of relay.node)
+        self.print_link = print_link  # relay.cli's console link printer
         self.workers = workers
         self.origins = origins
         self.stopping = False
@@ -144,7 +148,7 @@ class Supervisor:
     def _spawn(self, index: int) -> None:
         self.node.reset_row(index)
         proc = self.ctx.Process(target=_worker_main, name=f"relay-worker-{index}", daemon=False,
-                                args=(self.worker_settings, self.sock, self.node, index, self.origins))
+                                args=(self.worker_settings, self.sock, self.node, index, self.origins, self.serve))
         proc.start()
         proc.started_at = time.monotonic()
         self.procs[index] = proc
@@ -156,9 +160,9 @@ class Supervisor:
     def run(self) -> int:
         import dataclasses
 
-        from relay.cli import StartupError, _print_console_link
         from relay.node.state import port_slice
         from relay.settings import SettingsError
+        from relay.startup import StartupError
 
         try:  # before anything binds: a UDP range too small for the workers is a bad setting (exit 2)
             port_slice(self.settings.ice_port_min, self.settings.ice_port_max, 0, self.workers)
@@ -180,7 +184,7 @@ class Supervisor:
             log.info("relay listening on http://%s:%s with %d workers", host, port, self.workers,
                      extra={"event": "listening", "workers": self.workers})
             if link is not None:
-                _print_console_link(self.settings, link, host, port)
+                self.print_link(self.settings, link, host, port)
             self._supervise()
             return 0
         finally:
@@ -243,5 +247,6 @@ class Supervisor:
                 proc.join()
 
 
-def run(settings: Settings, workers: int, origins: dict[str, str]) -> int:
-    return Supervisor(settings, workers, origins).run()
+def run(settings: Settings, workers: int, origins: dict[str, str], *, serve: Callable[..., Any],
+        print_link: Callable[..., None]) -> int:
+    return Supervisor(settings, workers, origins, serve=serve, print_link=print_link).run()
