@@ -191,12 +191,19 @@ async def _host_candidates(connection: aioice.ice.Connection, component: int, ad
             sock.close()
             continue
         host, port = transport.get_extra_info("sockname")[:2]
-        protocol.local_candidate = Candidate(
-            foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
-            priority=candidate_priority(component, "host"), host=host, port=port, type="host")
-        connection._protocols.append(protocol)
-        candidates.append(protocol.local_candidate)
+        candidates.append(add_host_candidate(connection, protocol, component, host, port))
     return candidates
+
+
+def add_host_candidate(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol, component: int,
+                       host: str, port: int) -> Candidate:
+    """Give ``protocol`` its UDP host candidate at ``host:port`` and add it to ``connection``, as aioice's
+    ``get_component_candidates`` does (per-call sockets here, the worker's port in ``relay.media.mux``)."""
+    protocol.local_candidate = Candidate(
+        foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
+        priority=candidate_priority(component, "host"), host=host, port=port, type="host")
+    connection._protocols.append(protocol)
+    return protocol.local_candidate
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:

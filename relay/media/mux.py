@@ -28,10 +28,11 @@ from typing import Any
 
 import aioice.ice
 import aioice.turn
-from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.candidate import Candidate
 from aioice.utils import random_string
 
 from relay._fast import BatchReceiver, send_batch
+from relay.media.ice import add_host_candidate
 from relay.media.muxtable import MuxTable, Route
 
 log = logging.getLogger("relay.media")
@@ -250,11 +251,7 @@ class IceMux:
                 continue
             protocol.connection_made(_CallTransport(endpoint, route, protocol))
             host, port = endpoint.sockname
-            protocol.local_candidate = Candidate(
-                foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
-                priority=candidate_priority(component, "host"), host=host, port=port, type="host")
-            connection._protocols.append(protocol)
-            candidates.append(protocol.local_candidate)
+            candidates.append(add_host_candidate(connection, protocol, component, host, port))
         return candidates
 
     def stats(self) -> dict[str, int]:
