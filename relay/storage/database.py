@@ -11,12 +11,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from urllib.parse import quote
 
 import asyncpg
 
 from relay.storage.base import Storage, StorageError, StoredFile, check_key, content_type_for
-from relay.storage.local import FILES_ROUTE
+from relay.storage.local import signed_file_url
 from relay.storage.signing import UrlSigner
 from relay.store.db import Database
 
@@ -55,9 +54,7 @@ class DatabaseStorage(Storage):
             raise StorageError(f"cannot delete {key}: {type(exc).__name__}") from None
 
     def signed_url(self, key: str, base_url: str, ttl_s: int) -> tuple[str, int]:
-        check_key(key)
-        expires, sig = self.signer.sign(key, ttl_s)
-        return f"{base_url.rstrip('/')}{FILES_ROUTE}{quote(key)}?expires={expires}&sig={sig}", ttl_s
+        return signed_file_url(self.signer, key, base_url, ttl_s)
 
     async def cleanup(self, prefix: str, max_age_s: float) -> int:
         check_key(prefix)

@@ -69,9 +69,7 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot delete {key}: {exc.strerror}") from None
 
     def signed_url(self, key: str, base_url: str, ttl_s: int) -> tuple[str, int]:
-        check_key(key)
-        expires, sig = self.signer.sign(key, ttl_s)
-        return f"{base_url.rstrip('/')}{FILES_ROUTE}{quote(key)}?expires={expires}&sig={sig}", ttl_s
+        return signed_file_url(self.signer, key, base_url, ttl_s)
 
     def _cleanup(self, prefix: str, max_age_s: float) -> int:
         base = self._path(prefix)
@@ -93,3 +91,10 @@ class LocalStorage(Storage):
             return await asyncio.to_thread(self._cleanup, prefix, max_age_s)
         except OSError as exc:
             raise StorageError(f"cleanup of {prefix} failed: {exc.strerror}") from None
+
+
+def signed_file_url(signer: UrlSigner, key: str, base_url: str, ttl_s: int) -> tuple[str, int]:
+    """``(url, ttl_s)``: the expiring signed link to ``key`` under ``FILES_ROUTE`` (every storage kind)."""
+    check_key(key)
+    expires, sig = signer.sign(key, ttl_s)
+    return f"{base_url.rstrip('/')}{FILES_ROUTE}{quote(key)}?expires={expires}&sig={sig}", ttl_s
