@@ -164,7 +164,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     origins = {name: origin(name, args.config, overrides=flags, override_label=_SERVE_FLAGS.get(name))
                for name in ("port", "data_dir", "database_url")}
     try:
-        compat.check_once()  # before anything listens: one line, not a 500 per call
+        compat.install()  # before anything listens: one line, not a 500 per call
         _ensure_data_dir(settings, origins["data_dir"])
     except (compat.CompatError, StartupError) as exc:
         print(f"relay: {exc}", file=sys.stderr)

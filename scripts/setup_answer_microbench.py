@@ -26,6 +26,7 @@ from busyloop import busy as busy_loop  # scripts/busyloop.py (this script's fol
 from relay.media import dtls, ice
 from relay.media import peer as peer_mod
 from relay.media.codecs import choose_audio_codec, parse_offer
+from relay.media.compat import ice as compat_ice
 from relay.media.downlink import DownlinkEncoder, PacketTrack
 from relay.media.metrics import MediaMetrics
 from relay.media.uplink import UplinkSink
@@ -83,7 +84,8 @@ async def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--busy-ms", type=float, default=4.0)
     a = ap.parse_args()
-    ice.configure_host_addresses(["127.0.0.1"])
+    ice.configure_host_addresses(["127.0.0.1"])  # relay's peers
+    compat_ice.set_default_host_addresses(["127.0.0.1"])  # the plain aiortc peer that writes the offer
     metrics = MediaMetrics()
     sdp = await _offer()
     worker_pc, relay_gatherer = dtls.peer_connection, ice.install_gatherer

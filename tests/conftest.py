@@ -10,6 +10,9 @@
 - ``pg_database_url``: a fresh, empty PostgreSQL database per test (for app-level tests over PostgreSQL).
 - ``create_database(data_dir)``: the SQLite database ``relay serve`` would create there (for ``relay admin``
   tests that start no server: admin commands never create a database).
+- ``loopback_test_devices`` (autouse, session): plain aiortc peers of the tests (devices) gather ICE host
+  candidates on 127.0.0.1 only. relay's peers gather on their ``ice_host_addresses`` and the device SDK
+  on its ``host_addresses``, each for its own connections (``relay.media.compat.ice``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from relay.media.compat import ice as compat_ice
 from relay.settings import Settings, load_settings
 from relay.store.db import Database
 from relay.web.app import create_app
@@ -35,6 +39,13 @@ from relay.web.app import create_app
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name),
              default=Path("/usr/lib/postgresql/15/bin"))
 LOOPBACK = ["127.0.0.1"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_test_devices() -> Iterator[None]:
+    compat_ice.set_default_host_addresses(LOOPBACK)
+    yield
+    compat_ice.set_default_host_addresses(None)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

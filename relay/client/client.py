@@ -40,6 +40,7 @@ from relay.client.errors import ConnectError, RelayError, parse_error
 from relay.client.ice import host_addresses
 from relay.client.receiver import AudioReceiver, OnAudio
 from relay.client.sources import OpusPacketTrack, silence_track, wav_track
+from relay.media.compat.sdk import negotiate_sctp
 
 log = logging.getLogger("relay.client")
 
@@ -240,7 +241,7 @@ class RelayClient:
 
         if late_datachannel:
             # negotiate SCTP in the offer, open the channel later (ESP32 style)
-            pc._RTCPeerConnection__createSctpTransport()  # aiortc has no public way to do this
+            negotiate_sctp(pc)  # aiortc has no public way to do this
             self._late_label = datachannel_label
         else:
             self._attach_channel(pc.createDataChannel(datachannel_label, ordered=True))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from relay.client.codec import PacketDecoder
+from relay.media.compat.sdk import tap_rtp
 
 log = logging.getLogger("relay.client.media")
 
@@ -87,7 +88,7 @@ class AudioReceiver:
 
     def attach(self, receiver: Any) -> None:
         """Install on an ``aiortc.RTCRtpReceiver`` (before packets flow)."""
-        receiver._handle_rtp_packet = self._handle_rtp_packet
+        tap_rtp(receiver, self._handle_rtp_packet)
 
     def set_payload_types(self, payload_types: dict[int, str]) -> None:
         self.payload_types = {pt: name.lower() for pt, name in payload_types.items()}

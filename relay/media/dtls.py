@@ -14,35 +14,31 @@ it), so rotation never touches live calls. The certificate caches its fingerprin
 OpenSSL context (one per SRTP profile list; session cache off, so no DTLS session is ever
 resumed across connections). Each answer's ``a=fingerprint`` is the certificate's, as before.
 
-The one place relay touches aiortc internals: ``RTCPeerConnection.__init__`` looks up the name
-``RTCCertificate`` in ``aiortc.rtcpeerconnection`` and calls ``generateCertificate()``. That
-name is replaced, once, by ``_CertificateSource``, which hands out the certificate of
-``peer_connection(config, cert)`` while that function constructs a connection and otherwise
-generates one exactly as aiortc does (other code, e.g. test devices, is unaffected). The
-patch is checked at import and again on every connection: an aiortc that does not keep the
-certificate where this expects raises ``RuntimeError`` rather than silently using another one.
+aiortc's constructor has no parameter for the certificate: ``peer_connection(config, cert)``
+(``relay.media.compat.dtls``) builds a connection with the given one, per instance (other
+``RTCPeerConnection``s in the process, e.g. test devices, generate their own as before), and
+raises ``RuntimeError`` when aiortc did not take it rather than silently using another one.
+The context cache is ``relay.media.compat.dtls.ContextCachingCertificate``; this module chooses
+what goes into the context (the suites, the alert recorder, no session cache).
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from typing import Any
 
-import aiortc
-import aiortc.rtcpeerconnection as _rpc
-from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
+from aiortc.rtcdtlstransport import RTCDtlsFingerprint
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 
 from relay.media import handshake
+from relay.media.compat.dtls import ContextCachingCertificate, generate_key_and_certificate, peer_connection
+
+__all__ = ["CIPHER_LIST", "WorkerCertificate", "WorkerCertificates", "configure", "current", "generate",
+           "peer_connection", "worker_certificates"]
 
 log = logging.getLogger("relay.media")
-
-_CERTS_ATTR = "_RTCPeerConnection__certificates"
-# every private aiortc name this module touches is a row of relay.media.compat.TABLE
 
 # DTLS 1.2 suites relay offers (as the DTLS client) or accepts (as the server), best first. aiortc offers
 # only the ECDHE-ECDSA ones; a server whose certificate is RSA (GStreamer webrtcbin, libpeer on ESP32)
@@ -54,17 +50,14 @@ CIPHER_LIST = (b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA")
 
-_next: contextvars.ContextVar[RTCCertificate | None] = contextvars.ContextVar("relay_dtls_next", default=None)
 
-
-class WorkerCertificate(RTCCertificate):
+class WorkerCertificate(ContextCachingCertificate):
     """An aiortc certificate that caches its fingerprints and OpenSSL contexts."""
 
     def __init__(self, key: ec.EllipticCurvePrivateKey, cert: Any) -> None:
         super().__init__(key=key, cert=cert)
         self.created_s = time.monotonic()
         self._fingerprints = super().getFingerprints()
-        self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
 
     def getFingerprints(self) -> list[RTCDtlsFingerprint]:  # noqa: N802 (aiortc's name)
         """The SHA-256 fingerprint only (what browsers send). aiortc writes SHA-256, -384 and -512
@@ -73,16 +66,10 @@ class WorkerCertificate(RTCCertificate):
         and it refuses relay with unknown_ca (2 of 12 calls; 0 of 27 with one line)."""
         return [f for f in self._fingerprints if f.algorithm == "sha-256"]
 
-    def _create_ssl_context(self, srtp_profiles: list[Any]) -> SSL.Context:
-        key = tuple(p.openssl_profile for p in srtp_profiles)
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = super()._create_ssl_context(srtp_profiles)
-            ctx.set_cipher_list(CIPHER_LIST)
-            ctx.set_info_callback(handshake.info_callback)  # records alerts: why a handshake failed
-            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)  # a shared context: never resume across calls
-            self._contexts[key] = ctx
-        return ctx
+    def adjust_context(self, ctx: SSL.Context) -> None:
+        ctx.set_cipher_list(CIPHER_LIST)
+        ctx.set_info_callback(handshake.info_callback)  # records alerts: why a handshake failed
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)  # a shared context: never resume across calls
 
     @property
     def sha256(self) -> str:
@@ -90,41 +77,10 @@ class WorkerCertificate(RTCCertificate):
         return next(f.value for f in self._fingerprints if f.algorithm == "sha-256")
 
 
-class _CertificateSource(RTCCertificate):
-    """Stands in for ``RTCCertificate`` inside ``aiortc.rtcpeerconnection`` (see the module docstring)."""
-
-    @classmethod
-    def generateCertificate(cls) -> RTCCertificate:  # noqa: N802 (aiortc's name)
-        cert = _next.get()
-        return cert if cert is not None else RTCCertificate.generateCertificate()
-
-
-def _install() -> None:
-    if _rpc.RTCCertificate is not _CertificateSource:
-        _rpc.RTCCertificate = _CertificateSource  # type: ignore[misc,assignment]
-
-
-_install()
-
-
-def peer_connection(configuration: RTCConfiguration, certificate: RTCCertificate) -> RTCPeerConnection:
-    """A new ``RTCPeerConnection`` whose DTLS transports use ``certificate``."""
-    token = _next.set(certificate)
-    try:
-        pc = RTCPeerConnection(configuration)
-    finally:
-        _next.reset(token)
-    certs = getattr(pc, _CERTS_ATTR, None)
-    if not certs or certs[0] is not certificate:
-        raise RuntimeError(f"aiortc {aiortc.__version__}: RTCPeerConnection did not take relay's DTLS "
-                           "certificate (relay.media.dtls needs updating)")
-    return pc
-
-
 def generate() -> WorkerCertificate:
     """A new key and self-signed certificate, as aiortc makes them (P-256, SHA-256, valid 30 days)."""
-    base = RTCCertificate.generateCertificate()
-    return WorkerCertificate(key=base._key, cert=base._cert)
+    key, cert = generate_key_and_certificate()
+    return WorkerCertificate(key=key, cert=cert)
 
 
 MAX_ROTATE_S = 25 * 86400.0  # aiortc's certificates are valid for 30 days

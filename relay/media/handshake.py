@@ -8,20 +8,22 @@ that records the last TLS alert each connection sent or received (``alert_of``);
 ``dtls_failed``, ``sctp_failed``) and a DTLS detail (``sent handshake_failure``,
 ``received bad_certificate``, ``fingerprint_mismatch``, ...).
 
-**SCTP.** aiortc's SCTP association emits no event when it closes. ``watch_sctp`` wraps the
-association's ``_set_state`` on that one instance and reports a close that happens before any
-data channel opened, while DTLS is up (a device that fails or aborts SCTP).
+**SCTP.** aiortc's SCTP association emits no event when it closes. ``watch_sctp`` hooks the
+association's state on that one instance (``relay.media.compat.handshake``) and reports a close
+that happens before any data channel opened, while DTLS is up (a device that fails or aborts SCTP).
 
 **First flight.** relay is the DTLS client (``a=setup:active``, docs/media.md): its ClientHello is
 the handshake's first flight. When it is lost (the device's DTLS server is not listening yet, as
 werift's is not until its own ICE check completes, or the packet is dropped) OpenSSL retransmits
 after 1 s, and the ``cryptography`` bindings do not expose ``DTLS_set_timer_cb`` to lower that.
-``FirstFlight`` captures the ClientHello as relay's ICE transport sends it and sends the same
+``FirstFlight`` captures the ClientHello as relay's ICE transport sends it (a per-instance hook,
+``relay.media.compat.handshake.SendHook``) and sends the same
 datagram again after ``RESEND_AFTER_S`` (0.3 s, then 0.6 s) while nothing has come back from the
 device; OpenSSL's own timer still runs. A duplicate that does arrive is dropped by the device's
 replay window (same record sequence number) or answered as a retransmission: harmless.
 
-Every private aiortc name used is a row of ``relay.media.compat.TABLE`` (checked once at start-up).
+aiortc's internals are reached through ``relay.media.compat`` only (``dtls``: the transport's state,
+``handshake``: the hooks).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from OpenSSL import SSL
+
+from relay.media.compat import dtls as compat_dtls
+from relay.media.compat.handshake import SendHook, on_association_closed
 
 log = logging.getLogger("relay.media")
 
@@ -53,8 +58,6 @@ ALERTS = {
 _alerts: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
 
 
-
-
 def info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
     """OpenSSL's info callback (set on relay's DTLS contexts): remember each connection's last alert."""
     if where & SSL.SSL_CB_ALERT:
@@ -65,7 +68,7 @@ def info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
 
 def alert_of(transport: RTCDtlsTransport) -> str | None:
     """The last TLS alert ``transport``'s connection sent or received (``"sent handshake_failure"``)."""
-    ssl = getattr(transport, "_ssl", None)
+    ssl = compat_dtls.ssl_connection(transport)
     return _alerts.get(ssl) if ssl is not None else None
 
 
@@ -76,7 +79,7 @@ def dtls_detail(transport: RTCDtlsTransport) -> str:
         return alert
     if getattr(transport, "encrypted", False):
         return "fingerprint_mismatch"  # OpenSSL finished; aiortc's fingerprint (or SRTP profile) check failed
-    if getattr(transport, "_ssl", None) is None:
+    if compat_dtls.ssl_connection(transport) is None:
         return "not_started"
     return "no_alert"  # e.g. the ICE transport closed under the handshake
 
@@ -105,25 +108,24 @@ class FirstFlight:
         self._rx_at_capture = 0
         self.flight: bytes | None = None
         self.resends = 0
-        self._orig_send = self._ice._send
-        self._ice._send = self._send  # instance attribute (aiortc sets it in RTCIceTransport.__init__)
+        self._hook = SendHook(self._ice, self._send)
 
     async def _send(self, data: bytes) -> None:
         dtls = self._dtls
-        if (self.flight is None and data[:1] == bytes([DTLS_HANDSHAKE]) and dtls._role == "client"
-                and dtls._state == State.CONNECTING):
-            self.flight = bytes(data)
-            self._rx_at_capture = dtls._RTCDtlsTransport__rx_packets  # type: ignore[attr-defined]
-            self._restore()
-            self._timers = [self._loop.call_later(s, self._resend) for s in self._resend_after_s]
-        elif self.flight is None and (dtls._role != "client" or dtls._state != State.CONNECTING):
-            self._restore()  # relay is the DTLS server, or the handshake is over: nothing to watch
-        await self._orig_send(data)
+        if self.flight is None:
+            client_handshaking = compat_dtls.role(dtls) == "client" and compat_dtls.connecting(dtls)
+            if data[:1] == bytes([DTLS_HANDSHAKE]) and client_handshaking:
+                self.flight = bytes(data)
+                self._rx_at_capture = compat_dtls.rx_packets(dtls)
+                self._hook.remove()
+                self._timers = [self._loop.call_later(s, self._resend) for s in self._resend_after_s]
+            elif not client_handshaking:
+                self._hook.remove()  # relay is the DTLS server, or the handshake is over: nothing to watch
+        await self._hook.original(data)
 
     def _answered(self) -> bool:
         dtls = self._dtls
-        return (dtls._state != State.CONNECTING
-                or dtls._RTCDtlsTransport__rx_packets != self._rx_at_capture)  # type: ignore[attr-defined]
+        return not compat_dtls.connecting(dtls) or compat_dtls.rx_packets(dtls) != self._rx_at_capture
 
     def _resend(self) -> None:
         if self.flight is None or self._answered():
@@ -137,16 +139,12 @@ class FirstFlight:
 
     async def _resend_now(self, data: bytes) -> None:
         try:
-            await self._orig_send(data)
+            await self._hook.original(data)
         except ConnectionError:
             self.stop()
 
-    def _restore(self) -> None:
-        if self._ice.__dict__.get("_send") == self._send:
-            self._ice._send = self._orig_send
-
     def stop(self) -> None:
-        self._restore()
+        self._hook.remove()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -157,14 +155,9 @@ class FirstFlight:
 def watch_sctp(sctp: Any, dtls_transport: RTCDtlsTransport, on_failed: Callable[[], None],
                channel_opened: Callable[[], bool]) -> None:
     """Call ``on_failed`` when ``sctp``'s association closes before any data channel opened while DTLS is up."""
-    original = sctp._set_state
-    closed_state = type(sctp).State.CLOSED
 
-    def set_state(state: Any) -> None:
-        was = sctp._association_state
-        original(state)
-        if (state == closed_state and was != closed_state and not channel_opened()
-                and dtls_transport.state == "connected"):
+    def closed() -> None:
+        if not channel_opened() and dtls_transport.state == "connected":
             on_failed()
 
-    sctp._set_state = set_state
+    on_association_closed(sctp, closed)

@@ -5,18 +5,19 @@ peer relay creates gets ``rtc_configuration()`` (an explicit empty list).
 
 aioice gathers host candidates from *every* interface (and never from
 127.0.0.1). Operators want to choose what is advertised (an allowlist), and the
-tests need exactly 127.0.0.1. aioice has no option for it, so this module wraps
-``aioice.ice.get_host_addresses`` -- the one function ``Connection.gather_candidates``
-calls -- in one place, below. The wrapper is process-wide (aioice looks the name up
-at call time); with no allowlist configured it behaves exactly like aioice.
+tests need exactly 127.0.0.1. ``configure_host_addresses`` sets the media plane's
+allowlist; relay's peers gather on it (``gathering()`` around ``setLocalDescription``,
+through the one aioice hook of ``relay.media.compat.ice``). Only relay's own connections
+are restricted: other aiortc users in the process (the device SDK, test devices) gather
+on what they asked for. With no allowlist relay's peers gather as aioice does.
 
 1:1 NAT (``ice_public_ip``): ``advertise_public_ip(answer_sdp, ip)`` rewrites the
 host candidates (and the ``c=`` lines) of relay's answer to the public address;
 the NAT forwards to the private socket the candidate was gathered on, which is
 all ICE needs (the device's checks arrive on that socket, and we answer from it).
 
-Host candidates (``install_gatherer(pc, port_range)``, on relay's own ICE connections only: an
-instance attribute, not a global patch): aioice binds each host socket with
+Host candidates (``install_gatherer(pc, port_range)``, on relay's own ICE connections only: a
+per-instance hook of ``relay.media.compat.ice``, not a global patch): aioice binds each host socket with
 ``create_datagram_endpoint(local_addr=...)``, which makes the loop resolve the address first
 (uvloop: on libuv's thread pool, ~10 loop turns -- under load the slowest step of an answer) and
 has no option for a port range. ``_host_candidates`` below gathers the same host candidates, binding
@@ -28,6 +29,7 @@ all there is to gather.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import random
@@ -38,12 +40,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import aioice.ice
-from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+import aioice.turn
+from aioice.candidate import Candidate
 from aiortc import RTCConfiguration, RTCPeerConnection
+
+from relay.media.compat import ice as compat_ice
+from relay.media.compat.ice import add_host_candidate
 
 log = logging.getLogger("relay.media")
 
-_original_get_host_addresses = aioice.ice.get_host_addresses
+_enumerate_interfaces = compat_ice.aioice_host_addresses
 _allowlist: tuple[str, ...] = ()
 
 INTERFACES_TTL_S = 10.0  # interface addresses are enumerated at most this often (not once per call)
@@ -60,7 +66,7 @@ def _interface_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     now = time.monotonic()
     hit = _interfaces.get(key)
     if hit is None or now - hit[0] >= INTERFACES_TTL_S:
-        hit = (now, _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+        hit = (now, _enumerate_interfaces(use_ipv4, use_ipv6))
         _interfaces[key] = hit
     return list(hit[1])
 
@@ -90,17 +96,22 @@ def _restricted_get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 def configure_host_addresses(addresses: Iterable[str]) -> None:
-    """Restrict the host candidates every ICE agent in this process gathers.
+    """Restrict the host candidates relay's peers gather (the media plane's allowlist).
 
-    An empty list restores aioice's behaviour (all interfaces but loopback).
-    Raises ``ValueError`` for something that is not an IP address.
+    An empty list: aioice's choice (all interfaces but loopback). Raises ``ValueError`` for
+    something that is not an IP address. Other ICE agents in the process are not affected.
     """
     global _allowlist
     parsed = tuple(str(ipaddress.ip_address(a.strip())) for a in addresses if a.strip())
     _allowlist = parsed
     _interfaces.clear()
-    aioice.ice.get_host_addresses = _restricted_get_host_addresses
     log.info("ICE host addresses restricted to %s", ", ".join(parsed) if parsed else "all interfaces")
+
+
+def gathering() -> contextlib.AbstractContextManager[None]:
+    """Within this block (this asyncio context) ICE agents gather on the allowlist: wrap relay's peers'
+    ``setLocalDescription`` in it."""
+    return compat_ice.gathering_on(_restricted_get_host_addresses)
 
 
 def gather_addresses() -> list[str]:
@@ -195,29 +206,6 @@ async def _host_candidates(connection: aioice.ice.Connection, component: int, ad
     return candidates
 
 
-def add_host_candidate(connection: aioice.ice.Connection, protocol: aioice.ice.StunProtocol, component: int,
-                       host: str, port: int) -> Candidate:
-    """Give ``protocol`` its UDP host candidate at ``host:port`` and add it to ``connection``, as aioice's
-    ``get_component_candidates`` does (per-call sockets here, the worker's port in ``relay.media.mux``)."""
-    protocol.local_candidate = Candidate(
-        foundation=candidate_foundation("host", "udp", host), component=component, transport="udp",
-        priority=candidate_priority(component, "host"), host=host, port=port, type="host")
-    connection._protocols.append(protocol)
-    return protocol.local_candidate
-
-
-def _ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:
-    gatherers: list[Any] = [t.sender.transport.transport.iceGatherer for t in pc.getTransceivers()]
-    if pc.sctp is not None:
-        gatherers.append(pc.sctp.transport.transport.iceGatherer)
-    out: list[aioice.ice.Connection] = []
-    for gatherer in gatherers:
-        conn = gatherer._connection
-        if conn not in out:
-            out.append(conn)
-    return out
-
-
 def install_gatherer(pc: RTCPeerConnection, port_range: tuple[int, int] | None = None, mux: Any = None) -> None:
     """Make ``pc`` gather its host candidates with ``_host_candidates`` (on ``port_range`` if given),
     or, with ``mux`` (a ``relay.media.mux.IceMux``), on the worker's one ICE port.
@@ -228,21 +216,21 @@ def install_gatherer(pc: RTCPeerConnection, port_range: tuple[int, int] | None =
     """
     if port_range is not None and not 0 < port_range[0] <= port_range[1] <= 65535:
         raise ValueError("the ICE port range must satisfy 0 < min <= max <= 65535")
-    for conn in _ice_connections(pc):
+    for conn in compat_ice.ice_connections(pc):
         if conn.stun_server or conn.turn_server:
             continue
         if mux is not None:
             mux.reserve(conn)
 
-            async def gather_mux(component: int, addresses: list[str], timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+            async def gather_mux(component: int, addresses: list[str],
                                  _conn: aioice.ice.Connection = conn) -> list[Candidate]:
                 return await mux.host_candidates(_conn, component, addresses)
 
-            conn.get_component_candidates = gather_mux  # type: ignore[method-assign]
+            compat_ice.replace_component_candidates(conn, gather_mux)
             continue
 
-        async def gather(component: int, addresses: list[str], timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+        async def gather(component: int, addresses: list[str],
                          _conn: aioice.ice.Connection = conn) -> list[Candidate]:
             return await _host_candidates(_conn, component, addresses, port_range)
 
-        conn.get_component_candidates = gather  # type: ignore[method-assign]
+        compat_ice.replace_component_candidates(conn, gather)

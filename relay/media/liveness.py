@@ -9,7 +9,7 @@ uplink path (``relay.media.rtp_in``) both bump; ``DeviceLiveness.packets()`` rea
 (STUN consent checks, ~every 5 s, arrive beside it and are not counted: RTCP alone
 arrives five times as often.)
 
-Every private aiortc name used is a row of ``relay.media.compat.TABLE`` (checked once at start-up).
+The counter is aiortc's private one, read through ``relay.media.compat.dtls.rx_packets``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from relay.media.compat.dtls import rx_packets
 
 
 class DeviceLiveness:
@@ -33,4 +35,4 @@ class DeviceLiveness:
         self._transports = list(transports.values())
 
     def packets(self) -> int:
-        return sum(t._RTCDtlsTransport__rx_packets for t in self._transports)
+        return sum(rx_packets(t) for t in self._transports)

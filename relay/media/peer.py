@@ -18,7 +18,7 @@ counted in ``MediaMetrics.dtls_failures``), ``sctp_failed`` (the association clo
 data channel opened), ``datachannel_closed``. relay's first DTLS flight is resent early when
 unanswered (``relay.media.handshake``). A data-channel message over ``dc_max_message_bytes``
 (the answer's ``a=max-message-size``) is refused while SCTP reassembles it
-(``relay.media.sctp_limit``): ``on_message_refused(bytes_so_far)``, and the message never
+(``relay.media.compat.sctp_limit``): ``on_message_refused(bytes_so_far)``, and the message never
 reaches ``on_message``. ``close()`` is idempotent and frees every aiortc resource.
 """
 
@@ -33,8 +33,9 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from relay.media import downlink, dtls, handshake, ice, sctp_limit, uplink
+from relay.media import downlink, dtls, handshake, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
+from relay.media.compat import sctp_limit
 from relay.media.downlink import PacketTrack
 from relay.media.metrics import MediaMetrics, bump
 from relay.media.sdp_check import rejection_reason
@@ -112,7 +113,8 @@ class Peer:
                                                     self._log_extra)
             ice.install_gatherer(pc, self._port_range, self._mux)  # the worker's port, or bound without a resolver hop
             answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
+            with ice.gathering():  # relay's host-address allowlist, for this connection only
+                await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once
             dtls_transport = transceiver.receiver.transport  # BUNDLE: the one DTLS transport of the call
             self._first_flight = handshake.FirstFlight(dtls_transport)

@@ -50,7 +50,7 @@ def create_app(settings: Settings, *, db: Database | None = None, worker: object
     the app opens and migrates ``settings.effective_database_url`` at startup and closes it at cleanup.
     ``worker``: this worker's ``relay.node.state.WorkerSlot`` under ``relay serve --workers N``.
     ``relay.media.compat.CompatError`` when the installed aiortc/aioice lack a name relay relies on."""
-    compat.check_once()
+    compat.install()  # once per process: check the table, put the one process-wide hook in
     app = web.Application(client_max_size=max(settings.max_json_body_bytes, settings.max_upload_bytes))
     app[keys.SETTINGS] = settings
     if worker is not None:

@@ -118,3 +118,34 @@ async def test_errors_are_typed_with_seed_shape(relay_url):
     assert info.value.status == 415 and set(info.value.error) == {"message", "type", "code"}
     assert device.pc.connectionState == "closed"
     await device.hangup()
+
+
+def _candidate_hosts(sdp: str) -> set[str]:
+    return {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate")}
+
+
+async def test_relay_and_the_sdk_in_one_process_each_gather_on_their_own_addresses(make_app):
+    """One aioice hook (relay.media.compat.ice) serves relay and the device SDK in one process: relay's
+    peer gathers on relay's ``ice_host_addresses`` (127.0.0.3), the SDK's on its ``host_addresses``
+    (127.0.0.2), a plain aiortc peer on the process default (the tests': 127.0.0.1), and the call connects."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from relay.media import ice
+
+    allowlist = ice.host_addresses()
+    client = await make_app(demo_mode=True, ice_host_addresses=["127.0.0.3"])
+    url = str(client.make_url("")).rstrip("/")
+    try:
+        device = RelayClient(url, str(uuid.uuid4()), uuid.uuid4().hex * 2, host_addresses=["127.0.0.2"], demo=True)
+        async with device:
+            answer = await device.connect()
+            assert device.connected
+            assert _candidate_hosts(device.pc.localDescription.sdp) == {"127.0.0.2"}
+            assert _candidate_hosts(answer) == {"127.0.0.3"}
+            plain = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            plain.addTransceiver("audio")
+            await plain.setLocalDescription(await plain.createOffer())
+            assert _candidate_hosts(plain.localDescription.sdp) == {"127.0.0.1"}
+            await plain.close()
+    finally:
+        ice.configure_host_addresses(allowlist)

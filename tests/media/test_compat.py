@@ -1,4 +1,5 @@
-"""relay.media.compat: one table of every private aiortc/aioice name relay touches, checked at start-up.
+"""relay.media.compat: one table of every private aiortc/aioice name relay touches, checked at start-up;
+the only package touching them besides the hot-path modules; its hooks installed once and per instance.
 
 The scan reads relay/ as source (AST) and the installed aiortc/aioice as source too: a name counts as
 aiortc's/aioice's when their code defines or assigns it. What relay touches:
@@ -6,15 +7,18 @@ aiortc's/aioice's when their code defines or assigns it. What relay touches:
 - a mangled name spelled in a string (``"_RTCPeerConnection__certificates"``),
 - a module-level replacement (``aioice.ice.get_host_addresses = ...``),
 - a per-instance replacement of an aiortc/aioice method (``receiver.receive = ...``) in a module
-  of relay/media/ or relay/client/, or one that imports aiortc or aioice.
+  under relay/media/ or relay/client/, or one that imports aiortc or aioice.
+Such a touch is allowed in ``relay/media/compat/`` and in the per-packet hot-path modules only.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import aioice
@@ -25,6 +29,9 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from relay.media import compat
 
 ROOT = Path(__file__).resolve().parents[2]
+COMPAT = ROOT / "relay" / "media" / "compat"
+#: the per-packet paths, which reach aiortc's state inline (their rows stay in the table)
+HOT_PATH = {ROOT / "relay" / "media" / name for name in ("rtp_in.py", "rtp_out.py", "uplink.py", "mux.py")}
 MANGLED = re.compile(r"^_[A-Z][A-Za-z0-9]*__[a-z][A-Za-z0-9_]*$")
 
 
@@ -78,7 +85,7 @@ def _touched_names() -> dict[str, list[str]]:
                 for alias in node.names:
                     if alias.name.split(".")[0] in ("aiortc", "aioice"):
                         lib_modules.add(alias.asname or alias.name)
-        webrtc_side = path.parent.name in ("media", "client") or bool(lib_modules) or any(
+        webrtc_side = bool({"media", "client"} & set(path.relative_to(ROOT).parts[1:-1])) or bool(lib_modules) or any(
             isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] in ("aiortc", "aioice")
             for n in ast.walk(tree))
         for node in ast.walk(tree):
@@ -113,6 +120,20 @@ def test_every_private_aiortc_aioice_name_relay_touches_is_in_the_table() -> Non
         assert name in touched, name
     untabled = {name: where for name, where in touched.items() if name not in compat.NAMES}
     assert not untabled, f"add these to relay.media.compat.TABLE: {untabled}"
+
+
+def test_private_names_are_touched_in_the_compat_package_and_the_hot_path_only() -> None:
+    allowed = {str(p.relative_to(ROOT)) for p in HOT_PATH} | {
+        str(p.relative_to(ROOT)) for p in COMPAT.glob("*.py")}
+    touched = _touched_names()
+    outside = {name: [w for w in where if w.rsplit(":", 1)[0] not in allowed] for name, where in touched.items()}
+    outside = {name: where for name, where in outside.items() if where}
+    assert not outside, f"move these into relay/media/compat/ (a module per patch family): {outside}"
+    # the rule has teeth: the hot path and the compat modules do touch private names
+    places = {w.rsplit(":", 1)[0] for where in touched.values() for w in where}
+    for module in ("relay/media/rtp_in.py", "relay/media/compat/ice.py", "relay/media/compat/dtls.py",
+                   "relay/media/compat/handshake.py", "relay/media/compat/sctp_limit.py", "relay/media/compat/sdk.py"):
+        assert module in places, module
 
 
 def test_table_rows_are_unique_and_name_relay_modules() -> None:
@@ -184,3 +205,95 @@ def test_relay_serve_refuses_to_start_on_a_missing_name(tmp_path: Path) -> None:
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("relay: aiortc has no RTCRtpSender._run_rtp") and "aiortc 1.16.x" in lines[0]
     assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+_ONE_PROCESS = textwrap.dedent('''
+    import asyncio, json
+    import aioice.ice
+    import aiortc.rtcpeerconnection as rpc
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    def theirs(use_ipv4, use_ipv6):  # what the process gathers on without relay (aioice's, or another's)
+        return ["127.0.0.4"]
+
+    aioice.ice.get_host_addresses = theirs
+    init = RTCPeerConnection.__init__
+
+    async def gathered(pc):
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        lines = [l for l in pc.localDescription.sdp.splitlines() if l.startswith("a=candidate")]
+        await pc.close()
+        return sorted({l.split()[4] for l in lines})
+
+    def plain():
+        return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+    async def main():
+        out = {}
+        before = plain()  # a plain aiortc peer made before relay's install
+        from relay.client.ice import host_addresses
+        with host_addresses(["127.0.0.2"]):  # the device SDK sets up first
+            out["sdk_first"] = await gathered(plain())
+        from relay.media import compat, dtls, ice
+        compat.install()
+        hook = aioice.ice.get_host_addresses
+        compat.install()
+        out["idempotent"] = aioice.ice.get_host_addresses is hook and compat.ice._replaced is theirs
+        ice.configure_host_addresses(["127.0.0.1"])  # the media plane's allowlist
+        cert = dtls.current()
+        relay_pc = dtls.peer_connection(ice.rtc_configuration(), cert)
+        out["relay_cert"] = relay_pc._RTCPeerConnection__certificates[0] is cert
+        with ice.gathering():
+            out["relay"] = await gathered(relay_pc)
+        with host_addresses(["127.0.0.2"]):
+            out["sdk_after"] = await gathered(plain())
+        after = plain()
+        out["own_certs"] = [type(pc._RTCPeerConnection__certificates[0]) is RTCCertificate
+                            and pc._RTCPeerConnection__certificates[0] is not cert for pc in (before, after)]
+        out["before"] = await gathered(before)
+        out["after"] = await gathered(after)
+        out["aiortc_untouched"] = rpc.RTCCertificate is RTCCertificate and RTCPeerConnection.__init__ is init
+        print(json.dumps(out))
+
+    asyncio.run(main())
+''')
+
+
+def test_install_is_idempotent_and_per_instance_in_one_process() -> None:
+    """A fresh process: a plain aiortc peer made before relay's install, the device SDK setting up before
+    relay, relay's install twice, relay's own peer, the SDK again and a plain peer after. Each gathers on
+    what it asked for (plain peers: what the process had before relay), whatever the order; the
+    certificate hook reaches relay's connection only."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _ONE_PROCESS], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["idempotent"] is True
+    assert got["sdk_first"] == got["sdk_after"] == ["127.0.0.2"]
+    assert got["relay"] == ["127.0.0.1"]
+    assert got["before"] == got["after"] == ["127.0.0.4"]
+    assert got["relay_cert"] is True and got["own_certs"] == [True, True]
+    assert got["aiortc_untouched"] is True
+
+
+def test_install_refuses_an_aiortc_whose_constructor_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiortc import RTCPeerConnection
+
+    from relay.media.compat import dtls as compat_dtls
+
+    original = RTCPeerConnection.__init__
+
+    def init(self, configuration=None) -> None:  # an aiortc building its certificate another way
+        original(self, configuration)
+
+    monkeypatch.setattr(RTCPeerConnection, "__init__", init)
+    monkeypatch.setattr(compat, "_installed", False)
+    compat_dtls._relay_init.cache_clear()
+    try:
+        with pytest.raises(compat.CompatError, match="no longer looks up RTCCertificate") as info:
+            compat.install()
+        assert "\n" not in str(info.value) and "aiortc 1.16.x" in str(info.value)
+    finally:
+        compat_dtls._relay_init.cache_clear()

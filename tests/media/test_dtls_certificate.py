@@ -16,6 +16,7 @@ from OpenSSL import SSL
 
 from relay.media import dtls
 from relay.media.clock import MediaClock
+from relay.media.compat import dtls as compat_dtls
 from relay.media.metrics import MediaMetrics
 
 from .test_peer import Loopback, connect_device, wait_for
@@ -141,9 +142,33 @@ async def test_other_peer_connections_keep_aiortc_behaviour() -> None:
         await pc.close()
 
 
+def test_relay_leaves_aiortcs_module_and_class_alone() -> None:
+    """The worker's certificate is handed to relay's connections only (relay.media.compat.dtls): aiortc's
+    module still names its own RTCCertificate, its class keeps its own __init__."""
+    pc = dtls.peer_connection(RTCConfiguration(iceServers=[]), dtls.current())
+    assert rpc.RTCCertificate is RTCCertificate
+    assert RTCPeerConnection.__init__.__globals__ is vars(rpc)
+    assert type(pc) is RTCPeerConnection and pc._RTCPeerConnection__certificates == [dtls.current()]
+
+
 def test_unsupported_aiortc_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     # (the supported versions and the hooked names are relay.media.compat's check: tests/media/test_compat.py)
-    # an aiortc whose RTCPeerConnection no longer asks the hooked name for its certificate
-    monkeypatch.setattr(rpc, "RTCCertificate", RTCCertificate)
+    original = RTCPeerConnection.__init__
+
+    def builds_its_certificate_otherwise(self, configuration=None) -> None:  # no RTCCertificate lookup
+        original(self, configuration)
+
+    monkeypatch.setattr(RTCPeerConnection, "__init__", builds_its_certificate_otherwise)
+    compat_dtls._relay_init.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="no longer looks up RTCCertificate"):
+            dtls.peer_connection(RTCConfiguration(iceServers=[]), dtls.current())
+    finally:
+        compat_dtls._relay_init.cache_clear()
+
+
+def test_a_connection_that_did_not_take_the_certificate_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an aiortc that still looks the name up but keeps another certificate
+    monkeypatch.setattr(compat_dtls._Given, "generateCertificate", staticmethod(RTCCertificate.generateCertificate))
     with pytest.raises(RuntimeError, match="did not take relay's DTLS certificate"):
         dtls.peer_connection(RTCConfiguration(iceServers=[]), dtls.current())

@@ -11,6 +11,7 @@ from aiortc import RTCSessionDescription
 
 from relay.media import ice
 from relay.media.clock import MediaClock
+from relay.media.compat import ice as compat_ice
 from relay.media.metrics import MediaMetrics
 
 from .test_peer import Loopback, connect_device, wait_for
@@ -46,7 +47,7 @@ async def test_answer_gathers_with_bound_sockets_and_connects(monkeypatch: pytes
         assert endpoints and all("sock" in kw and "local_addr" not in kw for kw in endpoints)  # ... nor resolve
         ports = {int(m) for m in re.findall(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", answer)}
         bound = {p.transport.get_extra_info("sockname")[1]
-                 for conn in ice._ice_connections(relay.peer.pc) for p in conn._protocols}
+                 for conn in compat_ice.ice_connections(relay.peer.pc) for p in conn._protocols}
         assert ports and ports == bound
         await device.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await wait_for(lambda: relay.peer.connected and channel.readyState == "open")

@@ -13,7 +13,7 @@ from aiortc.rtcsctptransport import (
     RTCSctpTransport,
 )
 
-from relay.media.sctp_limit import MessageSizeLimit
+from relay.media.compat.sctp_limit import MessageSizeLimit
 
 LIMIT = 10_000
 FRAG = 1000

@@ -22,6 +22,8 @@ relay's own size check runs, so every call on the worker stalls.
   cost per message at most ~(max_bytes / fragment size)^2 / 2 steps.
 
 Every private aiortc name used is a row of ``relay.media.compat.TABLE`` (checked once at start-up).
+The whole module is a patch of aiortc's SCTP receive path (a compat module); the limit itself is
+the caller's (``relay.media.peer``: ``dc_max_message_bytes``).
 """
 
 from __future__ import annotations

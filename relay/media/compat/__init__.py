@@ -1,21 +1,61 @@
 """The compatibility room of the WebRTC edge: every aiortc/aioice internal relay relies on, in one table.
 
-relay reaches past aiortc's and aioice's public API where it has no door: the direct RTP paths
-(``rtp_in``, ``rtp_out``, ``uplink``) read and write the RTP receiver's, sender's and DTLS
-transport's private state; ``ice`` binds the host sockets itself; ``dtls`` shares one certificate
-per worker; the device SDK (``relay.client``) taps received RTP and opens a late data channel.
-Every private name those modules touch, and every aiortc/aioice function or method they replace
-(per instance, or at module level), is a row of ``TABLE``: the name as written in relay's code
-(double-underscore attributes in their mangled form), where aiortc/aioice keeps it, and which
-relay module uses it for what. ``tests/media/test_compat.py`` scans relay/ and fails when a
-module touches a private aiortc/aioice name that is not here.
+relay reaches past aiortc's and aioice's public API where it has no door. Outside this package
+only the direct RTP paths (``rtp_in``, ``rtp_out``, ``uplink``, ``mux``: the per-packet hot path,
+kept inline) touch private names; everything else goes through a module here, one per family:
 
-``check()`` runs once per process at start-up (``relay serve``, ``create_app``): it finds every
-row in the installed aiortc/aioice (a method or module name by lookup; an instance attribute
-in the source of the class that assigns it, so no object is built) and raises ``CompatError``,
-one line naming the missing attribute and the versions relay supports, instead of a failure on
-every call. pyproject.toml pins the supported minor versions (``SUPPORTED``); an installed
-version outside them that still has every name only logs a warning.
+=====================  ==========================================================  ==============
+module                 what it replaces or reads                                   scope
+=====================  ==========================================================  ==============
+``compat.ice``         ``aioice.ice.get_host_addresses`` (``Connection.gather_     process-wide,
+                       candidates`` calls it, with no reference to the             once: see below
+                       connection), by a dispatcher: the addresses of the
+                       gathering under way (a contextvar: relay's peers under the
+                       media plane's allowlist, the device SDK under its own
+                       list), else an explicit process default (tests and tools
+                       only), else the function it replaced (aioice's own)
+``compat.ice``         ``Connection.get_component_candidates`` of relay's own      per instance
+                       connections (sockets bound by relay, or the worker's one
+                       ICE port); a host candidate added as aioice adds one
+``compat.dtls``        the certificate of a new ``RTCPeerConnection``: aiortc's    per instance
+                       own ``__init__`` code run with its global ``RTCCertificate``
+                       rebound (aiortc's module and class untouched)
+``compat.dtls``        ``RTCCertificate._create_ssl_context`` in relay's           per instance
+                       certificate subclass (one context per SRTP profile list,
+                       suites and alert recorder chosen by ``relay.media.dtls``);
+                       reads of the DTLS transport (role, state, OpenSSL
+                       connection, receive counter for ``relay.media.liveness``)
+``compat.handshake``   ``RTCIceTransport._send`` (relay's first DTLS flight        per instance
+                       captured and resent early) and ``RTCSctpTransport.
+                       _set_state`` (an association that closes says so)
+``compat.sctp_limit``  ``RTCSctpTransport._receive_data_chunk`` and                per instance
+                       ``getCapabilities``: the data-channel size limit enforced
+                       while SCTP reassembles
+``compat.sdk``         ``RTCRtpReceiver._handle_rtp_packet`` (the device SDK's     per instance
+                       RTP tap) and ``RTCPeerConnection.__createSctpTransport``
+                       (a late data channel)
+=====================  ==========================================================  ==============
+
+The one process-wide replacement is ``aioice.ice.get_host_addresses``: aioice looks that module
+function up at call time and passes it nothing that says which connection gathers, so no
+per-instance door exists short of copying ``gather_candidates``. It is installed once
+(``install()``; idempotent), keeps the function it replaced, and an ICE agent gathering outside
+relay's and the SDK's scopes (with no process default set) gets that function's answer: other
+aiortc users in the process gather exactly as without relay.
+
+Every private name relay's code touches, and every aiortc/aioice function or method it replaces,
+is a row of ``TABLE``: the name as written in relay's code (double-underscore attributes in their
+mangled form), where aiortc/aioice keeps it, and which relay module uses it for what.
+``tests/media/test_compat.py`` scans relay/ and fails when a module touches a private
+aiortc/aioice name that is not here, or touches one outside this package and the hot-path modules.
+
+``install()`` runs once per process at start-up (``relay serve``, ``create_app``): ``check()``
+finds every row in the installed aiortc/aioice (a method or module name by lookup; an instance
+attribute in the source of the class that assigns it, so no object is built) and raises
+``CompatError``, one line naming the missing attribute and the versions relay supports, instead of
+a failure on every call; then the process-wide hook goes in. pyproject.toml pins the supported
+minor versions (``SUPPORTED``); an installed version outside them that still has every name only
+logs a warning.
 """
 
 from __future__ import annotations
@@ -76,7 +116,7 @@ TABLE: tuple[Private, ...] = (
     Private("_enabled", _RECV, ATTR, "media.rtp_in", "False while the transceiver does not receive"),
     Private("_run_rtcp", _RECV, MEMBER, "media.uplink", "the RTCP coroutine the replaced receive() starts"),
     Private("receive", _RECV, MEMBER, "media.uplink", "replaced per receiver: aiortc 1.16's own minus the decoder thread"),
-    Private("_handle_rtp_packet", _RECV, MEMBER, "client.receiver", "replaced per receiver: the device SDK's RTP tap"),
+    Private("_handle_rtp_packet", _RECV, MEMBER, "media.compat.sdk", "replaced per receiver: the device SDK's RTP tap"),
     Private("_data", _RECV, ATTR, "media.uplink", "the depayloaded payload _handle_rtp_packet sets on an RtpPacket"),
     Private("_clockrate", "aiortc.rtcrtpreceiver.StreamStatistics", ATTR, "media.rtp_in",
             "its clock rate, when aiortc's own statistics become relay's StreamStats"),
@@ -93,12 +133,12 @@ TABLE: tuple[Private, ...] = (
     Private("_RTCRtpSender__rtp_timestamp", _SEND, ATTR, "media.rtp_out", "RTCP SR: RTP timestamp of the last packet"),
     Private("_RTCRtpSender__ntp_timestamp", _SEND, ATTR, "media.rtp_out", "RTCP SR: NTP time of the last packet"),
     # RTCDtlsTransport: SRTP sessions, state, routing and transport counters
-    Private("_state", _DTLS, ATTR, "media.rtp_in, media.rtp_out", "State enum; CONNECTED once DTLS is up"),
+    Private("_state", _DTLS, ATTR, "media.rtp_in, media.rtp_out, media.compat.dtls", "State enum; CONNECTED once DTLS is up"),
     Private("_rtp_router", _DTLS, ATTR, "media.rtp_in", "RtpRouter: receivers, ssrc_table, payload_type_table"),
     Private("_rx_srtp", _DTLS, ATTR, "media.rtp_in", "the inbound pylibsrtp.Session"),
     Private("_tx_srtp", _DTLS, ATTR, "media.rtp_out", "the outbound pylibsrtp.Session"),
     Private("_RTCDtlsTransport__rx_bytes", _DTLS, ATTR, "media.rtp_in", "transport stats counter"),
-    Private("_RTCDtlsTransport__rx_packets", _DTLS, ATTR, "media.rtp_in, media.handshake, media.liveness",
+    Private("_RTCDtlsTransport__rx_packets", _DTLS, ATTR, "media.rtp_in, media.compat.dtls",
             "transport stats counter; the device's signs of life (RTP, RTCP, SCTP)"),
     Private("_RTCDtlsTransport__tx_bytes", _DTLS, ATTR, "media.rtp_out", "transport stats counter"),
     Private("_RTCDtlsTransport__tx_packets", _DTLS, ATTR, "media.rtp_out", "transport stats counter"),
@@ -106,53 +146,55 @@ TABLE: tuple[Private, ...] = (
     # ICE: aiortc's transports hold the aioice Connection
     Private("_connection", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.rtp_in, media.rtp_out",
             "the aioice Connection"),
-    Private("_connection", "aiortc.rtcicetransport.RTCIceGatherer", ATTR, "media.ice", "the aioice Connection"),
+    Private("_connection", "aiortc.rtcicetransport.RTCIceGatherer", ATTR, "media.compat.ice", "the aioice Connection"),
     Private("_queue", _CONN, ATTR, "media.rtp_in", "asyncio.Queue of received datagrams for the DTLS task"),
-    Private("_protocols", _CONN, ATTR, "media.rtp_in, media.ice, media.mux",
+    Private("_protocols", _CONN, ATTR, "media.rtp_in, media.compat.ice, media.mux",
             "its StunProtocols (one UDP socket each, or one per shared ICE port)"),
     Private("_local_username", _CONN, ATTR, "media.mux",
             "its ICE ufrag, re-drawn when taken on the worker's one ICE port (the routing key)"),
     Private("_nominated", _CONN, ATTR, "media.rtp_out", "component -> nominated CandidatePair (protocol, remote_addr)"),
-    Private("local_candidate", _CONN, ATTR, "media.ice, media.mux", "set on each StunProtocol as get_component_candidates does"),
-    Private("get_component_candidates", _CONN, MEMBER, "media.ice",
+    Private("local_candidate", _CONN, ATTR, "media.compat.ice, media.mux", "set on each StunProtocol as get_component_candidates does"),
+    Private("get_component_candidates", _CONN, MEMBER, "media.compat.ice",
             "replaced per connection: sockets bound synchronously, or the worker's one ICE port"),
     Private("datagram_received", "aioice.ice.StunProtocol", MEMBER, "media.rtp_in",
             "replaced per socket: SRTP audio straight to the uplink sink"),
-    Private("get_host_addresses", "aioice.ice", MODULE, "media.ice, client.ice",
-            "replaced at module level: the host-address allowlist"),
-    # DTLS: one certificate per worker
-    Private("RTCCertificate", "aiortc.rtcpeerconnection", MODULE, "media.dtls",
-            "replaced at module level: RTCPeerConnection() takes the worker's certificate"),
-    Private("_RTCPeerConnection__certificates", _PC, ATTR, "media.dtls", "checked to hold the worker's certificate"),
-    Private("_key", _CERT, ATTR, "media.dtls", "the private key of a generated certificate"),
-    Private("_cert", _CERT, ATTR, "media.dtls", "the X.509 certificate of a generated certificate"),
-    Private("_create_ssl_context", _CERT, MEMBER, "media.dtls", "overridden: one cached OpenSSL context per profile list"),
+    Private("get_host_addresses", "aioice.ice", MODULE, "media.compat.ice",
+            "replaced once per process by a dispatcher: the host addresses of the gathering under way"),
+    # DTLS: one certificate per worker (media.dtls, through media.compat.dtls)
+    Private("RTCCertificate", "aiortc.rtcpeerconnection", MODULE, "media.compat.dtls",
+            "the global RTCPeerConnection.__init__ looks up; rebound in relay's copy of that function only"),
+    Private("_RTCPeerConnection__certificates", _PC, ATTR, "media.compat.dtls",
+            "checked to hold the worker's certificate"),
+    Private("_key", _CERT, ATTR, "media.compat.dtls", "the private key of a generated certificate"),
+    Private("_cert", _CERT, ATTR, "media.compat.dtls", "the X.509 certificate of a generated certificate"),
+    Private("_create_ssl_context", _CERT, MEMBER, "media.compat.dtls",
+            "overridden in relay's subclass: one cached OpenSSL context per profile list"),
     # the DTLS handshake (media.handshake): the TLS alert, the early first-flight resend, SCTP failures
-    Private("_ssl", _DTLS, ATTR, "media.handshake", "its OpenSSL Connection (the key of the recorded alert)"),
-    Private("_role", _DTLS, ATTR, "media.handshake", "'client' or 'server', set from the SDP before start()"),
-    Private("_send", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.handshake",
+    Private("_ssl", _DTLS, ATTR, "media.compat.dtls", "its OpenSSL Connection (the key of the recorded alert)"),
+    Private("_role", _DTLS, ATTR, "media.compat.dtls", "'client' or 'server', set from the SDP before start()"),
+    Private("_send", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.compat.handshake",
             "wrapped per instance to capture relay's first DTLS flight (ClientHello) and resend it early"),
-    Private("_set_state", "aiortc.rtcsctptransport.RTCSctpTransport", MEMBER, "media.handshake",
+    Private("_set_state", "aiortc.rtcsctptransport.RTCSctpTransport", MEMBER, "media.compat.handshake",
             "wrapped per instance: the association's state choke point (CLOSED emits no event)"),
-    Private("_association_state", "aiortc.rtcsctptransport.RTCSctpTransport", ATTR, "media.handshake",
+    Private("_association_state", "aiortc.rtcsctptransport.RTCSctpTransport", ATTR, "media.compat.handshake",
             "State enum (ESTABLISHED / CLOSED)"),
-    # data-channel size limit (media.sctp_limit): refuse an oversized message while SCTP reassembles it
-    Private("_receive_data_chunk", _SCTP, MEMBER, "media.sctp_limit",
+    # data-channel size limit (media.compat.sctp_limit): refuse an oversized message while SCTP reassembles it
+    Private("_receive_data_chunk", _SCTP, MEMBER, "media.compat.sctp_limit",
             "replaced per instance: the size check runs before a DATA chunk is buffered"),
-    Private("getCapabilities", _SCTP, MEMBER, "media.sctp_limit",
+    Private("getCapabilities", _SCTP, MEMBER, "media.compat.sctp_limit",
             "replaced per instance: the answer's a=max-message-size is the enforced limit"),
-    Private("_mark_received", _SCTP, MEMBER, "media.sctp_limit", "acknowledges a refused message's fragments (SACK)"),
-    Private("_last_received_tsn", _SCTP, ATTR, "media.sctp_limit", "duplicate detection; end of a refused message"),
-    Private("_sack_misordered", _SCTP, ATTR, "media.sctp_limit", "duplicate detection, as _mark_received does"),
-    Private("_sack_needed", _SCTP, ATTR, "media.sctp_limit", "set for a refused fragment, as _receive_data_chunk does"),
-    Private("_get_inbound_stream", _SCTP, MEMBER, "media.sctp_limit", "the stream whose reassembly is checked"),
-    Private("_advertised_rwnd", _SCTP, ATTR, "media.sctp_limit", "given back the bytes of dropped fragments"),
-    Private("_receive", _SCTP, MEMBER, "media.sctp_limit", "delivers messages that waited behind a refused one"),
-    Private("reassembly", _INBOUND, ATTR, "media.sctp_limit", "the buffered fragments of one stream (by TSN)"),
-    Private("sequence_number", _INBOUND, ATTR, "media.sctp_limit", "advanced past a refused ordered message"),
-    Private("pop_messages", _INBOUND, MEMBER, "media.sctp_limit", "delivers messages behind a refused ordered one"),
+    Private("_mark_received", _SCTP, MEMBER, "media.compat.sctp_limit", "acknowledges a refused message's fragments (SACK)"),
+    Private("_last_received_tsn", _SCTP, ATTR, "media.compat.sctp_limit", "duplicate detection; end of a refused message"),
+    Private("_sack_misordered", _SCTP, ATTR, "media.compat.sctp_limit", "duplicate detection, as _mark_received does"),
+    Private("_sack_needed", _SCTP, ATTR, "media.compat.sctp_limit", "set for a refused fragment, as _receive_data_chunk does"),
+    Private("_get_inbound_stream", _SCTP, MEMBER, "media.compat.sctp_limit", "the stream whose reassembly is checked"),
+    Private("_advertised_rwnd", _SCTP, ATTR, "media.compat.sctp_limit", "given back the bytes of dropped fragments"),
+    Private("_receive", _SCTP, MEMBER, "media.compat.sctp_limit", "delivers messages that waited behind a refused one"),
+    Private("reassembly", _INBOUND, ATTR, "media.compat.sctp_limit", "the buffered fragments of one stream (by TSN)"),
+    Private("sequence_number", _INBOUND, ATTR, "media.compat.sctp_limit", "advanced past a refused ordered message"),
+    Private("pop_messages", _INBOUND, MEMBER, "media.compat.sctp_limit", "delivers messages behind a refused ordered one"),
     # the device SDK
-    Private("_RTCPeerConnection__createSctpTransport", _PC, MEMBER, "client.client",
+    Private("_RTCPeerConnection__createSctpTransport", _PC, MEMBER, "media.compat.sdk",
             "negotiates SCTP without a channel (a late data channel, as ESP32 devices do)"),
 )
 
@@ -248,12 +290,22 @@ def _within(version: str, minor: str) -> bool:
     return version == minor or version.startswith(minor + ".")
 
 
-_checked = False
+_installed = False
 
 
-def check_once() -> None:
-    """``check()`` the first time it is called in this process; nothing afterwards."""
-    global _checked
-    if not _checked:
-        check()
-        _checked = True
+def install() -> None:
+    """Once per process, at start-up: ``check()``, then the process-wide hook (``compat.ice``) and the
+    per-instance hooks' preparation. Idempotent: later calls do nothing. ``CompatError`` (one line)
+    when the installed aiortc/aioice lack something."""
+    global _installed
+    if _installed:
+        return
+    check()
+    from relay.media.compat import dtls, ice
+
+    try:
+        dtls.prepare()
+    except RuntimeError as exc:
+        raise CompatError(f"{exc}: relay supports {supported()}; install the versions pyproject.toml pins") from None
+    ice.install()
+    _installed = True
