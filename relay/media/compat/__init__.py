@@ -68,6 +68,8 @@ import logging
 from dataclasses import dataclass
 from importlib import metadata
 
+from relay.media.compat import dtls, ice
+
 log = logging.getLogger("relay.media")
 
 SUPPORTED = {"aiortc": "1.16", "aioice": "0.13"}  # minor versions; keep in step with pyproject.toml
@@ -301,8 +303,6 @@ def install() -> None:
     if _installed:
         return
     check()
-    from relay.media.compat import dtls, ice
-
     try:
         dtls.prepare()
     except RuntimeError as exc:
