@@ -36,7 +36,10 @@ module                 what it replaces or reads                                
                        (a late data channel)
 =====================  ==========================================================  ==============
 
-The one process-wide replacement is ``aioice.ice.get_host_addresses``: aioice looks that module
+Per instance wherever aiortc/aioice keep the thing on an object relay owns (its connection,
+transport, receiver, certificate): only relay's objects change, so other aiortc users in the
+process, before or after relay's start-up, see aiortc as released. The one process-wide
+replacement is ``aioice.ice.get_host_addresses``: aioice looks that module
 function up at call time and passes it nothing that says which connection gathers, so no
 per-instance door exists short of copying ``gather_candidates``. It is installed once
 (``install()``; idempotent), keeps the function it replaced, and an ICE agent gathering outside
