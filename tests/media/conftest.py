@@ -1,4 +1,4 @@
-"""Media-plane test fixtures: ICE restricted to 127.0.0.1 for relay's peers and the test devices."""
+"""Media-plane test fixtures: relay's peers gather on 127.0.0.1 (the test devices do too: tests/conftest.py)."""
 
 from __future__ import annotations
 
