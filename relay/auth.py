@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.assistants import resolve_default_assistant
+from relay.errors import DomainError
 from relay.models import Assistant, Client, Device, Workspace
 from relay.ops.counters import OpsCounters
 from relay.settings import Settings
@@ -65,16 +66,9 @@ from relay.throttle import FailureThrottle
 log = logging.getLogger("relay.auth")
 
 
-class AuthError(Exception):
+class AuthError(DomainError):
     """A refused caller: ``status`` and ``code`` as the Realtime device API documents them (lower-case),
     ``headers`` to answer with (``Retry-After``, ``WWW-Authenticate``). The web layer renders it."""
-
-    def __init__(self, status: int, message: str, code: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.headers = headers or {}
 
 MAX_CLIENT_ID_CHARS = 128
 TOUCH_EVERY_S = 60.0  # last_seen_at is refreshed at most this often (no write per request)

@@ -1,8 +1,8 @@
 """Admin operations of the app API: stories and workspace voices.
 
 Plain async functions over a ``Database`` and ``AppServices``, shared by the
-admin HTTP API (``relay.app_api.admin_http``, mounted under ``/admin/v1/``)
-and the CLI (``relay admin stories ...``, ``relay admin voices ...``). They
+admin HTTP API (``relay.web.app_api.admin``, mounted under ``/admin/v1/``)
+and the CLI (``relay.admin.app_api``: ``relay admin stories ...``, ``relay admin voices ...``). They
 raise ``AdminError`` (status, code, message); callers render it in their shape.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from relay.app_api.errors import AppError
 from relay.app_api.services import AppServices
 from relay.app_api.voices import make_clone, make_design, reference_key
 from relay.storage import StorageError
@@ -21,7 +22,6 @@ from relay.store.app_stories import StoryRow
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database
 from relay.store.errors import Conflict, NotFound
-from relay.web.errors import AppApiError
 
 log = logging.getLogger("relay.app_api")
 
@@ -96,8 +96,8 @@ async def list_stories(db: Database, workspace_id: str | None = None) -> list[St
 
 # --- workspace voices --------------------------------------------------------
 
-def _from_app_error(exc: AppApiError) -> AdminError:
-    return AdminError(exc.status, exc.code.lower(), exc.error)
+def _from_app_error(exc: AppError) -> AdminError:
+    return AdminError(exc.status, exc.code.lower(), exc.message)
 
 
 async def create_workspace_voice(db: Database, services: AppServices, workspace_id: str, *, name: str,
@@ -122,7 +122,7 @@ async def create_workspace_voice(db: Database, services: AppServices, workspace_
             reg = await make_design(services, name, design_prompt, language)
             wav = reg.reference_wav or b""
             kind = "design"
-    except AppApiError as exc:
+    except AppError as exc:
         raise _from_app_error(exc) from None
     key = reference_key(voice_id) if wav else None
     if key:
