@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.assistants import resolve_default_assistant
+from relay.default_assistant import resolve_default_assistant
 from relay.errors import DomainError
 from relay.models import Assistant, Client, Device, Workspace
 from relay.ops.counters import OpsCounters

@@ -76,7 +76,7 @@ class Tool:
         return cls(name=doc["name"], description=desc, parameters=params, side=side, webhook_url=str(webhook_url))
 
 
-#: the four client-side device tools of the Realtime device API (``Assistant.all_tools``; re-exported by relay.assistants)
+#: the four client-side device tools of the Realtime device API (``Assistant.all_tools``)
 DEVICE_TOOLS: tuple[Tool, ...] = (
     Tool(
         name="adjust_device_volume",
