@@ -14,7 +14,7 @@ from typing import Any
 from relay.app_api.errors import AppError
 from relay.app_api.services import AppServices
 from relay.app_api.voices import make_clone, make_design, reference_key
-from relay.storage import StorageError
+from relay.files import StorageError
 from relay.store import app_stories as stories_repo
 from relay.store import app_voices as voices_repo
 from relay.store import workspaces as workspaces_repo

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from relay.app_api.services import ClientBusy
 from relay.errors import DomainError
-from relay.storage import StorageError
+from relay.files import StorageError
 from relay.tts.engine import TtsError
 from relay.tts.pool import TtsBusy, WorkerCrashed
 

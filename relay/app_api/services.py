@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from relay.settings import Settings
-from relay.storage import (
+from relay.files import (
     DatabaseStorage,
     LocalStorage,
     Storage,
@@ -23,6 +22,7 @@ from relay.storage import (
     fleet_signing_key,
     load_signing_key,
 )
+from relay.settings import Settings
 from relay.store import app_requests
 from relay.store.db import Database
 from relay.tts.adapter import AdapterEngine

@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from relay.app_api.services import AppServices
 from relay.app_api.tts import voice_spec
-from relay.storage import StorageError
+from relay.files import StorageError
 from relay.store import app_voices as voices_repo
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database

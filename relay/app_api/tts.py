@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relay.app_api.services import AppServices
-from relay.storage import StorageError
+from relay.files import StorageError
 from relay.store import app_voices as voices_repo
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database

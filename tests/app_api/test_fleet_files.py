@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from relay.storage import DatabaseStorage, LocalStorage, UrlSigner, fleet_signing_key
+from relay.files import DatabaseStorage, LocalStorage, UrlSigner, fleet_signing_key
 from relay.store import clients as clients_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database

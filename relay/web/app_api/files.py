@@ -12,8 +12,8 @@ import logging
 from aiohttp import web
 
 from relay.app_api.services import AppServices
-from relay.storage import DatabaseStorage, LocalStorage, StorageError
-from relay.storage.base import check_key, content_type_for
+from relay.files import DatabaseStorage, LocalStorage, StorageError
+from relay.files.base import check_key, content_type_for
 from relay.web.app_api.common import SERVICES
 from relay.web.errors import AppApiError
 
