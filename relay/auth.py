@@ -51,7 +51,7 @@ from typing import Any
 
 from relay.default_assistant import resolve_default_assistant
 from relay.errors import DomainError
-from relay.models import Assistant, Client, Device, Workspace
+from relay.models import Assistant, ClientRecord, Device, Workspace
 from relay.ops.counters import OpsCounters
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
@@ -207,7 +207,7 @@ def _is_true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes")
 
 
-async def _resolve_assistant(db: Database, settings: Settings, client: Client, workspace: Workspace | None,
+async def _resolve_assistant(db: Database, settings: Settings, client: ClientRecord, workspace: Workspace | None,
                              override: str | None) -> Assistant:
     if override:
         assistant = await assistants_repo.find(db, override) if len(override) <= 128 else None

@@ -165,7 +165,12 @@ class Workspace:
 
 
 @dataclass(frozen=True)
-class Client:
+class ClientRecord:
+    """A registered device of a workspace (a row of ``clients``, the ``X-Client-Id`` devices send).
+
+    Not relay's Python device SDK (``relay.client.RelayClient``) nor the upstream socket
+    (``relay.upstream.client.UpstreamClient``)."""
+
     id: str  # UUID
     workspace_id: str
     assistant_id: str | None = None
