@@ -193,3 +193,11 @@ def test_auth_is_a_domain_module() -> None:
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert not [m for m in imported if m.split(".")[0] == "aiohttp" or _in(m, WEB)], imported
+
+
+def test_every_folder_of_modules_is_a_package() -> None:
+    # a folder without __init__.py is a namespace package: pkgutil.walk_packages (scripts/check_install.sh's
+    # "import every shipped module") never enters it, so its modules would ship unchecked (relay/web was one)
+    folders = {p.parent for p in RELAY.rglob("*.py")}
+    bare = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
+    assert not bare, bare
