@@ -2,7 +2,8 @@
 
 ``status`` is the HTTP-like status the web layer answers with, ``code`` the API's error code, ``headers``
 what to answer with besides (``Retry-After``, ``WWW-Authenticate``). Subclasses: ``relay.auth.AuthError``,
-``relay.app_api.errors.AppError``; ``relay.web`` renders each in the shape of its API.
+``relay.app_api.errors.AppError``, ``relay.app_api.admin.AdminError``; ``relay.web`` renders each in the shape of its
+API.
 """
 
 from __future__ import annotations
