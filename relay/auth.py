@@ -49,8 +49,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.assistants import resolve_default_assistant
-from relay.models import Assistant, Client, Device, Workspace
+from relay.default_assistant import resolve_default_assistant
+from relay.errors import DomainError
+from relay.models import Assistant, ClientRecord, Device, Workspace
 from relay.ops.counters import OpsCounters
 from relay.settings import Settings
 from relay.store import assistants as assistants_repo
@@ -65,16 +66,9 @@ from relay.throttle import FailureThrottle
 log = logging.getLogger("relay.auth")
 
 
-class AuthError(Exception):
+class AuthError(DomainError):
     """A refused caller: ``status`` and ``code`` as the Realtime device API documents them (lower-case),
     ``headers`` to answer with (``Retry-After``, ``WWW-Authenticate``). The web layer renders it."""
-
-    def __init__(self, status: int, message: str, code: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.headers = headers or {}
 
 MAX_CLIENT_ID_CHARS = 128
 TOUCH_EVERY_S = 60.0  # last_seen_at is refreshed at most this often (no write per request)
@@ -213,7 +207,7 @@ def _is_true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes")
 
 
-async def _resolve_assistant(db: Database, settings: Settings, client: Client, workspace: Workspace | None,
+async def _resolve_assistant(db: Database, settings: Settings, client: ClientRecord, workspace: Workspace | None,
                              override: str | None) -> Assistant:
     if override:
         assistant = await assistants_repo.find(db, override) if len(override) <= 128 else None

@@ -76,7 +76,7 @@ class Tool:
         return cls(name=doc["name"], description=desc, parameters=params, side=side, webhook_url=str(webhook_url))
 
 
-#: the four client-side device tools of the Realtime device API (``Assistant.all_tools``; re-exported by relay.assistants)
+#: the four client-side device tools of the Realtime device API (``Assistant.all_tools``)
 DEVICE_TOOLS: tuple[Tool, ...] = (
     Tool(
         name="adjust_device_volume",
@@ -165,7 +165,12 @@ class Workspace:
 
 
 @dataclass(frozen=True)
-class Client:
+class ClientRecord:
+    """A registered device of a workspace (a row of ``clients``, the ``X-Client-Id`` devices send).
+
+    Not relay's Python device SDK (``relay.client.RelayClient``) nor the upstream socket
+    (``relay.upstream.client.UpstreamClient``)."""
+
     id: str  # UUID
     workspace_id: str
     assistant_id: str | None = None

@@ -119,7 +119,7 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
             q.add_argument("id", help="the call id (X-Session-Id of its answer)")
         q.add_argument("--url", help="the server's base URL (default: http://<host>:<port> from the settings)")
 
-    from relay.app_api.admin_cli import add_parsers as add_app_parsers  # stories, workspace voices (#6)
+    from relay.admin.app_api import add_parsers as add_app_parsers  # stories, workspace voices (#6)
 
     add_app_parsers(things)
 
@@ -215,7 +215,7 @@ async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
             hour=0, minute=0, second=0, microsecond=0).timestamp()
         return "usage", await usage_repo.daily(db, since=since, workspace_id=args.workspace, client_id=args.client)
     if args.thing in ("stories", "voices"):
-        from relay.app_api.admin_cli import run as run_app
+        from relay.admin.app_api import run as run_app
 
         return await run_app(args, db)
     if args.thing == "tokens":
@@ -365,7 +365,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif isinstance(result, list):
-        from relay.app_api.admin_cli import COLUMNS as APP_COLUMNS
+        from relay.admin.app_api import COLUMNS as APP_COLUMNS
         from relay.edge.admin import COLUMNS as TOKEN_COLUMNS
 
         print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else _EMPTY.get(kind, f"(no {kind}s)"))

@@ -1,9 +1,9 @@
 """Admin operations of the app API: stories and workspace voices.
 
 Plain async functions over a ``Database`` and ``AppServices``, shared by the
-admin HTTP API (``relay.app_api.admin_http``, mounted under ``/admin/v1/``)
-and the CLI (``relay admin stories ...``, ``relay admin voices ...``). They
-raise ``AdminError`` (status, code, message); callers render it in their shape.
+admin HTTP API (``relay.web.app_api.admin``, mounted under ``/admin/v1/``)
+and the CLI (``relay.admin.app_api``: ``relay admin stories ...``, ``relay admin voices ...``). They
+raise ``AdminError`` (status, message, code); callers render it in their shape.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from relay.app_api.errors import AppError
 from relay.app_api.services import AppServices
 from relay.app_api.voices import make_clone, make_design, reference_key
-from relay.storage import StorageError
+from relay.errors import DomainError
+from relay.files import StorageError
 from relay.store import app_stories as stories_repo
 from relay.store import app_voices as voices_repo
 from relay.store import workspaces as workspaces_repo
@@ -21,22 +23,17 @@ from relay.store.app_stories import StoryRow
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database
 from relay.store.errors import Conflict, NotFound
-from relay.web.errors import AppApiError
 
 log = logging.getLogger("relay.app_api")
 
 
-class AdminError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class AdminError(DomainError):
+    """A refused admin operation: ``code`` lower case, as the admin API documents its codes."""
 
 
 async def _workspace(db: Database, workspace_id: str) -> None:
     if await workspaces_repo.find(db, workspace_id) is None:
-        raise AdminError(404, "workspace_not_found", f"workspace {workspace_id} not found")
+        raise AdminError(404, f"workspace {workspace_id} not found", "workspace_not_found")
 
 
 async def _check_default_voice(db: Database, workspace_id: str, fields: dict[str, Any]) -> None:
@@ -44,7 +41,7 @@ async def _check_default_voice(db: Database, workspace_id: str, fields: dict[str
     if vid:
         voice = await voices_repo.find_in_workspace(db, workspace_id, str(vid).lower())
         if voice is None:
-            raise AdminError(400, "voice_not_found", "default_voice_id is not a voice of this workspace")
+            raise AdminError(400, "default_voice_id is not a voice of this workspace", "voice_not_found")
         fields["default_voice_id"] = voice.id
 
 
@@ -58,8 +55,8 @@ async def create_story(db: Database, workspace_id: str, fields: dict[str, Any]) 
         return await stories_repo.create(db, workspace_id, **fields)
     except ValueError as exc:
         if isinstance(exc, Conflict):
-            raise AdminError(409, "slug_taken", str(exc)) from None
-        raise AdminError(400, "invalid_story", str(exc)) from None
+            raise AdminError(409, str(exc), "slug_taken") from None
+        raise AdminError(400, str(exc), "invalid_story") from None
 
 
 async def update_story(db: Database, story_id: str, fields: dict[str, Any]) -> StoryRow:
@@ -69,25 +66,25 @@ async def update_story(db: Database, story_id: str, fields: dict[str, Any]) -> S
         await _check_default_voice(db, story.workspace_id, fields)
         return await stories_repo.update(db, story_id, **fields)
     except NotFound as exc:
-        raise AdminError(404, "story_not_found", str(exc)) from None
+        raise AdminError(404, str(exc), "story_not_found") from None
     except ValueError as exc:
         if isinstance(exc, Conflict):
-            raise AdminError(409, "slug_taken", str(exc)) from None
-        raise AdminError(400, "invalid_story", str(exc)) from None
+            raise AdminError(409, str(exc), "slug_taken") from None
+        raise AdminError(400, str(exc), "invalid_story") from None
 
 
 async def delete_story(db: Database, story_id: str) -> None:
     try:
         await stories_repo.delete(db, story_id)
     except NotFound as exc:
-        raise AdminError(404, "story_not_found", str(exc)) from None
+        raise AdminError(404, str(exc), "story_not_found") from None
 
 
 async def get_story(db: Database, story_id: str) -> StoryRow:
     try:
         return await stories_repo.get(db, story_id)
     except NotFound as exc:
-        raise AdminError(404, "story_not_found", str(exc)) from None
+        raise AdminError(404, str(exc), "story_not_found") from None
 
 
 async def list_stories(db: Database, workspace_id: str | None = None) -> list[StoryRow]:
@@ -96,8 +93,8 @@ async def list_stories(db: Database, workspace_id: str | None = None) -> list[St
 
 # --- workspace voices --------------------------------------------------------
 
-def _from_app_error(exc: AppApiError) -> AdminError:
-    return AdminError(exc.status, exc.code.lower(), exc.error)
+def _from_app_error(exc: AppError) -> AdminError:
+    return AdminError(exc.status, exc.message, exc.code.lower())
 
 
 async def create_workspace_voice(db: Database, services: AppServices, workspace_id: str, *, name: str,
@@ -107,9 +104,9 @@ async def create_workspace_voice(db: Database, services: AppServices, workspace_
     await _workspace(db, workspace_id)
     name = (name or "").strip()
     if not name or len(name) > 200:
-        raise AdminError(400, "invalid_voice", "name must be 1-200 characters")
+        raise AdminError(400, "name must be 1-200 characters", "invalid_voice")
     if bool(design_prompt) == bool(audio):
-        raise AdminError(400, "invalid_voice", "give exactly one of design_prompt or audio")
+        raise AdminError(400, "give exactly one of design_prompt or audio", "invalid_voice")
     voice_id = voices_repo.new_id()
     transcript = ""
     try:
@@ -118,18 +115,18 @@ async def create_workspace_voice(db: Database, services: AppServices, workspace_
             kind = "clone"
         else:
             if len(design_prompt) > 1000:
-                raise AdminError(400, "invalid_voice", "design_prompt must be at most 1000 characters")
+                raise AdminError(400, "design_prompt must be at most 1000 characters", "invalid_voice")
             reg = await make_design(services, name, design_prompt, language)
             wav = reg.reference_wav or b""
             kind = "design"
-    except AppApiError as exc:
+    except AppError as exc:
         raise _from_app_error(exc) from None
     key = reference_key(voice_id) if wav else None
     if key:
         try:
             await services.storage.put(key, wav)
         except StorageError as exc:
-            raise AdminError(500, "storage_error", str(exc)) from None
+            raise AdminError(500, str(exc), "storage_error") from None
     return await voices_repo.create(db, voice_id=voice_id, workspace_id=workspace_id, category="workspace",
                                     kind=kind, name=name, description=description, language=language,
                                     design_prompt=design_prompt, transcript=transcript, params=reg.params,
@@ -145,16 +142,16 @@ async def update_voice(db: Database, voice_id: str, fields: dict[str, Any]) -> V
     try:
         return await voices_repo.update(db, voice_id, **fields)
     except NotFound as exc:
-        raise AdminError(404, "voice_not_found", str(exc)) from None
+        raise AdminError(404, str(exc), "voice_not_found") from None
     except ValueError as exc:
-        raise AdminError(400, "invalid_voice", str(exc)) from None
+        raise AdminError(400, str(exc), "invalid_voice") from None
 
 
 async def delete_voice(db: Database, services: AppServices, voice_id: str) -> None:
     try:
         voice = await voices_repo.delete(db, voice_id)
     except NotFound as exc:
-        raise AdminError(404, "voice_not_found", str(exc)) from None
+        raise AdminError(404, str(exc), "voice_not_found") from None
     if voice.reference_key:
         try:
             await services.storage.delete(voice.reference_key)

@@ -1,19 +1,19 @@
-"""The app API's services (worker pool, TTS engine, transcriber, storage) and their lifecycle."""
+"""The app API's services (worker pool, TTS engine, transcriber, storage), built from settings, and their janitor.
+
+The web layer keeps them under ``relay.web.app_api.common.SERVICES`` (started and closed by
+``relay.web.app_api.routes.services_ctx``); ``relay admin voices`` builds its own (``build_services``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
-from relay.settings import Settings
-from relay.storage import (
+from relay.files import (
     DatabaseStorage,
     LocalStorage,
     Storage,
@@ -22,6 +22,7 @@ from relay.storage import (
     fleet_signing_key,
     load_signing_key,
 )
+from relay.settings import Settings
 from relay.store import app_requests
 from relay.store.db import Database
 from relay.tts.adapter import AdapterEngine
@@ -29,7 +30,6 @@ from relay.tts.engine import TtsEngine, TtsError
 from relay.tts.espeak import EspeakEngine
 from relay.tts.pool import WorkerPool
 from relay.tts.transcribe import OpenAITranscriber, PocketsphinxTranscriber, Transcriber
-from relay.web import keys
 
 log = logging.getLogger("relay.app_api")
 TTS_OUTPUT_PREFIX = "tts"
@@ -84,9 +84,6 @@ class AppServices:
         await asyncio.to_thread(self.pool.close)
 
 
-SERVICES = web.AppKey("app_services", AppServices)
-
-
 async def build_storage(settings: Settings, db: Database) -> Storage:
     """``file_storage`` (``auto``: the database on PostgreSQL) with its URL signer.
 
@@ -124,7 +121,7 @@ async def build_services(settings: Settings, db: Database) -> AppServices:
     return AppServices(settings, pool, engine, espeak, transcriber, storage)
 
 
-async def _janitor(services: AppServices, db: Database) -> None:
+async def janitor(services: AppServices, db: Database) -> None:
     """Delete synthesised files older than ``tts_output_retention_s`` (their signed URLs expired long ago)
     and analytics rows older than ``ANALYTICS_RETENTION_S``."""
     retention = services.settings.tts_output_retention_s
@@ -140,16 +137,3 @@ async def _janitor(services: AppServices, db: Database) -> None:
             log.warning("storage cleanup failed: %s", exc)
         except Exception:  # a database hiccup must not end the loop: log it, try again next period
             log.exception("app API cleanup failed")
-
-
-async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    services = await build_services(app[keys.SETTINGS], app[keys.DB])
-    app[SERVICES] = services
-    janitor = asyncio.create_task(_janitor(services, app[keys.DB]), name="app-api-janitor")
-    try:
-        yield
-    finally:
-        janitor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await janitor
-        await services.close()

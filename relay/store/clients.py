@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from relay.models import Client
+from relay.models import ClientRecord
 from relay.store.db import Executor
 from relay.store.errors import Conflict, NotFound
 
@@ -35,15 +35,15 @@ def hash_secret(secret: str, salt_hex: str) -> str:
     return hmac.new(bytes.fromhex(salt_hex), secret.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def secret_matches(client: Client, secret: str) -> bool:
+def secret_matches(client: ClientRecord, secret: str) -> bool:
     """Constant-time check of ``secret`` against the enrolled hash (False when not enrolled)."""
     if client.secret_hash is None or client.secret_salt is None:
         return False
     return hmac.compare_digest(hash_secret(secret, client.secret_salt), client.secret_hash)
 
 
-def _row(row: dict[str, Any]) -> Client:
-    return Client(
+def _row(row: dict[str, Any]) -> ClientRecord:
+    return ClientRecord(
         id=row["id"], workspace_id=row["workspace_id"], assistant_id=row["assistant_id"], name=row["name"],
         status=row["status"], enrolled_at=row["enrolled_at"], last_seen_at=row["last_seen_at"],
         created_at=row["created_at"], secret_hash=row["secret_hash"], secret_salt=row["secret_salt"],
@@ -51,7 +51,7 @@ def _row(row: dict[str, Any]) -> Client:
 
 
 async def create(db: Executor, workspace_id: str, *, client_id: str | None = None, assistant_id: str | None = None,
-                 name: str = "") -> Client:
+                 name: str = "") -> ClientRecord:
     """Create a client (a fresh UUID unless ``client_id`` is given, which must be a UUID)."""
     cid = (client_id or str(uuid.uuid4())).lower()
     if not is_uuid(cid):
@@ -73,12 +73,12 @@ async def create(db: Executor, workspace_id: str, *, client_id: str | None = Non
     return await get(db, cid)
 
 
-async def find(db: Executor, client_id: str) -> Client | None:
+async def find(db: Executor, client_id: str) -> ClientRecord | None:
     row = await db.fetchone("SELECT * FROM clients WHERE id = ?", client_id.lower())
     return _row(row) if row else None
 
 
-async def get(db: Executor, client_id: str) -> Client:
+async def get(db: Executor, client_id: str) -> ClientRecord:
     client = await find(db, client_id)
     if client is None:
         raise NotFound(f"client {client_id} not found")
@@ -86,7 +86,7 @@ async def get(db: Executor, client_id: str) -> Client:
 
 
 async def list_all(db: Executor, workspace_id: str | None = None, *, limit: int = 1000,
-                   offset: int = 0) -> list[Client]:
+                   offset: int = 0) -> list[ClientRecord]:
     if workspace_id is None:
         rows = await db.fetchall("SELECT * FROM clients ORDER BY created_at, id LIMIT ? OFFSET ?", limit, offset)
     else:
@@ -110,7 +110,7 @@ async def touch(db: Executor, client_id: str, *, now: float) -> None:
     await db.execute("UPDATE clients SET last_seen_at = ? WHERE id = ?", now, client_id)
 
 
-async def set_status(db: Executor, client_id: str, status: str) -> Client:
+async def set_status(db: Executor, client_id: str, status: str) -> ClientRecord:
     if status not in ("active", "disabled"):
         raise ValueError("status must be active or disabled")
     if not await db.execute("UPDATE clients SET status = ? WHERE id = ?", status, client_id.lower()):
@@ -118,7 +118,7 @@ async def set_status(db: Executor, client_id: str, status: str) -> Client:
     return await get(db, client_id)
 
 
-async def reset_secret(db: Executor, client_id: str) -> Client:
+async def reset_secret(db: Executor, client_id: str) -> ClientRecord:
     """Clear the enrolment: the next request's secret is enrolled anew."""
     if not await db.execute("UPDATE clients SET secret_hash = NULL, secret_salt = NULL, enrolled_at = NULL "
                             "WHERE id = ?", client_id.lower()):
@@ -126,7 +126,7 @@ async def reset_secret(db: Executor, client_id: str) -> Client:
     return await get(db, client_id)
 
 
-async def set_assistant(db: Executor, client_id: str, assistant_id: str | None) -> Client:
+async def set_assistant(db: Executor, client_id: str, assistant_id: str | None) -> ClientRecord:
     client = await get(db, client_id)
     if assistant_id is not None:
         row = await db.fetchone("SELECT workspace_id FROM assistants WHERE id = ?", assistant_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from relay.models import Assistant, Client, Workspace
+from relay.models import Assistant, ClientRecord, Workspace
 from relay.store import assistants, clients, workspaces
 from relay.store.db import Executor
 
@@ -43,7 +43,7 @@ SQL = (
 
 @dataclass(frozen=True)
 class AuthContext:
-    client: Client
+    client: ClientRecord
     workspace: Workspace | None
     assistant: Assistant | None  # None: the built-in default assistant
 

@@ -341,7 +341,7 @@ async def _hidden(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    from relay.app_api.admin_http import ROUTES as APP_ROUTES  # stories and workspace voices (#6)
+    from relay.web.app_api.admin import ROUTES as APP_ROUTES  # stories and workspace voices (#6)
     from relay.web.token_admin import ROUTES as TOKEN_ROUTES  # API tokens of the WebSocket edge (seed 003)
 
     for method, path, handler in ROUTES + APP_ROUTES + TOKEN_ROUTES:

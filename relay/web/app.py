@@ -16,12 +16,12 @@ from types import ModuleType
 
 from aiohttp import web
 
-from relay.app_api import routes as app_routes
 from relay.auth import AuthThrottle
 from relay.media import compat
 from relay.settings import Settings
 from relay.store.db import Database
 from relay.web import admin, console, health, keys, metrics, middleware, openapi, realtime, sessions, ws_edge
+from relay.web.app_api import routes as app_routes
 from relay.web.authn import THROTTLE
 
 log = logging.getLogger("relay.store")

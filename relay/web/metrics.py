@@ -252,7 +252,7 @@ def render(app: web.Application) -> bytes:
 
 def _app_services(app: web.Application):  # type: ignore[no-untyped-def]
     try:
-        from relay.app_api.services import SERVICES
+        from relay.web.app_api.common import SERVICES
     except ImportError:  # the app API area is optional
         return None
     return app.get(SERVICES)

@@ -20,13 +20,13 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from relay.app_api import admin
-from relay.app_api.services import SERVICES
 from relay.settings import load_settings
 from relay.store import clients as clients_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
 from relay.tts import jobs
 from relay.web.app import create_app
+from relay.web.app_api.common import SERVICES
 
 TEXT = ("The little fox walked down to the river every morning to drink the cold water and to watch the fish. "
         * 6)

@@ -10,12 +10,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from relay.app_api import admin
-from relay.app_api.services import SERVICES, AppServices
+from relay.app_api.services import AppServices
 from relay.models import Workspace
 from relay.store import clients as clients_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.app_voices import VoiceRow
 from relay.store.db import Database
+from relay.web.app_api.common import SERVICES
 
 
 @dataclass

@@ -85,6 +85,29 @@ async def test_admin_http_workspace_voices(aenv: Env) -> None:
     assert (await (await c.get("/v1/app/voices", headers=aenv.a.headers())).json())["voices"] == []
 
 
+async def test_admin_http_errors_carry_the_operations_message_and_code(aenv: Env) -> None:
+    # AdminError (and the AppError of a voice operation under it) answered in the admin API's shape, to the byte
+    c = aenv.client
+
+    async def body(resp: aiohttp.ClientResponse) -> tuple[int, bytes]:
+        return resp.status, await resp.read()
+
+    resp = await c.post("/admin/v1/stories", headers=auth(), json={"workspace_id": "nope", "name": "x"})
+    assert await body(resp) == (404, b'{"error":{"message":"workspace nope not found","type":"not_found_error",'
+                                     b'"code":"workspace_not_found"}}')
+    resp = await c.post("/admin/v1/voices", headers=auth(), json={"workspace_id": aenv.ws.id, "name": "x"})
+    assert await body(resp) == (400, b'{"error":{"message":"give exactly one of design_prompt or audio",'
+                                     b'"type":"invalid_request_error","code":"invalid_voice"}}')
+    short = aiohttp.FormData()
+    short.add_field("workspace_id", aenv.ws.id)
+    short.add_field("name", "Short")
+    short.add_field("audio_file", wav_bytes(*speech_pcm(3.0)), filename="s.wav")
+    status, raw = await body(await c.post("/admin/v1/voices", headers=auth(), data=short))
+    error = json.loads(raw)["error"]
+    assert (status, error["code"], error["type"]) == (400, "audio_too_short", "invalid_request_error")
+    assert error["message"].startswith("Audio is ") and error["message"].endswith("; at least 10 s is required")
+
+
 def test_cli_stories_and_voices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path / "data"))

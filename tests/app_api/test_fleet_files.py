@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from relay.app_api.services import SERVICES
-from relay.storage import DatabaseStorage, LocalStorage, UrlSigner, fleet_signing_key
+from relay.files import DatabaseStorage, LocalStorage, UrlSigner, fleet_signing_key
 from relay.store import clients as clients_repo
 from relay.store import workspaces as workspaces_repo
 from relay.store.db import Database
+from relay.web.app_api.common import SERVICES
 from tests.app_api.conftest import Device, error_of
 from tests.app_api.helpers import decode
 

@@ -6,7 +6,7 @@ import os
 import stat
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from relay.storage.signing import KEY_FILE, UrlSigner, load_signing_key
+from relay.files.signing import KEY_FILE, UrlSigner, load_signing_key
 from tests.app_api.conftest import Env, error_of
 
 

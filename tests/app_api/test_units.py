@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.storage.base import check_key
+from relay.files.base import check_key
 from relay.tts import audio, timing
 from relay.tts.pool import TtsBusy, WorkerPool
 from relay.tts.voices import VoiceParams, clone_params, design_params
@@ -142,7 +142,7 @@ async def test_retention_of_files_and_analytics(db, tmp_path) -> None:  # noqa: 
     import os
     import time
 
-    from relay.storage import LocalStorage, UrlSigner
+    from relay.files import LocalStorage, UrlSigner
     from relay.store import app_requests
 
     storage = LocalStorage(tmp_path / "files", UrlSigner(b"k" * 32))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 
-from relay.models import Client
+from relay.models import ClientRecord
 from relay.settings import load_settings
 from relay.store.clients import hash_secret, secret_matches
 from relay.throttle import FailureThrottle
@@ -18,7 +18,7 @@ from relay.turn import ice_servers, turn_credential
 
 def test_bench_secret_verify(benchmark) -> None:
     secret, salt = secrets.token_hex(24), secrets.token_hex(16)
-    client = Client(id="c", workspace_id="w", secret_hash=hash_secret(secret, salt), secret_salt=salt)
+    client = ClientRecord(id="c", workspace_id="w", secret_hash=hash_secret(secret, salt), secret_salt=salt)
     assert benchmark(secret_matches, client, secret) is True
     assert not secret_matches(client, secret[:-1] + ("0" if secret[-1] != "0" else "1"))
 

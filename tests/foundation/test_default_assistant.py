@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.assistants import LOCAL_MODEL, resolve_default_assistant
+from relay.default_assistant import LOCAL_MODEL, resolve_default_assistant
 from relay.settings import load_settings
 
 

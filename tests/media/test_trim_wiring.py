@@ -17,7 +17,7 @@ def test_setting_reaches_call_config_and_defaults_to_20_ms() -> None:
 
 
 def test_core_builds_a_trimmer_only_when_enabled() -> None:
-    from relay.assistants import resolve_default_assistant
+    from relay.default_assistant import resolve_default_assistant
 
     assistant = resolve_default_assistant(load_settings(environ={}))
     assert CallCore(assistant, now=0.0, trim_above_ms=20)._trim.above_ms == 20

@@ -355,7 +355,7 @@ def test_workers_starting_at_once_share_one_signing_key(tmp_path: Path) -> None:
     """The URL-signing key file is created whole by one of several processes and read by the others."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from relay.storage.signing import load_signing_key
+    from relay.files.signing import load_signing_key
 
     with ProcessPoolExecutor(4) as pool:
         keys = list(pool.map(load_signing_key, [""] * 16, [tmp_path] * 16))

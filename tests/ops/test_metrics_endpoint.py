@@ -150,7 +150,7 @@ def test_deploy_examples_scrape_metrics() -> None:
 
 
 async def test_tts_queue_and_busy_rejections(make_app) -> None:
-    from relay.app_api.services import SERVICES
+    from relay.web.app_api.common import SERVICES
 
     app = await make_app(metrics_token=SCRAPE, tts_workers=1, tts_queue_limit=1)
     db = app.server.app[keys.DB]

@@ -1,4 +1,4 @@
-"""The default assistant and the four client-side device tools of seed 000.
+"""The default assistant: the one used when neither the device nor its workspace names one.
 
 ``resolve_default_assistant(settings)`` builds the assistant used by demo calls and
 by clients with no assistant of their own, from settings alone: with
@@ -11,14 +11,12 @@ keeps ``relay-echo``.
 
 from __future__ import annotations
 
-from relay.models import DEVICE_TOOLS, Assistant
+from relay.models import Assistant
 from relay.settings import Settings
 
 DEFAULT_ASSISTANT_ID = "default"
 LOCAL_MODEL = "relay-echo"
 LOCAL_MODEL_PREFIX = "relay-"
-
-DEVICE_TOOL_NAMES: frozenset[str] = frozenset(t.name for t in DEVICE_TOOLS)
 
 
 def resolve_default_assistant(settings: Settings) -> Assistant:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from relay.storage.base import Storage, StorageError, StoredFile, check_key, content_type_for
-from relay.storage.signing import UrlSigner
+from relay.files.base import Storage, StorageError, StoredFile, check_key, content_type_for
+from relay.files.signing import UrlSigner
 
 FILES_ROUTE = "/v1/app/files/"
 

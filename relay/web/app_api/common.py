@@ -1,4 +1,5 @@
-"""Shared pieces of the app API handlers: authentication, analytics, validation, error mapping."""
+"""Shared pieces of the app API handlers: the services key, authentication, analytics, validation, and the
+mapping of the operations' domain error (``relay.app_api.errors.AppError``) to the app API's error shape."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.app_api.errors import AppError
+from relay.app_api.services import AppServices
 from relay.models import Device
 from relay.store import app_requests
 from relay.store import app_voices as voices_repo
@@ -23,6 +26,8 @@ from relay.web.middleware import read_json
 log = logging.getLogger("relay.app_api")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEVICE = web.RequestKey("app_device", Device)
+#: the app API's services (started and closed by ``relay.web.app_api.routes.services_ctx``)
+SERVICES = web.AppKey("app_services", AppServices)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,7 +46,8 @@ async def device_of(request: web.Request) -> Device:
 
 
 def recorded(endpoint: str) -> Callable[[Handler], Handler]:
-    """Record every authenticated call (workspace, client, X-App-Source, endpoint, status) in ``app_requests``."""
+    """Record every authenticated call (workspace, client, X-App-Source, endpoint, status) in ``app_requests``;
+    an ``AppError`` of the operations becomes ``AppApiError`` (same status, message, code and headers)."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -54,6 +60,9 @@ def recorded(endpoint: str) -> Callable[[Handler], Handler]:
             except (AppApiError, ApiError) as exc:
                 status = exc.status
                 raise
+            except AppError as exc:
+                status = exc.status
+                raise AppApiError(exc.status, exc.message, exc.code, headers=exc.headers) from None
             finally:
                 device: Device | None = request.get(DEVICE)
                 if device is not None:

@@ -1,4 +1,5 @@
-"""``relay admin stories ...`` and ``relay admin voices ...`` (hooked into ``relay.admin.cli``).
+"""``relay admin stories ...`` and ``relay admin voices ...`` (hooked into ``relay.admin.cli``; the operations are
+``relay.app_api.admin``).
 
     relay admin stories create --workspace default --name "The fox" --slug the-fox --file fox.txt --sort-order 1
     relay admin stories update <id> --excerpt "A fox by the river" --default-voice <voice id>

@@ -11,9 +11,10 @@ import logging
 
 from aiohttp import web
 
-from relay.app_api.services import SERVICES, AppServices
-from relay.storage import DatabaseStorage, LocalStorage, StorageError
-from relay.storage.base import check_key, content_type_for
+from relay.app_api.services import AppServices
+from relay.files import DatabaseStorage, LocalStorage, StorageError
+from relay.files.base import check_key, content_type_for
+from relay.web.app_api.common import SERVICES
 from relay.web.errors import AppApiError
 
 log = logging.getLogger("relay.app_api")

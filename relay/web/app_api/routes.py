@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
-from relay.app_api import files, stories, tts, voices
-from relay.app_api.openapi import OPENAPI
-from relay.app_api.services import services_ctx
+from relay.app_api.services import build_services, janitor
+from relay.web import keys
+from relay.web.app_api import files, stories, tts, voices
+from relay.web.app_api.common import SERVICES
+from relay.web.app_api.openapi import OPENAPI
 
 __all__ = ["OPENAPI", "setup"]
 
@@ -22,3 +28,16 @@ def setup(app: web.Application) -> None:
     r.add_get("/v1/app/stories/{slug}", stories.get_story)
     r.add_post("/v1/app/stories/{slug}/read", stories.read_story)
     r.add_get("/v1/app/files/{key:.+}", files.get_file)
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    services = await build_services(app[keys.SETTINGS], app[keys.DB])
+    app[SERVICES] = services
+    cleaner = asyncio.create_task(janitor(services, app[keys.DB]), name="app-api-janitor")
+    try:
+        yield
+    finally:
+        cleaner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cleaner
+        await services.close()

@@ -1,4 +1,5 @@
-"""Admin HTTP routes of the app API, mounted by ``relay.web.admin`` under ``/admin/v1/`` (same bearer token).
+"""Admin HTTP routes of the app API (stories, workspace voices), mounted by ``relay.web.admin`` under ``/admin/v1/``
+(same bearer token); the operations are ``relay.app_api.admin``.
 
     GET    /admin/v1/stories?workspace_id=...     {"data": [...]}
     POST   /admin/v1/stories                      {workspace_id, name, slug?, transcript?, excerpt?, age_group?,
@@ -23,9 +24,10 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.app_api import admin
-from relay.app_api.services import SERVICES
+from relay.store import app_requests
 from relay.store.app_stories import FIELDS as STORY_FIELDS
 from relay.web import keys
+from relay.web.app_api.common import SERVICES
 from relay.web.errors import ApiError
 from relay.web.middleware import json_response, read_json
 
@@ -148,8 +150,6 @@ async def delete_voice(request: web.Request) -> web.Response:
 
 
 async def app_usage(request: web.Request) -> web.Response:
-    from relay.store import app_requests
-
     wid = request.query.get("workspace_id") or "default"
     rows = await app_requests.counts_by_source(request.app[keys.DB], wid)
     return json_response({"data": rows})

@@ -14,9 +14,9 @@ import time
 
 import asyncpg
 
-from relay.storage.base import Storage, StorageError, StoredFile, check_key, content_type_for
-from relay.storage.local import signed_file_url
-from relay.storage.signing import UrlSigner
+from relay.files.base import Storage, StorageError, StoredFile, check_key, content_type_for
+from relay.files.local import signed_file_url
+from relay.files.signing import UrlSigner
 from relay.store.db import Database
 
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)

@@ -1,4 +1,4 @@
-"""The app API's part of ``/openapi.json`` (merged by ``relay.web.openapi`` from ``routes.OPENAPI``)."""
+"""The app API's part of ``/openapi.json`` (merged by ``relay.web.openapi`` from ``relay.web.app_api.routes.OPENAPI``)."""
 
 from __future__ import annotations
 

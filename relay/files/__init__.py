@@ -7,10 +7,10 @@ S3-compatible backend would implement the same methods and return presigned URLs
 from ``signed_url``. Setting ``file_storage`` chooses (``auto``: the database on PostgreSQL).
 """
 
-from relay.storage.base import Storage, StorageError, StoredFile
-from relay.storage.database import DatabaseStorage, fleet_signing_key
-from relay.storage.local import LocalStorage
-from relay.storage.signing import UrlSigner, load_signing_key
+from relay.files.base import Storage, StorageError, StoredFile
+from relay.files.database import DatabaseStorage, fleet_signing_key
+from relay.files.local import LocalStorage
+from relay.files.signing import UrlSigner, load_signing_key
 
 __all__ = ["Storage", "StorageError", "StoredFile", "LocalStorage", "DatabaseStorage", "UrlSigner",
            "load_signing_key", "fleet_signing_key"]
