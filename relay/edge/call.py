@@ -10,7 +10,7 @@ Tasks, all owned by the call: the HTTP handler's task runs ``run()`` (waits for 
 tears down), one reader task (client -> core), one upstream task (connect + upstream -> core),
 one writer task (a bounded byte backlog -> the client socket), and helper tasks for server
 tools and upstream recycles (the upstream session, the action performer, the core timer and the
-helper tasks are ``relay.media.driver.CallDriver``, shared with WebRTC calls; this class adds the
+helper tasks are ``relay.call.driver.CallDriver``, shared with WebRTC calls; this class adds the
 client socket and the audio-seconds usage). ``end(reason)`` may be called from anywhere; the teardown runs
 once, in its own shielded task: stop the upstream reader and tools, flush the last events (an
 ``error`` first when the call failed), stop reading and close the client socket with a close
@@ -21,7 +21,7 @@ dropped, the close frame is written without waiting for the socket to drain, the
 ``CLOSE_GRACE_S`` to read up to it and answer, then the transport is aborted (reset). The writer
 task is never cancelled while it waits for the socket to drain: aiohttp shares one drain future
 among its waiters, so cancelling one would cancel the close's wait too.
-The object has what ``relay.media.registry.CallRegistry`` needs (``id``, ``device``,
+The object has what ``relay.call.registry.CallRegistry`` needs (``id``, ``device``,
 ``end_with_error``, ``wait_closed``, ``closed``), so both edges share one registry and its limits.
 """
 
@@ -44,9 +44,10 @@ from aiohttp import web
 
 from relay.bridge import CallCore, RunServerTool
 from relay.bridge.core import AUDIO_FORMATS, error_event
-from relay.media.driver import CallDriver, CallUsage
-from relay.media.metrics import MediaMetrics, bump
-from relay.media.ratelimit import TokenBucket
+from relay.call.driver import CallDriver
+from relay.call.metrics import MediaMetrics, bump
+from relay.call.ratelimit import TokenBucket
+from relay.call.usage import CallUsage
 
 log = logging.getLogger("relay.edge")
 

@@ -7,7 +7,7 @@ The I/O edge around ``relay.bridge.CallCore`` (see its docstring for the contrac
 - the per-worker media clock calls ``tick(now)`` -> ``core.pull_frame(now)`` -> encode -> the track;
 - the core's actions are performed in order, synchronously (sends are queued, tools run in
   tasks the call owns) -- that machinery (upstream read loop and recycle, action performer, core
-  timer, helper tasks) is ``relay.media.driver.CallDriver``, shared with the WebSocket edge;
+  timer, helper tasks) is ``relay.call.driver.CallDriver``, shared with the WebSocket edge;
 - one timer handle for the core's next deadline, one for the connect timeout -- handles, not tasks.
 
 Lifecycle: ``start(offer)`` answers and spawns the call's one task (upstream connect + read
@@ -31,14 +31,15 @@ import orjson
 
 from relay.bridge import CallCore, RunServerTool, append_event
 from relay.bridge.core import error_event
+from relay.call.driver import MAX_TOOL_TASKS, CallDriver
+from relay.call.metrics import MediaMetrics, bump
+from relay.call.ratelimit import TokenBucket
+from relay.call.usage import CallUsage
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, EncodeJob, PacketTrack
-from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage
 from relay.media.liveness import DeviceLiveness
-from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
-from relay.media.ratelimit import TokenBucket
 from relay.media.uplink import UplinkSink
 from relay.upstream import dialect as dl
 
@@ -55,7 +56,7 @@ PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 
 
 
 class Upstream(Protocol):
-    """What the call needs of ``relay.upstream.client.UpstreamClient``."""
+    """What the call needs of ``relay.call.upstream.UpstreamClient``."""
 
     close_reason: str | None
 

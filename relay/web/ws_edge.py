@@ -39,7 +39,7 @@ from relay.upstream import dialect as dl
 from relay.web.authn import authenticate_token
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
-from relay.web.realtime import MEDIA, admit_call, tool_runner, upstream_factory, usage_recorder
+from relay.web.realtime import MEDIA, admit
 from relay.web.token_admin import OPENAPI as ADMIN_OPENAPI
 
 log = logging.getLogger("relay.edge")
@@ -172,26 +172,19 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
             proxied = await plane.siblings.proxy_websocket(target, request, remote_address(request), ws, handed)
             if proxied is not None:
                 return proxied
-    admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")
     call_id = "call_" + uuid.uuid4().hex
-    try:
-        await plane.admit_fleet(call_id, device, edge="websocket")
-    except BaseException:
-        plane.registry.release(device.client_id)
-        raise
+    await admit(plane, device, call_id, holder="token", edge="websocket")
     try:
         ws.headers["X-Session-Id"] = call_id
         await ws.prepare(request)
         call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
-                      upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
-                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.call_finished,
+                      upstream_factory=plane.open_upstream, tool_runner=plane.run_tool,
+                      usage_recorder=plane.record_usage, on_finished=plane.call_finished,
                       transport=request.transport, metrics=plane.metrics)
     except BaseException:
-        plane.registry.release(device.client_id)
-        if plane.fleet is not None:
-            plane.fleet.release_soon(call_id)
+        plane.unadmit(device.client_id, call_id)
         raise
-    plane.registry.add(call)  # type: ignore[arg-type]  # a WsCall has what the registry uses of a Call
+    plane.registry.add(call)
     await call.run()
     return ws
 

@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,24 +38,15 @@ from relay.bridge import (
     SendUpstream,
 )
 from relay.bridge.core import error_event
+from relay.call.usage import CallUsage
 
 MAX_TOOL_TASKS = 8  # helper tasks (server tools, recycles) in flight per call
-
-
-@dataclass
-class CallUsage:
-    started_at: float
-    ended_at: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    input_audio_s: float = 0.0
-    output_audio_s: float = 0.0
 
 
 class CallDriver:
     """Upstream read loop + recycle, action performer, core timer, helper tasks (see module doc)."""
 
-    _logger = logging.getLogger("relay.media")  # subclasses set their area's logger
+    _logger = logging.getLogger("relay.call")  # subclasses set their area's logger
 
     def __init__(
         self,
