@@ -1,4 +1,4 @@
-"""The call layer: what both call edges (WebRTC, ``relay.media``; WebSocket, ``relay.edge``) share.
+"""The call layer: what both call edges (WebRTC, ``relay.media``; WebSocket, ``relay.wsedge``) share.
 
 It sits between the sans-I/O core (``relay.bridge``, ``relay.upstream.dialect``/``session``) and
 the edges; it imports neither edge (the edges import it). Modules, one job each:

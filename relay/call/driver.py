@@ -8,7 +8,7 @@ helper tasks for server tools and recycles (at most ``MAX_TOOL_TASKS``; cancelle
 teardown by ``_stop_helpers``).
 
 Subclasses are the edges: ``relay.media.call.Call`` (WebRTC: peer, data channel, media clock)
-and ``relay.edge.call.WsCall`` (a server client's WebSocket). They supply the hooks:
+and ``relay.wsedge.wscall.WsCall`` (a server client's WebSocket). They supply the hooks:
 
 - ``_send_device(event)``: how an event reaches the device (data channel vs WebSocket);
 - ``end(reason)``: how the call is stopped (each edge owns its tasks and teardown order);

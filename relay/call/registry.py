@@ -7,7 +7,7 @@ still being answered) -- are bounded on their own: ``max_half_open`` on the work
 client ids they carry. A call stops being half-open when its device connects
 (``connected``) or it ends.
 
-The registry holds calls of both edges (``relay.media.call.Call``, ``relay.wsedge.call.WsCall``):
+The registry holds calls of both edges (``relay.media.call.Call``, ``relay.wsedge.wscall.WsCall``):
 it is typed on ``LiveCall``, what it needs of a call, not on either edge's class.
 """
 

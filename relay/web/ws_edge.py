@@ -7,7 +7,7 @@ shape: 426 when the request is not a WebSocket upgrade, 401 ``missing_token`` /
 token id and per address, with the device-secret throttle's settings), 404
 ``assistant_not_found``, 503 ``capacity_exceeded`` / 429 ``too_many_calls`` (the media plane's
 call registry and limits: one mechanism for both edges). After the upgrade the client speaks
-the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.edge.call.WsCall``).
+the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.wsedge.wscall.WsCall``).
 
 Dialect, chosen at the handshake (``handshake_dialect``): ``OpenAI-Beta: realtime=v1`` -> beta (the
 SDK's beta client); else ``?dialect=beta|ga``; else the token's configured client dialect; else a
@@ -30,7 +30,6 @@ import uuid
 from aiohttp import web
 
 from relay.bridge.core import AUDIO_FORMATS
-from relay.edge.call import WsCall, WsCallConfig
 from relay.models import Device
 from relay.node.handoff import arrived_from_sibling
 from relay.node.state import choose_sibling
@@ -41,8 +40,9 @@ from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
 from relay.web.realtime import MEDIA, admit
 from relay.web.token_admin import OPENAPI as ADMIN_OPENAPI
+from relay.wsedge.wscall import WsCall, WsCallConfig
 
-log = logging.getLogger("relay.edge")
+log = logging.getLogger("relay.wsedge")
 
 #: the largest frame read at all; frames between ``device_event_max_bytes`` and this get an error
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)

@@ -9,7 +9,9 @@ strings. Rules:
 3. no import cycles between relay's modules, nor between its top-level packages (``relay.web``,
    ``relay.media``, ``relay.auth``, ...) except ``KNOWN_PACKAGE_CYCLES``;
 4. relay modules are imported by name, never by a string (``importlib.import_module`` with a computed
-   name only where ``DYNAMIC_IMPORTS`` says why).
+   name only where ``DYNAMIC_IMPORTS`` says why);
+5. the call layer (``relay.call``) imports neither edge nor the web layer, and the WebSocket edge
+   (``relay.wsedge``) does not import the WebRTC edge (``relay.media``): both edges stand on the call layer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ CORE = ("relay.bridge", "relay.upstream.dialect", "relay.upstream.session", "rel
 CORE_MAY_IMPORT = ("relay._fast",)
 
 WEB = "relay.web"
+CALL_LAYER = "relay.call"
+EDGES = ("relay.media", "relay.wsedge")
 WEB_IMPORTERS = {"relay.cli", "relay.__main__"}
 #: modules outside relay.web that still import it, and why (issue #13). The app API's HTTP handlers
 #: live in relay/app_api/ beside its operations; moving them under relay/web/ (and giving
@@ -216,3 +220,19 @@ def test_auth_is_a_domain_module() -> None:
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert not [m for m in imported if m.split(".")[0] == "aiohttp" or _in(m, WEB)], imported
+
+
+def test_the_call_layer_stands_below_both_edges() -> None:
+    assert {"relay.call.driver", "relay.call.registry", "relay.call.plane"} <= set(MODULES)
+    bad = [f"{m}:{line} imports {t}" for m, (edges, _) in GRAPH.items() if _in(m, CALL_LAYER)
+           for t, line in edges if any(_in(t, e) for e in (*EDGES, WEB))]
+    assert not bad, bad
+    # both edges' calls are drivers of the call layer
+    assert "relay.call.driver" in [t for t, _ in GRAPH["relay.media.call"][0]]
+    assert "relay.call.driver" in [t for t, _ in GRAPH["relay.wsedge.wscall"][0]]
+
+
+def test_the_websocket_edge_does_not_import_the_webrtc_edge() -> None:
+    bad = [f"{m}:{line} imports {t}" for m, (edges, _) in GRAPH.items() if _in(m, "relay.wsedge")
+           for t, line in edges if _in(t, "relay.media")]
+    assert not bad, bad

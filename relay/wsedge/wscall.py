@@ -49,7 +49,7 @@ from relay.call.metrics import MediaMetrics, bump
 from relay.call.ratelimit import TokenBucket
 from relay.call.usage import CallUsage
 
-log = logging.getLogger("relay.edge")
+log = logging.getLogger("relay.wsedge")
 
 FLUSH_TIMEOUT_S = 1.0  # last events to a client that is not reading are given up after this
 CLOSE_GRACE_S = 2.0  # a client not reading gets this long to read up to the close frame; then: reset
