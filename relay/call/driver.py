@@ -38,7 +38,7 @@ from relay.bridge import (
     SendUpstream,
 )
 from relay.bridge.core import error_event
-from relay.call.usage import CallUsage
+from relay.call.usage import AudioMeter, CallUsage
 
 MAX_TOOL_TASKS = 8  # helper tasks (server tools, recycles) in flight per call
 
@@ -57,6 +57,7 @@ class CallDriver:
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Any, CallUsage], Awaitable[None]] | None,
         on_finished: Callable[[Any], None],
+        audio_format: str,
     ) -> None:
         self.id = call_id
         self.device = device
@@ -67,6 +68,8 @@ class CallDriver:
         self._loop = asyncio.get_running_loop()
         self._log = {"session_id": call_id}
         self.usage = CallUsage(started_at=time.time())
+        #: counts audio seconds into ``usage`` (both edges, in the audio format spoken with the assistant)
+        self.meter = AudioMeter(self.usage, audio_format)
         self.end_reason: str | None = None
         self.core: CallCore | None = None
         self.upstream: Any = None

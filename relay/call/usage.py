@@ -1,6 +1,9 @@
 """What a call used, and its usage rows, written while it runs and at its end (both edges).
 
 ``CallUsage`` is a call's tally (tokens from the core's ``RecordUsage``, audio seconds both ways).
+``AudioMeter`` is the one place audio seconds are counted from audio bytes, for both edges: the
+WebRTC call's uplink chunks (raw bytes) and the WebSocket call's ``input_audio_buffer.append`` /
+audio deltas (base64), in the call's audio format.
 
 ``UsageBook`` (one per worker, owned by the call plane, ``relay.call.plane``) upserts one row per call
 (``relay.store.usage``): every ``usage_checkpoint_s`` one transaction with a row for
@@ -24,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from relay.bridge.core import AUDIO_FORMATS
 from relay.store.usage import UsageRow, record_usage_many, usage_row
 
 log = logging.getLogger("relay.store")
@@ -37,6 +41,34 @@ class CallUsage:
     output_tokens: int = 0
     input_audio_s: float = 0.0
     output_audio_s: float = 0.0
+
+
+def base64_size(text: str) -> int:
+    """The number of bytes ``text`` (base64, as in Realtime audio events) decodes to, without decoding it."""
+    n = len(text)
+    return n * 3 // 4 - (2 if text.endswith("==") else 1 if text.endswith("=") else 0)
+
+
+class AudioMeter:
+    """Counts a call's audio seconds into its ``CallUsage``: bytes in the call's audio format (``pcm16``,
+    ``g711_ulaw``, ``g711_alaw``) over that format's bytes per second."""
+
+    __slots__ = ("usage", "bytes_per_s")
+
+    def __init__(self, usage: CallUsage, audio_format: str) -> None:
+        self.usage = usage
+        self.bytes_per_s = AUDIO_FORMATS[audio_format][0] * 1000
+
+    def input(self, size: int) -> None:
+        """``size`` bytes of the device's audio went (or are held to go) to the assistant."""
+        self.usage.input_audio_s += size / self.bytes_per_s
+
+    def input_base64(self, text: str) -> None:
+        self.input(base64_size(text))
+
+    def output_base64(self, text: str) -> None:
+        """Audio to the device as base64 (the WebSocket edge's deltas; WebRTC counts the frames it plays)."""
+        self.usage.output_audio_s += base64_size(text) / self.bytes_per_s
 
 
 def _row(call: Any, usage: CallUsage) -> UsageRow:

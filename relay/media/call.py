@@ -113,7 +113,8 @@ class Call(CallDriver):
         downlink_fec: bool = False,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
-                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
+                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished,
+                         audio_format=codec.upstream_format)
         self.codec = codec
         self.config = config
         self.upstream_slow_notice_s = config.upstream_slow_notice_s
@@ -246,7 +247,7 @@ class Call(CallDriver):
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:
         if self.end_reason is not None:
             return
-        self.usage.input_audio_s += self.config.uplink_chunk_ms / 1000
+        self.meter.input(len(chunk))
         if not self._upstream_open or self.upstream is None:
             self._preconnect.append(chunk)
             return

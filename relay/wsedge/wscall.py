@@ -43,7 +43,7 @@ import orjson
 from aiohttp import web
 
 from relay.bridge import CallCore, RunServerTool
-from relay.bridge.core import AUDIO_FORMATS, error_event
+from relay.bridge.core import error_event
 from relay.call.driver import CallDriver
 from relay.call.metrics import MediaMetrics, bump
 from relay.call.ratelimit import TokenBucket
@@ -97,7 +97,8 @@ class WsCall(CallDriver):
         metrics: MediaMetrics | None = None,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
-                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
+                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished,
+                         audio_format=config.audio_format)
         self.ws = ws
         self._transport = transport  # the client's TCP transport (aborted when the client does not read)
         # the worker's call counters, shared with WebRTC calls (GET /metrics: relay_calls_*)
@@ -108,7 +109,6 @@ class WsCall(CallDriver):
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
                              device_dialect=config.client_dialect,
                              device_event_max_bytes=config.event_max_bytes, audio_over_events=True, log_id=call_id)
-        self._bytes_per_s = AUDIO_FORMATS[config.audio_format][0] * 1000
         self._events = TokenBucket(config.events_per_s, burst=max(1.0, config.events_per_s))
         self._bytes = TokenBucket(float(config.bytes_per_s), burst=float(max(config.bytes_per_s,
                                                                              config.event_max_bytes)))
@@ -259,14 +259,14 @@ class WsCall(CallDriver):
         if event.get("type") == "input_audio_buffer.append":
             audio = event.get("audio")
             if isinstance(audio, str):
-                self.usage.input_audio_s += len(audio) * 3 / 4 / self._bytes_per_s
+                self.meter.input_base64(audio)
         self.upstream.send(event)
 
     def _forward_device(self, event: dict[str, Any]) -> None:
         if event.get("type") in _AUDIO_DELTAS:
             delta = event.get("delta")
             if isinstance(delta, str):
-                self.usage.output_audio_s += len(delta) * 3 / 4 / self._bytes_per_s
+                self.meter.output_base64(delta)
         self._send_device(event)
 
     # -- teardown ------------------------------------------------------------------------
