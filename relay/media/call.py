@@ -31,7 +31,7 @@ import orjson
 
 from relay.bridge import CallCore, RunServerTool, append_event
 from relay.bridge.core import error_event
-from relay.call.driver import MAX_TOOL_TASKS, CallDriver
+from relay.call.driver import CallDriver
 from relay.call.metrics import MediaMetrics, bump
 from relay.call.ratelimit import TokenBucket
 from relay.call.usage import CallUsage
@@ -45,7 +45,7 @@ from relay.upstream import dialect as dl
 
 log = logging.getLogger("relay.media")
 
-__all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream"]
+__all__ = ["Call", "CallConfig", "Upstream"]
 
 DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms

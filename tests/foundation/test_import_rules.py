@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RELAY = ROOT / "relay"
 
 #: the sans-I/O core: events + ``now`` in, actions out (issue #13)
-CORE = ("relay.bridge", "relay.upstream.dialect", "relay.upstream.session", "relay.throttle")
+CORE = ("relay.bridge", "relay.upstream", "relay.throttle")
 CORE_MAY_IMPORT = ("relay._fast",)
 
 WEB = "relay.web"
