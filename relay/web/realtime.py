@@ -14,7 +14,6 @@ with the app (cleanup_ctx); shutdown drains live calls (``shutdown_timeout_s``) 
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -41,8 +40,6 @@ from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
 from relay.web.openapi import DEVICE_HEADERS
 from relay.web.sessions import server_timing
-
-log = logging.getLogger("relay.media")
 
 SDP_CONTENT_TYPE = "application/sdp"
 
