@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from relay.call.metrics import MediaMetrics
 from relay.client.codec import read_wav_pcm16, resample_pcm16
 from relay.media.codecs import OPUS
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusDecoder, OpusEncoder
 from relay.media.uplink import UplinkSink
 

@@ -23,12 +23,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCCertificate
 from busyloop import busy as busy_loop  # scripts/busyloop.py (this script's folder is on sys.path)
 
+from relay.call.metrics import MediaMetrics
 from relay.media import dtls, ice
 from relay.media import peer as peer_mod
 from relay.media.codecs import choose_audio_codec, parse_offer
 from relay.media.compat import ice as compat_ice
 from relay.media.downlink import DownlinkEncoder, PacketTrack
-from relay.media.metrics import MediaMetrics
 from relay.media.uplink import UplinkSink
 
 

@@ -123,7 +123,7 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
     add_app_parsers(things)
 
-    from relay.edge.admin import add_parsers as add_token_parsers  # API tokens (WebSocket edge, seed 003)
+    from relay.wsedge.token_cli import add_parsers as add_token_parsers  # API tokens (WebSocket edge, seed 003)
 
     add_token_parsers(things)
     _json_on_every_command(admin)
@@ -219,7 +219,7 @@ async def _run(args: argparse.Namespace, db: Database) -> tuple[str, Any]:
 
         return await run_app(args, db)
     if args.thing == "tokens":
-        from relay.edge.admin import run as run_tokens
+        from relay.wsedge.token_cli import run as run_tokens
 
         return await run_tokens(args, db)
     if args.thing == "workspaces":
@@ -366,7 +366,7 @@ async def _main(args: argparse.Namespace) -> int:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     elif isinstance(result, list):
         from relay.admin.app_api import COLUMNS as APP_COLUMNS
-        from relay.edge.admin import COLUMNS as TOKEN_COLUMNS
+        from relay.wsedge.token_cli import COLUMNS as TOKEN_COLUMNS
 
         print(_table(result, {**_COLUMNS, **APP_COLUMNS, **TOKEN_COLUMNS}[kind]) if result else _EMPTY.get(kind, f"(no {kind}s)"))
     else:

@@ -27,7 +27,7 @@ class SendDevice:
 
 @dataclass(frozen=True, slots=True)
 class RunServerTool:
-    """Run a server-side tool (``relay.bridge.tools.run_webhook_tool``) and feed the
+    """Run a server-side tool (``relay.call.tools.run_webhook_tool``) and feed the
     result back with ``CallCore.on_tool_result(call_id, output_json, now)``.
     ``arguments`` is the model's raw JSON argument string."""
 

@@ -7,7 +7,7 @@ The I/O edge around ``relay.bridge.CallCore`` (see its docstring for the contrac
 - the per-worker media clock calls ``tick(now)`` -> ``core.pull_frame(now)`` -> encode -> the track;
 - the core's actions are performed in order, synchronously (sends are queued, tools run in
   tasks the call owns) -- that machinery (upstream read loop and recycle, action performer, core
-  timer, helper tasks) is ``relay.media.driver.CallDriver``, shared with the WebSocket edge;
+  timer, helper tasks) is ``relay.call.driver.CallDriver``, shared with the WebSocket edge;
 - one timer handle for the core's next deadline, one for the connect timeout -- handles, not tasks.
 
 Lifecycle: ``start(offer)`` answers and spawns the call's one task (upstream connect + read
@@ -31,20 +31,21 @@ import orjson
 
 from relay.bridge import CallCore, RunServerTool, append_event
 from relay.bridge.core import error_event
+from relay.call.driver import CallDriver
+from relay.call.metrics import MediaMetrics, bump
+from relay.call.ratelimit import TokenBucket
+from relay.call.usage import CallUsage
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
 from relay.media.downlink import DownlinkEncoder, EncodeJob, PacketTrack
-from relay.media.driver import MAX_TOOL_TASKS, CallDriver, CallUsage
 from relay.media.liveness import DeviceLiveness
-from relay.media.metrics import MediaMetrics, bump
 from relay.media.peer import Peer
-from relay.media.ratelimit import TokenBucket
 from relay.media.uplink import UplinkSink
 from relay.upstream import dialect as dl
 
 log = logging.getLogger("relay.media")
 
-__all__ = ["MAX_TOOL_TASKS", "Call", "CallConfig", "CallUsage", "Upstream"]
+__all__ = ["Call", "CallConfig", "Upstream"]
 
 DTX_HANGOVER_TICKS = 5  # silent frames still sent after audio (lets the device's decoder fade out)
 DTX_KEEPALIVE_TICKS = 20  # during DTX, one silent frame every 400 ms
@@ -55,7 +56,7 @@ PRECONNECT_CHUNKS_MAX = 25  # uplink chunks kept while the upstream connects (1 
 
 
 class Upstream(Protocol):
-    """What the call needs of ``relay.upstream.client.UpstreamClient``."""
+    """What the call needs of ``relay.call.upstream.UpstreamClient``."""
 
     close_reason: str | None
 
@@ -112,7 +113,8 @@ class Call(CallDriver):
         downlink_fec: bool = False,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
-                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
+                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished,
+                         audio_format=codec.upstream_format)
         self.codec = codec
         self.config = config
         self.upstream_slow_notice_s = config.upstream_slow_notice_s
@@ -245,7 +247,7 @@ class Call(CallDriver):
     def _on_uplink_chunk(self, chunk: bytes, arrival_s: float) -> None:
         if self.end_reason is not None:
             return
-        self.usage.input_audio_s += self.config.uplink_chunk_ms / 1000
+        self.meter.input(len(chunk))
         if not self._upstream_open or self.upstream is None:
             self._preconnect.append(chunk)
             return

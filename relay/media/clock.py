@@ -39,8 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from relay.call.metrics import MediaMetrics
 from relay.media.downlink import EncodeJob, encode_jobs
-from relay.media.metrics import MediaMetrics
 
 log = logging.getLogger("relay.media")
 

@@ -51,9 +51,9 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from relay._fast import encode_batch, peak_abs
+from relay.call.metrics import MediaMetrics
 from relay.media import rtp_out
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import ENCODE_FN, OpusEncoder, OpusError, error_text
 from relay.media.rtp_out import DirectRtpSender
 from relay.media.uplink import G711_SILENCE

@@ -33,11 +33,11 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from relay.call.metrics import MediaMetrics, bump
 from relay.media import downlink, dtls, handshake, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
 from relay.media.compat import sctp_limit
 from relay.media.downlink import PacketTrack
-from relay.media.metrics import MediaMetrics, bump
 from relay.media.sdp_check import rejection_reason
 
 log = logging.getLogger("relay.media")

@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from relay.call.metrics import MediaMetrics
+from relay.call.ratelimit import TokenBucket
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusDecoder, OpusError
-from relay.media.ratelimit import TokenBucket
 from relay.media.rtp_in import DirectReceivePath
 
 log = logging.getLogger("relay.media")

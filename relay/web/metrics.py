@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 import relay
-from relay.media.metrics import LATENCY_BUCKETS_S, MediaMetrics, bump
+from relay.call.metrics import LATENCY_BUCKETS_S, MediaMetrics, bump
 from relay.node.handoff import arrived_from_sibling
 from relay.ops.counters import OPS, OpsCounters
 from relay.ops.exposition import CONTENT_TYPE, Exposition

@@ -1,4 +1,4 @@
-"""Operator management of the WebSocket edge's API tokens over HTTP (``relay admin tokens``: ``relay.edge.admin``).
+"""Operator management of the WebSocket edge's API tokens over HTTP (``relay admin tokens``: ``relay.wsedge.token_cli``).
 
 HTTP (mounted by ``relay.web.admin`` under ``/admin/v1/``, same bearer token and error shape):
 

@@ -7,7 +7,7 @@ shape: 426 when the request is not a WebSocket upgrade, 401 ``missing_token`` /
 token id and per address, with the device-secret throttle's settings), 404
 ``assistant_not_found``, 503 ``capacity_exceeded`` / 429 ``too_many_calls`` (the media plane's
 call registry and limits: one mechanism for both edges). After the upgrade the client speaks
-the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.edge.call.WsCall``).
+the OpenAI Realtime events (beta or GA) and relay runs the call (``relay.wsedge.wscall.WsCall``).
 
 Dialect, chosen at the handshake (``handshake_dialect``): ``OpenAI-Beta: realtime=v1`` -> beta (the
 SDK's beta client); else ``?dialect=beta|ga``; else the token's configured client dialect; else a
@@ -30,7 +30,6 @@ import uuid
 from aiohttp import web
 
 from relay.bridge.core import AUDIO_FORMATS
-from relay.edge.call import WsCall, WsCallConfig
 from relay.models import Device
 from relay.node.handoff import arrived_from_sibling
 from relay.node.state import choose_sibling
@@ -39,10 +38,11 @@ from relay.upstream import dialect as dl
 from relay.web.authn import authenticate_token
 from relay.web.errors import ApiError
 from relay.web.middleware import remote_address
-from relay.web.realtime import MEDIA, admit_call, tool_runner, upstream_factory, usage_recorder
+from relay.web.realtime import MEDIA, admit
 from relay.web.token_admin import OPENAPI as ADMIN_OPENAPI
+from relay.wsedge.wscall import WsCall, WsCallConfig
 
-log = logging.getLogger("relay.edge")
+log = logging.getLogger("relay.wsedge")
 
 #: the largest frame read at all; frames between ``device_event_max_bytes`` and this get an error
 #: event (the call goes on), larger ones are refused by the WebSocket layer (close 1009)
@@ -172,26 +172,19 @@ async def get_realtime_ws(request: web.Request) -> web.StreamResponse:
             proxied = await plane.siblings.proxy_websocket(target, request, remote_address(request), ws, handed)
             if proxied is not None:
                 return proxied
-    admit_call(plane, device.client_id, settings.max_calls_per_client, holder="token")
     call_id = "call_" + uuid.uuid4().hex
-    try:
-        await plane.admit_fleet(call_id, device, edge="websocket")
-    except BaseException:
-        plane.registry.release(device.client_id)
-        raise
+    await admit(plane, device, call_id, holder="token", edge="websocket")
     try:
         ws.headers["X-Session-Id"] = call_id
         await ws.prepare(request)
         call = WsCall(call_id=call_id, device=device, ws=ws, config=ws_call_config(settings, audio_format, client_dialect),
-                      upstream_factory=upstream_factory(plane), tool_runner=tool_runner(plane),
-                      usage_recorder=usage_recorder(request.app, device), on_finished=plane.call_finished,
+                      upstream_factory=plane.open_upstream, tool_runner=plane.run_tool,
+                      usage_recorder=plane.record_usage, on_finished=plane.call_finished,
                       transport=request.transport, metrics=plane.metrics)
     except BaseException:
-        plane.registry.release(device.client_id)
-        if plane.fleet is not None:
-            plane.fleet.release_soon(call_id)
+        plane.unadmit(device.client_id, call_id)
         raise
-    plane.registry.add(call)  # type: ignore[arg-type]  # a WsCall has what the registry uses of a Call
+    plane.registry.add(call)
     await call.run()
     return ws
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from relay.bridge.tools import ToolRefused, address_is_public, check_url, make_tool_session, run_webhook_tool
+from relay.call.tools import ToolRefused, address_is_public, check_url, make_tool_session, run_webhook_tool
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ strings. Rules:
 4. relay modules are imported by name, never by a string (``importlib.import_module`` with a computed
    name only where ``DYNAMIC_IMPORTS`` says why);
 5. the domain modules (``DOMAIN``) import neither aiohttp nor ``relay.web``; every folder of modules is a package.
+6. the call layer (``relay.call``) imports neither edge nor the web layer, and the WebSocket edge
+   (``relay.wsedge``) does not import the WebRTC edge (``relay.media``): both edges stand on the call layer.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 RELAY = ROOT / "relay"
 
 #: the sans-I/O core: events + ``now`` in, actions out (issue #13)
-CORE = ("relay.bridge", "relay.upstream.dialect", "relay.upstream.session", "relay.throttle")
+CORE = ("relay.bridge", "relay.upstream", "relay.throttle")
 CORE_MAY_IMPORT = ("relay._fast",)
 
 WEB = "relay.web"
+CALL_LAYER = "relay.call"
+EDGES = ("relay.media", "relay.wsedge")
 WEB_IMPORTERS = {"relay.cli", "relay.__main__"}
 #: modules allowed ``importlib.import_module(<computed name>)``, and why
 DYNAMIC_IMPORTS = {
@@ -213,3 +217,19 @@ def test_every_folder_of_modules_is_a_package() -> None:
     folders = {p.parent for p in RELAY.rglob("*.py")}
     bare = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
     assert not bare, bare
+
+
+def test_the_call_layer_stands_below_both_edges() -> None:
+    assert {"relay.call.driver", "relay.call.registry", "relay.call.plane"} <= set(MODULES)
+    bad = [f"{m}:{line} imports {t}" for m, (edges, _) in GRAPH.items() if _in(m, CALL_LAYER)
+           for t, line in edges if any(_in(t, e) for e in (*EDGES, WEB))]
+    assert not bad, bad
+    # both edges' calls are drivers of the call layer
+    assert "relay.call.driver" in [t for t, _ in GRAPH["relay.media.call"][0]]
+    assert "relay.call.driver" in [t for t, _ in GRAPH["relay.wsedge.wscall"][0]]
+
+
+def test_the_websocket_edge_does_not_import_the_webrtc_edge() -> None:
+    bad = [f"{m}:{line} imports {t}" for m, (edges, _) in GRAPH.items() if _in(m, "relay.wsedge")
+           for t, line in edges if _in(t, "relay.media")]
+    assert not bad, bad

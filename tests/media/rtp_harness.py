@@ -17,9 +17,9 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from relay.call.metrics import MediaMetrics
 from relay.media import ice, uplink
 from relay.media.codecs import AudioCodec, codec_preferences
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusEncoder
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from relay.call.metrics import MediaMetrics
 from relay.media.clock import MediaClock
-from relay.media.metrics import MediaMetrics
 
 
 class Counter:

@@ -14,10 +14,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCCertificate
 from OpenSSL import SSL
 
+from relay.call.metrics import MediaMetrics
 from relay.media import dtls
 from relay.media.clock import MediaClock
 from relay.media.compat import dtls as compat_dtls
-from relay.media.metrics import MediaMetrics
 
 from .test_peer import Loopback, connect_device, wait_for
 

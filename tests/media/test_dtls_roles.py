@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL
 
+from relay.call.metrics import MediaMetrics
 from relay.media import dtls
 from relay.media.clock import MediaClock
-from relay.media.metrics import MediaMetrics
 
 from .test_peer import Loopback, Tone, wait_for
 

@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
+from relay.call.metrics import MediaMetrics
 from relay.media import downlink
 from relay.media.clock import MediaClock
 from relay.media.codecs import OPUS, PCMA
 from relay.media.downlink import DownlinkEncoder, EncodeJob
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusDecoder, OpusError
 
 

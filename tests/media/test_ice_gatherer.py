@@ -9,10 +9,10 @@ import aioice.ice
 import pytest
 from aiortc import RTCSessionDescription
 
+from relay.call.metrics import MediaMetrics
 from relay.media import ice
 from relay.media.clock import MediaClock
 from relay.media.compat import ice as compat_ice
-from relay.media.metrics import MediaMetrics
 
 from .test_peer import Loopback, connect_device, wait_for
 

@@ -13,8 +13,8 @@ import socket
 import numpy as np
 from aiortc import RTCSessionDescription
 
+from relay.call.metrics import MediaMetrics
 from relay.media.clock import MediaClock
-from relay.media.metrics import MediaMetrics
 from relay.media.mux import IceMux
 from tests.media.test_peer import Loopback, connect_device, dominant_hz, wait_for
 

@@ -15,10 +15,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from av import AudioFrame
 
+from relay.call.metrics import MediaMetrics
 from relay.media.clock import MediaClock
 from relay.media.codecs import choose_audio_codec, parse_offer
 from relay.media.downlink import DownlinkEncoder, PacketTrack
-from relay.media.metrics import MediaMetrics
 from relay.media.peer import Peer
 from relay.media.uplink import UplinkSink
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
+from relay.call.metrics import MediaMetrics
 from relay.media.codecs import OPUS, PCMU
-from relay.media.metrics import MediaMetrics
 from tests.e2e.conftest import relay as e2e_relay  # noqa: F401 -- the e2e fixtures: a real relay app, leak-checked
 from tests.e2e.conftest import relay_factory  # noqa: F401
 from tests.media import rtp_harness as h

@@ -15,8 +15,8 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.call.metrics import MediaMetrics
 from relay.media.clock import MediaClock
-from relay.media.metrics import MediaMetrics
 from relay.media.rtp_out import RtpWriter, make_writer, ntp_time
 from tests.media.test_peer import Loopback, connect_device, dominant_hz, wait_for
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from relay.bridge import CallCore
+from relay.media.plane import call_config
 from relay.settings import load_settings
-from relay.web.realtime import call_config
 
 
 def test_setting_reaches_call_config_and_defaults_to_20_ms() -> None:

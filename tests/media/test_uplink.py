@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from relay.call.metrics import MediaMetrics
 from relay.media.codecs import OPUS, PCMU
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusEncoder
 from relay.media.uplink import UplinkSink
 
@@ -101,7 +101,7 @@ def test_packet_flood_is_dropped_before_decoding():
 
 
 def test_token_bucket():
-    from relay.media.ratelimit import TokenBucket
+    from relay.call.ratelimit import TokenBucket
 
     bucket = TokenBucket(10, burst=5)
     assert [bucket.allow(0.0) for _ in range(6)] == [True] * 5 + [False]

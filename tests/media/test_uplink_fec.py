@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bench import fidelity as fi
+from relay.call.metrics import MediaMetrics
 from relay.media.codecs import OPUS
-from relay.media.metrics import MediaMetrics
 from relay.media.opus import OpusDecoder, OpusEncoder
 from relay.media.uplink import UplinkSink
 

@@ -3,7 +3,7 @@ one latency sample (histogram bucket included) and one full scrape rendering."""
 
 from __future__ import annotations
 
-from relay.media.metrics import LatencySamples
+from relay.call.metrics import LatencySamples
 from tests.conftest import base_settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.media.metrics import LATENCY_BUCKETS_S, LatencySamples
+from relay.call.metrics import LATENCY_BUCKETS_S, LatencySamples
 from relay.ops.counters import bump
 from relay.ops.exposition import Exposition
 from tests.ops.promtext import ParseError, parse
@@ -79,8 +79,8 @@ async def test_clock_stall_is_counted_as_late_ticks_and_one_stall() -> None:
     import asyncio
     import time
 
+    from relay.call.metrics import MediaMetrics
     from relay.media.clock import MediaClock
-    from relay.media.metrics import MediaMetrics
 
     metrics = MediaMetrics()
     clock = MediaClock(metrics)

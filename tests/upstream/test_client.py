@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 
 from relay.assistant import start_local_assistant
+from relay.call.upstream import UpstreamClient, UpstreamError, connect_request
 from relay.models import Assistant
-from relay.upstream.client import UpstreamClient, UpstreamError, connect_request
 from relay.upstream.session import session_update
 
 
@@ -172,7 +172,7 @@ async def big_frame_server():
 
 async def test_oversized_upstream_frame_has_a_clear_reason(big_frame_server: str, monkeypatch) -> None:
     """Issue 14, item 9: the call ended with "upstream error: None"."""
-    from relay.upstream import client as client_mod
+    from relay.call import upstream as client_mod
 
     monkeypatch.setattr(client_mod, "MAX_UPSTREAM_MESSAGE_BYTES", 1024)
     async with aiohttp.ClientSession() as http:

@@ -18,8 +18,8 @@ import pytest
 from relay._fast import alaw_encode, ulaw_encode
 from relay.assistant import start_local_assistant
 from relay.bridge import CallCore, EndCall, SendDevice, SendUpstream, append_event
+from relay.call.upstream import UpstreamClient, connect_request
 from relay.models import Assistant
-from relay.upstream.client import UpstreamClient, connect_request
 
 WAIT_S = 10.0  # safety net only
 

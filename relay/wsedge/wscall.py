@@ -10,7 +10,7 @@ Tasks, all owned by the call: the HTTP handler's task runs ``run()`` (waits for 
 tears down), one reader task (client -> core), one upstream task (connect + upstream -> core),
 one writer task (a bounded byte backlog -> the client socket), and helper tasks for server
 tools and upstream recycles (the upstream session, the action performer, the core timer and the
-helper tasks are ``relay.media.driver.CallDriver``, shared with WebRTC calls; this class adds the
+helper tasks are ``relay.call.driver.CallDriver``, shared with WebRTC calls; this class adds the
 client socket and the audio-seconds usage). ``end(reason)`` may be called from anywhere; the teardown runs
 once, in its own shielded task: stop the upstream reader and tools, flush the last events (an
 ``error`` first when the call failed), stop reading and close the client socket with a close
@@ -21,7 +21,7 @@ dropped, the close frame is written without waiting for the socket to drain, the
 ``CLOSE_GRACE_S`` to read up to it and answer, then the transport is aborted (reset). The writer
 task is never cancelled while it waits for the socket to drain: aiohttp shares one drain future
 among its waiters, so cancelling one would cancel the close's wait too.
-The object has what ``relay.media.registry.CallRegistry`` needs (``id``, ``device``,
+The object has what ``relay.call.registry.CallRegistry`` needs (``id``, ``device``,
 ``end_with_error``, ``wait_closed``, ``closed``), so both edges share one registry and its limits.
 """
 
@@ -43,12 +43,13 @@ import orjson
 from aiohttp import web
 
 from relay.bridge import CallCore, RunServerTool
-from relay.bridge.core import AUDIO_FORMATS, error_event
-from relay.media.driver import CallDriver, CallUsage
-from relay.media.metrics import MediaMetrics, bump
-from relay.media.ratelimit import TokenBucket
+from relay.bridge.core import error_event
+from relay.call.driver import CallDriver
+from relay.call.metrics import MediaMetrics, bump
+from relay.call.ratelimit import TokenBucket
+from relay.call.usage import CallUsage
 
-log = logging.getLogger("relay.edge")
+log = logging.getLogger("relay.wsedge")
 
 FLUSH_TIMEOUT_S = 1.0  # last events to a client that is not reading are given up after this
 CLOSE_GRACE_S = 2.0  # a client not reading gets this long to read up to the close frame; then: reset
@@ -96,7 +97,8 @@ class WsCall(CallDriver):
         metrics: MediaMetrics | None = None,
     ) -> None:
         super().__init__(call_id=call_id, device=device, upstream_factory=upstream_factory,
-                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished)
+                         tool_runner=tool_runner, usage_recorder=usage_recorder, on_finished=on_finished,
+                         audio_format=config.audio_format)
         self.ws = ws
         self._transport = transport  # the client's TCP transport (aborted when the client does not read)
         # the worker's call counters, shared with WebRTC calls (GET /metrics: relay_calls_*)
@@ -107,7 +109,6 @@ class WsCall(CallDriver):
                              max_call_s=config.max_call_s, recycle_after_s=config.recycle_after_s,
                              device_dialect=config.client_dialect,
                              device_event_max_bytes=config.event_max_bytes, audio_over_events=True, log_id=call_id)
-        self._bytes_per_s = AUDIO_FORMATS[config.audio_format][0] * 1000
         self._events = TokenBucket(config.events_per_s, burst=max(1.0, config.events_per_s))
         self._bytes = TokenBucket(float(config.bytes_per_s), burst=float(max(config.bytes_per_s,
                                                                              config.event_max_bytes)))
@@ -258,14 +259,14 @@ class WsCall(CallDriver):
         if event.get("type") == "input_audio_buffer.append":
             audio = event.get("audio")
             if isinstance(audio, str):
-                self.usage.input_audio_s += len(audio) * 3 / 4 / self._bytes_per_s
+                self.meter.input_base64(audio)
         self.upstream.send(event)
 
     def _forward_device(self, event: dict[str, Any]) -> None:
         if event.get("type") in _AUDIO_DELTAS:
             delta = event.get("delta")
             if isinstance(delta, str):
-                self.usage.output_audio_s += len(delta) * 3 / 4 / self._bytes_per_s
+                self.meter.output_base64(delta)
         self._send_device(event)
 
     # -- teardown ------------------------------------------------------------------------

@@ -6,6 +6,9 @@ still being answered) -- are bounded on their own: ``max_half_open`` on the work
 (each holds a slot until ``ice_connect_timeout_s``) cannot fill the worker, whatever
 client ids they carry. A call stops being half-open when its device connects
 (``connected``) or it ends.
+
+The registry holds calls of both edges (``relay.media.call.Call``, ``relay.wsedge.wscall.WsCall``):
+it is typed on ``LiveCall``, what it needs of a call, not on either edge's class.
 """
 
 from __future__ import annotations
@@ -13,10 +16,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any, Protocol
 
-from relay.media.call import Call
+log = logging.getLogger("relay.call")
 
-log = logging.getLogger("relay.media")
+
+class LiveCall(Protocol):
+    """What the registry (and the worker's services around it) need of a live call, whichever its edge."""
+
+    id: str
+    device: Any  # relay.models.Device (its ``client_id``)
+    end_reason: str | None
+
+    def end_with_error(self, reason: str, message: str, type_: str = ...) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...
 
 
 class CallLimitReached(Exception):
@@ -42,7 +59,7 @@ class CallRegistry:
         self.max_calls_per_client = max_calls_per_client  # 0: no per-client limit
         self.max_half_open = max_half_open or max_calls  # 0: only max_calls
         self.max_half_open_per_address = max_half_open_per_address  # 0: no per-address limit
-        self._calls: dict[str, Call] = {}
+        self._calls: dict[str, LiveCall] = {}
         self._pending = 0  # admitted, still answering
         self._per_client: dict[str, int] = {}  # live + pending calls per client id
         self._half_open: dict[str, str] = {}  # call id -> address, answered but not connected
@@ -67,10 +84,10 @@ class CallRegistry:
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._calls
 
-    def get(self, call_id: str) -> Call | None:
+    def get(self, call_id: str) -> LiveCall | None:
         return self._calls.get(call_id)
 
-    def calls(self) -> list[Call]:
+    def calls(self) -> list[LiveCall]:
         return list(self._calls.values())
 
     @property
@@ -106,7 +123,7 @@ class CallRegistry:
             self._forget_address(address)
         self._changed()
 
-    def add(self, call: Call, address: str | None = None) -> None:
+    def add(self, call: LiveCall, address: str | None = None) -> None:
         """Register an answered call (turns its reservation into a live call, half-open with ``address``)."""
         self._pending -= 1
         self._calls[call.id] = call
@@ -114,13 +131,13 @@ class CallRegistry:
             self._half_open_pending -= 1
             self._half_open[call.id] = address
 
-    def connected(self, call: Call) -> None:
+    def connected(self, call: LiveCall) -> None:
         """The call's device connected: no longer half-open."""
         address = self._half_open.pop(call.id, None)
         if address is not None:
             self._forget_address(address)
 
-    def remove(self, call: Call) -> None:
+    def remove(self, call: LiveCall) -> None:
         if self._calls.pop(call.id, None) is not None:
             self._forget_client(getattr(call.device, "client_id", ""))
             self.connected(call)

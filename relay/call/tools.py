@@ -22,7 +22,7 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-log = logging.getLogger("relay.bridge.tools")
+log = logging.getLogger("relay.call.tools")
 
 
 class ToolRefused(Exception):

@@ -1,6 +1,11 @@
-"""Usage of every call, written while it runs and at its end (both edges).
+"""What a call used, and its usage rows, written while it runs and at its end (both edges).
 
-``UsageBook`` (one per worker, ``app[USAGE]``) upserts one row per call
+``CallUsage`` is a call's tally (tokens from the core's ``RecordUsage``, audio seconds both ways).
+``AudioMeter`` is the one place audio seconds are counted from audio bytes, for both edges: the
+WebRTC call's uplink chunks (raw bytes) and the WebSocket call's ``input_audio_buffer.append`` /
+audio deltas (base64), in the call's audio format.
+
+``UsageBook`` (one per worker, owned by the call plane, ``relay.call.plane``) upserts one row per call
 (``relay.store.usage``): every ``usage_checkpoint_s`` one transaction with a row for
 each live call (``call.checkpoint_usage(now)``: what it has used so far), and the final
 row when the call ends. A ``relay serve`` killed (kill -9, OOM, power) so loses at most
@@ -16,19 +21,54 @@ final row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from relay.media.driver import CallUsage
+from relay.bridge.core import AUDIO_FORMATS
 from relay.store.usage import UsageRow, record_usage_many, usage_row
-from relay.web import keys
 
 log = logging.getLogger("relay.store")
+
+
+@dataclass
+class CallUsage:
+    started_at: float
+    ended_at: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_audio_s: float = 0.0
+    output_audio_s: float = 0.0
+
+
+def base64_size(text: str) -> int:
+    """The number of bytes ``text`` (base64, as in Realtime audio events) decodes to, without decoding it."""
+    n = len(text)
+    return n * 3 // 4 - (2 if text.endswith("==") else 1 if text.endswith("=") else 0)
+
+
+class AudioMeter:
+    """Counts a call's audio seconds into its ``CallUsage``: bytes in the call's audio format (``pcm16``,
+    ``g711_ulaw``, ``g711_alaw``) over that format's bytes per second."""
+
+    __slots__ = ("usage", "bytes_per_s")
+
+    def __init__(self, usage: CallUsage, audio_format: str) -> None:
+        self.usage = usage
+        self.bytes_per_s = AUDIO_FORMATS[audio_format][0] * 1000
+
+    def input(self, size: int) -> None:
+        """``size`` bytes of the device's audio went (or are held to go) to the assistant."""
+        self.usage.input_audio_s += size / self.bytes_per_s
+
+    def input_base64(self, text: str) -> None:
+        self.input(base64_size(text))
+
+    def output_base64(self, text: str) -> None:
+        """Audio to the device as base64 (the WebSocket edge's deltas; WebRTC counts the frames it plays)."""
+        self.usage.output_audio_s += base64_size(text) / self.bytes_per_s
 
 
 def _row(call: Any, usage: CallUsage) -> UsageRow:
@@ -79,38 +119,3 @@ class UsageBook:
                 log.exception("usage checkpoint failed")
             next_at = max(next_at, loop.time())  # a slow database delays, never bunches, checkpoints
 
-
-USAGE = web.AppKey("usage_book", UsageBook)
-
-
-def usage_ctx(calls: Callable[[web.Application], Iterable[Any]]) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The cleanup_ctx running the worker's ``UsageBook`` over ``calls(app)`` (the live calls; after the
-    database opened, before the media plane: at cleanup the plane's calls end, and are recorded, before
-    the book stops)."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        db = app.get(keys.DB)
-        if db is None:
-            yield
-            return
-        checkpoint_s = app[keys.SETTINGS].usage_checkpoint_s
-        book = app[USAGE] = UsageBook(db, lambda: calls(app), checkpoint_s)
-        task = asyncio.create_task(book.run(), name="usage checkpoints") if checkpoint_s > 0 else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    return ctx
-
-
-def final_recorder(app: web.Application) -> Callable[[Any, CallUsage], Awaitable[None]]:
-    async def record(call: Any, usage: CallUsage) -> None:
-        book = app.get(USAGE)
-        if book is not None:
-            await book.record_final(call, usage)
-
-    return record

@@ -8,7 +8,7 @@ helper tasks for server tools and recycles (at most ``MAX_TOOL_TASKS``; cancelle
 teardown by ``_stop_helpers``).
 
 Subclasses are the edges: ``relay.media.call.Call`` (WebRTC: peer, data channel, media clock)
-and ``relay.edge.call.WsCall`` (a server client's WebSocket). They supply the hooks:
+and ``relay.wsedge.wscall.WsCall`` (a server client's WebSocket). They supply the hooks:
 
 - ``_send_device(event)``: how an event reaches the device (data channel vs WebSocket);
 - ``end(reason)``: how the call is stopped (each edge owns its tasks and teardown order);
@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,24 +38,15 @@ from relay.bridge import (
     SendUpstream,
 )
 from relay.bridge.core import error_event
+from relay.call.usage import AudioMeter, CallUsage
 
 MAX_TOOL_TASKS = 8  # helper tasks (server tools, recycles) in flight per call
-
-
-@dataclass
-class CallUsage:
-    started_at: float
-    ended_at: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    input_audio_s: float = 0.0
-    output_audio_s: float = 0.0
 
 
 class CallDriver:
     """Upstream read loop + recycle, action performer, core timer, helper tasks (see module doc)."""
 
-    _logger = logging.getLogger("relay.media")  # subclasses set their area's logger
+    _logger = logging.getLogger("relay.call")  # subclasses set their area's logger
 
     def __init__(
         self,
@@ -67,6 +57,7 @@ class CallDriver:
         tool_runner: Callable[[RunServerTool], Awaitable[str]],
         usage_recorder: Callable[[Any, CallUsage], Awaitable[None]] | None,
         on_finished: Callable[[Any], None],
+        audio_format: str,
     ) -> None:
         self.id = call_id
         self.device = device
@@ -77,6 +68,8 @@ class CallDriver:
         self._loop = asyncio.get_running_loop()
         self._log = {"session_id": call_id}
         self.usage = CallUsage(started_at=time.time())
+        #: counts audio seconds into ``usage`` (both edges, in the audio format spoken with the assistant)
+        self.meter = AudioMeter(self.usage, audio_format)
         self.end_reason: str | None = None
         self.core: CallCore | None = None
         self.upstream: Any = None
