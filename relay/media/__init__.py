@@ -19,7 +19,8 @@ which never imports it. Modules, one job each:
 - ``ice``        -- ICE configuration: no public STUN, host-address allowlist, public IP, port range.
 - ``dtls``       -- one DTLS certificate per worker (rotated), the cipher suites.
 - ``handshake``  -- why a device's ICE/DTLS/SCTP handshake failed; a faster first DTLS flight.
-- ``sctp_limit`` -- data-channel messages refused while SCTP reassembles them (per-instance hook).
 - ``liveness``   -- ``DeviceLiveness``: is anything still arriving from a WebRTC device?
-- ``compat``     -- the compatibility room: the table of aiortc/aioice internals relay touches, checked at start-up.
+- ``compat``     -- the compatibility room (a package): the table of aiortc/aioice internals relay touches,
+  checked and installed once at start-up; the patches, per instance where aiortc has a door (ICE host
+  addresses, the DTLS certificate, handshake hooks, the SCTP reassembly limit, the device SDK's tap).
 """
