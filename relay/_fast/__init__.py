@@ -46,7 +46,7 @@ if NO_EXTENSIONS:
     from relay._fast.playout_py import PlayoutBuffer
     from relay._fast.resample_py import Resampler
     from relay._fast.rtpin_py import StreamStats, parse_rtp
-    from relay._fast.udpbatch_py import BatchReceiver, send_batch
+    from relay._fast.udpbatch_py import BatchReceiver, MuxReceiver, send_batch
 
     COMPILED = False
 else:
@@ -65,7 +65,7 @@ else:
         from relay._fast.playout import PlayoutBuffer
         from relay._fast.resample import Resampler
         from relay._fast.rtpin import StreamStats, parse_rtp
-        from relay._fast.udpbatch import BatchReceiver, send_batch
+        from relay._fast.udpbatch import BatchReceiver, MuxReceiver, send_batch
     except ImportError as exc:
         raise ImportError(
             "relay._fast: the compiled Cython kernels are not built or failed to load "
@@ -77,6 +77,7 @@ else:
 
 __all__ = [
     "BatchReceiver",
+    "MuxReceiver",
     "COMPILED",
     "NO_EXTENSIONS",
     "PlayoutBuffer",

@@ -9,9 +9,11 @@ suffix here, unlike ``recvfrom``; its scope id is in the tuple).
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
+
+from relay._fast.rtpin cimport RtpHeader, StreamStats, rtp_header
 
 import os as _os
 import socket as _socket
@@ -119,13 +121,14 @@ cdef class BatchReceiver:
         self._msgs = <mmsghdr*>malloc(max_datagrams * sizeof(mmsghdr))
         self._iov = <iovec*>malloc(max_datagrams * sizeof(iovec))
         self._names = <sockaddr_storage*>malloc(max_datagrams * sizeof(sockaddr_storage))
-        self._buf = <char*>malloc(<size_t>max_datagrams * max_bytes)
+        cdef size_t stride = (<size_t>max_bytes + 15) & ~(<size_t>15)  # each datagram 16-byte aligned (libsrtp)
+        self._buf = <char*>malloc(<size_t>max_datagrams * stride)
         if not (self._msgs and self._iov and self._names and self._buf):
             raise MemoryError()
         memset(self._msgs, 0, max_datagrams * sizeof(mmsghdr))
         cdef int i
         for i in range(max_datagrams):
-            self._iov[i].iov_base = self._buf + <size_t>i * max_bytes
+            self._iov[i].iov_base = self._buf + <size_t>i * stride
             self._iov[i].iov_len = max_bytes
             self._msgs[i].msg_hdr.msg_iov = &self._iov[i]
             self._msgs[i].msg_hdr.msg_iovlen = 1
@@ -242,3 +245,319 @@ def send_batch(sock, list datagrams):
         free(msgs)
         free(iov)
         free(names)
+
+
+# -- the compiled receive path of the worker's ICE port ------------------------------------------------
+
+ctypedef int (*unprotect_fn)(void* ctx, void* hdr, int* len_ptr) noexcept nogil
+
+cdef struct Entry:  # one bound IPv4 source address (open addressing, linear probing)
+    uint64_t key  # 0: empty; TOMBSTONE: deleted; else 1 << 48 | s_addr << 16 | port (network order s_addr)
+    int slot
+    double last_rx_s
+
+cdef struct Slot:
+    bint used
+    bint armed
+    void* srtp
+    uint32_t ssrc
+    uint64_t pt_mask[2]
+    int64_t packets
+    int64_t octets
+    int64_t srtp_dropped
+    int64_t rtp_dropped
+    bint paused
+    uint64_t held_batch  # the batch in which SRTP/SRTCP of this slot went Python's way
+
+DEF TOMBSTONE = 1
+DEF MAX_SRTP_BYTES = 1500  # pylibsrtp's limit: longer ones go the Python way (which drops them)
+DEF TABLE_MIN = 64
+DEF MAX_SLOTS = 1 << 20
+
+cdef unprotect_fn _unprotect = NULL
+
+
+cdef void _load_srtp() except *:
+    global _unprotect
+    if _unprotect == NULL:
+        from relay._fast.srtp import unprotect_address
+        _unprotect = <unprotect_fn><uintptr_t>unprotect_address()
+
+
+cdef inline uint64_t _key(uint32_t s_addr, uint16_t port_be) noexcept nogil:
+    return (<uint64_t>1 << 48) | (<uint64_t>s_addr << 16) | ntohs(port_be)
+
+
+cdef inline uint64_t _hash(uint64_t key) noexcept nogil:
+    key ^= key >> 33
+    key *= <uint64_t>0xff51afd7ed558ccd
+    key ^= key >> 33
+    return key
+
+
+cdef class MuxReceiver(BatchReceiver):
+    """``BatchReceiver`` plus the compiled SRTP audio path (contract: ``udpbatch_py.MuxReceiver``)."""
+    cdef Entry* _table
+    cdef Py_ssize_t _capacity
+    cdef Py_ssize_t _filled  # entries in use or tombstones
+    cdef Py_ssize_t _count
+    cdef Slot* _slots
+    cdef int _nslots
+    cdef list _free
+    cdef list _objects  # per slot: (session, stats, push) while armed, else None
+    cdef readonly int64_t push_errors
+    cdef uint64_t _batch
+    cdef readonly int received  # datagrams the last recv() read (taken or handed back)
+    cdef public object last_push_error
+
+    def __cinit__(self, int max_datagrams=64, int max_bytes=2048):
+        self._capacity = TABLE_MIN
+        self._table = <Entry*>calloc(TABLE_MIN, sizeof(Entry))
+        self._nslots = 0
+        self._slots = NULL
+        self._free = []
+        self._objects = []
+        self.last_push_error = None
+        if self._table == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self._table)
+        free(self._slots)
+
+    # -- slots ------------------------------------------------------------------
+    def new_slot(self):
+        cdef int slot
+        cdef Slot* grown
+        if self._free:
+            slot = self._free.pop()
+        else:
+            if self._nslots >= MAX_SLOTS:
+                raise RuntimeError("too many slots")
+            grown = <Slot*>realloc(self._slots, (self._nslots + 1) * sizeof(Slot))
+            if grown == NULL:
+                raise MemoryError()
+            self._slots = grown
+            slot = self._nslots
+            self._nslots += 1
+            self._objects.append(None)
+        memset(&self._slots[slot], 0, sizeof(Slot))
+        self._slots[slot].used = True
+        return slot
+
+    cdef Slot* _slot(self, int slot) except NULL:
+        if not 0 <= slot < self._nslots or not self._slots[slot].used:
+            raise KeyError(f"no slot {slot}")
+        return &self._slots[slot]
+
+    def free_slot(self, int slot):
+        cdef Py_ssize_t i
+        self._slot(slot)
+        for i in range(self._capacity):
+            if self._table[i].key > TOMBSTONE and self._table[i].slot == slot:
+                self._table[i].key = TOMBSTONE
+                self._count -= 1
+        self._slots[slot].used = False
+        self._slots[slot].armed = False
+        self._objects[slot] = None
+        self._free.append(slot)
+
+    def arm(self, int slot, session, payload_types, int ssrc_, stats, push):
+        cdef Slot* s = self._slot(slot)
+        cdef int pt
+        _load_srtp()
+        if not isinstance(stats, StreamStats):
+            raise TypeError("stats must be a relay._fast StreamStats")
+        from relay._fast.srtp import session_address
+        s.srtp = <void*><uintptr_t>session_address(session)
+        s.ssrc = <uint32_t>ssrc_
+        s.pt_mask[0] = s.pt_mask[1] = 0
+        for pt in payload_types:
+            if not 0 <= pt < 128:
+                raise ValueError("payload types are 0..127")
+            s.pt_mask[pt >> 6] |= <uint64_t>1 << (pt & 63)
+        self._objects[slot] = (session, stats, push)  # the session outlives its use here
+        s.armed = True
+
+    def disarm(self, int slot):
+        cdef Slot* s = self._slot(slot)
+        s.armed = False
+        s.paused = False
+        self._objects[slot] = None
+
+    def pause(self, int slot):
+        self._slot(slot).paused = True
+
+    def resume(self, int slot):
+        self._slot(slot).paused = False
+
+    def taking(self, int slot):
+        """Whether the compiled path takes this slot's audio now (armed, not paused)."""
+        cdef Slot* s = self._slot(slot)
+        return s.armed and not s.paused
+
+    def take_counts(self, int slot):
+        cdef Slot* s = self._slot(slot)
+        out = (s.packets, s.octets, s.srtp_dropped, s.rtp_dropped)
+        s.packets = s.octets = s.srtp_dropped = s.rtp_dropped = 0
+        return out
+
+    # -- the address table --------------------------------------------------------
+    cdef Entry* _find(self, uint64_t key) noexcept nogil:
+        cdef Py_ssize_t mask = self._capacity - 1
+        cdef Py_ssize_t i = _hash(key) & mask
+        while self._table[i].key != 0:
+            if self._table[i].key == key:
+                return &self._table[i]
+            i = (i + 1) & mask
+        return NULL
+
+    cdef int _grow(self) except -1:
+        cdef Entry* old = self._table
+        cdef Py_ssize_t old_capacity = self._capacity, i, j, mask
+        cdef Py_ssize_t capacity = old_capacity
+        if (self._count + 1) * 4 >= capacity:  # keep the load under 1/2 after the move
+            capacity *= 2
+        self._table = <Entry*>calloc(capacity, sizeof(Entry))
+        if self._table == NULL:
+            self._table = old
+            raise MemoryError()
+        self._capacity = capacity
+        mask = capacity - 1
+        for i in range(old_capacity):
+            if old[i].key > TOMBSTONE:
+                j = _hash(old[i].key) & mask
+                while self._table[j].key != 0:
+                    j = (j + 1) & mask
+                self._table[j] = old[i]
+        self._filled = self._count
+        free(old)
+        return 0
+
+    cdef uint64_t _addr_key(self, host, port) except 0:
+        s_addr = _v4_parsed.get(host) if isinstance(host, str) else None
+        if s_addr is None:
+            if not isinstance(host, str) or ":" in host:
+                return TOMBSTONE  # not IPv4: never bound here
+            packed = _packed(_socket.AF_INET, host)
+            s_addr = (<uint32_t*>PyBytes_AS_STRING(packed))[0]
+        if not 0 <= port <= 65535:
+            raise ValueError("port must be 0..65535")
+        return _key(<uint32_t>s_addr, htons(<uint16_t>port))
+
+    def bind(self, host, port, int slot):
+        cdef uint64_t key = self._addr_key(host, port)
+        cdef Entry* e
+        cdef Py_ssize_t mask, i
+        self._slot(slot)
+        if key == TOMBSTONE:
+            return False
+        e = self._find(key)
+        if e == NULL:
+            if (self._filled + 1) * 2 > self._capacity:
+                self._grow()
+            mask = self._capacity - 1
+            i = _hash(key) & mask
+            while self._table[i].key > TOMBSTONE:
+                i = (i + 1) & mask
+            e = &self._table[i]
+            if e.key == 0:
+                self._filled += 1
+            e.key = key
+            e.last_rx_s = 0.0
+            self._count += 1
+        e.slot = slot
+        return True
+
+    def unbind(self, host, port):
+        cdef uint64_t key = self._addr_key(host, port)
+        cdef Entry* e
+        if key == TOMBSTONE:
+            return
+        e = self._find(key)
+        if e != NULL:
+            e.key = TOMBSTONE
+            self._count -= 1
+
+    def bound(self, host, port):
+        """The slot ``(host, port)`` is bound to, or None."""
+        cdef uint64_t key = self._addr_key(host, port)
+        cdef Entry* e = self._find(key) if key != TOMBSTONE else NULL
+        return None if e == NULL else e.slot
+
+    def last_rx(self, host, port):
+        """When the compiled path last took a datagram from ``(host, port)`` (``recv``'s ``now_s``), or 0.0."""
+        cdef uint64_t key = self._addr_key(host, port)
+        cdef Entry* e = self._find(key) if key != TOMBSTONE else NULL
+        return 0.0 if e == NULL else e.last_rx_s
+
+    def __len__(self):
+        return self._count
+
+    # -- receive --------------------------------------------------------------------
+    def recv(self, sock, double now_s, double wall_s):
+        cdef int fd = sock.fileno()
+        cdef int i, n, err, rc, length, b1, slot
+        cdef unsigned char* p
+        cdef sockaddr_in* v4
+        cdef Entry* e
+        cdef Slot* s
+        cdef RtpHeader h
+        cdef uint32_t ssrc_
+        cdef list out = []
+        cdef object objects
+        if fd < 0:
+            raise OSError(9, "Bad file descriptor")
+        for i in range(self.max_datagrams):
+            self._msgs[i].msg_hdr.msg_name = &self._names[i]
+            self._msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+            self._msgs[i].msg_hdr.msg_flags = 0
+        self.received = 0
+        with nogil:
+            n = recvmmsg(fd, self._msgs, self.max_datagrams, MSG_DONTWAIT, NULL)
+            err = errno
+        if n < 0:
+            if err == EAGAIN or err == EINTR:
+                return out
+            raise OSError(err, _os.strerror(err))
+        self.received = n
+        self._batch += 1
+        for i in range(n):
+            p = <unsigned char*>self._iov[i].iov_base
+            length = self._msgs[i].msg_len
+            e = NULL
+            if self._names[i].ss_family == AF_INET and self._count and 127 < p[0] < 192 and length > 0:
+                v4 = <sockaddr_in*>&self._names[i]
+                e = self._find(_key(v4.sin_addr.s_addr, v4.sin_port))
+            if e == NULL:
+                out.append((PyBytes_FromStringAndSize(<char*>p, length), _addr_of(&self._names[i])))
+                continue
+            slot = e.slot
+            s = &self._slots[slot]
+            if length >= 12:
+                b1 = p[1]
+                ssrc_ = (<uint32_t>p[8] << 24) | (<uint32_t>p[9] << 16) | (<uint32_t>p[10] << 8) | <uint32_t>p[11]
+            if (length < 12 or length > MAX_SRTP_BYTES or not s.armed or s.paused or s.held_batch == self._batch or 191 < b1 < 209
+                    or not (s.pt_mask[(b1 & 0x7F) >> 6] >> (b1 & 63)) & 1 or ssrc_ != s.ssrc):
+                # SRTP/SRTCP of this slot goes Python's way: its later audio in this batch must not overtake it
+                s.held_batch = self._batch
+                out.append((PyBytes_FromStringAndSize(<char*>p, length), _addr_of(&self._names[i])))
+                continue
+            e.last_rx_s = now_s
+            s.packets += 1
+            s.octets += length
+            rc = _unprotect(s.srtp, p, &length)
+            if rc != 0:
+                s.srtp_dropped += 1
+                continue
+            if rtp_header(p, length, &h) != 0:
+                s.rtp_dropped += 1
+                continue
+            objects = self._objects[slot]
+            (<StreamStats>objects[1]).update(h.sequence_number, h.timestamp, wall_s)
+            try:
+                objects[2](h.sequence_number, PyBytes_FromStringAndSize(<char*>p + h.payload_offset, h.payload_bytes))
+            except Exception as exc:  # one call's failure must not cost the rest of the batch
+                self.push_errors += 1
+                self.last_push_error = exc
+        return out
