@@ -362,12 +362,14 @@ cdef class MuxReceiver(BatchReceiver):
         self._objects[slot] = None
         self._free.append(slot)
 
-    def arm(self, int slot, session, payload_types, int ssrc_, stats, push):
+    def arm(self, int slot, session, payload_types, long long ssrc_, stats, push):
         cdef Slot* s = self._slot(slot)
         cdef int pt
         _load_srtp()
         if not isinstance(stats, StreamStats):
             raise TypeError("stats must be a relay._fast StreamStats")
+        if not 0 <= ssrc_ <= 0xFFFFFFFF:
+            raise ValueError("an SSRC is 0..2**32-1")
         from relay._fast.srtp import session_address
         s.srtp = <void*><uintptr_t>session_address(session)
         s.ssrc = <uint32_t>ssrc_
@@ -378,6 +380,7 @@ cdef class MuxReceiver(BatchReceiver):
             s.pt_mask[pt >> 6] |= <uint64_t>1 << (pt & 63)
         self._objects[slot] = (session, stats, push)  # the session outlives its use here
         s.armed = True
+        s.paused = False
 
     def disarm(self, int slot):
         cdef Slot* s = self._slot(slot)

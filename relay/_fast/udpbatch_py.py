@@ -91,7 +91,7 @@ class MuxReceiver(BatchReceiver):
     not SRTCP: second byte outside 192..208) of 12..1500 bytes, one of ``payload_types``, from the
     SSRC ``ssrc``, from a bound source, with the slot not ``pause``d and no SRTP/SRTCP of the slot
     handed back earlier in the same batch (audio never overtakes what goes the Python way).
-    ``recv(sock, now_s, wall_s)`` then, per datagram taken: counts it (packets, bytes, as received),
+    (``arm`` again resumes a paused slot.) ``recv(sock, now_s, wall_s)`` then, per datagram taken: counts it (packets, bytes, as received),
     notes ``now_s`` as the source's ``last_rx``, unprotects it in place with the ``pylibsrtp.Session``
     (a failure -- replay, authentication -- drops it: ``srtp_dropped``), parses the RTP header as
     ``parse_rtp`` does (a failure drops it: ``rtp_dropped``), updates ``stats`` (a ``StreamStats``)
@@ -142,10 +142,12 @@ class MuxReceiver(BatchReceiver):
         state = self._slot(slot)
         if not isinstance(stats, StreamStatsPy) and type(stats).__name__ != "StreamStats":
             raise TypeError("stats must be a relay._fast StreamStats")
+        if not 0 <= ssrc <= 0xFFFFFFFF:
+            raise ValueError("an SSRC is 0..2**32-1")
         pts = frozenset(payload_types)
         if any(not 0 <= pt < 128 for pt in pts):
             raise ValueError("payload types are 0..127")
-        state.update(armed=True, objects=(session, stats, push), pts=pts, ssrc=ssrc & 0xFFFFFFFF)
+        state.update(armed=True, paused=False, objects=(session, stats, push), pts=pts, ssrc=ssrc)
 
     def disarm(self, slot: int) -> None:
         self._slot(slot).update(armed=False, paused=False, objects=None)

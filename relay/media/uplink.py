@@ -94,6 +94,11 @@ class UplinkSink:
             if len(self._held) > self._max_hold:
                 self._skip_gap()
 
+    def push_direct(self, seq: int, data: bytes) -> None:
+        """``push``, counted in ``direct_packets``: the direct receive path's entry (relay.media.rtp_in)."""
+        self.direct_packets += 1
+        self.push(seq, data)
+
     def remove(self, count: int) -> None:  # JitterBuffer API, unused by the audio path
         return None
 

@@ -19,7 +19,7 @@ import pytest
 from relay._fast import rtpin, rtpin_py, udpbatch, udpbatch_py
 
 KEY = bytes(range(30))
-SSRC = 0x11223344
+SSRC = 0xF1223344  # above 2**31
 PT = 111
 HOST = "127.0.0.1"
 
@@ -198,7 +198,15 @@ def test_arguments_are_checked() -> None:
         with pytest.raises(ValueError):
             receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [200], SSRC, stats_mod.StreamStats(8000),
                          print)
+        with pytest.raises(ValueError):
+            receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], 1 << 32, stats_mod.StreamStats(8000),
+                         print)
         assert receiver.bind("::1", 5, slot) is False  # IPv6 goes the Python way
+        receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], SSRC, stats_mod.StreamStats(8000), print)
+        receiver.pause(slot)
+        assert not receiver.taking(slot)
+        receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], SSRC, stats_mod.StreamStats(8000), print)
+        assert receiver.taking(slot)  # arming again resumes
         receiver.free_slot(slot)
         with pytest.raises(KeyError):
             receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], SSRC, stats_mod.StreamStats(8000),
