@@ -93,7 +93,8 @@ class _CallTransport(asyncio.DatagramTransport):
     def attach_direct(self, path: Any) -> tuple[MuxReceiver, int]:
         """The call's direct receive path (relay.media.rtp_in) takes its audio from the compiled
         receiver's slot for this route: ``(receiver, slot)``, to ``arm``/``pause`` it; ``path.sync(counts)``
-        is called every ``SYNC_INTERVAL_S`` with what the slot took meanwhile."""
+        is called every ``SYNC_INTERVAL_S`` with what the slot took meanwhile, ``path.detach(receiver, slot)``
+        when the route goes."""
         return self._endpoint.attach(self._route, path)
 
 
@@ -124,7 +125,9 @@ class _Endpoint:
         route.slot = self._receiver.new_slot()
 
     def removed(self, route: Route) -> None:
-        self._paths.pop(route.slot, None)
+        path = self._paths.pop(route.slot, None)
+        if path is not None:
+            path.detach(self._receiver, route.slot)  # the slot may serve another call next
         self._receiver.free_slot(route.slot)
 
     def bound(self, addr: Any, route: Route) -> None:

@@ -154,6 +154,10 @@ class DirectReceivePath:
             except KeyError:
                 pass
 
+    def detach(self, receiver: Any, slot: int) -> None:
+        """The port freed the slot (the call's route is gone): never touch it again."""
+        self._fast = [(r, s) for r, s in self._fast if not (r is receiver and s == slot)]
+
     def sync(self, counts: tuple[int, int, int, int]) -> None:
         """What the compiled slot took since the last call (the port calls this every 250 ms):
         aiortc's transport counters and the receiver's active SSRC; and the slot stops taking when

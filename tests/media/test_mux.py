@@ -297,3 +297,4 @@ async def test_uplink_audio_is_taken_in_compiled_code_and_comes_back_intact() ->
         await clock.stop()
         mux.close()
     assert mux.stats()["routes"] == 0
+    assert path._fast == []  # the call's slots were freed with its routes: it lets go of them
