@@ -251,8 +251,13 @@ def send_batch(sock, list datagrams):
 
 ctypedef int (*unprotect_fn)(void* ctx, void* hdr, int* len_ptr) noexcept nogil
 
-cdef struct Entry:  # one bound IPv4 source address (open addressing, linear probing)
-    uint64_t key  # 0: empty; TOMBSTONE: deleted; else 1 << 48 | s_addr << 16 | port (network order s_addr)
+cdef struct Key:  # a source address: IPv4 in ``lo``, IPv6 in ``hi``/``lo`` (raw bytes); ``tag``: family, port
+    uint64_t hi
+    uint64_t lo
+    uint64_t tag  # 0: empty entry; TOMBSTONE: deleted; else 1 << 32 | family << 16 | port
+
+cdef struct Entry:  # one bound source address (open addressing, linear probing)
+    Key key
     int slot
     double last_rx_s
 
@@ -284,15 +289,38 @@ cdef void _load_srtp() except *:
         _unprotect = <unprotect_fn><uintptr_t>unprotect_address()
 
 
-cdef inline uint64_t _key(uint32_t s_addr, uint16_t port_be) noexcept nogil:
-    return (<uint64_t>1 << 48) | (<uint64_t>s_addr << 16) | ntohs(port_be)
+cdef inline bint _sockaddr_key(sockaddr_storage* ss, Key* k) noexcept nogil:
+    """The key of a received datagram's source: False for a family other than IPv4/IPv6."""
+    cdef sockaddr_in* v4
+    cdef sockaddr_in6* v6
+    if ss.ss_family == AF_INET:
+        v4 = <sockaddr_in*>ss
+        k.hi = 0
+        k.lo = v4.sin_addr.s_addr
+        k.tag = (<uint64_t>1 << 32) | (4 << 16) | ntohs(v4.sin_port)
+        return True
+    if ss.ss_family == AF_INET6:
+        v6 = <sockaddr_in6*>ss
+        memcpy(&k.hi, &v6.sin6_addr, 8)
+        memcpy(&k.lo, (<char*>&v6.sin6_addr) + 8, 8)
+        k.tag = (<uint64_t>1 << 32) | (6 << 16) | ntohs(v6.sin6_port)
+        return True
+    return False
 
 
-cdef inline uint64_t _hash(uint64_t key) noexcept nogil:
-    key ^= key >> 33
-    key *= <uint64_t>0xff51afd7ed558ccd
-    key ^= key >> 33
-    return key
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    x ^= x >> 33
+    x *= <uint64_t>0xff51afd7ed558ccd
+    x ^= x >> 33
+    return x
+
+
+cdef inline uint64_t _hash(Key* k) noexcept nogil:
+    return _mix(k.hi ^ _mix(k.lo ^ _mix(k.tag)))
+
+
+cdef inline bint _same(Key* a, Key* b) noexcept nogil:
+    return a.tag == b.tag and a.lo == b.lo and a.hi == b.hi
 
 
 cdef class MuxReceiver(BatchReceiver):
@@ -354,8 +382,8 @@ cdef class MuxReceiver(BatchReceiver):
         cdef Py_ssize_t i
         self._slot(slot)
         for i in range(self._capacity):
-            if self._table[i].key > TOMBSTONE and self._table[i].slot == slot:
-                self._table[i].key = TOMBSTONE
+            if self._table[i].key.tag > TOMBSTONE and self._table[i].slot == slot:
+                self._table[i].key.tag = TOMBSTONE
                 self._count -= 1
         self._slots[slot].used = False
         self._slots[slot].armed = False
@@ -406,11 +434,11 @@ cdef class MuxReceiver(BatchReceiver):
         return out
 
     # -- the address table --------------------------------------------------------
-    cdef Entry* _find(self, uint64_t key) noexcept nogil:
+    cdef Entry* _find(self, Key* key) noexcept nogil:
         cdef Py_ssize_t mask = self._capacity - 1
         cdef Py_ssize_t i = _hash(key) & mask
-        while self._table[i].key != 0:
-            if self._table[i].key == key:
+        while self._table[i].key.tag != 0:
+            if _same(&self._table[i].key, key):
                 return &self._table[i]
             i = (i + 1) & mask
         return NULL
@@ -428,43 +456,52 @@ cdef class MuxReceiver(BatchReceiver):
         self._capacity = capacity
         mask = capacity - 1
         for i in range(old_capacity):
-            if old[i].key > TOMBSTONE:
-                j = _hash(old[i].key) & mask
-                while self._table[j].key != 0:
+            if old[i].key.tag > TOMBSTONE:
+                j = _hash(&old[i].key) & mask
+                while self._table[j].key.tag != 0:
                     j = (j + 1) & mask
                 self._table[j] = old[i]
         self._filled = self._count
         free(old)
         return 0
 
-    cdef uint64_t _addr_key(self, host, port) except 0:
-        s_addr = _v4_parsed.get(host) if isinstance(host, str) else None
-        if s_addr is None:
-            if not isinstance(host, str) or ":" in host:
-                return TOMBSTONE  # not IPv4: never bound here
-            packed = _packed(_socket.AF_INET, host)
-            s_addr = (<uint32_t*>PyBytes_AS_STRING(packed))[0]
+    cdef int _addr_key(self, host, port, Key* k) except -1:
+        if not isinstance(host, str):
+            raise ValueError(f"not an IP address: {host!r}")
         if not 0 <= port <= 65535:
             raise ValueError("port must be 0..65535")
-        return _key(<uint32_t>s_addr, htons(<uint16_t>port))
+        if ":" in host:
+            packed = _packed(_socket.AF_INET6, host.partition("%")[0])
+            memcpy(&k.hi, PyBytes_AS_STRING(packed), 8)
+            memcpy(&k.lo, PyBytes_AS_STRING(packed) + 8, 8)
+            k.tag = (<uint64_t>1 << 32) | (6 << 16) | <uint16_t>port
+            return 0
+        s_addr = _v4_parsed.get(host)
+        if s_addr is None:
+            packed = _packed(_socket.AF_INET, host)
+            s_addr = (<uint32_t*>PyBytes_AS_STRING(packed))[0]
+        k.hi = 0
+        k.lo = <uint32_t>s_addr
+        k.tag = (<uint64_t>1 << 32) | (4 << 16) | <uint16_t>port
+        return 0
 
     def bind(self, host, port, int slot):
-        cdef uint64_t key = self._addr_key(host, port)
+        """Bind ``(host, port)`` (IPv4 or IPv6; an IPv6 scope is ignored) to ``slot``."""
+        cdef Key key
         cdef Entry* e
         cdef Py_ssize_t mask, i
+        self._addr_key(host, port, &key)
         self._slot(slot)
-        if key == TOMBSTONE:
-            return False
-        e = self._find(key)
+        e = self._find(&key)
         if e == NULL:
             if (self._filled + 1) * 2 > self._capacity:
                 self._grow()
             mask = self._capacity - 1
-            i = _hash(key) & mask
-            while self._table[i].key > TOMBSTONE:
+            i = _hash(&key) & mask
+            while self._table[i].key.tag > TOMBSTONE:
                 i = (i + 1) & mask
             e = &self._table[i]
-            if e.key == 0:
+            if e.key.tag == 0:
                 self._filled += 1
             e.key = key
             e.last_rx_s = 0.0
@@ -473,25 +510,26 @@ cdef class MuxReceiver(BatchReceiver):
         return True
 
     def unbind(self, host, port):
-        cdef uint64_t key = self._addr_key(host, port)
+        cdef Key key
         cdef Entry* e
-        if key == TOMBSTONE:
-            return
-        e = self._find(key)
+        self._addr_key(host, port, &key)
+        e = self._find(&key)
         if e != NULL:
-            e.key = TOMBSTONE
+            e.key.tag = TOMBSTONE
             self._count -= 1
 
     def bound(self, host, port):
         """The slot ``(host, port)`` is bound to, or None."""
-        cdef uint64_t key = self._addr_key(host, port)
-        cdef Entry* e = self._find(key) if key != TOMBSTONE else NULL
+        cdef Key key
+        self._addr_key(host, port, &key)
+        cdef Entry* e = self._find(&key)
         return None if e == NULL else e.slot
 
     def last_rx(self, host, port):
         """When the compiled path last took a datagram from ``(host, port)`` (``recv``'s ``now_s``), or 0.0."""
-        cdef uint64_t key = self._addr_key(host, port)
-        cdef Entry* e = self._find(key) if key != TOMBSTONE else NULL
+        cdef Key key
+        self._addr_key(host, port, &key)
+        cdef Entry* e = self._find(&key)
         return 0.0 if e == NULL else e.last_rx_s
 
     def __len__(self):
@@ -502,7 +540,7 @@ cdef class MuxReceiver(BatchReceiver):
         cdef int fd = sock.fileno()
         cdef int i, n, err, rc, length, b1, slot
         cdef unsigned char* p
-        cdef sockaddr_in* v4
+        cdef Key key
         cdef Entry* e
         cdef Slot* s
         cdef RtpHeader h
@@ -529,9 +567,8 @@ cdef class MuxReceiver(BatchReceiver):
             p = <unsigned char*>self._iov[i].iov_base
             length = self._msgs[i].msg_len
             e = NULL
-            if self._names[i].ss_family == AF_INET and self._count and 127 < p[0] < 192 and length > 0:
-                v4 = <sockaddr_in*>&self._names[i]
-                e = self._find(_key(v4.sin_addr.s_addr, v4.sin_port))
+            if self._count and length > 0 and 127 < p[0] < 192 and _sockaddr_key(&self._names[i], &key):
+                e = self._find(&key)
             if e == NULL:
                 out.append((PyBytes_FromStringAndSize(<char*>p, length), _addr_of(&self._names[i])))
                 continue

@@ -84,9 +84,8 @@ def send_batch(sock: socket.socket, datagrams: list[tuple[bytes, Any]]) -> int:
 class MuxReceiver(BatchReceiver):
     """``BatchReceiver`` plus the SRTP audio path of the worker's ICE port (twin of the compiled one).
 
-    Sources: ``bind(host, port, slot)`` binds an IPv4 source address to a slot (``new_slot()``,
-    ``free_slot(slot)``: which also unbinds its addresses); IPv6 addresses are never bound (``bind``
-    returns False): their datagrams always go the Python way. ``arm(slot, session, payload_types,
+    Sources: ``bind(host, port, slot)`` binds a source address (IPv4 or IPv6; an IPv6 scope is
+    ignored) to a slot (``new_slot()``, ``free_slot(slot)``: which also unbinds its addresses). ``arm(slot, session, payload_types,
     ssrc, stats, push)`` lets the path take that slot's audio: an SRTP datagram (first byte 128..191,
     not SRTCP: second byte outside 192..208) of 12..1500 bytes, one of ``payload_types``, from the
     SSRC ``ssrc``, from a bound source, with the slot not ``pause``d and no SRTP/SRTCP of the slot
@@ -104,7 +103,7 @@ class MuxReceiver(BatchReceiver):
 
     def __init__(self, max_datagrams: int = 64, max_bytes: int = 2048) -> None:
         super().__init__(max_datagrams, max_bytes)
-        self._by_addr: dict[tuple[str, int], list[Any]] = {}  # (host, port) -> [slot, last_rx_s]
+        self._by_addr: dict[tuple[bytes, int], list[Any]] = {}  # (packed host, port) -> [slot, last_rx_s]
         self._slots: list[dict[str, Any] | None] = []
         self._free: list[int] = []
         self._batch = 0
@@ -170,22 +169,21 @@ class MuxReceiver(BatchReceiver):
 
     # -- the address table
     @staticmethod
-    def _addr(host: Any, port: int) -> tuple[str, int] | None:
-        if not isinstance(host, str) or ":" in host:
-            return None
-        try:
-            socket.inet_pton(socket.AF_INET, host)
-        except OSError:
-            raise ValueError(f"not an IP address: {host!r}") from None
+    def _addr(host: Any, port: int) -> tuple[bytes, int]:
+        """The table's key: the packed address (an IPv6 scope ignored) and the port."""
+        if not isinstance(host, str):
+            raise ValueError(f"not an IP address: {host!r}")
         if not 0 <= port <= 65535:
             raise ValueError("port must be 0..65535")
-        return host, port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.inet_pton(family, host.partition("%")[0]), port
+        except OSError:
+            raise ValueError(f"not an IP address: {host!r}") from None
 
     def bind(self, host: Any, port: int, slot: int) -> bool:
         addr = self._addr(host, port)
         self._slot(slot)
-        if addr is None:
-            return False
         entry = self._by_addr.get(addr)
         if entry is None:
             self._by_addr[addr] = [slot, 0.0]
@@ -194,18 +192,14 @@ class MuxReceiver(BatchReceiver):
         return True
 
     def unbind(self, host: Any, port: int) -> None:
-        addr = self._addr(host, port)
-        if addr is not None:
-            self._by_addr.pop(addr, None)
+        self._by_addr.pop(self._addr(host, port), None)
 
     def bound(self, host: Any, port: int) -> int | None:
-        addr = self._addr(host, port)
-        entry = self._by_addr.get(addr) if addr is not None else None
+        entry = self._by_addr.get(self._addr(host, port))
         return None if entry is None else entry[0]
 
     def last_rx(self, host: Any, port: int) -> float:
-        addr = self._addr(host, port)
-        entry = self._by_addr.get(addr) if addr is not None else None
+        entry = self._by_addr.get(self._addr(host, port))
         return 0.0 if entry is None else entry[1]
 
     def __len__(self) -> int:
@@ -223,7 +217,7 @@ class MuxReceiver(BatchReceiver):
         self._batch += 1
         out: list[tuple[bytes, Any]] = []
         for data, addr in batch:
-            entry = self._by_addr.get(addr) if len(addr) == 2 and data and 127 < data[0] < 192 else None
+            entry = self._by_addr.get(self._addr(addr[0], addr[1])) if data and 127 < data[0] < 192 else None
             if entry is None:
                 out.append((data, addr))
                 continue

@@ -131,7 +131,7 @@ class _Endpoint:
         self._receiver.free_slot(route.slot)
 
     def bound(self, addr: Any, route: Route) -> None:
-        self._receiver.bind(addr[0], addr[1], route.slot)  # an IPv6 source is not bound: routed in Python
+        self._receiver.bind(addr[0], addr[1], route.slot)
 
     def unbound(self, addr: Any) -> None:
         self._receiver.unbind(addr[0], addr[1])

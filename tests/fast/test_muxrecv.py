@@ -22,6 +22,7 @@ KEY = bytes(range(30))
 SSRC = 0xF1223344  # above 2**31
 PT = 111
 HOST = "127.0.0.1"
+FAMILIES = pytest.mark.parametrize("host", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
 
 
 def _session(direction: int, key: bytes = KEY) -> pylibsrtp.Session:
@@ -92,24 +93,26 @@ def _bad_padding(seq: int) -> bytes:
     return bytes(packet)
 
 
-def _run(mod, stats_mod, datagrams: list[tuple[str, bytes]], max_datagrams: int, *, burst: int = 3):
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    senders = {name: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for name in "abx"}
+def _run(mod, stats_mod, datagrams: list[tuple[str, bytes]], max_datagrams: int, *, burst: int = 3,
+         host: str = HOST):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    rx = socket.socket(family, socket.SOCK_DGRAM)
+    senders = {name: socket.socket(family, socket.SOCK_DGRAM) for name in "abx"}
     try:
-        rx.bind((HOST, 0))
+        rx.bind((host, 0))
         rx.setblocking(False)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         for s in senders.values():
-            s.bind((HOST, 0))
-        names = {s.getsockname(): name for name, s in senders.items()}
+            s.bind((host, 0))
+        names = {s.getsockname()[:2]: name for name, s in senders.items()}
         receiver = mod.MuxReceiver(max_datagrams, 2048)
         spare = receiver.new_slot()
         slot = receiver.new_slot()
-        assert receiver.bind(HOST, senders["a"].getsockname()[1], slot)
-        assert receiver.bind(HOST, senders["b"].getsockname()[1], slot)
-        assert receiver.bind(HOST, senders["x"].getsockname()[1], spare)
+        assert receiver.bind(host, senders["a"].getsockname()[1], slot)
+        assert receiver.bind(host, senders["b"].getsockname()[1], slot)
+        assert receiver.bind(host, senders["x"].getsockname()[1], spare)
         receiver.free_slot(spare)  # x's binding goes with it
-        assert receiver.bound(HOST, senders["x"].getsockname()[1]) is None
+        assert receiver.bound(host, senders["x"].getsockname()[1]) is None
         stats = stats_mod.StreamStats(48000)
         pushed: list[tuple[int, bytes]] = []
         receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], SSRC, stats,
@@ -123,14 +126,14 @@ def _run(mod, stats_mod, datagrams: list[tuple[str, bytes]], max_datagrams: int,
                 got = receiver.recv(rx, 100.0 + start, 1000.0 + start * 0.02)
                 if not receiver.received:
                     break
-                back += [(data, names[addr]) for data, addr in got]
+                back += [(data, names[addr[:2]]) for data, addr in got]
                 step += 1
                 if step == 2:
                     receiver.pause(slot)
                 elif step == 3:
                     receiver.resume(slot)
             counts = [c + d for c, d in zip(counts, receiver.take_counts(slot))]
-        last = receiver.last_rx(HOST, senders["a"].getsockname()[1])
+        last = receiver.last_rx(host, senders["a"].getsockname()[1])
         return (pushed, back, counts, (stats.packets_received, stats.max_seq, stats.cycles, stats.jitter), last,
                 receiver.take_counts(slot))
     finally:
@@ -143,12 +146,13 @@ def test_the_compiled_one_is_an_extension() -> None:
     assert udpbatch.__file__.endswith(".so")
 
 
+@FAMILIES
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize(("max_datagrams", "burst"), [(1, 3), (2, 5), (32, 2), (32, 17)])
-def test_compiled_equals_twin(seed: int, max_datagrams: int, burst: int) -> None:
+def test_compiled_equals_twin(seed: int, max_datagrams: int, burst: int, host: str) -> None:
     datagrams = _datagrams(random.Random(seed))
-    compiled = _run(udpbatch, rtpin, datagrams, max_datagrams, burst=burst)
-    twin = _run(udpbatch_py, rtpin_py, datagrams, max_datagrams, burst=burst)
+    compiled = _run(udpbatch, rtpin, datagrams, max_datagrams, burst=burst, host=host)
+    twin = _run(udpbatch_py, rtpin_py, datagrams, max_datagrams, burst=burst, host=host)
     assert compiled == twin
     pushed, back, counts, stats, last, _ = compiled
     # and what they agree on is right: every good audio packet once, nothing else pushed
@@ -201,7 +205,7 @@ def test_arguments_are_checked() -> None:
         with pytest.raises(ValueError):
             receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], 1 << 32, stats_mod.StreamStats(8000),
                          print)
-        assert receiver.bind("::1", 5, slot) is False  # IPv6 goes the Python way
+        assert receiver.bind("::1", 5, slot) and receiver.bound("0:0::1", 5) == slot
         receiver.arm(slot, _session(pylibsrtp.Policy.SSRC_ANY_INBOUND), [PT], SSRC, stats_mod.StreamStats(8000), print)
         receiver.pause(slot)
         assert not receiver.taking(slot)
@@ -227,6 +231,9 @@ def test_the_address_table_grows_and_forgets() -> None:
         receiver.free_slot(slots[2])
         assert receiver.bound(HOST, 2) is None and receiver.bound(HOST, 4) == slots[4]
         assert receiver.new_slot() == slots[2]  # reused
+        assert receiver.bind("::1", 4, slots[0]) and receiver.bind("::ffff:127.0.0.1", 4, slots[1])
+        assert (receiver.bound(HOST, 4), receiver.bound("::1", 4), receiver.bound("::ffff:127.0.0.1", 4)) == (
+            slots[4], slots[0], slots[1])  # one port, three addresses: three entries
 
 
 def test_pylibsrtp_internals_are_where_the_kernel_expects_them() -> None:
