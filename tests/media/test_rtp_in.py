@@ -265,7 +265,7 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
     aiortc's way too.
     """
     from relay.client import encode_pcm16_to_opus
-    from tests.e2e.audio import RATE_HZ, Capture, bursts
+    from tests.e2e.audio import RATE_HZ, Capture, bursts, dominant_hz
 
     capture, events = Capture(), []
     device = e2e_relay.device()
@@ -288,7 +288,12 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
         assert sink.direct_packets >= metrics.rtp_in_packets - 5
     finally:
         await device.hangup()
-    assert capture.segments(), "the echo came back"
+    segments = capture.segments()
+    assert segments, "the echo came back"
+    # what the device heard back is what its uplink carried: the 0.6 s burst of 440 Hz, whole
+    longest = max(segments, key=lambda seg: seg[1])
+    assert 0.5 <= longest[1] <= 0.8
+    assert abs(dominant_hz(capture.segment_samples(longest), capture.rate_hz) - 440) < 10
 
 
 def test_statistics_aiortc_creates_become_the_compiled_drop_in() -> None:
