@@ -31,7 +31,7 @@ import aioice.turn
 from aioice.candidate import Candidate
 from aioice.utils import random_string
 
-from relay._fast import BatchReceiver, send_batch
+from relay._fast import BatchReceiver, SendQueue, send_batch
 from relay.media.ice import add_host_candidate
 from relay.media.muxtable import MuxTable, Route
 
@@ -41,6 +41,7 @@ UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
 RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
 RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
 SEND_BATCH = 64  # datagrams queued before a send cannot wait for the end of the loop iteration
+MEDIA_PROBE = b"\x80"  # the first byte of an RTP packet: what MuxTable.on_send needs to see media
 DELIVERY_ERRORS_LOGGED = 10  # tracebacks logged per socket; later failures are only counted
 
 
@@ -81,6 +82,15 @@ class _CallTransport(asyncio.DatagramTransport):
     def get_write_buffer_size(self) -> int:
         return 0
 
+    # -- the direct RTP send path (relay/media/rtp_out.py) writes its packets into the socket's queue
+    def media_queue(self) -> SendQueue:
+        return self._endpoint.media_queue
+
+    def media_destination(self, addr: Any) -> Any:
+        """Where a media datagram for ``addr`` goes (``MuxTable.on_send``: the selected pair, NAT rebinding)."""
+        endpoint = self._endpoint
+        return endpoint.table.on_send(self._route, MEDIA_PROBE, addr, endpoint.loop.time())
+
 
 class _Endpoint:
     """One shared UDP socket (one host address, the worker's port): drained a batch per readiness
@@ -98,6 +108,8 @@ class _Endpoint:
         self.delivery_errors = 0
         self._pending: list[tuple[bytes, Any]] = []
         self._receiver = BatchReceiver(RECV_BATCH, RECV_MAX_BYTES)
+        # the direct RTP send path's packets (relay._fast.RtpStream writes them in): one sendmmsg per loop iteration
+        self.media_queue = SendQueue(sock, SEND_BATCH, self._media_pending)
         loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -151,9 +163,17 @@ class _Endpoint:
         if sent < len(pending):  # the send buffer is full: UDP, the rest is lost (as with a full transport)
             self.send_errors += len(pending) - sent
 
+    def _media_pending(self) -> None:
+        self.loop.call_soon(self._flush_media)
+
+    def _flush_media(self) -> None:
+        if not self.closed:
+            self.media_queue.flush()  # never raises: unsendable datagrams are counted in its send_errors
+
     def close(self) -> None:
         if not self.closed:
             self.flush()
+            self._flush_media()
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
