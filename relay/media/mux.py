@@ -39,7 +39,7 @@ import aioice.turn
 from aioice.candidate import Candidate
 from aioice.utils import random_string
 
-from relay._fast import MuxReceiver, send_batch
+from relay._fast import MuxReceiver, SendQueue, send_batch
 from relay.media.ice import add_host_candidate
 from relay.media.muxtable import MuxTable, Route
 
@@ -49,6 +49,7 @@ UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
 RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
 RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
 SEND_BATCH = 64  # datagrams queued before a send cannot wait for the end of the loop iteration
+MEDIA_PROBE = b"\x80"  # the first byte of an RTP packet: what MuxTable.on_send needs to see media
 DELIVERY_ERRORS_LOGGED = 10  # tracebacks logged per socket; later failures are only counted
 SYNC_INTERVAL_S = 0.25  # how often the compiled path's counters reach aiortc's (transport stats, liveness)
 
@@ -97,6 +98,15 @@ class _CallTransport(asyncio.DatagramTransport):
         when the route goes."""
         return self._endpoint.attach(self._route, path)
 
+    # -- the direct RTP send path (relay/media/rtp_out.py) writes its packets into the socket's queue
+    def media_queue(self) -> SendQueue:
+        return self._endpoint.media_queue
+
+    def media_destination(self, addr: Any) -> Any:
+        """Where a media datagram for ``addr`` goes (``MuxTable.on_send``: the selected pair, NAT rebinding)."""
+        endpoint = self._endpoint
+        return endpoint.table.on_send(self._route, MEDIA_PROBE, addr, endpoint.loop.time())
+
 
 class _Endpoint:
     """One shared UDP socket (one host address, the worker's port): drained a batch per readiness
@@ -118,6 +128,8 @@ class _Endpoint:
         self.send_batches = 0
         self.delivery_errors = 0
         self._pending: list[tuple[bytes, Any]] = []
+        # the direct RTP send path's packets (relay._fast.RtpStream writes them in): one sendmmsg per loop iteration
+        self.media_queue = SendQueue(sock, SEND_BATCH, self._media_pending)
         loop.add_reader(sock.fileno(), self._readable)
 
     # -- the table's listener: the compiled receiver's copy of the address binding
@@ -213,9 +225,17 @@ class _Endpoint:
         if sent < len(pending):  # the send buffer is full: UDP, the rest is lost (as with a full transport)
             self.send_errors += len(pending) - sent
 
+    def _media_pending(self) -> None:
+        self.loop.call_soon(self._flush_media)
+
+    def _flush_media(self) -> None:
+        if not self.closed:
+            self.media_queue.flush()  # never raises: unsendable datagrams are counted in its send_errors
+
     def close(self) -> None:
         if not self.closed:
             self.flush()
+            self._flush_media()
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()

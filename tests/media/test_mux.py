@@ -100,6 +100,9 @@ async def test_nat_rebinding_mid_call_audio_continues() -> None:
         assert np.sqrt(np.mean(tail.astype(float) ** 2)) > 1000
         assert device.connectionState == "connected" and relay.peer.pc.connectionState == "connected"
         assert len(nat.outside_ports) == 2 and table.dropped_unknown_source > 0  # media from the new port waited
+        # the downlink left through the shared socket's queue (relay._fast.SendQueue: sendmmsg), to the new port
+        media = mux._endpoints[HOST].media_queue
+        assert media.datagrams_sent >= len(received) and media.send_errors == 0
     finally:
         await device.close()
         device._reader.cancel()
