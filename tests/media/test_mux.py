@@ -293,6 +293,17 @@ async def test_uplink_audio_is_taken_in_compiled_code_and_comes_back_intact() ->
         # nearly all of them: an audio packet after one of the device's RTCP packets (~1/s) takes Python's way
         assert compiled >= (metrics.rtp_in_packets - start[0]) - 5
         assert dtls._RTCDtlsTransport__rx_packets - start[2] >= compiled
+        # a receiver that stops receiving (renegotiated to sendonly) stops the compiled path at the next sync
+        receiver = relay.peer.pc.getTransceivers()[0].receiver
+        receiver._enabled = False
+        endpoint._sync()
+        assert not endpoint._receiver.taking(slot)
+        mark = metrics.rtp_in_packets
+        await asyncio.sleep(0.3)
+        assert metrics.rtp_in_packets == mark  # dropped, as aiortc drops them
+        receiver._enabled = True  # and once it receives again, the next packet taken re-arms it
+        await wait_for(lambda: endpoint._receiver.taking(slot))
+        await wait_for(lambda: metrics.rtp_in_packets >= mark + 10)
     finally:
         await device.close()
         device._reader.cancel()
