@@ -98,7 +98,6 @@ class DirectReceivePath:
         self._active_due = 0.0
         self._fast: list[tuple[Any, int]] = []  # (compiled receiver, slot) of the worker's ICE port
         self._fast_ssrc: int | None = None  # the SSRC the compiled slots take, while they take it
-        self._fast_stats: StreamStats | None = None
 
     def arm(self) -> bool:
         """Hook the ICE connection's sockets; False (aiortc's path stays) when the call does not qualify."""
@@ -142,7 +141,7 @@ class DirectReceivePath:
                 receiver.arm(slot, self._srtp, self._payload_types, ssrc, stats, push)
             except KeyError:  # the slot was freed: the call's route is gone
                 continue
-        self._fast_ssrc, self._fast_stats = ssrc, stats
+        self._fast_ssrc = ssrc
 
     def _pause_fast(self) -> None:
         if self._fast_ssrc is None:
