@@ -280,6 +280,10 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
             while metrics.rtp_in_packets < 10:  # noqa: ASYNC110 -- polling state that has no event
                 await asyncio.sleep(0.02)
             start = (metrics.rtp_in_packets, sink.direct_packets)
+            mux = e2e_relay.plane.mux
+            while mux is not None and not any(  # noqa: ASYNC110 -- on the worker's port: in compiled code
+                    e._receiver.taking(slot) for e in mux._endpoints.values() for slot in e._paths):
+                await asyncio.sleep(0.02)
             while "output_audio_buffer.stopped" not in [e["type"] for e in events]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert metrics.rtp_in_packets - start[0] >= 40
