@@ -132,7 +132,7 @@ def _run(mod, stats_mod, datagrams: list[tuple[str, bytes]], max_datagrams: int,
                     receiver.pause(slot)
                 elif step == 3:
                     receiver.resume(slot)
-            counts = [c + d for c, d in zip(counts, receiver.take_counts(slot))]
+            counts = [c + d for c, d in zip(counts, receiver.take_counts(slot), strict=True)]
         last = receiver.last_rx(host, senders["a"].getsockname()[1])
         return (pushed, back, counts, (stats.packets_received, stats.max_seq, stats.cycles, stats.jitter), last,
                 receiver.take_counts(slot))

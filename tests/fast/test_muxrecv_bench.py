@@ -20,7 +20,7 @@ import time
 import pylibsrtp
 import pytest
 
-from relay._fast import MuxReceiver, StreamStats, parse_rtp, send_batch
+from relay._fast import MuxReceiver, StreamStats, parse_rtp
 from relay.media.muxtable import MuxTable
 from tests.media.test_muxtable import binding_request
 
@@ -49,9 +49,9 @@ class _Calls:
             tx = pylibsrtp.Session(_policy(pylibsrtp.Policy.SSRC_ANY_OUTBOUND, key))
             self.devices.append((sock, key, tx, 1000 + i))
         payload = bytes(range(80))
-        self.rounds = [[struct.pack("!BBHII", 0x80, PT, r, 960 * r, ssrc) for (_, _, _, ssrc) in self.devices]
+        self.rounds = [[struct.pack("!BBHII", 0x80, PT, r, 960 * r, ssrc) for (*_, ssrc) in self.devices]
                        for r in range(ROUNDS + 2)]
-        self.rounds = [[tx.protect(h + payload) for h, (_, _, tx, _) in zip(hs, self.devices)]
+        self.rounds = [[tx.protect(h + payload) for h, (_, _, tx, _) in zip(hs, self.devices, strict=True)]
                        for hs in self.rounds]
         self.next = 0
 
@@ -60,7 +60,7 @@ class _Calls:
 
     def send_round(self) -> None:
         dest = self.rx.getsockname()
-        for (sock, *_), data in zip(self.devices, self.rounds[self.next]):
+        for (sock, *_), data in zip(self.devices, self.rounds[self.next], strict=True):
             sock.sendto(data, dest)
         self.next += 1
 
@@ -75,7 +75,7 @@ def _python_port(calls: _Calls, pushed: list):
     from relay._fast import BatchReceiver
 
     receiver = BatchReceiver(32, 65535)
-    for i, (sock, _, _, ssrc) in enumerate(calls.devices):
+    for i, (sock, *_) in enumerate(calls.devices):
         session, stats = calls.rx_session(i), StreamStats(48000)
 
         class Owner:
