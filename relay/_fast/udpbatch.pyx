@@ -18,52 +18,8 @@ from relay._fast.rtpin cimport RtpHeader, StreamStats, rtp_header
 import os as _os
 import socket as _socket
 
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef unsigned int socklen_t
-    ctypedef unsigned short sa_family_t
-    struct sockaddr:
-        sa_family_t sa_family
-    struct sockaddr_storage:
-        sa_family_t ss_family
-    struct iovec:
-        void* iov_base
-        size_t iov_len
-    struct msghdr:
-        void* msg_name
-        socklen_t msg_namelen
-        iovec* msg_iov
-        size_t msg_iovlen
-        void* msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    int recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, void* timeout)
-    int sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags)
-    int AF_INET
-    int AF_INET6
-    int MSG_DONTWAIT
-
-cdef extern from "<netinet/in.h>" nogil:
-    struct in_addr:
-        uint32_t s_addr
-    struct sockaddr_in:
-        sa_family_t sin_family
-        uint16_t sin_port
-        in_addr sin_addr
-    struct in6_addr:
-        uint8_t s6_addr[16]
-    struct sockaddr_in6:
-        sa_family_t sin6_family
-        uint16_t sin6_port
-        uint32_t sin6_flowinfo
-        in6_addr sin6_addr
-        uint32_t sin6_scope_id
-    uint16_t ntohs(uint16_t)
-    uint16_t htons(uint16_t)
-    uint32_t ntohl(uint32_t)
-    uint32_t htonl(uint32_t)
+from relay._fast._net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htonl, htons, iovec, mmsghdr, ntohl, ntohs,
+                              recvmmsg, sendmmsg, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t)
 
 cdef extern from "<arpa/inet.h>" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
@@ -139,7 +95,8 @@ cdef class BatchReceiver:
         free(self._names)
         free(self._buf)
 
-    def recv(self, sock):
+    cdef int _drain(self, sock) except -1:
+        """One ``recvmmsg`` into the buffers: how many datagrams it read (0: nothing waiting)."""
         cdef int fd = sock.fileno()
         cdef int i, n, err
         if fd < 0:
@@ -153,8 +110,12 @@ cdef class BatchReceiver:
             err = errno
         if n < 0:
             if err == EAGAIN or err == EINTR:  # EWOULDBLOCK == EAGAIN on Linux
-                return []
+                return 0
             raise OSError(err, _os.strerror(err))
+        return n
+
+    def recv(self, sock):
+        cdef int i, n = self._drain(sock)
         out = []
         for i in range(n):
             out.append((PyBytes_FromStringAndSize(<char*>self._iov[i].iov_base, self._msgs[i].msg_len),
@@ -537,8 +498,7 @@ cdef class MuxReceiver(BatchReceiver):
 
     # -- receive --------------------------------------------------------------------
     def recv(self, sock, double now_s, double wall_s):
-        cdef int fd = sock.fileno()
-        cdef int i, n, err, rc, length, b1, slot
+        cdef int i, n, rc, length, b1, slot
         cdef unsigned char* p
         cdef Key key
         cdef Entry* e
@@ -547,20 +507,8 @@ cdef class MuxReceiver(BatchReceiver):
         cdef uint32_t ssrc_
         cdef list out = []
         cdef object objects
-        if fd < 0:
-            raise OSError(9, "Bad file descriptor")
-        for i in range(self.max_datagrams):
-            self._msgs[i].msg_hdr.msg_name = &self._names[i]
-            self._msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-            self._msgs[i].msg_hdr.msg_flags = 0
         self.received = 0
-        with nogil:
-            n = recvmmsg(fd, self._msgs, self.max_datagrams, MSG_DONTWAIT, NULL)
-            err = errno
-        if n < 0:
-            if err == EAGAIN or err == EINTR:
-                return out
-            raise OSError(err, _os.strerror(err))
+        n = self._drain(sock)
         self.received = n
         self._batch += 1
         for i in range(n):
