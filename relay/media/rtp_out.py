@@ -161,7 +161,7 @@ class DirectRtpSender:
         if media_queue is not None:  # relay.media.mux._CallTransport
             self._queue, self._destination = media_queue(), udp.media_destination
         else:
-            self._queue = SendQueue(udp.get_extra_info("socket"), PER_CALL_QUEUE, self._schedule_flush)
+            self._queue = SendQueue(_CallSocket(udp), PER_CALL_QUEUE, self._schedule_flush)
             self._destination = None
         self._udp = udp
 
@@ -181,6 +181,23 @@ class DirectRtpSender:
         dtls._RTCDtlsTransport__tx_packets += packets - done_packets
         dtls._RTCDtlsTransport__tx_bytes += octets - done_bytes
         self._tx_synced = (packets, octets)
+
+
+class _CallSocket:
+    """A call's own UDP socket as ``SendQueue`` takes it: ``fileno()`` (the compiled queue's ``sendmmsg``)
+    and ``sendto()`` (the twin's loop: through the transport, as asyncio's socket wrapper has none)."""
+
+    __slots__ = ("_fd", "_udp")
+
+    def __init__(self, udp: Any) -> None:
+        self._udp = udp
+        self._fd = udp.get_extra_info("socket").fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self._udp.sendto(data, addr)
 
 
 def _stream_counter(name: str, field: str, *, running: bool) -> property:
