@@ -46,18 +46,14 @@ from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
 from aiortc.rtp import HeaderExtensions
 from aiortc.utils import random32
-from pylibsrtp._binding import ffi as _ffi
-from pylibsrtp._binding import lib as _srtp_lib
 
-from relay._fast import RtpStream, SendQueue
+from relay._fast import RtpStream, SendQueue, srtp
 
 log = logging.getLogger("relay.media")
 
 NTP_EPOCH_OFFSET_S = 2208988800  # 1900-01-01 -> 1970-01-01
 ABS_SEND_TIME_PROBE = 0xA5C3E1  # a value whose bytes are found in a serialized extension block
 PER_CALL_QUEUE = 8  # datagrams a per-call socket's queue holds (one a tick; more only after a loop stall)
-# the srtp_protect of the libsrtp pylibsrtp loaded (its cffi module): called by relay._fast.RtpStream
-_SRTP_PROTECT = int(_ffi.cast("uintptr_t", _ffi.addressof(_srtp_lib, "srtp_protect")))
 
 
 def ntp_time(now_s: float) -> int:
@@ -76,13 +72,12 @@ class _NoRtpHistory(dict):  # type: ignore[type-arg]
 
 def srtp_pointers(session: Any) -> tuple[int, int]:
     """libsrtp's ``srtp_protect`` and ``session``'s ``srtp_t``, both as addresses, from the libsrtp
-    pylibsrtp loaded (``session``: a ``pylibsrtp.Session``; its ``_srtp`` is the ``srtp_t *`` it
-    created) -- for ``relay._fast.RtpStream.set_srtp``."""
+    pylibsrtp loaded (``relay._fast.srtp``, the one way compiled kernels reach it) -- for
+    ``relay._fast.RtpStream.set_srtp``."""
     try:
-        ctx = session._srtp[0]
+        return srtp.protect_address(), srtp.session_address(session)
     except (AttributeError, TypeError, IndexError) as exc:
         raise RuntimeError("unsupported pylibsrtp version: Session._srtp not found") from exc
-    return _SRTP_PROTECT, int(_ffi.cast("uintptr_t", ctx))
 
 
 def make_stream(ext_map: Any, mid: str | None, *, payload_type: int, ssrc: int, sequence_number: int,

@@ -71,6 +71,7 @@ import logging
 from dataclasses import dataclass
 from importlib import metadata
 
+from relay._fast import srtp
 from relay.media.compat import dtls, ice
 
 log = logging.getLogger("relay.media")
@@ -308,6 +309,7 @@ def install() -> None:
     check()
     try:
         dtls.prepare()
+        srtp.check()  # the compiled SRTP paths reach pylibsrtp's libsrtp (relay._fast.srtp)
     except RuntimeError as exc:
         raise CompatError(f"{exc}: relay supports {supported()}; install the versions pyproject.toml pins") from None
     ice.install()
