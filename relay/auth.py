@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -59,6 +60,7 @@ from relay.store import clients as clients_repo
 from relay.store import device_auth
 from relay.store import tokens as tokens_repo
 from relay.store import workspaces as workspaces_repo
+from relay.store.auth_failures import SharedThrottle
 from relay.store.db import Database
 from relay.store.errors import Conflict
 from relay.throttle import FailureThrottle
@@ -75,10 +77,11 @@ TOUCH_EVERY_S = 60.0  # last_seen_at is refreshed at most this often (no write p
 NOT_FOUND = "Client ID not found or not activated"
 TOKEN_TOUCH_EVERY_S = 60.0  # an API token's last_used_at is refreshed at most this often
 MAX_KNOWN_ADDRESSES = 100_000  # (key, address) pairs remembered by AuthThrottle (oldest forgotten)
+KNOWN_STORE_EVERY_S = 3600.0  # a known pair's time in the store is refreshed at most this often per process
 
 
 class AuthThrottle:
-    """Failed-secret throttles of one process, shared by both edges (device secrets, API tokens).
+    """The failed-secret throttle, shared by both edges (device secrets, app clients, API tokens).
 
     Budgets: ``auth_fail_limit`` failures per window per key (a client id, a token id) and
     ten times that per remote address. Over budget, attempts are refused (429) *before*
@@ -88,17 +91,35 @@ class AuthThrottle:
     same proxy or NAT) cannot lock the rightful device out. A wrong secret from a known
     address over budget is still a 429. A success never resets a key's failures (an
     attacker's budget does not refill because the device connected).
+
+    With a database (``attempt(..., db)``) the counts and the known addresses live in the store
+    (``relay.store.auth_failures.SharedThrottle``), so a brute force spread over workers and nodes
+    is throttled exactly as one process would throttle it. This process still remembers the pairs
+    that authenticated through it: a device calling again from its address costs no round trip.
+    Without one (apps assembled without a store), the counts live in this process.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.by_client = FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window_s)
         self.by_address = FailureThrottle(settings.auth_fail_limit * 10, settings.auth_fail_window_s)
         self.known_address_s = settings.auth_known_address_s
-        self._known: OrderedDict[str, float] = OrderedDict()  # "key address" -> last success
+        self._settings = settings
+        self._shared: SharedThrottle | None = None
+        self._known: OrderedDict[str, tuple[float, float]] = OrderedDict()  # "key address" -> (last success, stored)
+
+    def shared(self, db: Any) -> SharedThrottle | None:
+        """The store's throttle on ``db`` (None without a database)."""
+        if db is None:
+            return None
+        if self._shared is None or self._shared.db is not db:
+            s = self._settings
+            self._shared = SharedThrottle(db, key_limit=s.auth_fail_limit, address_limit=s.auth_fail_limit * 10,
+                                          window_s=float(s.auth_fail_window_s), known_s=s.auth_known_address_s)
+        return self._shared
 
     def known(self, key: str, address: str, now: float) -> bool:
         seen = self._known.get(f"{key} {address}")
-        return seen is not None and now - seen < self.known_address_s
+        return seen is not None and now - seen[0] < self.known_address_s
 
     def _over(self, key: str | None, address: str, now: float) -> tuple[str, str] | None:
         wait = self.by_address.retry_after_header("addr:" + address, now)
@@ -110,13 +131,27 @@ class AuthThrottle:
                 return "auth_client_id", wait
         return None
 
-    def attempt(self, key: str | None, address: str, now: float) -> AuthAttempt:
+    async def attempt(self, key: str | None, address: str, now: float, db: Any = None) -> AuthAttempt:
         """Start checking a secret for ``key`` from ``address``; ``AuthAttempt.refused`` says whether to
         answer 429 without checking it. An attempt from an unknown address is charged as a failure up
-        front (given back unless it fails), so parallel guesses cannot overrun the budget while their
-        lookups are in flight. Settle it with ``failed``/``succeeded``; ``release`` gives back the rest."""
+        front (given back unless it fails), so parallel guesses -- on any worker or node, with ``db`` --
+        cannot overrun the budget while their lookups are in flight. Settle it with ``failed`` /
+        ``succeeded``; ``release`` gives back the rest."""
+        shared = self.shared(db)
         if key is not None and self.known(key, address, now):
-            return AuthAttempt(self, key, address, now, charged=False, refused=None)
+            return AuthAttempt(self, key, address, now, charged=False, refused=None, shared=shared)
+        if shared is not None:
+            verdict = await shared.attempt(key, address, now)
+            if verdict.known:
+                assert key is not None
+                self.remember(key, address, now, stored=now)
+                return AuthAttempt(self, key, address, now, charged=False, refused=None, shared=shared)
+            refused = None
+            if verdict.refused is not None:
+                which, wait_s = verdict.refused
+                refused = ("auth_address" if which == "address" else "auth_client_id", retry_after(wait_s))
+            return AuthAttempt(self, key, address, now, charged=verdict.refused is None, refused=refused,
+                               shared=shared, charge=verdict.charge)
         refused = self._over(key, address, now)
         if refused is None:
             self.by_address.failure("addr:" + address, now)
@@ -124,12 +159,23 @@ class AuthThrottle:
                 self.by_client.failure(key, now)
         return AuthAttempt(self, key, address, now, charged=refused is None, refused=refused)
 
-    def remember(self, key: str, address: str, now: float) -> None:
+    def remember(self, key: str, address: str, now: float, stored: float | None = None) -> None:
+        """``key`` authenticated from ``address`` (``stored``: when the store last heard of it)."""
         pair = f"{key} {address}"
-        self._known[pair] = now
+        prev = self._known.get(pair)
+        self._known[pair] = (now, stored if stored is not None else (prev[1] if prev else 0.0))
         self._known.move_to_end(pair)
         while len(self._known) > MAX_KNOWN_ADDRESSES:
             self._known.popitem(last=False)
+
+    def stored_at(self, key: str, address: str) -> float:
+        seen = self._known.get(f"{key} {address}")
+        return seen[1] if seen else 0.0
+
+
+def retry_after(wait_s: float) -> str:
+    """A ``Retry-After`` value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(wait_s)))
 
 
 @dataclass
@@ -140,31 +186,51 @@ class AuthAttempt:
     now: float
     charged: bool  # failures already recorded (for the key and the address)
     refused: tuple[str, str] | None  # (reason, Retry-After) when over budget: answer 429 unchecked
+    shared: SharedThrottle | None = None  # the store's throttle (None: this process's)
+    charge: str = ""  # the store's tag of the up-front charge
 
-    def failed(self, *, key_counts: bool = True) -> tuple[str, str] | None:
+    async def failed(self, *, key_counts: bool = True) -> tuple[str, str] | None:
         """A wrong secret (``key_counts``) or workspace key: counted; the 429 to answer (a known address
         over budget) or None (401)."""
-        thr = self.throttle
+        thr, shared = self.throttle, self.shared
         if self.charged:
             self.charged = False
             if not key_counts and self.key is not None:
-                thr.by_client.undo(self.key, self.now)
+                if shared is not None:
+                    await shared.give_back(self.charge, key_only=self.key)
+                else:
+                    thr.by_client.undo(self.key, self.now)
             return None
-        over = thr._over(self.key if key_counts else None, self.address, self.now)
+        key = self.key if key_counts else None
+        if shared is not None:
+            over = await shared.failed(key, self.address, self.now)
+            if over is None:
+                return None
+            return ("auth_address" if over[0] == "address" else "auth_client_id", retry_after(over[1]))
+        over_local = thr._over(key, self.address, self.now)
         thr.by_address.failure("addr:" + self.address, self.now)
-        if key_counts and self.key is not None:
-            thr.by_client.failure(self.key, self.now)
-        return over
+        if key is not None:
+            thr.by_client.failure(key, self.now)
+        return over_local
 
-    def succeeded(self) -> None:
+    async def succeeded(self) -> None:
         assert self.key is not None
-        self.release()
-        self.throttle.remember(self.key, self.address, self.now)
+        thr, shared = self.throttle, self.shared
+        if shared is not None and (self.charged or self.now - thr.stored_at(self.key, self.address) >= KNOWN_STORE_EVERY_S):
+            await shared.succeeded(self.key, self.address, self.now, self.charge if self.charged else "")
+            self.charged = False
+            thr.remember(self.key, self.address, self.now, stored=self.now)
+            return
+        await self.release()
+        thr.remember(self.key, self.address, self.now)
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Give back an up-front charge (the attempt ended neither wrong nor right: 400, 404, ...)."""
         if self.charged:
             self.charged = False
+            if self.shared is not None:
+                await self.shared.give_back(self.charge)
+                return
             self.throttle.by_address.undo("addr:" + self.address, self.now)
             if self.key is not None:
                 self.throttle.by_client.undo(self.key, self.now)
@@ -261,13 +327,13 @@ async def _authenticate(req: AuthRequest, require_workspace_key: bool) -> Device
         raise AuthError(400, f"X-Client-Id longer than {MAX_CLIENT_ID_CHARS} characters", "invalid_client_id")
     client_id = client_id.lower()
 
-    attempt = req.throttle.attempt("client:" + client_id, req.address, now)
+    attempt = await req.throttle.attempt("client:" + client_id, req.address, now, req.db)
     if attempt.refused:
         raise rate_limited(req.counters, *attempt.refused)
     try:
         return await _check_client(req, attempt, client_id, require_workspace_key)
     finally:
-        attempt.release()
+        await attempt.release()
 
 
 async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, require_workspace_key: bool) -> Device:
@@ -280,7 +346,7 @@ async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, 
     if ws_key:
         key_workspace = await workspaces_repo.by_key(db, ws_key)
         if key_workspace is None:
-            attempt.failed(key_counts=False)
+            await attempt.failed(key_counts=False)
             raise AuthError(401, "Invalid X-Workspace-Key", "invalid_workspace_key")
 
     # one query: the client, its workspace and its assistant (relay/store/device_auth.py)
@@ -299,7 +365,7 @@ async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, 
     if client is None or client.status != "active":
         raise AuthError(404, NOT_FOUND, "client_not_found")
     if key_workspace is not None and key_workspace.id != client.workspace_id:
-        attempt.failed(key_counts=False)
+        await attempt.failed(key_counts=False)
         raise AuthError(401, "X-Workspace-Key does not match this client's workspace", "invalid_workspace_key")
 
     if key_workspace is not None:
@@ -323,12 +389,12 @@ async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, 
             if not client.enrolled:  # lost an enrolment race: check against the winner's secret
                 client = await clients_repo.get(db, client.id)
             if not clients_repo.secret_matches(client, secret):
-                over = attempt.failed()
+                over = await attempt.failed()
                 log.warning("invalid client secret", extra={"client_id": client.id, "remote": address})
                 if over:  # from an address it is known at: verified, and still over budget
                     raise rate_limited(req.counters, *over)
                 raise AuthError(401, "Invalid client secret", "invalid_secret")
-        attempt.succeeded()
+        await attempt.succeeded()
 
     if not enrolled_now and (client.last_seen_at is None or now - client.last_seen_at >= TOUCH_EVERY_S):
         await clients_repo.touch(db, client.id, now=now)
@@ -361,7 +427,7 @@ async def _authenticate_token(req: AuthRequest, presented: str) -> tuple[Device,
     db, address, now = req.db, req.address, req.now
     tid = tokens_repo.token_id(presented) if presented else None
     # the device edge's throttle: refused before verifying, unless known at this address
-    attempt = req.throttle.attempt(f"token:{tid}" if tid is not None else None, address, now)
+    attempt = await req.throttle.attempt(f"token:{tid}" if tid is not None else None, address, now, db)
     if attempt.refused:
         raise rate_limited(req.counters, *attempt.refused)
     try:
@@ -371,14 +437,14 @@ async def _authenticate_token(req: AuthRequest, presented: str) -> tuple[Device,
         if status == "revoked":
             raise _unauthorized("This token has been revoked", "token_revoked")
         if status != "ok" or token is None:
-            over = attempt.failed(key_counts=status == "mismatch")
+            over = await attempt.failed(key_counts=status == "mismatch")
             log.warning("invalid API token (%s)", status, extra={"client_id": tid or "-", "remote": address})
             if over:
                 raise rate_limited(req.counters, *over)
             raise _unauthorized("Invalid token", "invalid_token")
-        attempt.succeeded()
+        await attempt.succeeded()
     finally:
-        attempt.release()
+        await attempt.release()
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_EVERY_S:
         await tokens_repo.touch(db, token.id, now=now)
     assistant = await _token_assistant(db, req.settings, token)

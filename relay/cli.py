@@ -161,6 +161,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     flags = {name: getattr(args, name) for name in _SERVE_FLAGS if getattr(args, name) is not None}
     settings = load_settings(args.config, **flags)
     workers = worker_count(settings.workers)
+    _check_worker_ports(settings, workers)
     origins = {name: origin(name, args.config, overrides=flags, override_label=_SERVE_FLAGS.get(name))
                for name in ("port", "data_dir", "database_url")}
     try:
@@ -182,6 +183,17 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"relay: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_worker_ports(settings: Settings, workers: int) -> None:
+    """Ports the workers cannot all have are a bad setting: one line, exit 2, before anything binds."""
+    from relay.node.state import check_node_ports
+
+    try:
+        check_node_ports(settings.ice_mux, settings.ice_udp_port, settings.ice_port_min, settings.ice_port_max,
+                         workers)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _ensure_data_dir(settings: Settings, chosen_by: str) -> None:

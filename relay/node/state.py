@@ -142,6 +142,32 @@ def choose_sibling(own_load: int, own_max: int, siblings: list[WorkerRow], *,
     return least.index if own_load - least.load >= margin else None
 
 
+MIN_ICE_PORTS_PER_WORKER = 10  # with ice_mux off: each worker's slice of the range (one port per call)
+MAX_UDP_PORT = 65535
+
+
+def check_node_ports(ice_mux: bool, ice_udp_port: int, ice_port_min: int, ice_port_max: int, workers: int) -> None:
+    """What ``relay serve --workers N`` refuses before anything binds (``ValueError``, one line naming the
+    settings): with ``ice_mux`` on, worker i listens on ``ice_udp_port + i``, so the last one must be a
+    port (``ice_udp_port + workers - 1 <= 65535``); with a per-call range, each worker's slice of it
+    must hold at least ``MIN_ICE_PORTS_PER_WORKER`` ports (one per call)."""
+    if workers < 2:
+        return  # one worker: its ports are checked by the media plane's setup (relay/web/realtime.py)
+    if ice_mux and ice_udp_port and ice_udp_port + workers - 1 > MAX_UDP_PORT:
+        raise ValueError(f"ice_udp_port {ice_udp_port} + workers {workers} - 1 = {ice_udp_port + workers - 1} "
+                         f"is above {MAX_UDP_PORT} (worker i listens on ice_udp_port + i): lower ice_udp_port "
+                         "or workers")
+    if not (ice_port_min or ice_port_max):
+        return
+    if not 0 < ice_port_min <= ice_port_max <= MAX_UDP_PORT:
+        raise ValueError("ice_port_min/ice_port_max: need 0 < min <= max <= 65535 (or both 0)")
+    size = ice_port_max - ice_port_min + 1
+    if size // workers < MIN_ICE_PORTS_PER_WORKER:
+        raise ValueError(f"ice_port_min..ice_port_max has {size} port(s): split over workers {workers}, "
+                         f"{size // workers} per worker, fewer than {MIN_ICE_PORTS_PER_WORKER} (one per call): "
+                         "widen the range or lower workers")
+
+
 def port_slice(port_min: int, port_max: int, index: int, workers: int) -> tuple[int, int] | None:
     """Worker ``index``'s disjoint share of the UDP range ``port_min..port_max`` (None: any port).
 

@@ -160,14 +160,9 @@ class Supervisor:
     def run(self) -> int:
         import dataclasses
 
-        from relay.node.state import port_slice
-        from relay.settings import SettingsError
         from relay.startup import StartupError
 
-        try:  # before anything binds: a UDP range too small for the workers is a bad setting (exit 2)
-            port_slice(self.settings.ice_port_min, self.settings.ice_port_max, 0, self.workers)
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
+        # the ports the workers need were checked before anything was logged (relay.cli, check_node_ports)
         self.sock = bind(self.settings, self.origins, self.workers)
         link = asyncio.run(_prepare(self.settings, self.origins))
         run_dir = tempfile.mkdtemp(prefix="relay-node-")  # mode 0700: only relay's user reaches the workers

@@ -79,7 +79,11 @@ class LiveCall:
 
 
 async def ensure_schema(db: Database) -> None:
-    """PostgreSQL: (re)create ``relay_admit_call`` (idempotent; serialized across nodes). SQLite: nothing."""
+    """PostgreSQL: (re)create ``relay_admit_call`` and the failed-secret throttle's ``relay_auth_attempt``
+    (``relay.store.auth_failures``; idempotent; serialized across nodes). SQLite: nothing."""
+    from relay.store import auth_failures
+
+    await auth_failures.ensure_schema(db)
     if db.dialect != "postgresql":
         return
     async with db.transaction() as tx:

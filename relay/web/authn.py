@@ -23,7 +23,8 @@ from relay.web import keys
 from relay.web.errors import ApiError, AppApiError
 from relay.web.middleware import remote_address
 
-#: the process's failed-secret throttles, shared by every caller kind (set by ``create_app``)
+#: the failed-secret throttle, shared by every caller kind (set by ``create_app``); with a database its counts
+#: live in the store, fleet-wide (``relay.store.auth_failures.SharedThrottle``)
 THROTTLE = web.AppKey("auth_throttle", auth.AuthThrottle)
 
 

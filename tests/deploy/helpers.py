@@ -60,14 +60,15 @@ def uncovered(args: list[str]) -> list[str]:
 def check_startup(settings: Settings) -> None:
     """What ``relay serve`` refuses before anything binds, run on ``settings``: every area's setup
     (``relay.web.app.create_app``; ``relay.web.realtime.setup`` raises ``SettingsError`` for
-    ``ice_port_min``/``ice_port_max`` with ``ice_mux`` on, and splits a per-call range among the
-    workers with ``relay.node.state.port_slice``, as the supervisor does for ``--workers N``)."""
-    from relay.node.state import port_slice
+    ``ice_port_min``/``ice_port_max`` with ``ice_mux`` on; the ports a node's workers need, split among the
+    workers: ``relay.node.state.check_node_ports``, as ``relay serve --workers N`` does first)."""
+    from relay.node.state import check_node_ports
     from relay.settings import SettingsError, worker_count
     from relay.web.app import create_app
 
     create_app(settings)
     try:
-        port_slice(settings.ice_port_min, settings.ice_port_max, 0, worker_count(settings.workers, cores=2))
+        check_node_ports(settings.ice_mux, settings.ice_udp_port, settings.ice_port_min, settings.ice_port_max,
+                         worker_count(settings.workers, cores=2))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None

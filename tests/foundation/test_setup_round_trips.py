@@ -24,15 +24,24 @@ from relay.store.db import Database
 
 from .helpers import device_headers, new_secret
 
+FLEET_TABLES = re.compile(r"auth_failures|auth_known|relay_auth_attempt|live_calls|relay_admit_call")
+
 
 class RoundTrips:
     def __init__(self) -> None:
         self.count = 0
+        self.statements: list[str] = []
 
     @contextmanager
     def counting(self) -> Iterator[RoundTrips]:
         self.count = 0
+        self.statements = []
         yield self
+
+    @property
+    def fleet(self) -> int:
+        """Round trips for state shared by workers and nodes (throttle, caps, live-call registry)."""
+        return sum(1 for sql in self.statements if FLEET_TABLES.search(sql))
 
 
 @pytest.fixture
@@ -45,6 +54,7 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
 
         async def counted(self, *args, **kwargs):
             rt.count += 1
+            rt.statements.append(next((a for a in args if isinstance(a, str)), ""))
             return await orig(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, name, counted)
@@ -135,17 +145,57 @@ async def test_setup_round_trips(app_on, db: Database, trips: RoundTrips) -> Non
     assert (await authenticate(req)).assistant.id == mine.id
 
 
-async def test_wrong_secret_still_rejected_in_one_query(app_on, db: Database, trips: RoundTrips) -> None:
+async def test_wrong_secret_is_recorded_for_the_fleet(app_on, db: Database, trips: RoundTrips) -> None:
+    """A wrong secret costs the lookup plus recording the failure where every worker and node counts it
+    (relay/store/auth_failures.py: one statement on PostgreSQL, a read and an INSERT on SQLite)."""
     cid = (await clients.create(db, "default")).id
     secret = new_secret()
     assert (await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, secret))).status == 200
     with trips.counting():
         resp = await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, new_secret()))
     assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_secret"
-    assert trips.count == 1
+    assert trips.count == (2 if db.dialect == "postgresql" else 3)
+    assert len(await db.fetchall("SELECT at FROM auth_failures")) == 2  # the client id and the address
     await clients.set_status(db, cid, "disabled")  # revocation: the very next request sees it
     resp = await app_on.post("/v1/realtime/sessions", json={}, headers=device_headers(cid, secret))
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "client_not_found"
+
+
+async def _setup(app_on, headers: dict[str, str]) -> None:
+    resp = await app_on.post("/v1/realtime/sessions", json={}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    pc, offer = await _offer()
+    try:
+        resp = await app_on.post("/v1/realtime", data=offer, headers={**headers, "Content-Type": "application/sdp"})
+        assert resp.status == 201, await resp.text()
+    finally:
+        await pc.close()
+
+
+async def test_fleet_state_costs_one_round_trip_per_setup(app_on, db: Database, trips: RoundTrips) -> None:
+    """Throttle + caps + live-call registry, the state shared by workers and nodes: one round trip per
+    set-up (the admission) once the device's address is known to the worker; 2 the first time a worker
+    sees it (asking the store whether the pair is known; 3 on SQLite); 3 for a device's very first call from an
+    address (its attempt charged up front, then given back and the pair stored; 4 on SQLite)."""
+    from relay.web.authn import THROTTLE
+
+    cid = (await clients.create(db, "default")).id
+    headers = device_headers(cid, new_secret())
+    with trips.counting():
+        await _setup(app_on, headers)  # TOFU enrolment from a new address
+    # PostgreSQL: charge, give back + store the pair (one statement), admit; SQLite: give back and store are 2
+    assert trips.fleet == (3 if db.dialect == "postgresql" else 4), "\n".join(trips.statements)
+    for _ in range(2):
+        with trips.counting():
+            await _setup(app_on, headers)
+        assert trips.fleet == 1, trips.statements  # the live-call admission
+    app_on.server.app[THROTTLE]._known.clear()  # as a sibling worker (or another node) sees it
+    with trips.counting():
+        await _setup(app_on, headers)
+    assert trips.fleet == (2 if db.dialect == "postgresql" else 3), trips.statements  # SQLite: INSERT, then known?
+    with trips.counting():
+        await _setup(app_on, headers)
+    assert trips.fleet == 1, trips.statements
 
 
 class CountingLock(asyncio.Lock):

@@ -176,13 +176,28 @@ def test_invalid_workers_are_refused_in_one_line(tmp_path: Path) -> None:
         out = _relay(["serve", "--workers", value, "--data-dir", str(tmp_path)], _env())
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert out.stderr.startswith("relay: setting workers must be"), out.stderr
-    # per-call ports (ice_mux off): each worker owns a slice of the UDP range; one smaller than the workers is
-    # refused before binding
+    # per-call ports (ice_mux off): each worker owns a slice of the UDP range; one that leaves a worker fewer
+    # than 10 ports is refused before binding
     out = _relay(["serve", "--workers", "3", "--data-dir", str(tmp_path)],
-                 _env(RELAY_ICE_MUX="false", RELAY_ICE_PORT_MIN="40000", RELAY_ICE_PORT_MAX="40001"))
+                 _env(RELAY_ICE_MUX="false", RELAY_ICE_PORT_MIN="40000", RELAY_ICE_PORT_MAX="40028"))
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines()[-1] == \
-        "relay: ice_port_min..ice_port_max has 2 port(s), fewer than the 3 workers", out.stderr
+        "relay: ice_port_min..ice_port_max has 29 port(s): split over workers 3, 9 per worker, fewer than 10 " \
+        "(one per call): widen the range or lower workers", out.stderr
+
+
+def test_worker_ports_past_65535_are_refused_in_one_line(tmp_path: Path) -> None:
+    """Worker i of a node listens on ice_udp_port + i: the last worker's port must exist."""
+    out = _relay(["serve", "--workers", "2", "--port", "0", "--data-dir", str(tmp_path)],
+                 _env(RELAY_ICE_UDP_PORT="65535"))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.strip() == ("relay: ice_udp_port 65535 + workers 2 - 1 = 65536 is above 65535 "
+                                  "(worker i listens on ice_udp_port + i): lower ice_udp_port or workers")
+    assert not (tmp_path / "relay.db").exists()  # refused before the database or any socket
+    # one port lower, the last worker gets 65535: the node starts, and stops cleanly
+    server = Server(["--workers", "2", "--port", "0", "--data-dir", str(tmp_path)],
+                    _env(RELAY_ICE_UDP_PORT="65534", RELAY_CONSOLE_LINK="true"), tmp_path, tmp_path)
+    assert server.stop() == 0
 
 
 # --- start-up failures: one line, non-zero exit ------------------------------------

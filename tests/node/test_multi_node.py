@@ -1,6 +1,6 @@
 """Two nodes on one PostgreSQL: ``relay serve --workers 2`` on 127.0.0.2 and on 127.0.0.3, real calls
 from the device SDK. A device enrolled through one node is accepted by the other (session on one, SDP
-on the other); the per-client cap holds fleet-wide; usage from both nodes adds up; a node killed with
+on the other); the per-client cap and the failed-secret throttle hold fleet-wide; usage from both nodes adds up; a node killed with
 SIGKILL mid-call loses its calls' leases (the cap frees) while the other keeps serving; a node drained
 with SIGTERM ends its live call with ``server_shutdown``, writes its usage and exits 0."""
 
@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "fleet-admin-token-" + "f" * 24
 LEASE_S = 3.0
+FAIL_LIMIT = 2  # failed secrets per client id per minute; per address: 20
 
 
 class Node:
@@ -40,6 +43,7 @@ class Node:
                     "RELAY_DATA_DIR": str(home / "data"), "RELAY_NODE_NAME": name, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
                     "RELAY_ICE_HOST_ADDRESSES": "127.0.0.1", "RELAY_CALL_LEASE_S": str(LEASE_S),
                     "RELAY_MAX_CALLS_PER_CLIENT": "1", "RELAY_SHUTDOWN_TIMEOUT_S": "4",
+                    "RELAY_AUTH_FAIL_LIMIT": str(FAIL_LIMIT), "RELAY_TRUST_FORWARDED_FOR": "true",
                     "RELAY_CONSOLE_LINK": "false"})
         self.err = home / "serve.err"
         with open(self.err, "wb") as err:
@@ -77,6 +81,49 @@ async def _live(db_url: str, client_id: str) -> list[str]:
         return [r["node"] for r in rows]
     finally:
         await conn.close()
+
+
+def _post(url: str, headers: dict[str, str], method: str = "POST") -> tuple[int, dict, dict]:
+    """One request on a new connection (the kernel picks the worker), its status, JSON body and headers."""
+    req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+            return resp.status, json.loads(resp.read()), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), dict(exc.headers)
+
+
+def _brute_force_is_throttled_fleet_wide(a: Node, b: Node, cid: str, secret: str) -> None:
+    """Failed secrets spread over both nodes (4 workers) add up to the limit, per client id and per
+    address, as in one process; then the documented 429 with Retry-After, in each API's shape."""
+    device, attacker = {"X-Forwarded-For": "192.0.2.10"}, {"X-Forwarded-For": "198.51.100.7"}
+    right = {"X-Client-Id": cid, "X-Client-Secret": secret}
+    assert _post(a.base + "/v1/realtime/sessions", {**right, **device})[0] == 200  # the device's address
+    for i in range(FAIL_LIMIT):
+        status, body, _ = _post((a, b)[i % 2].base + "/v1/realtime/sessions",
+                                {**right, "X-Client-Secret": secrets.token_hex(24), **attacker})
+        assert (status, body["error"]["code"]) == (401, "invalid_secret")
+    for node in (a, b):  # over budget on every worker of every node: refused before the secret is checked
+        status, body, headers = _post(node.base + "/v1/realtime/sessions", {**right, **attacker})
+        assert status == 429 and body == {"error": {"message": "Too many failed attempts; retry later",
+                                                    "type": "rate_limit_error", "code": "rate_limited"}}
+        assert 1 <= int(headers["Retry-After"]) <= 60
+    for node in (b, a):  # ... but from the address it authenticated from, its secret still passes
+        assert _post(node.base + "/v1/realtime/sessions", {**right, **device})[0] == 200
+    # per address (20): wrong workspace keys through the app API on both nodes, any client id
+    for i in range(FAIL_LIMIT * 10 - FAIL_LIMIT):
+        status, body, _ = _post((a, b)[i % 2].base + "/v1/app/voices",
+                                {"X-Client-Id": str(uuid.uuid4()), "X-Workspace-Key": "wk_" + "0" * 40,
+                                 **attacker}, method="GET")
+        assert (status, body["detail"]["code"]) == (401, "INVALID_WORKSPACE_KEY"), body
+    status, body, headers = _post(a.base + "/v1/app/voices", {"X-Client-Id": str(uuid.uuid4()),
+                                                               "X-Workspace-Key": "wk_" + "0" * 40, **attacker},
+                                  method="GET")
+    assert status == 429 and body["detail"]["code"] == "RATE_LIMITED" and 1 <= int(headers["Retry-After"]) <= 60
+    status, body, headers = _post(b.base + "/v1/realtime/sessions",
+                                  {"X-Client-Id": str(uuid.uuid4()), "X-Client-Secret": secret, **attacker})
+    assert (status, body["error"]["code"]) == (429, "rate_limited") and "Retry-After" in headers
 
 
 async def _usage(db_url: str, client_id: str) -> int:
@@ -119,6 +166,9 @@ async def test_two_nodes_share_one_postgresql(tmp_path: Path, pg_database_url: s
             while await _usage(pg_database_url, cid) < 2:  # noqa: ASYNC110 - polling the store
                 await asyncio.sleep(0.1)
         assert await _usage(pg_database_url, cid) == 2
+
+        hall = (await asyncio.to_thread(b.admin, "POST", "/admin/v1/clients", {"name": "hall"}))["id"]
+        await asyncio.to_thread(_brute_force_is_throttled_fleet_wide, a, b, hall, secrets.token_hex(24))
 
         # node b killed mid-call: its lease expires, the cap frees, node a keeps serving
         doomed = _device(b.base, cid, secret)
