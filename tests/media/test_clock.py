@@ -56,3 +56,25 @@ async def test_schedule_is_absolute_and_skips_ahead_after_a_stall():
     # a stall longer than max_catchup ticks is skipped, not replayed as a burst
     assert metrics.clock_overruns >= 10
     assert clock.ticks < 20 + 10
+
+
+async def test_an_idle_clock_does_not_tick_and_wakes_for_the_next_call():
+    clock = MediaClock(MediaMetrics(), ptime_ms=5)
+    clock.start()
+    await asyncio.sleep(0.1)  # 20 periods with no call
+    assert clock.ticks == 0 and clock.idle_pauses == 1
+    first = Counter()
+    clock.register(first)
+    await asyncio.wait_for(first.enough.wait(), 5)
+    assert clock.ticks >= 10
+    clock.unregister(first)
+    await asyncio.sleep(0.05)
+    ticks = clock.ticks
+    await asyncio.sleep(0.1)
+    assert clock.ticks == ticks and clock.idle_pauses == 2  # paused again once the last call left
+    second = Counter()
+    clock.register(second)
+    await asyncio.wait_for(second.enough.wait(), 5)
+    # the schedule restarts from the wake-up: no burst of catch-up ticks for the idle time
+    assert second.ticks[1] - second.ticks[0] < 0.05
+    await clock.stop()
