@@ -4,9 +4,9 @@
 policy (failures per key and per address, charged up front for an attempt from an address the key
 never authenticated from, given back on success, the pairs that authenticated shared) in the store,
 so a brute force spread over workers and nodes is throttled exactly as one process would throttle
-it. ``SharedFailureLog`` is the bare counter (``relay.throttle.FailureThrottle``'s policy for one
-key: ``limit`` failures inside the last ``window_s`` seconds block the key until the oldest of its
-last ``limit`` failures leaves the window). Keys (client ids, token ids, addresses) and pairs are
+it (``relay.throttle.FailureThrottle``'s policy per key: ``limit`` failures inside the last
+``window_s`` seconds block the key until the oldest of its last ``limit`` failures leaves the
+window). Keys (client ids, token ids, addresses) and pairs are
 stored as SHA-256 hashes. Round trips of each method: its docstring; docs/ops.md ("The failed-secret
 throttle across workers and nodes") has the count per call set-up.
 """
@@ -14,9 +14,7 @@ throttle across workers and nodes") has the count per call set-up.
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -24,46 +22,6 @@ from typing import Any
 from relay.store.db import Database, Executor
 
 PURGE_EVERY = 200  # failures between purges of expired rows
-
-
-class SharedFailureLog:
-    def __init__(self, db: Executor, *, limit: int, window_s: float, scope: str) -> None:
-        if limit < 1 or window_s <= 0:
-            raise ValueError("limit and window_s must be positive")
-        self.db = db
-        self.limit = limit
-        self.window_s = window_s
-        self.scope = scope
-        self._since_purge = 0
-
-    def _key(self, key: str) -> str:
-        return hashlib.sha256(f"{self.scope}\0{key}".encode()).hexdigest()
-
-    async def retry_after_s(self, key: str, now: float | None = None) -> float:
-        """0 when ``key`` may try now; else the seconds until it may."""
-        now = time.time() if now is None else now
-        rows = await self.db.fetchall(
-            "SELECT at FROM auth_failures WHERE key_hash = ? AND at > ? ORDER BY at DESC LIMIT ?",
-            self._key(key), now - self.window_s, self.limit)
-        if len(rows) < self.limit:
-            return 0.0
-        return max(min(float(r["at"]) for r in rows) + self.window_s - now, 0.0)
-
-    async def retry_after_header(self, key: str, now: float | None = None) -> str | None:
-        wait = await self.retry_after_s(key, now)
-        return str(max(1, math.ceil(wait))) if wait > 0 else None
-
-    async def failure(self, key: str, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        await self.db.execute("INSERT INTO auth_failures (key_hash, at) VALUES (?, ?)", self._key(key), now)
-        self._since_purge += 1
-        if self._since_purge >= PURGE_EVERY:
-            self._since_purge = 0
-            await self.db.execute("DELETE FROM auth_failures WHERE at <= ?", now - self.window_s)
-
-    async def success(self, key: str) -> None:
-        """Forget ``key``'s failures (the rightful owner proved itself)."""
-        await self.db.execute("DELETE FROM auth_failures WHERE key_hash = ?", self._key(key))
 
 
 # --- the whole throttle across workers and nodes (used by relay/auth.py's AuthThrottle) -------------
