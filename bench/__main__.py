@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 import tempfile
@@ -102,6 +103,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ld.add_argument("--rate", type=float, default=20.0, help="ramp-up: new calls per second")
     ld.add_argument("--duration", type=float, default=10.0, help="steady-state seconds after the ramp")
     ld.add_argument("--audio", help="16-bit WAV to send (default: espeak-ng speech with pauses)")
+    ld.add_argument(
+        "--phase",
+        choices=["random", "aligned"],
+        default="random",
+        help="where each device's audio starts: random (seeded by --seed) within the 20 ms frame and the "
+        "audio, as real devices do, or aligned (all devices in step: full encode batches)",
+    )
+    ld.add_argument("--seed", type=int, default=1, help="seed of the random start points")
     ld.add_argument("--no-markers", action="store_true", help="do not insert latency markers")
     ld.add_argument("--marker-interval-ms", type=int, default=1000)
     ld.add_argument("--no-demo", action="store_true", help="do not send X-Demo-Mode: true")
@@ -213,6 +222,8 @@ class Bench:
                     label=target if server else "target",
                     progress=not a.quiet,
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
+                    phase=a.phase,
+                    seed=a.seed,
                 )
                 if a.churn_call_s:
                     report = await run_churn(sc, self.audio, a.churn_call_s)
@@ -256,6 +267,8 @@ class Bench:
                 f"marginal [{label}]: {'-' if cpu is None else f'{cpu:.2f}'} % CPU (fit over healthy runs) and "
                 f"{'-' if rss is None else f'{rss:.3f}'} MB RSS per added call"
             )
+        for line in cost_lines(self.reports):
+            print(line)
         self.write_outputs()
         return 0
 
@@ -293,6 +306,7 @@ class Bench:
                 "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
                 "ratios": compare_table(self.reports),
                 "marginal": marginal_costs(self.reports),
+                "cpu_per_call": cost_table(self.reports),
             }
             with open(a.json, "w") as fh:
                 json.dump(doc, fh, indent=1, default=str)
@@ -363,6 +377,57 @@ def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]
         if row:
             out[label] = row
     return out
+
+
+def cost_table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run (label, N): relay's CPU two ways, and what the tester itself cost beside it.
+
+    ``total_per_call_pct`` = relay CPU / established calls (fixed costs included: an idle relay's
+    clock, its threads); ``slope_pct`` = the label's least-squares CPU per *added* call over its healthy
+    runs (``marginal_costs``), the same for every N of a label. ``bench_cpu_pct`` is the load tester's
+    own CPU (% of one core), ``bench_share_pct`` that as a share of the machine's cores: when it nears
+    the cores relay does not use, the tester, not relay, is the limit."""
+    slopes = marginal_costs(reports)
+    cores = os.cpu_count() or 1
+    rows = []
+    for r in reports:
+        m = r.get("measure")
+        if not m or "relay_cpu_pct" not in m or not r.get("calls_established"):
+            continue
+        bench = m.get("bench_cpu_pct")
+        rows.append(
+            {
+                "label": r["label"],
+                "n": r["calls_established"],
+                "healthy": fit_healthy(r),
+                "relay_cpu_pct": m["relay_cpu_pct"],
+                "total_per_call_pct": round(m["relay_cpu_pct"] / r["calls_established"], 3),
+                "slope_pct": slopes.get(r["label"], {}).get("cpu_pct_per_added_call"),
+                "bench_cpu_pct": bench,
+                "bench_cpu_pct_per_device": m.get("bench_cpu_pct_per_device"),
+                "bench_share_pct": round(bench / cores, 2) if bench is not None else None,
+            }
+        )
+    return rows
+
+
+def cost_lines(reports: list[dict[str, Any]]) -> list[str]:
+    rows = cost_table(reports)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "== CPU per call (% of one core): slope = per added call (fit over healthy runs), total/N = all of "
+        "relay's CPU / N; tester = the load tester's own CPU, % of one core and share of the machine",
+    ]
+    for row in rows:
+        slope = "-" if row["slope_pct"] is None else f"{row['slope_pct']:.2f}"
+        lines.append(
+            f"  [{row['label']}] N={row['n']:>3}: slope {slope}, total/N {row['total_per_call_pct']:.2f}"
+            f"{'' if row['healthy'] else ' (not healthy: out of the fit)'}; tester {row['bench_cpu_pct']} % "
+            f"({row['bench_cpu_pct_per_device']} %/device, {row['bench_share_pct']} % of the machine)"
+        )
+    return lines
 
 
 async def calls_by_worker(base_url: str, token: str) -> dict[str, int]:

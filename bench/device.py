@@ -27,6 +27,10 @@ class DeviceConfig:
     create_session: bool = True
     marker_timeout_s: float = 1.0
     connect_timeout_s: float = 10.0
+    # where this device's audio starts: a delay before its first frame (0..20 ms, the phase within
+    # a frame) and a packet index into the looped audio (``bench.runner.start_points``)
+    phase_s: float = 0.0
+    start_index: int = 0
 
 
 @dataclass
@@ -40,6 +44,8 @@ class DeviceResult:
     sdp_ms: float | None = None
     offer_ms: float | None = None
     connect_ms: float | None = None
+    phase_ms: float = 0.0
+    start_index: int = 0
     frames_sent: int = 0
     frames_received: int = 0
     frames_lost: int = 0
@@ -54,6 +60,30 @@ class DeviceResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class PhasedPacketTrack(OpusPacketTrack):
+    """The looped packet list, started at ``start_index`` and ``phase_s`` after the track's first pull.
+
+    A real device starts talking at any point of its 20 ms frame and of what it says; with every
+    simulated device at packet 0 and the same phase, relay's tick sees the calls' speech and pauses
+    in step (full encode batches, then empty ticks), which a real population never gives it.
+    """
+
+    def __init__(
+        self, packets: list[bytes], *, phase_s: float = 0.0, start_index: int = 0, on_sent: Any = None
+    ) -> None:
+        super().__init__(packets, loop=True, on_sent=on_sent)
+        if not 0.0 <= phase_s < 1.0:
+            raise ValueError("phase_s must be in [0, 1) s")
+        self.phase_s = phase_s
+        self.start_index = start_index % len(self.packets) if self.packets else 0
+        self._pos = self.start_index
+
+    async def recv(self) -> Any:
+        if self._start_s is None and self.phase_s > 0.0:
+            await asyncio.sleep(self.phase_s)
+        return await super().recv()
 
 
 class Device:
@@ -72,7 +102,11 @@ class Device:
             assistant_id=cfg.assistant_id,
             host_addresses=["127.0.0.1"],
         )
-        self.track = OpusPacketTrack(audio.packets, loop=True, on_sent=self._on_sent)
+        self.track = PhasedPacketTrack(
+            audio.packets, phase_s=cfg.phase_s, start_index=cfg.start_index, on_sent=self._on_sent
+        )
+        self.result.phase_ms = round(cfg.phase_s * 1000.0, 3)
+        self.result.start_index = self.track.start_index
 
     def _on_sent(self, index: int, t_s: float) -> None:
         kind = self.audio.marker_frames.get(index)

@@ -135,6 +135,15 @@ def text_summary(r: dict[str, Any]) -> str:
         f"  bench loop lag p50 {_fmt(lag.get('p50'))} p99 {_fmt(lag.get('p99'))} ms; bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"
         + extra
     )
+    ph, ck = r.get("phase"), r.get("relay_clock")
+    if isinstance(ph, dict) or isinstance(ck, dict):
+        line = f"  device start points: {ph['mode']} (seed {ph['seed']})" if isinstance(ph, dict) else " "
+        if isinstance(ck, dict):
+            line += (
+                f"; relay's clock: {ck['encode_batches']} encode batches in {ck['ticks']} ticks, "
+                f"{_fmt(ck['audio_frames_per_batch'])} audio frames per batch"
+            )
+        lines.append(line)
     if r["errors"]:
         lines.append(f"  errors: {r['errors'][:3]}")
     return "\n".join(lines)

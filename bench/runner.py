@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import sys
 import time
 import uuid
@@ -43,6 +44,40 @@ class Scenario:
     label: str = "relay"
     progress: bool = True
     extra_pids: dict[str, int] | None = None  # other processes to measure (e.g. the assistant)
+    phase: str = "random"  # where each device's audio starts: "random" (seeded) or "aligned" (all in step)
+    seed: int = 1
+
+
+PHASES = ("random", "aligned")
+FRAME_S = 0.02
+
+
+def start_points(n: int, n_packets: int, phase: str, seed: int) -> list[tuple[float, int]]:
+    """Per device: (delay before its first frame in s, within one 20 ms frame; packet index to start at).
+
+    ``aligned``: every device at (0, 0), in step (what the bench did before). ``random``: uniform
+    over the frame and over the audio, from ``random.Random(seed)``, so a run is reproducible.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}")
+    if phase == "aligned" or n_packets <= 0:
+        return [(0.0, 0)] * n
+    rng = random.Random(seed)
+    return [(rng.uniform(0.0, FRAME_S), rng.randrange(n_packets)) for _ in range(n)]
+
+
+def _config(sc: Scenario, i: int, point: tuple[float, int]) -> DeviceConfig:
+    cid, secret = _credentials(sc, i)
+    return DeviceConfig(
+        sc.base_url,
+        cid,
+        secret,
+        demo=sc.demo,
+        assistant_id=sc.assistant_id,
+        create_session=sc.create_session,
+        phase_s=point[0],
+        start_index=point[1],
+    )
 
 
 def _credentials(sc: Scenario, i: int) -> tuple[str, str | None]:
@@ -72,29 +107,15 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
 
 
 async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
-    devices: list[Device] = []
-    for i in range(sc.n):
-        cid, secret = _credentials(sc, i)
-        devices.append(
-            Device(
-                i,
-                DeviceConfig(
-                    sc.base_url,
-                    cid,
-                    secret,
-                    demo=sc.demo,
-                    assistant_id=sc.assistant_id,
-                    create_session=sc.create_session,
-                ),
-                audio,
-            )
-        )
+    points = start_points(sc.n, len(audio.packets), sc.phase, sc.seed)
+    devices = [Device(i, _config(sc, i, points[i]), audio) for i in range(sc.n)]
     relay_base = await _relay_sample(sc)
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
     starts: list[asyncio.Task[None]] = []
     lags_ms: list[float] = []
     relay_stats: dict[str, Any] | None = None
+    stats_a: dict[str, Any] | None = None
     extra_a: dict[str, procstat.Sample | None] = {}
     extra_b: dict[str, procstat.Sample | None] = {}
     progress = asyncio.ensure_future(_progress(sc, devices, t0)) if sc.progress else None
@@ -109,6 +130,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         ramp_end = time.monotonic()
         await asyncio.sleep(SETTLE_S)
         relay_a = await _relay_sample(sc)
+        stats_a = await _relay_stats(sc)
         extra_a = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_a = (time.monotonic(), procstat.self_cpu_s())
         lag = asyncio.ensure_future(_loop_lag(sc.duration_s))
@@ -149,7 +171,38 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     report = summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)
     if relay_stats is not None:
         report["relay_stats"] = relay_stats
+        batches = encode_batches(stats_a, relay_stats)
+        if batches is not None:
+            report["relay_clock"] = batches
+    report["phase"] = {"mode": sc.phase, "seed": sc.seed}
     return report
+
+
+def encode_batches(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Over the steady state, from two ``GET /v1/realtime/stats`` snapshots: media-clock ticks, encode
+    batches (hand-offs to the encode thread) and audio frames sent; ``audio_frames_per_batch`` is
+    audio frames / batches (an encoder's drain frames after speech are encoded too but counted as
+    silent: the figure slightly understates a batch)."""
+
+    def delta(key: str, sub: str | None = None) -> float | None:
+        try:
+            va, vb = (a[key], b[key]) if sub is None else (a[key][sub], b[key][sub])  # type: ignore[index]
+        except (KeyError, TypeError):
+            return None
+        return vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+
+    ticks, batches = delta("clock_ticks"), delta("clock_encode_batch", "count")
+    out, silent = delta("frames_out"), delta("frames_out_silent")
+    if None in (ticks, batches, out, silent):
+        return None
+    audio = out - silent  # type: ignore[operator]
+    return {
+        "ticks": ticks,
+        "encode_batches": batches,
+        "audio_frames": audio,
+        "audio_frames_per_batch": round(audio / batches, 2) if batches else None,
+        "batches_per_tick": round(batches / ticks, 3) if ticks else None,  # type: ignore[operator]
+    }
 
 
 async def _loop_lag(duration_s: float, period_s: float = 0.01) -> list[float]:
@@ -240,15 +293,10 @@ async def run_churn(sc: Scenario, audio: BenchAudio, call_s: float) -> dict[str,
 
 
 async def _run_churn(sc: Scenario, audio: BenchAudio, call_s: float, total: int) -> dict[str, Any]:
+    points = start_points(total, len(audio.packets), sc.phase, sc.seed)
+
     async def one(i: int) -> DeviceResult:
-        cid, secret = _credentials(sc, i)
-        dev = Device(
-            i,
-            DeviceConfig(
-                sc.base_url, cid, secret, demo=sc.demo, assistant_id=sc.assistant_id, create_session=sc.create_session
-            ),
-            audio,
-        )
+        dev = Device(i, _config(sc, i, points[i]), audio)
         try:
             await dev.start()
             if dev.result.ok:

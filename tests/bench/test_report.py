@@ -177,3 +177,21 @@ def test_workers_are_targets_and_compared_with_one_worker():
     lines = worker_lines([one, two])
     assert "workers=2" in lines[-1] and "(1.12x of 1 worker)" in lines[-1] and "{'0': 2, '1': 2}" in lines[-1]
     assert worker_lines([one]) == []
+
+
+def test_cost_table_gives_slope_total_per_call_and_the_testers_share(monkeypatch):
+    from bench.__main__ import cost_lines, cost_table
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    reports = [_run("relay", 1, 3.0, 100.0, [60.0] * 5), _run("relay", 11, 13.0, 105.0, [60.0] * 5)]
+    reports[1]["measure"]["bench_cpu_pct"] = 22.0
+    reports[1]["measure"]["bench_cpu_pct_per_device"] = 2.0
+    rows = cost_table(reports)
+    assert [r["n"] for r in rows] == [1, 11]
+    big = rows[1]
+    assert big["slope_pct"] == 1.0  # (13 - 3) / (11 - 1): per added call
+    assert big["total_per_call_pct"] == round(13.0 / 11, 3)  # all of relay's CPU / N: fixed costs included
+    assert big["total_per_call_pct"] > big["slope_pct"]
+    assert big["bench_cpu_pct"] == 22.0 and big["bench_share_pct"] == 11.0  # 22 % of one core of 2
+    line = cost_lines(reports)[-1]
+    assert "slope 1.00" in line and "total/N 1.18" in line and "11.0 % of the machine" in line

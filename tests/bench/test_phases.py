@@ -1,0 +1,63 @@
+"""Device start points: random (seeded) phases within the frame and the audio, or all in step."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench import device as bench_device
+from bench.device import PhasedPacketTrack
+from bench.runner import encode_batches, start_points
+
+
+def test_random_start_points_differ_and_are_reproducible():
+    pts = start_points(50, 1000, "random", seed=7)
+    assert len(pts) == 50
+    assert all(0.0 <= phase < 0.02 and 0 <= idx < 1000 for phase, idx in pts)
+    # spread over the frame and over the audio, not in step
+    assert len({round(p, 6) for p, _ in pts}) == 50 and len({i for _, i in pts}) > 40
+    phases = sorted(p for p, _ in pts)
+    assert phases[0] < 0.005 and phases[-1] > 0.015
+    assert start_points(50, 1000, "random", seed=7) == pts
+    assert start_points(50, 1000, "random", seed=8) != pts
+
+
+def test_aligned_start_points_are_in_step():
+    assert start_points(5, 1000, "aligned", seed=7) == [(0.0, 0)] * 5
+    with pytest.raises(ValueError):
+        start_points(5, 1000, "sideways", seed=1)
+
+
+async def test_track_starts_at_its_index_after_its_phase(monkeypatch):
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record(delay: float, *args):
+        slept.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(bench_device.asyncio, "sleep", record)
+    sent: list[int] = []
+    packets = [bytes([i]) for i in range(10)]
+    track = PhasedPacketTrack(packets, phase_s=0.013, start_index=8, on_sent=lambda i, t: sent.append(i))
+    first = await track.recv()
+    assert slept[0] == 0.013  # the phase: once, before the first frame
+    assert bytes(first) == b"\x08"
+    track._start_s -= 1.0  # pretend the schedule is due: no pacing waits in this test
+    for _ in range(3):
+        await track.recv()
+    assert sent == [8, 9, 0, 1]  # from its start index, looping
+    assert slept.count(0.013) == 1
+    with pytest.raises(ValueError):
+        PhasedPacketTrack(packets, phase_s=-0.1)
+
+
+def test_encode_batches_from_two_stats_snapshots():
+    a = {"clock_ticks": 100, "frames_out": 1000, "frames_out_silent": 600, "clock_encode_batch": {"count": 80}}
+    b = {"clock_ticks": 600, "frames_out": 6000, "frames_out_silent": 3100, "clock_encode_batch": {"count": 480}}
+    got = encode_batches(a, b)
+    assert got == {"ticks": 500, "encode_batches": 400, "audio_frames": 2500, "audio_frames_per_batch": 6.25,
+                   "batches_per_tick": 0.8}
+    assert encode_batches(None, b) is None
+    assert encode_batches({"clock_ticks": 1}, b) is None
