@@ -33,6 +33,8 @@ from bench.runner import Scenario, run, run_churn
 log = logging.getLogger("bench")
 
 MAX_SWEEP_STEPS = 30
+# workload -> the local assistant's model for it
+WORKLOADS = {"loopback": "relay-loopback", "echo": "relay-echo", "short": "relay-short"}
 
 
 def _ints(text: str) -> list[int]:
@@ -95,10 +97,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     tgt.add_argument(
         "--model",
-        default="relay-loopback",
-        help="assistant model for spawned relays (relay-loopback for markers, relay-echo for speech)",
+        default=None,
+        help="assistant model for spawned relays (default: the --workload's: relay-loopback, relay-echo, relay-short)",
     )
     ld = ap.add_argument_group("load")
+    ld.add_argument(
+        "--workload",
+        choices=list(WORKLOADS),
+        default=None,
+        help="loopback: every chunk comes straight back, latency markers (the default); echo: turns of speech "
+        "spoken back (no markers); short: every other turn answered after a pause with one chime in a single "
+        "audio delta, the others echoed (response latency, chimes lost or missing their first frame)",
+    )
     ld.add_argument("-n", type=_ints, default=[10], help="concurrent devices, comma-separated for several runs")
     ld.add_argument("--rate", type=float, default=20.0, help="ramp-up: new calls per second")
     ld.add_argument("--duration", type=float, default=10.0, help="steady-state seconds after the ramp")
@@ -142,6 +152,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.compare:
         args.spawn = "both"
+    if args.workload is None:  # from --model, as before --workload existed
+        by_model = {m: w for w, m in WORKLOADS.items()}
+        args.workload = by_model.get(args.model or "relay-loopback", "loopback")
+    if args.model is None:
+        args.model = WORKLOADS[args.workload]
+    if args.workload != "loopback":
+        args.no_markers = True  # markers come back only through relay-loopback
     if not args.url and not args.spawn:
         ap.error("give --url of a running relay, or --spawn/--compare")
     if any("=" not in kv or not kv.startswith("RELAY_") for kv in args.relay_env):
@@ -224,6 +241,7 @@ class Bench:
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
                     phase=a.phase,
                     seed=a.seed,
+                    workload=a.workload,
                 )
                 if a.churn_call_s:
                     report = await run_churn(sc, self.audio, a.churn_call_s)

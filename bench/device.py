@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.audio import BenchAudio
 from bench.markers import MarkerDetector, MarkerMatcher
+from bench.short import ShortTracker
 from relay.client import ConnectError, OpusPacketTrack, RelayClient, RelayError
 
 log = logging.getLogger("bench.device")
@@ -31,6 +32,7 @@ class DeviceConfig:
     # a frame) and a packet index into the looped audio (``bench.runner.start_points``)
     phase_s: float = 0.0
     start_index: int = 0
+    workload: str = "loopback"  # loopback | echo | short (short: track the assistant's chimes)
 
 
 @dataclass
@@ -57,6 +59,12 @@ class DeviceResult:
     markers_lost: int = 0
     markers_spurious: int = 0
     marker_rtts_ms: list[float] = field(default_factory=list)
+    # short workload only (None otherwise): chimes owed / heard / never heard / heard without their first frame
+    short_due: int | None = None
+    short_heard: int | None = None
+    short_lost: int | None = None
+    short_without_first_frame: int | None = None
+    short_latencies_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +102,7 @@ class Device:
         self.result = DeviceResult(index)
         self.matcher = MarkerMatcher(timeout_s=cfg.marker_timeout_s)
         self.detector = MarkerDetector(DECODE_RATE_HZ)
+        self.short = ShortTracker(DECODE_RATE_HZ) if cfg.workload == "short" else None
         self.client = RelayClient(
             cfg.base_url,
             cfg.client_id,
@@ -112,14 +121,21 @@ class Device:
         kind = self.audio.marker_frames.get(index)
         if kind is not None:
             self.matcher.on_sent(t_s, kind)
+        if self.short is not None and index in self.audio.turn_end_frames:
+            self.short.on_turn_end(t_s)
 
     def _on_audio(self, pcm: Any, rate_hz: int, arrival_s: float) -> None:
-        kind = self.detector.feed(pcm, arrival_s)
-        if kind is not None:
-            self.matcher.on_detected(arrival_s, kind)
+        if self.audio.marker_frames:
+            kind = self.detector.feed(pcm, arrival_s)
+            if kind is not None:
+                self.matcher.on_detected(arrival_s, kind)
+        if self.short is not None:
+            self.short.on_frame(pcm, arrival_s)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.result.events += 1
+        if self.short is not None:
+            self.short.on_event(event, time.monotonic())
 
     async def start(self) -> None:
         """Set the call up; errors are recorded, never raised."""
@@ -160,6 +176,11 @@ class Device:
             r.markers_lost = self.matcher.lost(now)
             r.markers_spurious = self.matcher.spurious
             r.marker_rtts_ms = [round(x, 2) for x in self.matcher.rtts_ms]
+            if self.short is not None:
+                sh = self.short
+                r.short_due, r.short_heard, r.short_lost = sh.due(now), sh.heard, sh.lost(now)
+                r.short_without_first_frame = sh.heard_without_first_frame
+                r.short_latencies_ms = list(sh.latencies_ms)
         try:
             await asyncio.wait_for(self.client.hangup(), 10)
         except TimeoutError:

@@ -78,6 +78,15 @@ def summarize(
     if "relay_cpu_pct" in m and ok:
         m["relay_cpu_pct_per_call"] = round(m["relay_cpu_pct"] / len(ok), 3)
         m["relay_rss_mb_per_call"] = round((m["relay_rss_bytes"] - m["relay_rss_base_bytes"]) / 2**20 / len(ok), 3)
+    shorts = [r for r in ok if r.short_due is not None]
+    if shorts:
+        report["short"] = {
+            "due": sum(r.short_due or 0 for r in shorts),
+            "heard": sum(r.short_heard or 0 for r in shorts),
+            "lost": sum(r.short_lost or 0 for r in shorts),
+            "without_first_frame": sum(r.short_without_first_frame or 0 for r in shorts),
+            "latency_ms": dist([x for r in shorts for x in r.short_latencies_ms]),
+        }
     report["_rtts_ms"] = rtts  # raw, for plots; dropped from the saved JSON summary if asked
     return report
 
@@ -135,6 +144,14 @@ def text_summary(r: dict[str, Any]) -> str:
         f"  bench loop lag p50 {_fmt(lag.get('p50'))} p99 {_fmt(lag.get('p99'))} ms; bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"
         + extra
     )
+    sh = r.get("short")
+    if isinstance(sh, dict):
+        lat = sh["latency_ms"]
+        lines.append(
+            f"  short responses: {sh['heard']} heard of {sh['due']} owed, {sh['lost']} lost, "
+            f"{sh['without_first_frame']} without their first frame; latency from the end of the user's turn "
+            f"p50 {_fmt(lat['p50'])} p99 {_fmt(lat['p99'])} ms"
+        )
     ph, ck = r.get("phase"), r.get("relay_clock")
     if isinstance(ph, dict) or isinstance(ck, dict):
         line = f"  device start points: {ph['mode']} (seed {ph['seed']})" if isinstance(ph, dict) else " "

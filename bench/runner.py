@@ -44,6 +44,7 @@ class Scenario:
     label: str = "relay"
     progress: bool = True
     extra_pids: dict[str, int] | None = None  # other processes to measure (e.g. the assistant)
+    workload: str = "loopback"  # loopback | echo | short (what the devices track; the model is the relay's)
     phase: str = "random"  # where each device's audio starts: "random" (seeded) or "aligned" (all in step)
     seed: int = 1
 
@@ -77,6 +78,7 @@ def _config(sc: Scenario, i: int, point: tuple[float, int]) -> DeviceConfig:
         create_session=sc.create_session,
         phase_s=point[0],
         start_index=point[1],
+        workload=sc.workload,
     )
 
 
@@ -175,6 +177,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         if batches is not None:
             report["relay_clock"] = batches
     report["phase"] = {"mode": sc.phase, "seed": sc.seed}
+    report["workload"] = sc.workload
     return report
 
 

@@ -6,39 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bench.audio import build
 from bench.report import text_summary
 from bench.runner import Scenario, run
-from relay.assistant import start_local_assistant
-from relay.media import ice
-from relay.settings import load_settings
-from relay.web.app import create_app
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def loopback_relay_url(tmp_path):
-    runner, assistant_url = await start_local_assistant("127.0.0.1", 0)
-    ice.configure_host_addresses(["127.0.0.1"])
-    settings = load_settings(
-        environ={},
-        data_dir=str(tmp_path / "relay"),
-        demo_mode=True,
-        ice_host_addresses=["127.0.0.1"],
-        upstream_url=assistant_url,
-        upstream_provider="compatible",
-        upstream_model="relay-loopback",
-        log_format="text",
-    )
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
-    await runner.cleanup()
-    ice.configure_host_addresses([])
 
 
 async def test_bench_smoke_n2(loopback_relay_url):

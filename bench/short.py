@@ -1,0 +1,92 @@
+"""The short-response workload, device side: did each chime come back, with its first frame, and when.
+
+Sans-I/O. The local assistant in ``relay-short`` mode answers every other utterance, after a pause,
+with one chime in a single audio delta (``relay.assistant.audio.chime``: 20 ms of an onset tone,
+then a body tone). :class:`ShortTracker` is fed
+
+- ``on_turn_end(t)``: the device sent the last voiced frame of an utterance (``BenchAudio.turn_end_frames``);
+- ``on_event(event, t)``: data-channel events; a ``response.done`` whose transcript is ``[chime]``
+  is a short response the upstream sent (what the device is owed);
+- ``on_frame(pcm, t)``: each decoded downlink frame.
+
+A chime is *heard* when the body tone starts (a rising edge); it was heard *with its first frame*
+when the onset tone was detected at most ``ONSET_WINDOW_S`` before. A relay that drops or mutes a
+response's first frame (a quiet gate, an encoder reset) delivers chimes without their onset.
+Latency: onset (or body) arrival - the device's latest utterance end before it; it includes the
+assistant's end-of-turn detection (``silence_duration_ms``, 500 ms by default) and its pause
+(``SHORT_PAUSE_S``), the same for every relay under test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.markers import MarkerDetector
+from relay.assistant.audio import CHIME_BODY_HZ, CHIME_ONSET_HZ
+from relay.assistant.session import CHIME_TRANSCRIPT
+
+ONSET_WINDOW_S = 0.07  # onset edge -> body edge: 20 ms apart when sent, plus decoding / framing slack
+DUE_AFTER_S = 1.0  # a chime is owed once its response.done is this old
+
+
+def is_chime_done(event: dict[str, Any]) -> bool:
+    """A ``response.done`` (completed) whose output is the assistant's chime."""
+    if event.get("type") != "response.done":
+        return False
+    resp = event.get("response")
+    if not isinstance(resp, dict) or resp.get("status") != "completed":
+        return False
+    for item in resp.get("output") or []:
+        for part in (item.get("content") or []) if isinstance(item, dict) else []:
+            if isinstance(part, dict) and part.get("transcript") == CHIME_TRANSCRIPT:
+                return True
+    return False
+
+
+@dataclass
+class ShortTracker:
+    rate_hz: int = 48000
+    turn_ends: list[float] = field(default_factory=list)
+    done_at: list[float] = field(default_factory=list)  # response.done of each chime, arrival
+    heard: int = 0
+    heard_without_first_frame: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    _onset_at: float | None = None
+
+    def __post_init__(self) -> None:
+        # index 0: onset tone, 1: body tone; the same Goertzel edge detector as the latency markers
+        self.detector = MarkerDetector(self.rate_hz, freqs_hz=(CHIME_ONSET_HZ, CHIME_BODY_HZ))
+
+    def on_turn_end(self, t_s: float) -> None:
+        self.turn_ends.append(t_s)
+
+    def on_event(self, event: dict[str, Any], t_s: float) -> None:
+        if is_chime_done(event):
+            self.done_at.append(t_s)
+
+    def on_frame(self, pcm: np.ndarray, t_s: float) -> None:
+        edge = self.detector.feed(pcm, t_s)
+        if edge == 0:
+            self._onset_at = t_s
+        elif edge == 1:
+            self.heard += 1
+            onset = self._onset_at
+            with_onset = onset is not None and t_s - onset <= ONSET_WINDOW_S
+            if not with_onset:
+                self.heard_without_first_frame += 1
+            self._onset_at = None
+            start = onset if with_onset and onset is not None else t_s - 0.02
+            prior = [e for e in self.turn_ends[-8:] if e <= start]
+            if prior:
+                self.latencies_ms.append(round((start - prior[-1]) * 1000.0, 2))
+
+    def due(self, now_s: float) -> int:
+        """Chimes the upstream sent at least ``DUE_AFTER_S`` ago."""
+        return sum(1 for t in self.done_at if now_s - t >= DUE_AFTER_S)
+
+    def lost(self, now_s: float) -> int:
+        """Owed chimes never heard (chimes heard count against the oldest owed first)."""
+        return max(0, self.due(now_s) - self.heard)
