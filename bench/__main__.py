@@ -121,6 +121,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "audio, as real devices do, or aligned (all devices in step: full encode batches)",
     )
     ld.add_argument("--seed", type=int, default=1, help="seed of the random start points")
+    ld.add_argument(
+        "--device-path",
+        choices=["fast", "aiortc"],
+        default="fast",
+        help="devices' audio after set-up: fast = relay's compiled RTP parse, libopus decode only when "
+        "measured, one send task for all devices (bench/fastpath.py); aiortc = aiortc's sender and "
+        "receiver per packet (the bench before), for comparison",
+    )
     ld.add_argument("--no-markers", action="store_true", help="do not insert latency markers")
     ld.add_argument("--marker-interval-ms", type=int, default=1000)
     ld.add_argument("--no-demo", action="store_true", help="do not send X-Demo-Mode: true")
@@ -147,6 +155,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out = ap.add_argument_group("output")
     out.add_argument("--json", help="write the full report (all runs) here")
     out.add_argument("--plots", help="write PNG plots with this path prefix (needs the 'bench' extra)")
+    out.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the physical-floor microbenchmark (bench/floor.py, ~5 s) after the runs; with it, the "
+        "report gives relay's CPU per call / the floor",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress line")
     out.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -176,6 +190,7 @@ class Bench:
         )
         self.reports: list[dict[str, Any]] = []
         self.assistant: servers.Server | None = None
+        self.floor: dict[str, Any] | None = None
 
     def targets(self) -> list[str]:
         if not self.args.spawn:
@@ -242,6 +257,7 @@ class Bench:
                     phase=a.phase,
                     seed=a.seed,
                     workload=a.workload,
+                    fast_devices=a.device_path == "fast",
                 )
                 if a.churn_call_s:
                     report = await run_churn(sc, self.audio, a.churn_call_s)
@@ -285,7 +301,12 @@ class Bench:
                 f"marginal [{label}]: {'-' if cpu is None else f'{cpu:.2f}'} % CPU (fit over healthy runs) and "
                 f"{'-' if rss is None else f'{rss:.3f}'} MB RSS per added call"
             )
-        for line in cost_lines(self.reports):
+        if not a.no_floor and any("measure" in r for r in self.reports):
+            from bench import floor
+
+            ns = [r["calls_established"] for r in self.reports if r.get("calls_established")]
+            self.floor = floor.measure(self.audio.packets, batch=max(1, min(1024, max(ns, default=1))))
+        for line in cost_lines(self.reports, self.floor):
             print(line)
         self.write_outputs()
         return 0
@@ -324,7 +345,8 @@ class Bench:
                 "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
                 "ratios": compare_table(self.reports),
                 "marginal": marginal_costs(self.reports),
-                "cpu_per_call": cost_table(self.reports),
+                "cpu_per_call": cost_table(self.reports, self.floor),
+                "floor": self.floor,
             }
             with open(a.json, "w") as fh:
                 json.dump(doc, fh, indent=1, default=str)
@@ -397,15 +419,18 @@ def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     return out
 
 
-def cost_table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def cost_table(reports: list[dict[str, Any]], floor: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Per run (label, N): relay's CPU two ways, and what the tester itself cost beside it.
 
     ``total_per_call_pct`` = relay CPU / established calls (fixed costs included: an idle relay's
     clock, its threads); ``slope_pct`` = the label's least-squares CPU per *added* call over its healthy
     runs (``marginal_costs``), the same for every N of a label. ``bench_cpu_pct`` is the load tester's
     own CPU (% of one core), ``bench_share_pct`` that as a share of the machine's cores: when it nears
-    the cores relay does not use, the tester, not relay, is the limit."""
+    the cores relay does not use, the tester, not relay, is the limit. With ``floor``
+    (``bench.floor.measure``): ``slope_over_floor`` and ``total_over_floor``, relay's CPU per call
+    over the physical floor of one call on this machine."""
     slopes = marginal_costs(reports)
+    floor_pct = (floor or {}).get("cpu_pct_per_call")
     cores = os.cpu_count() or 1
     rows = []
     for r in reports:
@@ -426,11 +451,16 @@ def cost_table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "bench_share_pct": round(bench / cores, 2) if bench is not None else None,
             }
         )
+        row = rows[-1]
+        if floor_pct:
+            row["floor_pct"] = floor_pct
+            row["total_over_floor"] = round(row["total_per_call_pct"] / floor_pct, 2)
+            row["slope_over_floor"] = round(row["slope_pct"] / floor_pct, 2) if row["slope_pct"] is not None else None
     return rows
 
 
-def cost_lines(reports: list[dict[str, Any]]) -> list[str]:
-    rows = cost_table(reports)
+def cost_lines(reports: list[dict[str, Any]], floor: dict[str, Any] | None = None) -> list[str]:
+    rows = cost_table(reports, floor)
     if not rows:
         return []
     lines = [
@@ -444,6 +474,16 @@ def cost_lines(reports: list[dict[str, Any]]) -> list[str]:
             f"  [{row['label']}] N={row['n']:>3}: slope {slope}, total/N {row['total_per_call_pct']:.2f}"
             f"{'' if row['healthy'] else ' (not healthy: out of the fit)'}; tester {row['bench_cpu_pct']} % "
             f"({row['bench_cpu_pct_per_device']} %/device, {row['bench_share_pct']} % of the machine)"
+            + (
+                f"; over the floor: slope {row['slope_over_floor']}x, total/N {row['total_over_floor']}x"
+                if "floor_pct" in row
+                else ""
+            )
+        )
+    if floor:
+        lines.append(
+            f"  floor (bench/floor.py: libopus decode + encode, SRTP both ways, sendmmsg/recvmmsg in batches of "
+            f"{floor['batch']}): {floor['cpu_pct_per_call']:.3f} % of one core per call"
         )
     return lines
 

@@ -35,13 +35,12 @@ def summarize(
 ) -> dict[str, Any]:
     ok = [r for r in results if r.ok]
     rtts = [x for r in ok for x in r.marker_rtts_ms]
-    frames_sent = sum(r.frames_sent for r in ok)
     frames_received = sum(r.frames_received for r in ok)
     frames_lost = sum(r.frames_lost for r in ok)
     frames_missing = sum(r.frames_missing for r in ok)
     markers_due = sum(r.markers_due for r in ok)
     markers_lost = sum(r.markers_lost for r in ok)
-    expected = frames_received + frames_lost
+    expected = sum(r.frames_expected for r in ok)
     report: dict[str, Any] = {
         "label": label,
         "calls_requested": n,
@@ -55,16 +54,25 @@ def summarize(
         "connect_ms": dist([r.connect_ms for r in ok if r.connect_ms is not None]),
         "marker_rtt_ms": dist(rtts),
         "markers": {"due": markers_due, "lost": markers_lost, "spurious": sum(r.markers_spurious for r in ok)},
+        # bench/README.md, "Report fields": uplink_sent is the devices' stream, every other field relay's
+        # downlink to them; received <= expected, and holes are explained by the fields after them
         "frames": {
-            "sent": frames_sent,
+            "uplink_sent": sum(r.frames_sent for r in ok),
             "received": frames_received,
+            "expected": expected,
             "lost": frames_lost,
             "lost_pct": round(100.0 * frames_lost / expected, 3) if expected else None,
+            "duplicates": sum(r.frames_duplicates for r in ok),
+            "declared_gap": sum(r.frames_declared_gap for r in ok),
             "missing": frames_missing,
-            "missing_pct": round(100.0 * frames_missing / (frames_received + frames_missing), 3)
-            if frames_received + frames_missing
+            "missing_pct": round(100.0 * frames_missing / (expected + frames_missing), 3)
+            if expected + frames_missing
             else None,
+            "delayed": sum(r.frames_delayed for r in ok),
+            "max_delay_ms": max((r.max_delay_ms for r in ok), default=None),
             "max_gap_ms": max((r.max_gap_ms for r in ok), default=None),
+            "holes_over_100ms": sum(r.holes_over_100ms for r in ok),
+            "unexplained_holes": sum(r.unexplained_holes for r in ok),
             "send_resyncs": sum(r.send_resyncs for r in ok),
         },
         "events": sum(r.events for r in ok),
@@ -109,8 +117,9 @@ def text_summary(r: dict[str, Any]) -> str:
         f"connect ms p50 {_fmt(r['connect_ms']['p50'])} p99 {_fmt(r['connect_ms']['p99'])}",
         f"  marker rtt ms p50 {_fmt(rt['p50'])} p95 {_fmt(rt['p95'])} p99 {_fmt(rt['p99'])} "
         f"(n {rt['n']}, lost {r['markers']['lost']}/{r['markers']['due']})",
-        f"  frames sent {fr['sent']} received {fr['received']} lost {fr['lost']} ({_fmt(fr['lost_pct'], '%')}) "
-        f"missing {fr['missing']} ({_fmt(fr['missing_pct'], '%')}), "
+        f"  uplink frames sent {fr['uplink_sent']}; downlink frames received {fr['received']} of {fr['expected']} "
+        f"(lost {fr['lost']}, {_fmt(fr['lost_pct'], '%')}), missing {fr['missing']} ({_fmt(fr['missing_pct'], '%')}), "
+        f"DTX {fr['declared_gap']}, delayed {fr['delayed']} (max {_fmt(fr['max_delay_ms'])} ms), "
         f"max gap {_fmt(fr['max_gap_ms'])} ms; data-channel events {r['events']}",
     ]
     if "relay_cpu_pct" in m:
@@ -163,7 +172,23 @@ def text_summary(r: dict[str, Any]) -> str:
         lines.append(line)
     if r["errors"]:
         lines.append(f"  errors: {r['errors'][:3]}")
+    for problem in contradictions(r):
+        lines.append(f"  INCONSISTENT: {problem}")
     return "\n".join(lines)
+
+
+def contradictions(r: dict[str, Any]) -> list[str]:
+    """What in a run's fields could look contradictory (should always be empty; printed when not)."""
+    fr = r["frames"]
+    out = []
+    if fr["received"] > fr["expected"]:
+        out.append(f"downlink frames received {fr['received']} > expected {fr['expected']}")
+    if fr.get("unexplained_holes"):
+        out.append(f"{fr['unexplained_holes']} device(s) heard a hole > 120 ms no lost/missing/delayed/DTX frame explains")
+    sh = r.get("short")
+    if isinstance(sh, dict) and sh["without_first_frame"] > sh["heard"]:
+        out.append("more chimes without a first frame than chimes heard")
+    return out
 
 
 def passes_bar(r: dict[str, Any], *, max_loss_pct: float = 1.0, max_p99_ms: float = 300.0) -> bool:

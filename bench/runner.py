@@ -44,6 +44,7 @@ class Scenario:
     label: str = "relay"
     progress: bool = True
     extra_pids: dict[str, int] | None = None  # other processes to measure (e.g. the assistant)
+    fast_devices: bool = True  # devices' audio on relay's compiled paths (bench.fastpath), not aiortc's
     workload: str = "loopback"  # loopback | echo | short (what the devices track; the model is the relay's)
     phase: str = "random"  # where each device's audio starts: "random" (seeded) or "aligned" (all in step)
     seed: int = 1
@@ -79,6 +80,7 @@ def _config(sc: Scenario, i: int, point: tuple[float, int]) -> DeviceConfig:
         phase_s=point[0],
         start_index=point[1],
         workload=sc.workload,
+        fast=sc.fast_devices,
     )
 
 
@@ -178,6 +180,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
             report["relay_clock"] = batches
     report["phase"] = {"mode": sc.phase, "seed": sc.seed}
     report["workload"] = sc.workload
+    report["device_path"] = "fast" if sc.fast_devices else "aiortc"
     return report
 
 

@@ -29,6 +29,7 @@ def _ok(i: int, rtts: list[float], lost: int = 0) -> DeviceResult:
         connect_ms=20.0,
         frames_sent=500,
         frames_received=490,
+        frames_expected=490 + lost,
         frames_lost=lost,
         markers_due=len(rtts),
         marker_rtts_ms=rtts,

@@ -39,7 +39,8 @@ async def test_bench_smoke_n2(loopback_relay_url):
     # a smoke test, not the performance bar: the markers must come back, even on a busy CI machine
     assert report["markers"]["lost"] <= max(1, report["markers"]["due"] // 4), report["markers"]
     frames = report["frames"]
-    assert frames["sent"] > 250 and frames["received"] > 200 and frames["lost_pct"] < 1.0
+    assert frames["uplink_sent"] > 250 and frames["received"] > 200 and frames["lost_pct"] < 1.0
+    assert frames["received"] <= frames["expected"] and frames["unexplained_holes"] == 0, frames
     assert frames["missing_pct"] is not None and frames["missing_pct"] < 25.0
     m = report["measure"]
     assert m["relay_cpu_pct"] > 0 and m["relay_rss_bytes"] > 10 * 2**20 and "relay_cpu_pct_per_call" in m
@@ -70,3 +71,21 @@ async def test_bench_churn_mode(loopback_relay_url):
     m = report["measure"]
     assert m["relay_cpu_pct_per_call"] == round(m["relay_cpu_pct"] / 4.0, 3)
     assert "relay_rss_mb_retained_per_call" in m
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-devices", "aiortc-devices"])
+async def test_echo_workload_both_device_paths(relay_url_for, fast):
+    """Turns of speech spoken back, devices on relay's compiled paths or on aiortc's: the same audio
+    both ways, every downlink slot accounted for."""
+    url = await relay_url_for("relay-echo")
+    audio = build(None, markers=False, min_duration_s=3.0)
+    report = await run(
+        Scenario(base_url=url, n=2, rate_per_s=20, duration_s=4.0, relay_pid=os.getpid(), label="relay",
+                 progress=False, workload="echo", fast_devices=fast),
+        audio,
+    )
+    assert report["calls_established"] == 2 and report["device_path"] == ("fast" if fast else "aiortc")
+    frames = report["frames"]
+    assert frames["uplink_sent"] > 300 and frames["received"] > 300, frames
+    assert frames["lost"] == 0 and frames["missing_pct"] < 25.0 and frames["unexplained_holes"] == 0, frames
+    assert report["events"] > 0  # the echo's turns reached the devices over the data channel
