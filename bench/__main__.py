@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import audio as bench_audio
 from bench import servers
-from bench.report import fit_healthy, passes_bar, plot, plots_unavailable, text_summary
+from bench.report import fit_healthy, passes_bar, plot, plots_unavailable, run_metadata, text_summary
 from bench.runner import Scenario, run, run_churn
 
 log = logging.getLogger("bench")
@@ -191,6 +191,7 @@ class Bench:
         self.reports: list[dict[str, Any]] = []
         self.assistant: servers.Server | None = None
         self.floor: dict[str, Any] | None = None
+        self.meta = run_metadata(vars(args))  # at the start: the code and machine the runs measure
 
     def targets(self) -> list[str]:
         if not self.args.spawn:
@@ -282,6 +283,9 @@ class Bench:
 
     async def _main(self) -> int:
         a = self.args
+        m = self.meta
+        print(f"bench: relay {m['commit']} ({m['branch']}), {m['date_utc']}, {m['machine']}; {m['settings']}",
+              flush=True)
         if a.sweep:
             for target in self.targets():
                 best = await self.sweep(target)
@@ -331,11 +335,13 @@ class Bench:
     def write_outputs(self) -> None:
         a = self.args
         runs = [r for r in self.reports if "measure" in r]
+        meta = self.meta
         if a.plots and runs:
-            for path in plot(runs, a.plots):
+            for path in plot(runs, a.plots, meta):
                 print(f"plot: {path}")
         if a.json:
             doc = {
+                "meta": meta,
                 "audio": {
                     "source": self.audio.source,
                     "duration_s": self.audio.duration_s,

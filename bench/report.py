@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
+import platform
+import subprocess
 from collections.abc import Sequence
 from typing import Any
 
@@ -216,6 +220,54 @@ def fit_healthy(r: dict[str, Any], *, max_gap_ms: float = STALL_GAP_MS) -> bool:
     return passes_bar(r) and (gap is None or gap <= max_gap_ms)
 
 
+META_SETTINGS = ("workload", "model", "phase", "seed", "device_path", "rate", "duration", "nice", "relay_env",
+                 "workers", "spawn", "url")
+
+
+def _git(*args: str) -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=5,
+                              check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def run_metadata(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a reader needs to trust a run: the code (commit, uncommitted changes), the settings, the
+    date and the machine. ``settings``: the command line (only ``META_SETTINGS`` are kept)."""
+    commit = _git("rev-parse", "--short=10", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return {
+        "commit": (commit or "unknown") + ("+uncommitted" if dirty else ""),
+        "branch": _git("rev-parse", "--abbrev-ref", "HEAD") or None,
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.node()}: {os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()}",
+        "loadavg_at_start": round(os.getloadavg()[0], 2),
+        "settings": {k: settings[k] for k in META_SETTINGS if k in settings and settings[k] not in (None, [], "")},
+    }
+
+
+def plot_title(meta: dict[str, Any] | None, what: str) -> str:
+    if not meta:
+        return what
+    st = meta.get("settings", {})
+    conf = ", ".join(f"{k} {v}" for k, v in st.items() if k in ("workload", "phase", "device_path", "duration",
+                                                                 "relay_env", "nice"))
+    return f"{what}\nrelay {meta['commit']}, {meta['date_utc']}; {conf}\n{meta['machine']}"
+
+
 PLOTS_MISSING = "--plots needs matplotlib, which the 'bench' extra installs: pip install '.[bench]'"
 
 
@@ -228,9 +280,19 @@ def plots_unavailable() -> str | None:
     return None
 
 
-def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
-    """PNG plots: marker latency distribution per run, CPU and RSS against N. Needs matplotlib
-    (the 'bench' extra; ``plots_unavailable`` says so before a run starts)."""
+def _save(fig: Any, path: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot(reports: Sequence[dict[str, Any]], out_prefix: str, meta: dict[str, Any] | None = None) -> list[str]:
+    """PNG plots, each titled with the run's metadata (``run_metadata``): marker latency distribution
+    per run, CPU and RSS against N, and CPU and marker latency over time (``timeline``). Needs
+    matplotlib (the 'bench' extra; ``plots_unavailable`` says so before a run starts)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,11 +313,8 @@ def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
     ax.set_ylabel("% of markers <= x")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = f"{out_prefix}latency.png"
-    fig.savefig(path)
-    plt.close(fig)
-    written.append(path)
+    ax.set_title(plot_title(meta, "marker round trip"), fontsize=6)
+    written.append(_save(fig, f"{out_prefix}latency.png"))
 
     labels = sorted({r["label"] for r in reports})
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90)
@@ -276,9 +335,30 @@ def plot(reports: Sequence[dict[str, Any]], out_prefix: str) -> list[str]:
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
-    fig.tight_layout()
-    path = f"{out_prefix}cpu_rss.png"
-    fig.savefig(path)
-    plt.close(fig)
-    written.append(path)
+    fig.suptitle(plot_title(meta, "CPU and RSS against concurrent calls"), fontsize=6)
+    written.append(_save(fig, f"{out_prefix}cpu_rss.png"))
+
+    timed = [r for r in reports if r.get("timeline")]
+    if timed:
+        fig, (b1, b2) = plt.subplots(2, 1, figsize=(8, 5), dpi=90, sharex=True)
+        for r in timed:
+            pts = r["timeline"]
+            name = f"{r['label']} N={r['calls_requested']}"
+            ts = [p["t_s"] for p in pts]
+            b1.plot(ts, [p.get("relay_cpu_pct") for p in pts], label=f"{name} relay")
+            b1.plot(ts, [p["bench_cpu_pct"] for p in pts], linestyle=":", label=f"{name} tester")
+            lat = [(p["t_s"], p["marker_rtt_ms"]["p50"], p["marker_rtt_ms"]["p99"]) for p in pts
+                   if p["marker_rtt_ms"]["p50"] is not None]
+            if lat:
+                line = b2.plot([x[0] for x in lat], [x[1] for x in lat], label=f"{name} p50")[0]
+                b2.plot([x[0] for x in lat], [x[2] for x in lat], linestyle="--", color=line.get_color(),
+                        label=f"{name} p99")
+        b1.set_ylabel("CPU, % of one core")
+        b2.set_ylabel("marker round trip, ms (per second)")
+        b2.set_xlabel("seconds since the run's first call")
+        for b in (b1, b2):
+            b.grid(alpha=0.3)
+            b.legend(fontsize=5, ncol=2)
+        fig.suptitle(plot_title(meta, "CPU and latency over time (ramp, then steady state)"), fontsize=6)
+        written.append(_save(fig, f"{out_prefix}timeline.png"))
     return written

@@ -122,7 +122,8 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     stats_a: dict[str, Any] | None = None
     extra_a: dict[str, procstat.Sample | None] = {}
     extra_b: dict[str, procstat.Sample | None] = {}
-    progress = asyncio.ensure_future(_progress(sc, devices, t0)) if sc.progress else None
+    timeline: list[dict[str, Any]] = []
+    progress = asyncio.ensure_future(_timeline(sc, devices, t0, timeline))
     try:
         for i, dev in enumerate(devices):
             due = t0 + i / sc.rate_per_s
@@ -147,9 +148,8 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     finally:
         for task in starts:
             task.cancel()
-        if progress is not None:
-            progress.cancel()
-            await asyncio.gather(progress, return_exceptions=True)
+        progress.cancel()
+        await asyncio.gather(progress, return_exceptions=True)
         results: list[DeviceResult] = list(await asyncio.gather(*(d.stop() for d in devices)))
         if sc.progress:
             sys.stderr.write("\n")
@@ -178,6 +178,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         batches = encode_batches(stats_a, relay_stats)
         if batches is not None:
             report["relay_clock"] = batches
+    report["timeline"] = timeline
     report["phase"] = {"mode": sc.phase, "seed": sc.seed}
     report["workload"] = sc.workload
     report["device_path"] = "fast" if sc.fast_devices else "aiortc"
@@ -267,22 +268,44 @@ def _sample(pid: int | None) -> procstat.Sample | None:
         return None
 
 
-async def _progress(sc: Scenario, devices: list[Device], t0: float) -> None:
+MAX_TIMELINE_POINTS = 3600
+
+
+async def _timeline(sc: Scenario, devices: list[Device], t0: float, out: list[dict[str, Any]]) -> None:
+    """Once a second: calls up, relay's CPU, the tester's CPU and the marker round trips of that second
+    (``report["timeline"]``, the over-time plot); with ``sc.progress`` also a progress line."""
     prev = await _relay_sample(sc)
-    while True:
+    prev_self = (time.monotonic(), procstat.self_cpu_s())
+    seen = [0] * len(devices)
+    while len(out) < MAX_TIMELINE_POINTS:
         await asyncio.sleep(1.0)
         up = sum(1 for d in devices if d.result.ok)
         failed = sum(1 for d in devices if d.result.error)
-        rtts = sorted(x for d in devices for x in d.matcher.rtts_ms[-5:])
-        p50 = f"{rtts[len(rtts) // 2]:.0f}" if rtts else "-"
+        rtts: list[float] = []
+        for i, d in enumerate(devices):
+            got = d.matcher.rtts_ms
+            rtts += got[seen[i] :]
+            seen[i] = len(got)
         cur = await _relay_sample(sc)
-        cpu = f" relay cpu {procstat.cpu_percent(prev, cur):5.1f}%" if prev and cur else ""
-        prev = cur
-        sys.stderr.write(
-            f"\r[{sc.label}] t={time.monotonic() - t0:5.1f}s calls {up}/{sc.n} failed {failed} "
-            f"marker p50 {p50} ms{cpu}   "
-        )
-        sys.stderr.flush()
+        now_self = (time.monotonic(), procstat.self_cpu_s())
+        point: dict[str, Any] = {
+            "t_s": round(now_self[0] - t0, 2),
+            "calls": up,
+            "bench_cpu_pct": round(100.0 * (now_self[1] - prev_self[1]) / max(1e-9, now_self[0] - prev_self[0]), 1),
+            "marker_rtt_ms": {"n": len(rtts), "p50": percentile(rtts, 50), "p99": percentile(rtts, 99)},
+        }
+        if prev and cur:
+            point["relay_cpu_pct"] = round(procstat.cpu_percent(prev, cur), 1)
+        out.append(point)
+        prev, prev_self = cur, now_self
+        if sc.progress:
+            p50 = point["marker_rtt_ms"]["p50"]
+            cpu = f" relay cpu {point['relay_cpu_pct']:5.1f}%" if "relay_cpu_pct" in point else ""
+            sys.stderr.write(
+                f"\r[{sc.label}] t={point['t_s']:5.1f}s calls {up}/{sc.n} failed {failed} "
+                f"marker p50 {'-' if p50 is None else f'{p50:.0f}'} ms{cpu}   "
+            )
+            sys.stderr.flush()
 
 
 async def run_churn(sc: Scenario, audio: BenchAudio, call_s: float) -> dict[str, Any]:

@@ -196,3 +196,22 @@ def test_cost_table_gives_slope_total_per_call_and_the_testers_share(monkeypatch
     assert big["bench_cpu_pct"] == 22.0 and big["bench_share_pct"] == 11.0  # 22 % of one core of 2
     line = cost_lines(reports)[-1]
     assert "slope 1.00" in line and "total/N 1.18" in line and "11.0 % of the machine" in line
+
+
+def test_plots_are_titled_with_the_runs_metadata_and_show_time(tmp_path):
+    from bench.report import plot, plot_title, run_metadata
+
+    meta = run_metadata({"workload": "short", "phase": "random", "duration": 5.0, "client_secret": "x"})
+    assert meta["commit"] and meta["commit"] != "unknown" and "CPUs" in meta["machine"]
+    assert meta["settings"] == {"workload": "short", "phase": "random", "duration": 5.0}  # no secrets
+    title = plot_title(meta, "marker round trip")
+    assert meta["commit"] in title and meta["date_utc"] in title and "workload short" in title
+    r = _run("relay", 2, 5.0, 100.0, [60.0, 70.0])
+    r["_rtts_ms"] = [60.0, 70.0]
+    r["timeline"] = [{"t_s": 1.0, "calls": 2, "bench_cpu_pct": 3.0, "relay_cpu_pct": 5.0,
+                      "marker_rtt_ms": {"n": 2, "p50": 65.0, "p99": 70.0}},
+                     {"t_s": 2.0, "calls": 2, "bench_cpu_pct": 3.0, "relay_cpu_pct": 6.0,
+                      "marker_rtt_ms": {"n": 0, "p50": None, "p99": None}}]
+    paths = plot([r], str(tmp_path / "x_"), meta)
+    assert [p.rsplit("_", 1)[1] for p in paths] == ["latency.png", "rss.png", "timeline.png"]
+    assert all((tmp_path / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
