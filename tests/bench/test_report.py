@@ -215,3 +215,16 @@ def test_plots_are_titled_with_the_runs_metadata_and_show_time(tmp_path):
     paths = plot([r], str(tmp_path / "x_"), meta)
     assert [p.rsplit("_", 1)[1] for p in paths] == ["latency.png", "rss.png", "timeline.png"]
     assert all((tmp_path / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
+
+
+def test_markdown_table_rows_match_the_header():
+    from bench.table import HEAD, table
+
+    run = _run("relay", 2, 5.0, 100.0, [60.0, 70.0])
+    run["short"] = {"due": 4, "heard": 4, "lost": 0, "without_first_frame": 1,
+                    "latency_ms": {"n": 4, "p50": 760.0, "p95": 770.0, "p99": 770.0, "max": 770.0}}
+    doc = {"runs": [run, {"label": "relay", "sweep_max_n": 2}], "floor": {"cpu_pct_per_call": 0.5, "us_per_frame": {}}}
+    lines = table([("short", doc)]).splitlines()
+    cells = HEAD.count("|")
+    assert lines[0] == HEAD and all(line.count("|") == cells for line in lines[1:4]), lines
+    assert "| 4 / 4, 1, 760 |" in lines[2] and "5.0x" in lines[2]  # total/N 2.5 % over a 0.5 % floor
