@@ -61,3 +61,33 @@ def test_encode_batches_from_two_stats_snapshots():
                    "batches_per_tick": 0.8}
     assert encode_batches(None, b) is None
     assert encode_batches({"clock_ticks": 1}, b) is None
+
+
+@pytest.mark.slow
+async def test_fast_device_media_bypasses_aiortcs_per_packet_path(relay_url_for):
+    """After set-up a fast device's audio goes through the socket hook and the shared send task:
+    aiortc's sender sends no RTP, its receiver sees none, and relay hears and answers the device."""
+    import time
+
+    from bench.audio import build
+    from bench.device import Device, DeviceConfig
+
+    url = await relay_url_for("relay-loopback")
+    audio = build(None, markers=True, marker_interval_ms=500, min_duration_s=3.0)
+    dev = Device(0, DeviceConfig(url, "fastpath-dev-0001", "fastpath-secret-0001-" + "0" * 16, demo=True,
+                                 phase_s=0.007, start_index=5), audio)
+    await dev.start()
+    assert dev.result.ok, dev.result.error
+    try:
+        deadline = time.monotonic() + 10.0
+        while (not dev.matcher.rtts_ms or dev.client.receiver.stats.packets < 50) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert dev.direct_rx is not None and dev.sender is not None
+        assert dev.sender.frames_sent > 20 and dev.direct_rx.packets > 20
+        sender = next(t for t in dev.client.pc.getTransceivers() if t.kind == "audio").sender
+        assert sender._RTCRtpSender__packet_count == 0  # aiortc's sender: no RTP of its own
+        assert dev.client.receiver.stats.packets == dev.direct_rx.packets  # every packet taken directly
+        assert dev.matcher.rtts_ms, "a marker came back through relay's loopback"
+    finally:
+        result = await dev.stop()
+    assert result.frames_sent > 20 and result.frames_received > 20 and result.start_index == 5
