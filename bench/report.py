@@ -154,7 +154,8 @@ def text_summary(r: dict[str, Any]) -> str:
     )
     lag = m.get("bench_loop_lag_ms") or {}
     lines.append(
-        f"  bench loop lag p50 {_fmt(lag.get('p50'))} p99 {_fmt(lag.get('p99'))} ms; bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device)"
+        f"  bench loop lag p50 {_fmt(lag.get('p50'))} p99 {_fmt(lag.get('p99'))} ms; bench cpu {m.get('bench_cpu_pct', 0):.1f}% ({m.get('bench_cpu_pct_per_device', 0):.2f}%/device"
+        f", kernel {_fmt(m.get('bench_sys_cpu_pct'))}%)"
         + extra
     )
     sh = r.get("short")

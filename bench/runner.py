@@ -138,6 +138,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         stats_a = await _relay_stats(sc)
         extra_a = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_a = (time.monotonic(), procstat.self_cpu_s())
+        sys_a = os.times().system
         lag = asyncio.ensure_future(_loop_lag(sc.duration_s))
         await asyncio.sleep(sc.duration_s)
         lags_ms = await lag
@@ -145,6 +146,7 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         relay_stats = await _relay_stats(sc)
         extra_b = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_b = (time.monotonic(), procstat.self_cpu_s())
+        sys_b = os.times().system
     finally:
         for task in starts:
             task.cancel()
@@ -160,6 +162,8 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         "steady_s": round(self_b[0] - self_a[0], 3),
         "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
         "bench_cpu_total_s": round(procstat.self_cpu_s() - self_cpu0, 3),
+        # of bench_cpu_pct, the kernel's share: sendto/recv and, on loopback, delivering each packet to relay
+        "bench_sys_cpu_pct": round(100.0 * (sys_b - sys_a) / max(1e-9, self_b[0] - self_a[0]), 2),
         # how late the tester's own loop wakes up: an upper bound on what it adds to each timestamp
         "bench_loop_lag_ms": {"p50": percentile(lags_ms, 50), "p99": percentile(lags_ms, 99)},
     }
