@@ -138,6 +138,7 @@ class Device:
         self.decoder = fastpath.Pcm16Decoder() if cfg.fast and (audio.marker_frames or self.short) else None
         self.sender: fastpath.DirectSender | None = None
         self._clock: fastpath.SendClock | None = None
+        self.packets_seen = 0  # fast path: downlink packets handed to _on_packet (either way they came)
         self.direct_rx: fastpath.DirectReceiver | None = None
         self.client = RelayClient(
             cfg.base_url,
@@ -159,6 +160,7 @@ class Device:
 
     def _on_packet(self, seq: int, payload_type: int, payload: bytes, arrival_s: float, rtp_ts: int) -> None:
         """Fast path: one downlink RTP packet, parsed by relay's kernel; counted, decoded if needed."""
+        self.packets_seen += 1
         receiver = self.client.receiver
         if receiver is not None:
             receiver.handle_packet(seq, payload_type, payload, arrival_s, rtp_ts)

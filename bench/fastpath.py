@@ -11,7 +11,9 @@ does once per call), but once connected its audio skips aiortc's per-packet mach
   relay's libopus decoder (``relay.media.opus.OpusDecoder``) at 16 kHz. aioice's STUN parse of
   every datagram, its queue, the DTLS task wake-up, ``RtpPacket``, the router and PyAV are skipped.
   STUN, DTLS (the data channel), SRTCP and anything queued before the hook keep aiortc's path
-  (audio never overtakes a datagram still queued for it).
+  (audio never overtakes a datagram still queued for it); audio that goes that way (queued behind
+  a data-channel record, as the first packet of a response often is, right after its events) is
+  handed to the same accounting and decoder from aiortc's receiver.
 - **send** (``SendClock``): one task per event loop sends every device's packets: it wakes every
   ``SLOT_S`` (2 ms) and sends, for each device whose schedule is due, the next packet of its
   looped packet list -- a 12-byte RTP header (``struct.pack_into``), SRTP protect with the DTLS
@@ -83,10 +85,19 @@ class DirectReceiver:
         connection = self._dtls.transport._connection
         self._queue = connection._queue
         self.packets = 0  # taken directly
+        self.slow_packets = 0  # went aiortc's way (queued behind a DTLS record), handed over all the same
         if self._dtls._state is not State.CONNECTED or self._srtp is None:
             raise RuntimeError("DirectReceiver needs a connected DTLS transport")
+        # audio that still takes aiortc's path (queued behind a data-channel record: typically the first
+        # packet of a response, right after its events) must reach on_packet too, decoded like the rest
+        receiver._handle_rtp_packet = self._slow
         for protocol in connection._protocols:
             protocol.datagram_received = self._hook(protocol.datagram_received)
+
+    async def _slow(self, packet: Any, arrival_time_ms: int = 0) -> None:
+        self.slow_packets += 1
+        self.on_packet(packet.sequence_number, packet.payload_type, packet.payload, time.monotonic(),
+                       packet.timestamp)
 
     def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
         def datagram_received(data: bytes, addr: Any) -> None:
