@@ -70,11 +70,13 @@ class DeviceResult:
     markers_lost: int = 0
     markers_spurious: int = 0
     marker_rtts_ms: list[float] = field(default_factory=list)
-    # short workload only (None otherwise): chimes owed / heard / never heard / heard without their first frame
+    # short workload only (None otherwise): chimes owed / of those heard / never heard / heard without their
+    # first frame / heard but matching no response.done
     short_due: int | None = None
     short_heard: int | None = None
     short_lost: int | None = None
     short_without_first_frame: int | None = None
+    short_unmatched: int | None = None
     short_latencies_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -244,10 +246,10 @@ class Device:
             r.markers_spurious = self.matcher.spurious
             r.marker_rtts_ms = [round(x, 2) for x in self.matcher.rtts_ms]
             if self.short is not None:
-                sh = self.short
-                r.short_due, r.short_heard, r.short_lost = sh.due(now), sh.heard, sh.lost(now)
-                r.short_without_first_frame = sh.heard_without_first_frame
-                r.short_latencies_ms = list(sh.latencies_ms)
+                sm = self.short.summary(now)
+                r.short_due, r.short_heard, r.short_lost = sm["owed"], sm["heard"], sm["lost"]
+                r.short_without_first_frame, r.short_unmatched = sm["without_first_frame"], sm["unmatched"]
+                r.short_latencies_ms = list(self.short.latencies_ms)
         try:
             await asyncio.wait_for(self.client.hangup(), 10)
         except TimeoutError:

@@ -97,6 +97,7 @@ def summarize(
             "heard": sum(r.short_heard or 0 for r in shorts),
             "lost": sum(r.short_lost or 0 for r in shorts),
             "without_first_frame": sum(r.short_without_first_frame or 0 for r in shorts),
+            "unmatched": sum(r.short_unmatched or 0 for r in shorts),
             "latency_ms": dist([x for r in shorts for x in r.short_latencies_ms]),
         }
     report["_rtts_ms"] = rtts  # raw, for plots; dropped from the saved JSON summary if asked
@@ -191,8 +192,8 @@ def contradictions(r: dict[str, Any]) -> list[str]:
     if fr.get("unexplained_holes"):
         out.append(f"{fr['unexplained_holes']} device(s) heard a hole > 120 ms no lost/missing/delayed/DTX frame explains")
     sh = r.get("short")
-    if isinstance(sh, dict) and sh["without_first_frame"] > sh["heard"]:
-        out.append("more chimes without a first frame than chimes heard")
+    if isinstance(sh, dict) and not sh["without_first_frame"] <= sh["heard"] <= sh["due"]:
+        out.append("short responses: without_first_frame <= heard <= due does not hold")
     return out
 
 

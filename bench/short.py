@@ -46,13 +46,16 @@ def is_chime_done(event: dict[str, Any]) -> bool:
     return False
 
 
+MATCH_EARLY_S = 0.1  # the chime's audio may beat its response.done (data channel vs the next tick) by this
+MATCH_LATE_S = 1.0  # ...or follow it by up to this
+
+
 @dataclass
 class ShortTracker:
     rate_hz: int = 48000
     turn_ends: list[float] = field(default_factory=list)
     done_at: list[float] = field(default_factory=list)  # response.done of each chime, arrival
-    heard: int = 0
-    heard_without_first_frame: int = 0
+    heard_at: list[tuple[float, bool]] = field(default_factory=list)  # (body edge, its onset heard too)
     latencies_ms: list[float] = field(default_factory=list)
     _onset_at: float | None = None
 
@@ -72,21 +75,30 @@ class ShortTracker:
         if edge == 0:
             self._onset_at = t_s
         elif edge == 1:
-            self.heard += 1
             onset = self._onset_at
             with_onset = onset is not None and t_s - onset <= ONSET_WINDOW_S
-            if not with_onset:
-                self.heard_without_first_frame += 1
+            self.heard_at.append((t_s, with_onset))
             self._onset_at = None
             start = onset if with_onset and onset is not None else t_s - 0.02
             prior = [e for e in self.turn_ends[-8:] if e <= start]
             if prior:
                 self.latencies_ms.append(round((start - prior[-1]) * 1000.0, 2))
 
-    def due(self, now_s: float) -> int:
-        """Chimes the upstream sent at least ``DUE_AFTER_S`` ago."""
-        return sum(1 for t in self.done_at if now_s - t >= DUE_AFTER_S)
-
-    def lost(self, now_s: float) -> int:
-        """Owed chimes never heard (chimes heard count against the oldest owed first)."""
-        return max(0, self.due(now_s) - self.heard)
+    def summary(self, now_s: float) -> dict[str, int]:
+        """Chimes ``owed`` (response.done at least ``DUE_AFTER_S`` old), of those ``heard`` (a body edge
+        matched to its response.done), ``lost`` (owed - heard), ``without_first_frame`` (heard, no onset);
+        ``unmatched``: chimes heard that match no response.done (should be 0)."""
+        owed = [d for d in self.done_at if now_s - d >= DUE_AFTER_S]
+        free = sorted(self.done_at)
+        heard = without = unmatched = 0
+        for t, with_onset in sorted(self.heard_at):
+            match = next((d for d in free if t - MATCH_LATE_S <= d <= t + MATCH_EARLY_S), None)
+            if match is None:
+                unmatched += 1
+                continue
+            free.remove(match)
+            if now_s - match >= DUE_AFTER_S:
+                heard += 1
+                without += not with_onset
+        return {"owed": len(owed), "heard": heard, "lost": len(owed) - heard, "without_first_frame": without,
+                "unmatched": unmatched}

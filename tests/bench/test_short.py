@@ -51,7 +51,7 @@ async def test_short_workload_hears_every_chime_with_its_first_frame(relay_url_f
     assert report["calls_established"] == 2, report["errors"]
     sh = report["short"]
     assert sh["due"] >= 3, sh  # ~one chime per 2.6 s per device, over 7 s
-    assert sh["heard"] >= sh["due"] and sh["lost"] == 0, sh
+    assert sh["heard"] == sh["due"] and sh["lost"] == 0 and sh["unmatched"] == 0, sh
     assert sh["without_first_frame"] == 0, sh
     lat = sh["latency_ms"]
     # end of turn -> chime: the assistant's 500 ms end-of-turn silence + its 200 ms pause + the path
@@ -92,11 +92,15 @@ def test_tracker_pairs_onset_and_body_through_opus():
         tr.on_turn_end(0.0)
         for i, p in enumerate(packets):
             tr.on_frame(dec.decode(p), 1.0 + i * 0.02)
-        assert tr.heard == 1 and tr.heard_without_first_frame == expect_without
+        assert [w for _, w in tr.heard_at] == [not expect_without]
     ev = {"type": "response.done", "response": {"status": "completed", "output": [
         {"type": "message", "content": [{"type": "audio", "transcript": "[chime]"}]}]}}
     assert is_chime_done(ev)
     tr = ShortTracker(RATE)
     tr.on_event(ev, 10.0)
     tr.on_event({**ev, "response": {**ev["response"], "status": "cancelled"}}, 10.0)
-    assert tr.due(10.5) == 0 and tr.due(11.0) == 1 and tr.lost(11.0) == 1
+    tr.on_event(ev, 20.0)
+    tr.heard_at += [(10.05, True), (15.0, True), (20.05, False)]  # the 2nd matches no response.done
+    assert tr.summary(10.5) == {"owed": 0, "heard": 0, "lost": 0, "without_first_frame": 0, "unmatched": 1}
+    assert tr.summary(11.0) == {"owed": 1, "heard": 1, "lost": 0, "without_first_frame": 0, "unmatched": 1}
+    assert tr.summary(21.0) == {"owed": 2, "heard": 2, "lost": 0, "without_first_frame": 1, "unmatched": 1}
