@@ -196,7 +196,8 @@ class Device:
             if kind is not None:
                 self.matcher.on_detected(arrival_s, kind)
         if self.short is not None:
-            self.short.on_frame(pcm, arrival_s)
+            st = self.client.receiver.stats if self.client.receiver else None
+            self.short.on_frame(pcm, arrival_s, st.packets if st is not None else 0)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.result.events += 1

@@ -7,10 +7,12 @@ then a body tone). :class:`ShortTracker` is fed
 - ``on_turn_end(t)``: the device sent the last voiced frame of an utterance (``BenchAudio.turn_end_frames``);
 - ``on_event(event, t)``: data-channel events; a ``response.done`` whose transcript is ``[chime]``
   is a short response the upstream sent (what the device is owed);
-- ``on_frame(pcm, t)``: each decoded downlink frame.
+- ``on_frame(pcm, t, index)``: each decoded downlink frame, ``index`` its position in the stream
+  (packets received so far).
 
 A chime is *heard* when the body tone starts (a rising edge); it was heard *with its first frame*
-when the onset tone was detected at most ``ONSET_WINDOW_S`` before. A relay that drops or mutes a
+when the onset tone was detected at most ``ONSET_WINDOW_FRAMES`` frames before it in the stream
+(by position, not arrival time: a late burst does not separate them). A relay that drops or mutes a
 response's first frame (a quiet gate, an encoder reset) delivers chimes without their onset.
 Latency: onset (or body) arrival - the device's latest utterance end before it; it includes the
 assistant's end-of-turn detection (``silence_duration_ms``, 500 ms by default) and its pause
@@ -28,7 +30,7 @@ from bench.markers import MarkerDetector
 from relay.assistant.audio import CHIME_BODY_HZ, CHIME_ONSET_HZ
 from relay.assistant.session import CHIME_TRANSCRIPT
 
-ONSET_WINDOW_S = 0.07  # onset edge -> body edge: 20 ms apart when sent, plus decoding / framing slack
+ONSET_WINDOW_FRAMES = 3  # onset edge -> body edge: one frame apart when sent, plus codec/framing slack
 DUE_AFTER_S = 1.0  # a chime is owed once its response.done is this old
 
 
@@ -57,7 +59,7 @@ class ShortTracker:
     done_at: list[float] = field(default_factory=list)  # response.done of each chime, arrival
     heard_at: list[tuple[float, bool]] = field(default_factory=list)  # (body edge, its onset heard too)
     latencies_ms: list[float] = field(default_factory=list)
-    _onset_at: float | None = None
+    _onset_at: tuple[float, int] | None = None  # (arrival, stream position) of the last onset edge
 
     def __post_init__(self) -> None:
         # index 0: onset tone, 1: body tone; the same Goertzel edge detector as the latency markers
@@ -70,16 +72,16 @@ class ShortTracker:
         if is_chime_done(event):
             self.done_at.append(t_s)
 
-    def on_frame(self, pcm: np.ndarray, t_s: float) -> None:
+    def on_frame(self, pcm: np.ndarray, t_s: float, index: int) -> None:
         edge = self.detector.feed(pcm, t_s)
         if edge == 0:
-            self._onset_at = t_s
+            self._onset_at = (t_s, index)
         elif edge == 1:
             onset = self._onset_at
-            with_onset = onset is not None and t_s - onset <= ONSET_WINDOW_S
+            with_onset = onset is not None and 0 < index - onset[1] <= ONSET_WINDOW_FRAMES
             self.heard_at.append((t_s, with_onset))
             self._onset_at = None
-            start = onset if with_onset and onset is not None else t_s - 0.02
+            start = onset[0] if with_onset and onset is not None else t_s - 0.02
             prior = [e for e in self.turn_ends[-8:] if e <= start]
             if prior:
                 self.latencies_ms.append(round((start - prior[-1]) * 1000.0, 2))

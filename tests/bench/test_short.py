@@ -91,8 +91,14 @@ def test_tracker_pairs_onset_and_body_through_opus():
         tr = ShortTracker(RATE)
         tr.on_turn_end(0.0)
         for i, p in enumerate(packets):
-            tr.on_frame(dec.decode(p), 1.0 + i * 0.02)
+            tr.on_frame(dec.decode(p), 1.0 + i * 0.02, i)
         assert [w for _, w in tr.heard_at] == [not expect_without]
+    # a stall between the onset frame and the next one (they arrive 300 ms apart) is no lost first frame
+    packets = encode_pcm16_to_opus(np.concatenate([quiet, pcm48, quiet]), RATE)
+    dec, tr = PacketDecoder("opus", RATE), ShortTracker(RATE)
+    for i, p in enumerate(packets):
+        tr.on_frame(dec.decode(p), 1.0 + i * 0.02 + (0.3 if i > 26 else 0.0), i)
+    assert [w for _, w in tr.heard_at] == [True]
     ev = {"type": "response.done", "response": {"status": "completed", "output": [
         {"type": "message", "content": [{"type": "audio", "transcript": "[chime]"}]}]}}
     assert is_chime_done(ev)
