@@ -347,13 +347,13 @@ def plot(reports: Sequence[dict[str, Any]], out_prefix: str, meta: dict[str, Any
             pts = r["timeline"]
             name = f"{r['label']} N={r['calls_requested']}"
             ts = [p["t_s"] for p in pts]
-            b1.plot(ts, [p.get("relay_cpu_pct") for p in pts], label=f"{name} relay")
-            b1.plot(ts, [p["bench_cpu_pct"] for p in pts], linestyle=":", label=f"{name} tester")
+            color = b1.plot(ts, [p.get("relay_cpu_pct") for p in pts], label=f"{name} relay")[0].get_color()
+            b1.plot(ts, [p["bench_cpu_pct"] for p in pts], linestyle=":", color=color, label=f"{name} tester")
             lat = [(p["t_s"], p["marker_rtt_ms"]["p50"], p["marker_rtt_ms"]["p99"]) for p in pts
                    if p["marker_rtt_ms"]["p50"] is not None]
             if lat:
-                line = b2.plot([x[0] for x in lat], [x[1] for x in lat], label=f"{name} p50")[0]
-                b2.plot([x[0] for x in lat], [x[2] for x in lat], linestyle="--", color=line.get_color(),
+                b2.plot([x[0] for x in lat], [x[1] for x in lat], color=color, label=f"{name} p50")
+                b2.plot([x[0] for x in lat], [x[2] for x in lat], linestyle="--", color=color,
                         label=f"{name} p99")
         b1.set_ylabel("CPU, % of one core")
         b2.set_ylabel("marker round trip, ms (per second)")
