@@ -54,8 +54,9 @@ async def test_short_workload_hears_every_chime_with_its_first_frame(relay_url_f
     assert sh["heard"] == sh["due"] and sh["lost"] == 0 and sh["unmatched"] == 0, sh
     assert sh["without_first_frame"] == 0, sh
     lat = sh["latency_ms"]
-    # end of turn -> chime: the assistant's 500 ms end-of-turn silence + its 200 ms pause + the path
-    assert lat["n"] >= 3 and 600 < lat["p50"] < 2000, lat
+    # end of turn -> chime: at least the assistant's 500 ms end-of-turn silence + its 200 ms pause
+    # (a structural floor, not a timing bar: no upper bound on a shared machine)
+    assert lat["n"] >= 3 and lat["p50"] > 650, lat
     assert "short responses:" in text_summary(report)
 
 
