@@ -22,6 +22,8 @@ Public names:
   under one GIL release (the media clock's encode thread)
 * ``BatchReceiver(max_datagrams, max_bytes).recv(sock)``, ``send_batch(sock, datagrams)``: batched
   UDP I/O (``recvmmsg`` / ``sendmmsg``; the worker's ICE port)
+* ``RtpStream(...)``, ``SendQueue(sock, max_datagrams, on_pending)``: the downlink send kernel (RTP
+  header + payload written into the socket's queue, SRTP-protected in place, one ``sendmmsg`` per queue)
 * ``COMPILED: bool``
 """
 
@@ -46,7 +48,8 @@ if NO_EXTENSIONS:
     from relay._fast.playout_py import PlayoutBuffer
     from relay._fast.resample_py import Resampler
     from relay._fast.rtpin_py import StreamStats, parse_rtp
-    from relay._fast.udpbatch_py import BatchReceiver, send_batch
+    from relay._fast.rtpsend_py import RtpStream, SendQueue
+    from relay._fast.udpbatch_py import BatchReceiver, MuxReceiver, send_batch
 
     COMPILED = False
 else:
@@ -65,7 +68,8 @@ else:
         from relay._fast.playout import PlayoutBuffer
         from relay._fast.resample import Resampler
         from relay._fast.rtpin import StreamStats, parse_rtp
-        from relay._fast.udpbatch import BatchReceiver, send_batch
+        from relay._fast.rtpsend import RtpStream, SendQueue
+        from relay._fast.udpbatch import BatchReceiver, MuxReceiver, send_batch
     except ImportError as exc:
         raise ImportError(
             "relay._fast: the compiled Cython kernels are not built or failed to load "
@@ -77,11 +81,14 @@ else:
 
 __all__ = [
     "BatchReceiver",
+    "MuxReceiver",
     "COMPILED",
     "NO_EXTENSIONS",
     "PlayoutBuffer",
     "Resampler",
+    "RtpStream",
     "SILENCE_DBFS",
+    "SendQueue",
     "StreamStats",
     "alaw_decode",
     "alaw_encode",

@@ -1,4 +1,17 @@
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
+
+
+cdef struct RtpHeader:
+    int payload_type
+    int marker
+    int sequence_number
+    uint32_t timestamp
+    uint32_t ssrc
+    Py_ssize_t payload_offset
+    Py_ssize_t payload_bytes
+
+
+cdef int rtp_header(const unsigned char* p, Py_ssize_t n, RtpHeader* h) noexcept nogil
 
 
 cdef class StreamStats:

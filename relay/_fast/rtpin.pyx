@@ -18,8 +18,17 @@ DEF PACKETS_LOST_MIN = -(1 << 23)
 DEF PACKETS_LOST_MAX = (1 << 23) - 1
 
 
-cdef int _check_extension_elements(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
-                                   bint one_byte) except -1:
+cdef const char* _RTP_ERRORS[6]
+_RTP_ERRORS[0] = b"RTP packet length is less than 12 bytes"
+_RTP_ERRORS[1] = b"RTP packet has invalid version"
+_RTP_ERRORS[2] = b"RTP packet has truncated CSRC"
+_RTP_ERRORS[3] = b"RTP packet has truncated extension profile / length"
+_RTP_ERRORS[4] = b"RTP packet has truncated extension value"
+_RTP_ERRORS[5] = b"RTP packet padding length is invalid"
+
+
+cdef int _extension_elements_bad(const unsigned char* p, Py_ssize_t pos, Py_ssize_t end,
+                                 bint one_byte) noexcept nogil:
     cdef Py_ssize_t length
     while pos < end:
         if p[pos] == 0:
@@ -29,54 +38,74 @@ cdef int _check_extension_elements(const unsigned char* p, Py_ssize_t pos, Py_ss
             length = (p[pos] & 0x0F) + 1
             pos += 1
             if end < pos + length:
-                raise ValueError("RTP one-byte header extension value is truncated")
+                return 7
         else:
             if end < pos + 2:
-                raise ValueError("RTP two-byte header extension is truncated")
+                return 8
             length = p[pos + 1]
             pos += 2
             if end < pos + length:
-                raise ValueError("RTP two-byte header extension value is truncated")
+                return 9
         pos += length
     return 0
+
+
+cdef int rtp_header(const unsigned char* p, Py_ssize_t n, RtpHeader* h) noexcept nogil:
+    """Parse an unprotected RTP packet of ``n`` bytes: 0, or the number of the ``ValueError`` aiortc raises."""
+    cdef Py_ssize_t pos, ext_bytes, padding
+    cdef int b0, profile, bad
+    if n < RTP_HEADER_BYTES:
+        return 1
+    b0 = p[0]
+    if b0 >> 6 != 2:
+        return 2
+    pos = RTP_HEADER_BYTES + 4 * (b0 & 0x0F)
+    if n < pos:
+        return 3
+    h.payload_type = p[1] & 0x7F
+    h.marker = p[1] >> 7
+    h.sequence_number = (p[2] << 8) | p[3]
+    h.timestamp = (<uint32_t>p[4] << 24) | (<uint32_t>p[5] << 16) | (<uint32_t>p[6] << 8) | <uint32_t>p[7]
+    h.ssrc = (<uint32_t>p[8] << 24) | (<uint32_t>p[9] << 16) | (<uint32_t>p[10] << 8) | <uint32_t>p[11]
+    if b0 & 0x10:
+        if n < pos + 4:
+            return 4
+        ext_bytes = ((p[pos + 2] << 8) | p[pos + 3]) * 4
+        pos += 4
+        if n < pos + ext_bytes:
+            return 5
+        profile = (p[pos - 4] << 8) | p[pos - 3]
+        if profile == 0xBEDE or profile == 0x1000:
+            bad = _extension_elements_bad(p, pos, pos + ext_bytes, profile == 0xBEDE)
+            if bad:
+                return bad
+        pos += ext_bytes
+    if b0 & 0x20:
+        padding = p[n - 1]
+        if padding == 0 or padding > n - pos:
+            return 6
+        n -= padding
+    h.payload_offset = pos
+    h.payload_bytes = n - pos
+    return 0
+
+
+_EXTENSION_ERRORS = {
+    7: "RTP one-byte header extension value is truncated",
+    8: "RTP two-byte header extension is truncated",
+    9: "RTP two-byte header extension value is truncated",
+}
 
 
 def parse_rtp(bytes data not None):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t pos, ext_bytes, padding
-    cdef int b0, b1, seq, profile
-    cdef uint32_t ts, ssrc
-    if n < RTP_HEADER_BYTES:
-        raise ValueError("RTP packet length is less than 12 bytes")
-    b0 = p[0]
-    if b0 >> 6 != 2:
-        raise ValueError("RTP packet has invalid version")
-    pos = RTP_HEADER_BYTES + 4 * (b0 & 0x0F)
-    if n < pos:
-        raise ValueError("RTP packet has truncated CSRC")
-    b1 = p[1]
-    seq = (p[2] << 8) | p[3]
-    ts = (<uint32_t>p[4] << 24) | (<uint32_t>p[5] << 16) | (<uint32_t>p[6] << 8) | <uint32_t>p[7]
-    ssrc = (<uint32_t>p[8] << 24) | (<uint32_t>p[9] << 16) | (<uint32_t>p[10] << 8) | <uint32_t>p[11]
-    if b0 & 0x10:
-        if n < pos + 4:
-            raise ValueError("RTP packet has truncated extension profile / length")
-        ext_bytes = ((p[pos + 2] << 8) | p[pos + 3]) * 4
-        pos += 4
-        if n < pos + ext_bytes:
-            raise ValueError("RTP packet has truncated extension value")
-        profile = (p[pos - 4] << 8) | p[pos - 3]
-        if profile == 0xBEDE or profile == 0x1000:
-            _check_extension_elements(p, pos, pos + ext_bytes, profile == 0xBEDE)
-        pos += ext_bytes
-    if b0 & 0x20:
-        padding = p[n - 1]
-        if padding == 0 or padding > n - pos:
-            raise ValueError("RTP packet padding length is invalid")
-        n -= padding
-    return (b1 & 0x7F, b1 >> 7, seq, ts, ssrc,
-            PyBytes_FromStringAndSize(<const char*>p + pos, n - pos))
+    cdef RtpHeader h
+    cdef int bad = rtp_header(p, n, &h)
+    if bad:
+        raise ValueError(_EXTENSION_ERRORS[bad] if bad > 6 else _RTP_ERRORS[bad - 1].decode())
+    return (h.payload_type, h.marker, h.sequence_number, h.timestamp, h.ssrc,
+            PyBytes_FromStringAndSize(<const char*>p + h.payload_offset, h.payload_bytes))
 
 
 cdef inline bint _uint16_gt(int a, int b) noexcept:

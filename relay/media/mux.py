@@ -6,11 +6,18 @@ stays the ICE implementation (checks, nomination, consent) and aiortc the DTLS/S
 call's aioice ``Connection`` gets, as its host candidate, an ordinary ``aioice.ice.StunProtocol``
 connected to a ``_CallTransport`` instead of a socket of its own. Its ``sendto`` goes out of the shared
 socket (through ``MuxTable.on_send``: transaction ids, NAT rebinding); the shared socket's readiness
-callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.BatchReceiver``; sends
+callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.MuxReceiver``; sends
 leave together at the end of the loop iteration, one ``sendmmsg``: ``relay._fast.send_batch``) and hands
 each call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
 so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it per protocol, works
 unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
+
+The common datagram -- a call's SRTP audio from an address ICE bound -- never reaches Python as a
+datagram: the socket is drained by ``relay._fast.MuxReceiver``, which keeps a C copy of the table's
+address -> call binding (each route is a slot; ``MuxTable``'s listener keeps it in step) and, once
+the call's direct receive path attaches (``_CallTransport.attach_direct``) and arms the slot,
+unprotects, parses and counts the audio in compiled code and calls the sink with the payload. Every
+other datagram is returned to ``_readable`` and routed as above.
 
 The ICE ufrag is the routing key, so it must be unique on the port: a call whose aioice drew a ufrag
 already in use (or reserved by a call still answering) gets a new one before its answer is written
@@ -23,6 +30,7 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 import weakref
 from typing import Any
 
@@ -31,7 +39,7 @@ import aioice.turn
 from aioice.candidate import Candidate
 from aioice.utils import random_string
 
-from relay._fast import BatchReceiver, send_batch
+from relay._fast import MuxReceiver, SendQueue, send_batch
 from relay.media.ice import add_host_candidate
 from relay.media.muxtable import MuxTable, Route
 
@@ -41,7 +49,9 @@ UFRAG_DRAWS = 8  # attempts at a free ufrag before a longer one is drawn
 RECV_BATCH = 32  # datagrams drained per readiness callback (one recvmmsg)
 RECV_MAX_BYTES = 65535  # the largest UDP payload: nothing is ever truncated
 SEND_BATCH = 64  # datagrams queued before a send cannot wait for the end of the loop iteration
+MEDIA_PROBE = b"\x80"  # the first byte of an RTP packet: what MuxTable.on_send needs to see media
 DELIVERY_ERRORS_LOGGED = 10  # tracebacks logged per socket; later failures are only counted
+SYNC_INTERVAL_S = 0.25  # how often the compiled path's counters reach aiortc's (transport stats, liveness)
 
 
 class _CallTransport(asyncio.DatagramTransport):
@@ -81,15 +91,36 @@ class _CallTransport(asyncio.DatagramTransport):
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def attach_direct(self, path: Any) -> tuple[MuxReceiver, int]:
+        """The call's direct receive path (relay.media.rtp_in) takes its audio from the compiled
+        receiver's slot for this route: ``(receiver, slot)``, to ``arm``/``pause`` it; ``path.sync(counts)``
+        is called every ``SYNC_INTERVAL_S`` with what the slot took meanwhile, ``path.detach(receiver, slot)``
+        when the route goes."""
+        return self._endpoint.attach(self._route, path)
+
+    # -- the direct RTP send path (relay/media/rtp_out.py) writes its packets into the socket's queue
+    def media_queue(self) -> SendQueue:
+        return self._endpoint.media_queue
+
+    def media_destination(self, addr: Any) -> Any:
+        """Where a media datagram for ``addr`` goes (``MuxTable.on_send``: the selected pair, NAT rebinding)."""
+        endpoint = self._endpoint
+        return endpoint.table.on_send(self._route, MEDIA_PROBE, addr, endpoint.loop.time())
+
 
 class _Endpoint:
     """One shared UDP socket (one host address, the worker's port): drained a batch per readiness
-    callback (``relay._fast.BatchReceiver``: one ``recvmmsg``), each datagram routed by the table."""
+    callback (``relay._fast.MuxReceiver``: one ``recvmmsg``, armed calls' audio taken in compiled code),
+    each other datagram routed by the table. The table's listener (``added``...``last_rx``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
         self.sock = sock
-        self.table = MuxTable()
+        self._receiver = MuxReceiver(RECV_BATCH, RECV_MAX_BYTES)
+        self._paths: dict[int, Any] = {}  # slot -> the call's direct receive path, once attached
+        self._sync_due = 0.0
+        self._push_errors = 0
+        self.table = MuxTable(listener=self)
         host, port = sock.getsockname()[:2]
         self.sockname = (host, port)
         self.closed = False
@@ -97,16 +128,59 @@ class _Endpoint:
         self.send_batches = 0
         self.delivery_errors = 0
         self._pending: list[tuple[bytes, Any]] = []
-        self._receiver = BatchReceiver(RECV_BATCH, RECV_MAX_BYTES)
+        # the direct RTP send path's packets (relay._fast.RtpStream writes them in): one sendmmsg per loop iteration
+        self.media_queue = SendQueue(sock, SEND_BATCH, self._media_pending)
         loop.add_reader(sock.fileno(), self._readable)
 
+    # -- the table's listener: the compiled receiver's copy of the address binding
+    def added(self, route: Route) -> None:
+        route.slot = self._receiver.new_slot()
+
+    def removed(self, route: Route) -> None:
+        path = self._paths.pop(route.slot, None)
+        if path is not None:
+            path.detach(self._receiver, route.slot)  # the slot may serve another call next
+        self._receiver.free_slot(route.slot)
+
+    def bound(self, addr: Any, route: Route) -> None:
+        self._receiver.bind(addr[0], addr[1], route.slot)
+
+    def unbound(self, addr: Any) -> None:
+        self._receiver.unbind(addr[0], addr[1])
+
+    def last_rx(self, addr: Any) -> float:
+        return self._receiver.last_rx(addr[0], addr[1])
+
+    def attach(self, route: Route, path: Any) -> tuple[MuxReceiver, int]:
+        if route.closed:
+            raise KeyError("the call's route is gone")
+        self._paths[route.slot] = path
+        return self._receiver, route.slot
+
+    def _sync(self) -> None:
+        receiver = self._receiver
+        for slot, path in list(self._paths.items()):
+            try:
+                path.sync(receiver.take_counts(slot))
+            except Exception:  # one call's failure must not cost the others
+                log.exception("ICE port: syncing a call's receive counters failed")
+        if receiver.push_errors != self._push_errors:
+            self.delivery_errors += receiver.push_errors - self._push_errors
+            self._push_errors = receiver.push_errors
+            error = receiver.last_push_error
+            log.error("ICE port: a call's audio sink failed", exc_info=(type(error), error, error.__traceback__))
+
     def _readable(self) -> None:
+        now = self.loop.time()
         try:
-            batch = self._receiver.recv(self.sock)
+            batch = self._receiver.recv(self.sock, now, time.time())
         except OSError as exc:  # e.g. an ICMP error queued on the socket
             log.debug("ICE port: %s", exc)
             return
-        classify, now = self.table.classify, self.loop.time()
+        if now >= self._sync_due:
+            self._sync_due = now + SYNC_INTERVAL_S
+            self._sync()
+        classify = self.table.classify
         for data, addr in batch:
             if len(addr) > 2:
                 addr = (addr[0], addr[1])
@@ -151,9 +225,17 @@ class _Endpoint:
         if sent < len(pending):  # the send buffer is full: UDP, the rest is lost (as with a full transport)
             self.send_errors += len(pending) - sent
 
+    def _media_pending(self) -> None:
+        self.loop.call_soon(self._flush_media)
+
+    def _flush_media(self) -> None:
+        if not self.closed:
+            self.media_queue.flush()  # never raises: unsendable datagrams are counted in its send_errors
+
     def close(self) -> None:
         if not self.closed:
             self.flush()
+            self._flush_media()
             self.closed = True
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()

@@ -21,6 +21,11 @@ address go to the new one, and datagrams from the new one are handed to ICE as i
 address. aioice's pair, its consent checks and the DTLS/SRTP state carry on unchanged. A device
 that merely checks another of its candidates while its path is alive does not move the call.
 
+The compiled receive path (``relay._fast.MuxReceiver``) keeps a C copy of the address binding, so
+that a call's SRTP audio never reaches this table: a ``listener`` (the I/O edge) hears every route
+``added``/``removed`` and every address ``bound``/``unbound``, and answers ``last_rx(addr)`` (when
+the compiled path last took a datagram from it), which counts as the path's traffic for NAT rebinding.
+
 Limits: ``MAX_ADDRS_PER_ROUTE`` bound addresses per route (the oldest goes), ``MAX_TRANSACTIONS``
 outstanding transaction ids per table (the oldest goes).
 """
@@ -28,7 +33,7 @@ outstanding transaction ids per table (the oldest goes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aioice import stun
 
@@ -80,7 +85,7 @@ def integrity_ok(data: bytes, password: bytes) -> bool:
 class Route:
     """One ICE connection on the shared port."""
 
-    __slots__ = ("addrs", "closed", "inbound", "outbound", "owner", "password", "path_rx_s", "peer", "tids",
+    __slots__ = ("addrs", "closed", "inbound", "outbound", "owner", "password", "path_rx_s", "peer", "slot", "tids",
                  "ufrag")
 
     def __init__(self, ufrag: bytes, password: bytes, owner: Any) -> None:
@@ -92,7 +97,8 @@ class Route:
         self.peer: Addr | None = None  # the address ICE sends media to (its selected pair)
         self.outbound: dict[Addr, Addr] = {}  # NAT rebinding: ICE's address -> the peer's address now
         self.inbound: dict[Addr, Addr] = {}  # and back
-        self.path_rx_s = 0.0  # when the peer's current address last sent anything
+        self.path_rx_s = 0.0  # when the peer's current address last sent anything (through this table)
+        self.slot = -1  # the listener's handle for this route (the compiled receive path's slot)
         self.closed = False
 
     def current_path(self) -> Addr | None:
@@ -100,14 +106,26 @@ class Route:
         return None if peer is None else self.outbound.get(peer, peer)
 
 
+class Listener(Protocol):
+    """What the I/O edge hears of the table (see the module docstring)."""
+
+    def added(self, route: Route) -> None: ...
+    def removed(self, route: Route) -> None: ...
+    def bound(self, addr: Addr, route: Route) -> None: ...
+    def unbound(self, addr: Addr) -> None: ...
+    def last_rx(self, addr: Addr) -> float: ...
+
+
 class MuxTable:
     """Routes datagrams of one shared socket to routes (see the module docstring)."""
 
-    def __init__(self, *, verify: Callable[[bytes, bytes], bool] = integrity_ok) -> None:
+    def __init__(self, *, verify: Callable[[bytes, bytes], bool] = integrity_ok,
+                 listener: Listener | None = None) -> None:
         self._by_ufrag: dict[bytes, Route] = {}
         self._by_addr: dict[Addr, Route] = {}
         self._by_tid: dict[bytes, Route] = {}
         self._verify = verify
+        self._listener = listener
         self.dropped_unknown_source = 0
         self.dropped_unknown_ufrag = 0
         self.dropped_unknown_transaction = 0
@@ -126,6 +144,8 @@ class MuxTable:
         if ufrag in self._by_ufrag:
             raise KeyError("ICE ufrag already in use on this port")
         route = self._by_ufrag[ufrag] = Route(ufrag, password, owner)
+        if self._listener is not None:
+            self._listener.added(route)
         return route
 
     def remove(self, route: Route) -> None:
@@ -137,11 +157,15 @@ class MuxTable:
         for addr in route.addrs:
             if self._by_addr.get(addr) is route:
                 del self._by_addr[addr]
+                if self._listener is not None:
+                    self._listener.unbound(addr)
         for tid in route.tids:
             if self._by_tid.get(tid) is route:
                 del self._by_tid[tid]
         route.addrs.clear()
         route.tids.clear()
+        if self._listener is not None:
+            self._listener.removed(route)
 
     def sizes(self) -> tuple[int, int, int]:
         """(routes, bound addresses, outstanding transactions): what the table holds."""
@@ -195,6 +219,8 @@ class MuxTable:
             owner.addrs.pop(addr, None)
         self._by_addr[addr] = route
         route.addrs[addr] = None
+        if self._listener is not None:
+            self._listener.bound(addr, route)
         if len(route.addrs) > MAX_ADDRS_PER_ROUTE:
             keep = {route.current_path(), addr}
             for old in list(route.addrs):
@@ -202,13 +228,15 @@ class MuxTable:
                     del route.addrs[old]
                     if self._by_addr.get(old) is route:
                         del self._by_addr[old]
+                        if self._listener is not None:
+                            self._listener.unbound(old)
                     break
 
     def _maybe_rebind(self, route: Route, addr: Addr, now_s: float) -> None:
         peer = route.peer
         if peer is None:
             return
-        if addr == peer or now_s - route.path_rx_s >= REBIND_SILENCE_S:
+        if addr == peer or now_s - self._path_rx_s(route) >= REBIND_SILENCE_S:
             # the peer's path went quiet and a valid check came from elsewhere: NAT rebinding
             if addr == peer:
                 route.outbound.clear()
@@ -218,6 +246,13 @@ class MuxTable:
                 route.inbound = {addr: peer}
             route.path_rx_s = now_s
             self.rebinds += 1
+
+    def _path_rx_s(self, route: Route) -> float:
+        """When the peer's current address last sent anything, here or through the compiled path."""
+        path = route.current_path()
+        if self._listener is None or path is None:
+            return route.path_rx_s
+        return max(route.path_rx_s, self._listener.last_rx(path))
 
     # -- send --------------------------------------------------------------------
     def on_send(self, route: Route, data: bytes, addr: Addr, now_s: float) -> Addr:

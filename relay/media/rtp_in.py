@@ -31,6 +31,16 @@ path too, until that queue has been seen empty, so a direct packet never overtak
 RTP/RTCP one. Queued DTLS records (the data channel's SCTP) do not hold audio back: with the
 worker's ICE port drained a batch at a time, a SACK and an audio packet often share a batch.
 
+On the worker's ICE port (relay/media/mux.py) the path goes one step further down: ``arm()``
+attaches to the port's compiled receiver (``relay._fast.MuxReceiver``), and once ``take`` has
+taken a packet of an SSRC it arms the call's slot there with the same SRTP session, payload types,
+SSRC, statistics object and sink, so from then on steps 2-6 run in compiled code inside the
+``recvmmsg`` drain, with no Python object but the payload. Whatever would make ``take`` decline or
+drop (SRTP/SRTCP going aiortc's way, DTLS no longer connected, the receiver disabled, another SSRC)
+pauses or disarms the slot, and such datagrams come back here. Step 1 and the receiver's
+synchronisation-source time are brought up to date by ``sync`` every 250 ms (the liveness check
+reads that counter every few seconds).
+
 One deliberate difference: header-extension *values* are not decoded (aiortc drops a
 packet whose ``mid`` is not UTF-8, and a malformed audio-level value raises out of its
 DTLS task; the audio receiver uses no extension value). Their RFC 8285 framing is
@@ -86,6 +96,8 @@ class DirectReceivePath:
         self._queue: Any = None
         self._rtp_queued = False
         self._active_due = 0.0
+        self._fast: list[tuple[Any, int]] = []  # (compiled receiver, slot) of the worker's ICE port
+        self._fast_ssrc: int | None = None  # the SSRC the compiled slots take, while they take it
 
     def arm(self) -> bool:
         """Hook the ICE connection's sockets; False (aiortc's path stays) when the call does not qualify."""
@@ -110,8 +122,57 @@ class DirectReceivePath:
             if getattr(protocol, DIRECT_ATTR, None) is None:
                 protocol.datagram_received = self._hook(protocol.datagram_received)
                 setattr(protocol, DIRECT_ATTR, self)
+                attach = getattr(protocol.transport, "attach_direct", None)  # the worker's ICE port
+                if attach is not None:
+                    try:
+                        self._fast.append(attach(self))
+                    except KeyError:  # its route is gone (the call is ending)
+                        pass
+        if self._fast:
+            dtls.on("statechange", self._pause_fast)
         self.armed = True
         return True
+
+    # -- the compiled path of the worker's ICE port
+    def _arm_fast(self, ssrc: int, stats: StreamStats) -> None:
+        push = self._sink.push_direct
+        for receiver, slot in self._fast:
+            try:
+                receiver.arm(slot, self._srtp, self._payload_types, ssrc, stats, push)
+            except KeyError:  # the slot was freed: the call's route is gone
+                continue
+        self._fast_ssrc = ssrc
+
+    def _pause_fast(self) -> None:
+        if self._fast_ssrc is None:
+            return
+        self._fast_ssrc = None
+        for receiver, slot in self._fast:
+            try:
+                receiver.pause(slot)
+            except KeyError:
+                pass
+
+    def detach(self, receiver: Any, slot: int) -> None:
+        """The port freed the slot (the call's route is gone): never touch it again."""
+        self._fast = [(r, s) for r, s in self._fast if not (r is receiver and s == slot)]
+
+    def sync(self, counts: tuple[int, int, int, int]) -> None:
+        """What the compiled slot took since the last call (the port calls this every 250 ms):
+        aiortc's transport counters and the receiver's active SSRC; and the slot stops taking when
+        the call no longer qualifies (checked here, as ``take`` checks it per packet)."""
+        packets, octets, srtp_dropped, rtp_dropped = counts
+        dtls = self._dtls
+        if packets:
+            dtls._RTCDtlsTransport__rx_bytes += octets
+            dtls._RTCDtlsTransport__rx_packets += packets
+            if self._fast_ssrc is not None:
+                self._receiver._RTCRtpReceiver__active_ssrc[self._fast_ssrc] = aiortc_clock.current_datetime()
+        if srtp_dropped or rtp_dropped:
+            log.debug("direct uplink path: %d SRTP and %d RTP failures dropped", srtp_dropped, rtp_dropped)
+        if (dtls._state is not State.CONNECTED or not self._receiver._enabled or self._sink.closed
+                or dtls._rx_srtp is not self._srtp):
+            self._pause_fast()
 
     def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
         take = self.take
@@ -121,6 +182,7 @@ class DirectReceivePath:
                 if take(data):
                     return
                 self._rtp_queued = True  # SRTP/SRTCP going aiortc's way: later audio must not overtake it
+                self._pause_fast()
             original(data, addr)
 
         return datagram_received
@@ -163,9 +225,9 @@ class DirectReceivePath:
             self._active_due = now_s + 1.0
             receiver._RTCRtpReceiver__active_ssrc[ssrc] = aiortc_clock.current_datetime()
         stats.update(seq, timestamp, now_s)
-        sink = self._sink
-        sink.direct_packets += 1
-        sink.push(seq, payload)
+        self._sink.push_direct(seq, payload)
+        if self._fast and self._fast_ssrc != ssrc:
+            self._arm_fast(ssrc, stats)  # the next ones of this SSRC: in compiled code
         return True
 
     def _route_new_ssrc(self, ssrc: int, payload_type: int) -> StreamStats | None:

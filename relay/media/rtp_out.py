@@ -36,19 +36,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
-import time
 from typing import Any
 
 from aiortc.rtcdtlstransport import State
-from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
 from aiortc.rtp import HeaderExtensions
 from aiortc.utils import random32
+from pylibsrtp._binding import ffi as _ffi
+from pylibsrtp._binding import lib as _srtp_lib
+
+from relay._fast import RtpStream, SendQueue
 
 log = logging.getLogger("relay.media")
 
 NTP_EPOCH_OFFSET_S = 2208988800  # 1900-01-01 -> 1970-01-01
 ABS_SEND_TIME_PROBE = 0xA5C3E1  # a value whose bytes are found in a serialized extension block
+PER_CALL_QUEUE = 8  # datagrams a per-call socket's queue holds (one a tick; more only after a loop stall)
+# the srtp_protect of the libsrtp pylibsrtp loaded (its cffi module): called by relay._fast.RtpStream
+_SRTP_PROTECT = int(_ffi.cast("uintptr_t", _ffi.addressof(_srtp_lib, "srtp_protect")))
 
 
 def ntp_time(now_s: float) -> int:
@@ -65,50 +70,23 @@ class _NoRtpHistory(dict):  # type: ignore[type-arg]
         return None
 
 
-class RtpWriter:
-    """Serializes one stream's RTP packets byte-for-byte as aiortc 1.16's ``RtpPacket.serialize`` does
-    for its sender (no CSRCs, no padding); the header is built once and patched per packet."""
-
-    __slots__ = ("_abs_at", "_header", "sequence_number")
-
-    def __init__(self, *, payload_type: int, ssrc: int, sequence_number: int, marker: int = 1,
-                 extension_profile: int = 0, extension_value: bytes = b"", abs_send_time_at: int = -1) -> None:
-        if not 0 <= payload_type < 128:
-            raise ValueError("payload type must be 0..127")
-        has_ext = bool(extension_value)
-        header = bytearray(struct.pack("!BBHLL", 0x80 | (0x10 if has_ext else 0), (marker << 7) | payload_type,
-                                       0, 0, ssrc))
-        if has_ext:
-            header += struct.pack("!HH", extension_profile, len(extension_value) >> 2) + extension_value
-        self._header = header
-        # offset of the 3 abs-send-time bytes in the header, or -1 (not negotiated)
-        self._abs_at = 16 + abs_send_time_at if abs_send_time_at >= 0 else -1
-        self.sequence_number = sequence_number & 0xFFFF
-
-    def write(self, payload: bytes, timestamp: int, abs_send_time: int = 0) -> bytes:
-        """One packet; advances the sequence number."""
-        header = self._header
-        struct.pack_into("!HL", header, 2, self.sequence_number, timestamp & 0xFFFFFFFF)
-        at = self._abs_at
-        if at >= 0:
-            header[at] = (abs_send_time >> 16) & 0xFF
-            header[at + 1] = (abs_send_time >> 8) & 0xFF
-            header[at + 2] = abs_send_time & 0xFF
-        self.sequence_number = (self.sequence_number + 1) & 0xFFFF
-        return bytes(header) + payload
+def srtp_pointers(session: Any) -> tuple[int, int]:
+    """libsrtp's ``srtp_protect`` and ``session``'s ``srtp_t``, both as addresses, from the libsrtp
+    pylibsrtp loaded (``session``: a ``pylibsrtp.Session``; its ``_srtp`` is the ``srtp_t *`` it
+    created) -- for ``relay._fast.RtpStream.set_srtp``."""
+    try:
+        ctx = session._srtp[0]
+    except (AttributeError, TypeError, IndexError) as exc:
+        raise RuntimeError("unsupported pylibsrtp version: Session._srtp not found") from exc
+    return _SRTP_PROTECT, int(_ffi.cast("uintptr_t", ctx))
 
 
-def writer_for(sender: Any, payload_type: int) -> RtpWriter:
-    """An ``RtpWriter`` for a started sender: its SSRC, a random first sequence number, and the
-    header extensions aiortc's sender adds to a pre-encoded packet."""
-    return make_writer(sender._RTCRtpSender__rtp_header_extensions_map, sender._RTCRtpSender__mid,
-                       payload_type=payload_type, ssrc=sender._ssrc, sequence_number=random_sequence_number())
-
-
-def make_writer(ext_map: Any, mid: str | None, *, payload_type: int, ssrc: int, sequence_number: int) -> RtpWriter:
-    """An ``RtpWriter`` whose extension block is what aiortc's ``HeaderExtensionsMap.set`` (the negotiated
-    ids) lays out for ``mid`` and ``abs-send-time`` -- the extensions aiortc's sender sets on a packet
-    it did not encode itself (no audio level) -- with the 3 abs-send-time bytes patched per packet."""
+def make_stream(ext_map: Any, mid: str | None, *, payload_type: int, ssrc: int, sequence_number: int,
+                timestamp_origin: int = 0) -> RtpStream:
+    """An ``RtpStream`` (``relay._fast``) whose extension block is what aiortc's ``HeaderExtensionsMap.set``
+    (the negotiated ids) lays out for ``mid`` and ``abs-send-time`` -- the extensions aiortc's sender sets
+    on a packet it did not encode itself (no audio level) -- with the 3 abs-send-time bytes written per
+    packet."""
     profile, value = ext_map.set(HeaderExtensions(mid=mid, abs_send_time=ABS_SEND_TIME_PROBE))
     abs_at = -1
     if value:
@@ -117,8 +95,17 @@ def make_writer(ext_map: Any, mid: str | None, *, payload_type: int, ssrc: int, 
             abs_at = value.find(ABS_SEND_TIME_PROBE.to_bytes(3, "big"))
             if abs_at < 0:
                 raise RuntimeError("unsupported aiortc version: abs-send-time extension layout not found")
-    return RtpWriter(payload_type=payload_type, ssrc=ssrc, sequence_number=sequence_number,
-                     extension_profile=profile, extension_value=value, abs_send_time_at=abs_at)
+    return RtpStream(payload_type=payload_type, ssrc=ssrc, sequence_number=sequence_number,
+                     timestamp_origin=timestamp_origin, extension_profile=profile, extension_value=value,
+                     abs_send_time_at=abs_at)
+
+
+def stream_for(sender: Any, payload_type: int) -> RtpStream:
+    """An ``RtpStream`` for a started sender: its SSRC, a random first sequence number and timestamp
+    origin, the header extensions aiortc's sender adds to a pre-encoded packet."""
+    return make_stream(sender._RTCRtpSender__rtp_header_extensions_map, sender._RTCRtpSender__mid,
+                       payload_type=payload_type, ssrc=sender._ssrc, sequence_number=random_sequence_number(),
+                       timestamp_origin=random32())
 
 
 class DirectRtpSender:
@@ -128,37 +115,98 @@ class DirectRtpSender:
         self._sender = sender
         self._dtls = sender.transport
         self._connection = self._dtls.transport._connection
-        self._writer = writer_for(sender, payload_type)
-        self._timestamp_origin = random32()
-        self.packets_sent = 0
+        self.stream = stream_for(sender, payload_type)
+        session = self._dtls._tx_srtp
+        self.stream.set_srtp(session, *srtp_pointers(session))
+        self._loop = asyncio.get_running_loop()
+        self._udp: Any = None  # the nominated pair's transport the queue below belongs to
+        self._queue: Any = None
+        self._destination: Any = None  # the ICE port's address mapping (mux), or None
+        self._tx_synced = (0, 0)  # (packets, bytes) already added to the DTLS transport's counters
+
+    @property
+    def packets_sent(self) -> int:
+        return self.stream.packets_sent
 
     def send(self, payload: bytes, pts: int) -> bool:
-        """Build, protect and send one packet of RTP timestamp ``origin + pts``; ``False`` if it
+        """Build, protect and queue one packet of RTP timestamp ``origin + pts``; ``False`` if it
         could not leave (DTLS not connected, no nominated ICE pair, socket gone)."""
-        dtls = self._dtls
-        if dtls._state is not State.CONNECTED:
+        if self._dtls._state is not State.CONNECTED:
             return False
         pair = self._connection._nominated.get(1)
         if pair is None:
             return False
-        now = time.time()
-        ntp = ntp_time(now)
-        timestamp = (self._timestamp_origin + pts) & 0xFFFFFFFF
-        packet = self._writer.write(payload, timestamp, (ntp >> 14) & 0x00FFFFFF)
-        data = dtls._tx_srtp.protect(packet)
         udp = pair.protocol.transport
         if udp is None or udp.is_closing():
             return False
-        udp.sendto(data, pair.remote_addr)
-        sender = self._sender
-        sender._RTCRtpSender__ntp_timestamp = ntp
-        sender._RTCRtpSender__rtp_timestamp = timestamp
-        sender._RTCRtpSender__octet_count += len(payload)
-        sender._RTCRtpSender__packet_count += 1
-        dtls._RTCDtlsTransport__tx_bytes += len(data)
-        dtls._RTCDtlsTransport__tx_packets += 1
-        self.packets_sent += 1
+        if udp is not self._udp:
+            self._attach(udp)
+        addr = pair.remote_addr
+        destination = self._destination
+        self.stream.send(self._queue, payload, pts, addr if destination is None else destination(addr))
         return True
+
+    def _attach(self, udp: Any) -> None:
+        """The queue of the socket ``udp`` sends on: the worker's ICE port's (one ``sendmmsg`` for every
+        call's packets of a tick), or, with a port per call, one of this call's own."""
+        media_queue = getattr(udp, "media_queue", None)
+        if media_queue is not None:  # relay.media.mux._CallTransport
+            self._queue, self._destination = media_queue(), udp.media_destination
+        else:
+            self._queue = SendQueue(udp.get_extra_info("socket"), PER_CALL_QUEUE, self._schedule_flush)
+            self._destination = None
+        self._udp = udp
+
+    def _schedule_flush(self) -> None:
+        self._loop.call_soon(self._flush, self._queue)
+
+    def _flush(self, queue: Any) -> None:
+        udp = self._udp
+        if queue is self._queue and udp is not None and not udp.is_closing():
+            queue.flush()
+
+    def sync_counters(self) -> None:
+        """Add what left since the last call to the DTLS transport's tx counters (its ``getStats``)."""
+        stream, dtls = self.stream, self._dtls
+        packets, octets = stream.packets_sent, stream.bytes_sent
+        done_packets, done_bytes = self._tx_synced
+        dtls._RTCDtlsTransport__tx_packets += packets - done_packets
+        dtls._RTCDtlsTransport__tx_bytes += octets - done_bytes
+        self._tx_synced = (packets, octets)
+
+
+def _stream_counter(name: str, field: str, *, running: bool) -> property:
+    """A property for aiortc's private sender counter ``name``: read from the ``RtpStream`` of the
+    bound ``DirectRtpSender`` (``running``: counts, added to what aiortc counted before), else the
+    value aiortc keeps (instance dict)."""
+    key = f"_RTCRtpSender__{name}"
+
+    def get(self: Any) -> Any:
+        values = self.__dict__
+        direct = values.get("_relay_direct")
+        base = values.get(key, 0)
+        if direct is None:
+            return base
+        direct.sync_counters()  # the transport's stats are read right after the sender's
+        stream = direct.stream
+        if running:
+            return base + getattr(stream, field)
+        return getattr(stream, field) if stream.packets_sent else base
+
+    def put(self: Any, value: Any) -> None:
+        self.__dict__[key] = value
+
+    return property(get, put)
+
+
+class DirectCountedSender(RTCRtpSender):
+    """An ``RTCRtpSender`` whose RTCP sender reports and ``getStats`` read the counters of the direct
+    path's ``RtpStream`` (C fields): ``install`` sets it as the class of one sender instance."""
+
+    _RTCRtpSender__packet_count = _stream_counter("packet_count", "packets_sent", running=True)
+    _RTCRtpSender__octet_count = _stream_counter("octet_count", "octets_sent", running=True)
+    _RTCRtpSender__rtp_timestamp = _stream_counter("rtp_timestamp", "last_timestamp", running=False)
+    _RTCRtpSender__ntp_timestamp = _stream_counter("ntp_timestamp", "last_ntp", running=False)
 
 
 def install(sender: Any, track: Any) -> None:
@@ -169,20 +217,30 @@ def install(sender: Any, track: Any) -> None:
     end of the track); ``relay.media.downlink.PacketTrack`` has both.
     """
     sender._RTCRtpSender__rtp_history = _NoRtpHistory()  # ~80 KB per call saved
+    sender.__class__ = DirectCountedSender  # RTCP and getStats read the RtpStream's counters
+
+    def bind(direct: DirectRtpSender | None) -> None:
+        sender.__dict__["_relay_direct"] = direct
+        track.bind(direct)
 
     async def run_rtp(codec: Any) -> None:
         # stands in for RTCRtpSender._run_rtp: started by send() once DTLS is connected,
         # cancelled by stop(); it must set __rtp_started / __rtp_exited as the original does
         sender._RTCRtpSender__rtp_started.set()
         try:
-            track.bind(DirectRtpSender(sender, codec.payloadType))
+            bind(DirectRtpSender(sender, codec.payloadType))
             await track.wait_ended()
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("direct RTP sender failed to start")
         finally:
-            track.bind(None)
+            direct = sender.__dict__.get("_relay_direct")
+            if direct is not None:  # freeze the counters where they are (RTCP's BYE, late getStats)
+                direct.sync_counters()
+                for name in ("packet_count", "octet_count", "rtp_timestamp", "ntp_timestamp"):
+                    sender.__dict__[f"_RTCRtpSender__{name}"] = getattr(sender, f"_RTCRtpSender__{name}")
+            bind(None)
             track.stop()
             sender._RTCRtpSender__rtp_exited.set()
 

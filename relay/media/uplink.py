@@ -5,8 +5,9 @@ receiving track) that decodes to 48 kHz stereo ``AudioFrame``s. relay instead
 plugs ``UplinkSink`` in where the receiver's jitter buffer was, and, once DTLS is
 up, feeds it from the socket callback: ``relay.media.rtp_in`` (the direct receive
 path) unprotects, parses and counts each SRTP audio datagram and calls
-``sink.push(seq, payload)``; anything it does not take goes through aiortc, which
-calls ``sink.add(packet)``. The sink reorders a little, decodes Opus straight to
+``sink.push_direct(seq, payload)`` (on the worker's ICE port, from compiled code
+inside the ``recvmmsg`` drain once the call's slot is armed); anything it does not
+take goes through aiortc, which calls ``sink.add(packet)``. The sink reorders a little, decodes Opus straight to
 24 kHz mono (or keeps G.711 bytes as they are), and emits fixed-length chunks
 through ``on_chunk``. ``install(receiver, sink)`` does the plugging, in one place.
 
@@ -93,6 +94,11 @@ class UplinkSink:
             self._held[seq] = (data, arrival)
             if len(self._held) > self._max_hold:
                 self._skip_gap()
+
+    def push_direct(self, seq: int, data: bytes) -> None:
+        """``push``, counted in ``direct_packets``: the direct receive path's entry (relay.media.rtp_in)."""
+        self.direct_packets += 1
+        self.push(seq, data)
 
     def remove(self, count: int) -> None:  # JitterBuffer API, unused by the audio path
         return None

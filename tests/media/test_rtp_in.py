@@ -265,7 +265,7 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
     aiortc's way too.
     """
     from relay.client import encode_pcm16_to_opus
-    from tests.e2e.audio import RATE_HZ, Capture, bursts
+    from tests.e2e.audio import RATE_HZ, Capture, bursts, dominant_hz
 
     capture, events = Capture(), []
     device = e2e_relay.device()
@@ -280,6 +280,10 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
             while metrics.rtp_in_packets < 10:  # noqa: ASYNC110 -- polling state that has no event
                 await asyncio.sleep(0.02)
             start = (metrics.rtp_in_packets, sink.direct_packets)
+            mux = e2e_relay.plane.mux
+            while mux is not None and not any(  # noqa: ASYNC110 -- on the worker's port: in compiled code
+                    e._receiver.taking(slot) for e in mux._endpoints.values() for slot in e._paths):
+                await asyncio.sleep(0.02)
             while "output_audio_buffer.stopped" not in [e["type"] for e in events]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert metrics.rtp_in_packets - start[0] >= 40
@@ -288,7 +292,12 @@ async def test_a_call_through_the_http_edge_uses_the_direct_path(e2e_relay) -> N
         assert sink.direct_packets >= metrics.rtp_in_packets - 5
     finally:
         await device.hangup()
-    assert capture.segments(), "the echo came back"
+    segments = capture.segments()
+    assert segments, "the echo came back"
+    # what the device heard back is what its uplink carried: the 0.6 s burst of 440 Hz, whole
+    longest = max(segments, key=lambda seg: seg[1])
+    assert 0.5 <= longest[1] <= 0.8
+    assert abs(dominant_hz(capture.segment_samples(longest), capture.rate_hz) - 440) < 10
 
 
 def test_statistics_aiortc_creates_become_the_compiled_drop_in() -> None:

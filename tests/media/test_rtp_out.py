@@ -15,9 +15,10 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay._fast import RtpStream
 from relay.media.clock import MediaClock
 from relay.media.metrics import MediaMetrics
-from relay.media.rtp_out import RtpWriter, make_writer, ntp_time
+from relay.media.rtp_out import make_stream, ntp_time
 from tests.media.test_peer import Loopback, connect_device, dominant_hz, wait_for
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -48,9 +49,9 @@ def test_packets_are_byte_identical_to_aiortcs_serialization(ids, use_mid, use_a
     if len(mid.encode()) > 255:
         return
     m = ext_map(mid_id if use_mid else None, abs_id if use_abs else None, level_id if use_level else None)
-    writer = make_writer(m, mid, payload_type=payload_type, ssrc=ssrc, sequence_number=seq)
+    stream = make_stream(m, mid, payload_type=payload_type, ssrc=ssrc, sequence_number=seq)
     for i, (payload, ts, abs_send_time) in enumerate(packets):
-        ours = writer.write(payload, ts, abs_send_time)
+        ours = stream.build(payload, ts, abs_send_time << 14)  # abs-send-time: NTP bits 14..37
         # what aiortc's RTCRtpSender._run_rtp builds for a pre-encoded packet
         packet = RtpPacket(payload_type=payload_type, sequence_number=(seq + i) & 0xFFFF, timestamp=ts)
         packet.ssrc, packet.payload, packet.marker = ssrc, payload, 1
@@ -64,12 +65,12 @@ def test_packets_are_byte_identical_to_aiortcs_serialization(ids, use_mid, use_a
         assert parsed.extensions.abs_send_time == (abs_send_time if use_abs else None)
 
 
-def test_sequence_numbers_wrap_and_the_writer_rejects_bad_payload_types():
-    w = RtpWriter(payload_type=111, ssrc=1, sequence_number=65535)
-    assert RtpPacket.parse(w.write(b"x", 5)).sequence_number == 65535
-    assert RtpPacket.parse(w.write(b"x", 5)).sequence_number == 0
+def test_sequence_numbers_wrap_and_the_stream_rejects_bad_payload_types():
+    w = RtpStream(payload_type=111, ssrc=1, sequence_number=65535)
+    assert RtpPacket.parse(w.build(b"x", 5)).sequence_number == 65535
+    assert RtpPacket.parse(w.build(b"x", 5)).sequence_number == 0
     with pytest.raises(ValueError):
-        RtpWriter(payload_type=128, ssrc=1, sequence_number=0)
+        RtpStream(payload_type=128, ssrc=1, sequence_number=0)
 
 
 def test_ntp_time_matches_aiortcs_clock():
@@ -143,6 +144,8 @@ async def test_a_real_device_hears_the_direct_path_with_right_headers_stats_and_
         assert inbound.packetsReceived >= len(packets) - 1
         (transport,) = await stats(sender, "transport")
         assert transport.packetsSent >= direct.packets_sent
+        # a port per call: the call's own socket, its packets through the kernel's queue (sendmmsg)
+        assert direct._queue.datagrams_sent >= len(heard) and direct._queue.send_errors == 0
     finally:
         await device.close()
         device._reader.cancel()

@@ -1,0 +1,1 @@
+# rtpsend exports only Python-level classes (see rtpsend.pyx); nothing to cimport.
