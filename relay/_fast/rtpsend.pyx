@@ -6,7 +6,7 @@ See ``rtpsend_py`` for the contract. Per packet no Python object is made: the he
 per-stream template patched in place, the payload is copied once into the queue's slot, libsrtp's
 ``srtp_protect`` is called through the function pointer of the library pylibsrtp already loaded
 (on the session aiortc's DTLS transport keyed), the destination's ``sockaddr`` is kept per stream
-(rebuilt only when the address object changes), and the counters an RTCP sender report needs live
+(rebuilt only when the address changes), and the counters an RTCP sender report needs live
 in the stream's C fields.
 """
 
@@ -246,7 +246,7 @@ cdef class RtpStream:
         """Write the next packet into ``queue`` for ``addr``; returns its length on the wire."""
         cdef unsigned char* out
         cdef int length
-        if addr is not self._dest:
+        if addr is not self._dest and addr != self._dest:  # an equal tuple made anew is the same address
             _fill_addr(addr, &self._name, &self._namelen)
             self._dest = addr
         out = <unsigned char*>queue._slot()

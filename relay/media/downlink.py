@@ -1,11 +1,9 @@
 """Downlink: the encoder and the track the media clock feeds, one payload per 20 ms tick.
 
 relay's calls send through the direct RTP path (``install_sender`` ->
-``relay.media.rtp_out``): ``PacketTrack.push(payload)`` builds, protects and sends
-the RTP packet synchronously, and aiortc's sender task never runs for audio. With a
-plain aiortc sender (no ``install_sender``), ``PacketTrack.recv()`` returns the
-clock's pre-encoded ``av.Packet``s (aiortc then only packs the bytes into RTP) and
-waits on the clock -- never on a timer of its own.
+``relay.media.rtp_out``): ``PacketTrack.push(payload)`` builds, protects and queues
+the RTP packet synchronously (``relay._fast.RtpStream``), and aiortc's sender task
+never runs for audio: the track is never pulled.
 
 ``DownlinkEncoder`` turns the bridge's 20 ms of upstream-format audio into the
 RTP payload: Opus at 24 kHz mono (RTP clock 48 kHz), or G.711 bytes untouched. With ``fec``
@@ -43,11 +41,9 @@ of it is in flight, and ``close()`` during that time is deferred until the job i
 from __future__ import annotations
 
 import asyncio
-import fractions
-from collections import deque
 from collections.abc import Callable
+from typing import NoReturn
 
-import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from relay._fast import encode_batch, peak_abs
@@ -84,7 +80,6 @@ class DownlinkEncoder:
             # Encoded with a throwaway encoder so the live one's state is untouched.
             self._silence = _opus_silence(complexity, bitrate_bps)
             self._zeros = bytes(self._encoder.frame_bytes)
-        self.time_base = fractions.Fraction(1, codec.clock_rate_hz)
         self.ticks_per_frame = codec.clock_rate_hz * FRAME_MS // 1000
         self.quiet_frames = 0  # inaudible Opus frames sent as the cached silence payload
         self.resets = 0  # times the live encoder went back to its initial state (after a drain)
@@ -245,67 +240,43 @@ def _opus_silence(complexity: int, bitrate_bps: int) -> bytes:
 class PacketTrack(MediaStreamTrack):
     """An audio track fed by the media clock: ``push(payload)`` once per tick, ``skip()`` for DTX.
 
-    With the direct send path (``install_sender``; relay's calls), ``push`` sends the RTP
-    packet right away through the bound ``relay.media.rtp_out.DirectRtpSender`` (bound once
-    DTLS is up; frames pushed before that count as ``unsent``, frames that cannot leave
-    afterwards -- the connection is gone -- as ``dropped``).
-
-    Without it (a plain aiortc sender), ``recv()`` returns the clock's pre-encoded packets:
-    at most ``max_queued`` wait for the sender; if the sender falls behind (a slow device),
-    the oldest is dropped so nothing piles up and latency stays bounded.
+    ``push`` sends the RTP packet right away through the bound
+    ``relay.media.rtp_out.DirectRtpSender`` (``install_sender``; bound once DTLS is up: frames
+    pushed before that count as ``unsent``, frames that cannot leave afterwards -- the connection
+    is gone -- as ``dropped``). aiortc's sender never pulls from it: ``recv()`` raises.
     """
 
     kind = "audio"
 
-    def __init__(self, encoder: DownlinkEncoder, *, max_queued: int = 5, metrics: MediaMetrics | None = None) -> None:
+    def __init__(self, encoder: DownlinkEncoder, *, metrics: MediaMetrics | None = None) -> None:
         super().__init__()
-        self._encoder = encoder
         self._metrics = metrics
-        self._queue: deque[av.Packet] = deque()
-        self._max_queued = max_queued
-        self._waiter: asyncio.Future[None] | None = None
         self._pts = 0
         self._ticks_per_frame = encoder.ticks_per_frame
-        self._direct_mode = False  # install_sender() ran: aiortc's RTP task never calls recv()
         self._direct: DirectRtpSender | None = None
         self._ended: asyncio.Future[None] | None = None
         self.dropped = 0
-        self.unsent = 0  # direct path: frames pushed before DTLS was up (the RTP timestamp advanced)
+        self.unsent = 0  # frames pushed before DTLS was up (the RTP timestamp advanced)
 
     def push(self, payload: bytes) -> None:
         if self.readyState != "live":
             return
         pts = self._pts
         self._pts = pts + self._ticks_per_frame
-        if self._direct_mode:
-            direct = self._direct
-            if direct is None:
-                self.unsent += 1  # DTLS not up yet: nothing to send on (not a drop)
-            elif direct.send(payload, pts):
-                if self._metrics is not None:
-                    self._metrics.rtp_out_packets += 1
-            else:
-                self.dropped += 1  # the connection is gone
-            return
-        packet = av.Packet(payload)
-        packet.pts = pts
-        packet.time_base = self._encoder.time_base
-        if len(self._queue) >= self._max_queued:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(packet)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        direct = self._direct
+        if direct is None:
+            self.unsent += 1  # DTLS not up yet: nothing to send on (not a drop)
+        elif direct.send(payload, pts):
+            if self._metrics is not None:
+                self._metrics.rtp_out_packets += 1
+        else:
+            self.dropped += 1  # the connection is gone
 
     def skip(self) -> None:
         """No packet this tick (DTX): the RTP timestamp still advances by one frame."""
         self._pts += self._ticks_per_frame
 
     # -- the direct send path (relay.media.rtp_out) ----------------------------
-    def use_direct_path(self) -> None:
-        self._direct_mode = True
-
     def bind(self, direct: DirectRtpSender | None) -> None:
         self._direct = direct
 
@@ -320,26 +291,15 @@ class PacketTrack(MediaStreamTrack):
             self._ended = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._ended)
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self._metrics is not None:
-            self._metrics.rtp_out_packets += 1  # aiortc's sender packs each packet into one RTP packet
-        return self._queue.popleft()
+    async def recv(self) -> NoReturn:  # type: ignore[override]
+        """Never called: ``install_sender`` replaces the sender's RTP task that would call it."""
+        raise MediaStreamError("PacketTrack is sent by relay's direct RTP path (install_sender), not pulled")
 
     def stop(self) -> None:
         super().stop()
-        self._queue.clear()
         self._direct = None
-        for fut in (self._waiter, self._ended):
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
 
 def install_sender(sender: object) -> None:
@@ -351,4 +311,3 @@ def install_sender(sender: object) -> None:
     if not isinstance(track, PacketTrack):
         raise TypeError("install_sender: the sender's track must be a PacketTrack")
     rtp_out.install(sender, track)
-    track.use_direct_path()

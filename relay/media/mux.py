@@ -10,7 +10,9 @@ callback drains a batch of datagrams with one ``recvmmsg`` (``relay._fast.MuxRec
 leave together at the end of the loop iteration, one ``sendmmsg``: ``relay._fast.send_batch``) and hands
 each call's datagrams to that protocol's ``datagram_received`` -- looked up per datagram,
 so relay's direct SRTP receive path (relay/media/rtp_in.py), which replaces it per protocol, works
-unchanged, as does the direct send path (rtp_out.py), which sends on the nominated pair's transport.
+unchanged. The direct send path (rtp_out.py) writes its SRTP packets straight into the socket's
+``media_queue`` (``relay._fast.SendQueue``: every call's packets of a tick leave in one ``sendmmsg``),
+addressed as ``MuxTable.on_send`` says (``_CallTransport.media_destination``).
 
 The common datagram -- a call's SRTP audio from an address ICE bound -- never reaches Python as a
 datagram: the socket is drained by ``relay._fast.MuxReceiver``, which keeps a C copy of the table's

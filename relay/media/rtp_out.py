@@ -13,16 +13,20 @@ attribute: nothing global changes), the ``_run_rtp`` coroutine aiortc starts fro
 stopped. From then on ``PacketTrack.push(payload)`` calls ``DirectRtpSender.send``
 synchronously, which
 
-1. builds the RTP packet exactly as aiortc's sender would for a pre-encoded packet
-   (``RtpWriter``: payload type, sequence number from a random start, timestamp =
-   random origin + the track's pts, the sender's SSRC, marker bit set as aiortc sets it,
-   and the header extensions of the negotiated map -- ``mid``, ``abs-send-time`` when
-   negotiated -- laid out by aiortc's own ``HeaderExtensionsMap.set``),
-2. protects it with the DTLS transport's outbound SRTP session (``_tx_srtp``),
-3. sends it on the ICE connection's nominated pair (``sendto`` on its UDP transport),
-4. updates the counters aiortc's RTCP sender reports and ``getStats`` read: the
-   sender's packet/octet counts, last RTP timestamp and its NTP time, and the DTLS
-   transport's tx packets/bytes.
+1. writes the RTP packet into the socket's send queue exactly as aiortc's sender would build it
+   for a pre-encoded packet (``relay._fast.RtpStream``: payload type, sequence number from a
+   random start, timestamp = random origin + the track's pts, the sender's SSRC, marker bit set
+   as aiortc sets it, and the header extensions of the negotiated map -- ``mid``,
+   ``abs-send-time`` when negotiated -- laid out once by aiortc's own ``HeaderExtensionsMap.set``),
+2. protects it there, in place, with the DTLS transport's outbound SRTP session (``_tx_srtp``:
+   libsrtp's ``srtp_protect`` of the library pylibsrtp loaded, called from compiled code),
+3. queues it for the nominated ICE pair's socket: the worker's ICE port's queue
+   (``relay.media.mux``), or a queue of this call's own with a port per call; each queue leaves
+   with one ``sendmmsg`` at the end of the loop iteration,
+4. counts it in the stream's C fields, which aiortc's RTCP sender reports and ``getStats`` read
+   through the properties of ``DirectCountedSender`` (the sender's packet/octet counts, last RTP
+   timestamp and its NTP time; the DTLS transport's tx packets/bytes are brought up to date when
+   they are read).
 
 aiortc's RTCP task for the sender (SR + SDES every ~1 s, BYE at the end) keeps
 running unchanged, so the device's receiver sees correct sender reports (and its
@@ -122,6 +126,8 @@ class DirectRtpSender:
         self._udp: Any = None  # the nominated pair's transport the queue below belongs to
         self._queue: Any = None
         self._destination: Any = None  # the ICE port's address mapping (mux), or None
+        self._pair: Any = None  # the nominated pair last sent on, and its remote address
+        self._addr: Any = None
         self._tx_synced = (0, 0)  # (packets, bytes) already added to the DTLS transport's counters
 
     @property
@@ -141,7 +147,9 @@ class DirectRtpSender:
             return False
         if udp is not self._udp:
             self._attach(udp)
-        addr = pair.remote_addr
+        if pair is not self._pair:  # CandidatePair.remote_addr makes a new tuple each time: once per pair
+            self._pair, self._addr = pair, pair.remote_addr
+        addr = self._addr
         destination = self._destination
         self.stream.send(self._queue, payload, pts, addr if destination is None else destination(addr))
         return True
@@ -153,7 +161,7 @@ class DirectRtpSender:
         if media_queue is not None:  # relay.media.mux._CallTransport
             self._queue, self._destination = media_queue(), udp.media_destination
         else:
-            self._queue = SendQueue(udp.get_extra_info("socket"), PER_CALL_QUEUE, self._schedule_flush)
+            self._queue = SendQueue(_CallSocket(udp), PER_CALL_QUEUE, self._schedule_flush)
             self._destination = None
         self._udp = udp
 
@@ -173,6 +181,23 @@ class DirectRtpSender:
         dtls._RTCDtlsTransport__tx_packets += packets - done_packets
         dtls._RTCDtlsTransport__tx_bytes += octets - done_bytes
         self._tx_synced = (packets, octets)
+
+
+class _CallSocket:
+    """A call's own UDP socket as ``SendQueue`` takes it: ``fileno()`` (the compiled queue's ``sendmmsg``)
+    and ``sendto()`` (the twin's loop: through the transport, as asyncio's socket wrapper has none)."""
+
+    __slots__ = ("_fd", "_udp")
+
+    def __init__(self, udp: Any) -> None:
+        self._udp = udp
+        self._fd = udp.get_extra_info("socket").fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self._udp.sendto(data, addr)
 
 
 def _stream_counter(name: str, field: str, *, running: bool) -> property:

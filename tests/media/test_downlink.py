@@ -1,8 +1,6 @@
-"""The downlink track and encoder: bounded queue, RTP timing, silence cache, G.711 passthrough."""
+"""The downlink track and encoder: RTP timing, unsent/dropped frames, silence cache, G.711 passthrough."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 from aiortc.mediastreams import MediaStreamError
@@ -12,32 +10,32 @@ from relay.media.downlink import DownlinkEncoder, PacketTrack
 from relay.media.opus import OpusDecoder
 
 
-async def test_a_slow_sender_never_piles_packets_up():
-    enc = DownlinkEncoder(OPUS)
-    track = PacketTrack(enc, max_queued=3)
-    for _ in range(10):
-        track.push(enc.encode(None))
-    assert track.dropped == 7
-    got = [await track.recv() for _ in range(3)]
-    # timestamps keep advancing by 20 ms of the 48 kHz RTP clock, dropped frames included
-    assert [p.pts for p in got] == [7 * 960, 8 * 960, 9 * 960]
-    assert all(p.time_base.denominator == 48000 for p in got)
+class Recorder:
+    """What ``PacketTrack.push`` hands the bound direct sender: (payload, pts), and whether it left."""
+
+    def __init__(self, up: bool = True) -> None:
+        self.sent: list[tuple[bytes, int]] = []
+        self.up = up
+
+    def send(self, payload: bytes, pts: int) -> bool:
+        self.sent.append((payload, pts))
+        return self.up
 
 
-async def test_recv_waits_for_the_clock_and_ends_with_the_track():
+async def test_the_track_is_never_pulled_and_counts_unsent_and_dropped_frames():
     enc = DownlinkEncoder(PCMA)
     track = PacketTrack(enc)
-    waiter = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
-    assert not waiter.done()
+    track.push(b"\x55" * 160)  # DTLS not up: no direct sender bound yet
+    assert track.unsent == 1 and track.dropped == 0
+    gone = Recorder(up=False)
+    track.bind(gone)
     track.push(b"\x55" * 160)
-    packet = await waiter
-    assert bytes(packet) == b"\x55" * 160 and packet.time_base.denominator == 8000
-    waiter = asyncio.ensure_future(track.recv())
-    await asyncio.sleep(0)
+    assert track.dropped == 1 and gone.sent == [(b"\x55" * 160, 160)]
+    with pytest.raises(MediaStreamError):  # aiortc's sender task, were it to run, ends at once
+        await track.recv()
     track.stop()
-    with pytest.raises(MediaStreamError):
-        await waiter
+    track.push(b"\x55" * 160)
+    assert track.direct is None and gone.sent == [(b"\x55" * 160, 160)]
 
 
 def test_g711_is_passed_through_untouched_and_checked():
@@ -60,11 +58,13 @@ def test_opus_silence_is_cached_and_decodes_to_silence():
 async def test_skip_advances_the_rtp_clock_without_a_packet():
     enc = DownlinkEncoder(OPUS)
     track = PacketTrack(enc)
+    direct = Recorder()
+    track.bind(direct)
     track.push(enc.encode(None))
     track.skip()
     track.skip()
     track.push(enc.encode(None))
-    assert [(await track.recv()).pts for _ in range(2)] == [0, 3 * 960]
+    assert [pts for _, pts in direct.sent] == [0, 3 * 960]  # 20 ms of the 48 kHz RTP clock a frame
 
 
 def test_inaudible_opus_frames_are_sent_as_the_cached_silence_not_encoded():

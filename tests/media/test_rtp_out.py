@@ -102,8 +102,7 @@ async def test_a_real_device_hears_the_direct_path_with_right_headers_stats_and_
         await wait_for(lambda: len(received) >= 60)
         sender = relay.peer.pc.getTransceivers()[0].sender
         direct = relay.track.direct
-        assert direct is not None  # the direct path is bound...
-        assert not relay.track._queue  # ...and aiortc's RTP task never pulls from the track
+        assert direct is not None  # the direct path is bound
         # the ticks before DTLS was up sent nothing (and are no drops); since then every frame left
         assert relay.track.unsent > 0 and relay.track.dropped == 0
         # the echo comes back: the device decodes what the direct path sent
