@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pylibsrtp
 from aiortc.rtcdtlstransport import SRTP_PROFILES
 
