@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 import tempfile
@@ -26,12 +27,14 @@ from typing import Any
 
 from bench import audio as bench_audio
 from bench import servers
-from bench.report import fit_healthy, passes_bar, plot, plots_unavailable, text_summary
+from bench.report import fit_healthy, passes_bar, plot, plots_unavailable, run_metadata, text_summary
 from bench.runner import Scenario, run, run_churn
 
 log = logging.getLogger("bench")
 
 MAX_SWEEP_STEPS = 30
+# workload -> the local assistant's model for it
+WORKLOADS = {"loopback": "relay-loopback", "echo": "relay-echo", "short": "relay-short"}
 
 
 def _ints(text: str) -> list[int]:
@@ -94,14 +97,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     tgt.add_argument(
         "--model",
-        default="relay-loopback",
-        help="assistant model for spawned relays (relay-loopback for markers, relay-echo for speech)",
+        default=None,
+        help="assistant model for spawned relays (default: the --workload's: relay-loopback, relay-echo, relay-short)",
     )
     ld = ap.add_argument_group("load")
+    ld.add_argument(
+        "--workload",
+        choices=list(WORKLOADS),
+        default=None,
+        help="loopback: every chunk comes straight back, latency markers (the default); echo: turns of speech "
+        "spoken back (no markers); short: every other turn answered after a pause with one chime in a single "
+        "audio delta, the others echoed (response latency, chimes lost or missing their first frame)",
+    )
     ld.add_argument("-n", type=_ints, default=[10], help="concurrent devices, comma-separated for several runs")
     ld.add_argument("--rate", type=float, default=20.0, help="ramp-up: new calls per second")
     ld.add_argument("--duration", type=float, default=10.0, help="steady-state seconds after the ramp")
     ld.add_argument("--audio", help="16-bit WAV to send (default: espeak-ng speech with pauses)")
+    ld.add_argument(
+        "--phase",
+        choices=["random", "aligned"],
+        default="random",
+        help="where each device's audio starts: random (seeded by --seed) within the 20 ms frame and the "
+        "audio, as real devices do, or aligned (all devices in step: full encode batches)",
+    )
+    ld.add_argument("--seed", type=int, default=1, help="seed of the random start points")
+    ld.add_argument(
+        "--device-path",
+        choices=["fast", "aiortc"],
+        default="fast",
+        help="devices' audio after set-up: fast = relay's compiled RTP parse, libopus decode only when "
+        "measured, one send task for all devices (bench/fastpath.py); aiortc = aiortc's sender and "
+        "receiver per packet (the bench before), for comparison",
+    )
     ld.add_argument("--no-markers", action="store_true", help="do not insert latency markers")
     ld.add_argument("--marker-interval-ms", type=int, default=1000)
     ld.add_argument("--no-demo", action="store_true", help="do not send X-Demo-Mode: true")
@@ -128,11 +155,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out = ap.add_argument_group("output")
     out.add_argument("--json", help="write the full report (all runs) here")
     out.add_argument("--plots", help="write PNG plots with this path prefix (needs the 'bench' extra)")
+    out.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the physical-floor microbenchmark (bench/floor.py, ~5 s) after the runs; with it, the "
+        "report gives relay's CPU per call / the floor",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress line")
     out.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.compare:
         args.spawn = "both"
+    if args.workload is None:  # from --model, as before --workload existed
+        by_model = {m: w for w, m in WORKLOADS.items()}
+        args.workload = by_model.get(args.model or "relay-loopback", "loopback")
+    if args.model is None:
+        args.model = WORKLOADS[args.workload]
+    if args.workload != "loopback":
+        args.no_markers = True  # markers come back only through relay-loopback
     if not args.url and not args.spawn:
         ap.error("give --url of a running relay, or --spawn/--compare")
     if any("=" not in kv or not kv.startswith("RELAY_") for kv in args.relay_env):
@@ -150,6 +190,8 @@ class Bench:
         )
         self.reports: list[dict[str, Any]] = []
         self.assistant: servers.Server | None = None
+        self.floor: dict[str, Any] | None = None
+        self.meta = run_metadata(vars(args))  # at the start: the code and machine the runs measure
 
     def targets(self) -> list[str]:
         if not self.args.spawn:
@@ -213,6 +255,10 @@ class Bench:
                     label=target if server else "target",
                     progress=not a.quiet,
                     extra_pids={"assistant": self.assistant.pid} if self.assistant and server else {},
+                    phase=a.phase,
+                    seed=a.seed,
+                    workload=a.workload,
+                    fast_devices=a.device_path == "fast",
                 )
                 if a.churn_call_s:
                     report = await run_churn(sc, self.audio, a.churn_call_s)
@@ -237,6 +283,9 @@ class Bench:
 
     async def _main(self) -> int:
         a = self.args
+        m = self.meta
+        print(f"bench: relay {m['commit']} ({m['branch']}), {m['date_utc']}, {m['machine']}; {m['settings']}",
+              flush=True)
         if a.sweep:
             for target in self.targets():
                 best = await self.sweep(target)
@@ -256,6 +305,13 @@ class Bench:
                 f"marginal [{label}]: {'-' if cpu is None else f'{cpu:.2f}'} % CPU (fit over healthy runs) and "
                 f"{'-' if rss is None else f'{rss:.3f}'} MB RSS per added call"
             )
+        if not a.no_floor and any("measure" in r for r in self.reports):
+            from bench import floor
+
+            ns = [r["calls_established"] for r in self.reports if r.get("calls_established")]
+            self.floor = floor.measure(self.audio.packets, batch=max(1, min(1024, max(ns, default=1))))
+        for line in cost_lines(self.reports, self.floor):
+            print(line)
         self.write_outputs()
         return 0
 
@@ -279,11 +335,13 @@ class Bench:
     def write_outputs(self) -> None:
         a = self.args
         runs = [r for r in self.reports if "measure" in r]
+        meta = self.meta
         if a.plots and runs:
-            for path in plot(runs, a.plots):
+            for path in plot(runs, a.plots, meta):
                 print(f"plot: {path}")
         if a.json:
             doc = {
+                "meta": meta,
                 "audio": {
                     "source": self.audio.source,
                     "duration_s": self.audio.duration_s,
@@ -293,6 +351,8 @@ class Bench:
                 "runs": [{k: v for k, v in r.items() if k != "_rtts_ms"} for r in self.reports],
                 "ratios": compare_table(self.reports),
                 "marginal": marginal_costs(self.reports),
+                "cpu_per_call": cost_table(self.reports, self.floor),
+                "floor": self.floor,
             }
             with open(a.json, "w") as fh:
                 json.dump(doc, fh, indent=1, default=str)
@@ -363,6 +423,75 @@ def marginal_costs(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]
         if row:
             out[label] = row
     return out
+
+
+def cost_table(reports: list[dict[str, Any]], floor: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per run (label, N): relay's CPU two ways, and what the tester itself cost beside it.
+
+    ``total_per_call_pct`` = relay CPU / established calls (fixed costs included: an idle relay's
+    clock, its threads); ``slope_pct`` = the label's least-squares CPU per *added* call over its healthy
+    runs (``marginal_costs``), the same for every N of a label. ``bench_cpu_pct`` is the load tester's
+    own CPU (% of one core), ``bench_share_pct`` that as a share of the machine's cores: when it nears
+    the cores relay does not use, the tester, not relay, is the limit. With ``floor``
+    (``bench.floor.measure``): ``slope_over_floor`` and ``total_over_floor``, relay's CPU per call
+    over the physical floor of one call on this machine."""
+    slopes = marginal_costs(reports)
+    floor_pct = (floor or {}).get("cpu_pct_per_call")
+    cores = os.cpu_count() or 1
+    rows = []
+    for r in reports:
+        m = r.get("measure")
+        if not m or "relay_cpu_pct" not in m or not r.get("calls_established"):
+            continue
+        bench = m.get("bench_cpu_pct")
+        rows.append(
+            {
+                "label": r["label"],
+                "n": r["calls_established"],
+                "healthy": fit_healthy(r),
+                "relay_cpu_pct": m["relay_cpu_pct"],
+                "total_per_call_pct": round(m["relay_cpu_pct"] / r["calls_established"], 3),
+                "slope_pct": slopes.get(r["label"], {}).get("cpu_pct_per_added_call"),
+                "bench_cpu_pct": bench,
+                "bench_cpu_pct_per_device": m.get("bench_cpu_pct_per_device"),
+                "bench_share_pct": round(bench / cores, 2) if bench is not None else None,
+            }
+        )
+        row = rows[-1]
+        if floor_pct:
+            row["floor_pct"] = floor_pct
+            row["total_over_floor"] = round(row["total_per_call_pct"] / floor_pct, 2)
+            row["slope_over_floor"] = round(row["slope_pct"] / floor_pct, 2) if row["slope_pct"] is not None else None
+    return rows
+
+
+def cost_lines(reports: list[dict[str, Any]], floor: dict[str, Any] | None = None) -> list[str]:
+    rows = cost_table(reports, floor)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "== CPU per call (% of one core): slope = per added call (fit over healthy runs), total/N = all of "
+        "relay's CPU / N; tester = the load tester's own CPU, % of one core and share of the machine",
+    ]
+    for row in rows:
+        slope = "-" if row["slope_pct"] is None else f"{row['slope_pct']:.2f}"
+        lines.append(
+            f"  [{row['label']}] N={row['n']:>3}: slope {slope}, total/N {row['total_per_call_pct']:.2f}"
+            f"{'' if row['healthy'] else ' (not healthy: out of the fit)'}; tester {row['bench_cpu_pct']} % "
+            f"({row['bench_cpu_pct_per_device']} %/device, {row['bench_share_pct']} % of the machine)"
+            + (
+                f"; over the floor: slope {row['slope_over_floor']}x, total/N {row['total_over_floor']}x"
+                if "floor_pct" in row
+                else ""
+            )
+        )
+    if floor:
+        lines.append(
+            f"  floor (bench/floor.py: libopus decode + encode, SRTP both ways, sendmmsg/recvmmsg in batches of "
+            f"{floor['batch']}): {floor['cpu_pct_per_call']:.3f} % of one core per call"
+        )
+    return lines
 
 
 async def calls_by_worker(base_url: str, token: str) -> dict[str, int]:

@@ -34,6 +34,28 @@ class BenchAudio:
     marker_frames: dict[int, int]  # packet index where a marker starts -> its tone (index in MARKER_FREQS_HZ)
     duration_s: float
     source: str
+    # packet indices of the last voiced frame of each utterance (followed by >= TURN_GAP_FRAMES of quiet)
+    turn_end_frames: frozenset[int] = frozenset()
+
+
+VOICED_RMS = 500.0
+TURN_GAP_FRAMES = 15  # 300 ms of quiet ends an utterance (the assistant's VAD waits 500 ms)
+
+
+def turn_ends(pcm: np.ndarray, frame_samples: int = FRAME_SAMPLES) -> frozenset[int]:
+    """Indices of frames that end an utterance: voiced (RMS > ``VOICED_RMS``), then at least
+    ``TURN_GAP_FRAMES`` quiet frames (the audio loops: the gap may wrap to its start)."""
+    n = len(pcm) // frame_samples
+    if n == 0:
+        return frozenset()
+    frames = pcm[: n * frame_samples].astype(np.float64).reshape(n, frame_samples)
+    voiced = np.sqrt(np.mean(frames**2, axis=1)) > VOICED_RMS
+    out = set()
+    for i in np.flatnonzero(voiced):
+        nxt = [(i + k) % n for k in range(1, TURN_GAP_FRAMES + 1)]
+        if not voiced[nxt].any():
+            out.add(int(i))
+    return frozenset(out)
 
 
 def espeak_speech(rate_hz: int = OPUS_RATE_HZ, pause_ms: int = 1200) -> np.ndarray:
@@ -84,6 +106,7 @@ def build(
     n_frames = -(-len(samples) // FRAME_SAMPLES)
     pcm = np.zeros(n_frames * FRAME_SAMPLES, np.int16)
     pcm[: len(samples)] = samples
+    ends = turn_ends(pcm)
     marker_frames: dict[int, int] = {}
     if markers:
         tones = [marker_tone(OPUS_RATE_HZ, freq_hz=f) for f in MARKER_FREQS_HZ]
@@ -94,4 +117,4 @@ def build(
             pcm[start : start + len(tones[kind])] = tones[kind]
             marker_frames[f] = kind
     packets = encode_pcm16_to_opus(pcm, OPUS_RATE_HZ)
-    return BenchAudio(packets, marker_frames, n_frames * PTIME_MS / 1000, source)
+    return BenchAudio(packets, marker_frames, n_frames * PTIME_MS / 1000, source, ends)

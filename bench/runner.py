@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import sys
 import time
 import uuid
@@ -43,6 +44,44 @@ class Scenario:
     label: str = "relay"
     progress: bool = True
     extra_pids: dict[str, int] | None = None  # other processes to measure (e.g. the assistant)
+    fast_devices: bool = True  # devices' audio on relay's compiled paths (bench.fastpath), not aiortc's
+    workload: str = "loopback"  # loopback | echo | short (what the devices track; the model is the relay's)
+    phase: str = "random"  # where each device's audio starts: "random" (seeded) or "aligned" (all in step)
+    seed: int = 1
+
+
+PHASES = ("random", "aligned")
+FRAME_S = 0.02
+
+
+def start_points(n: int, n_packets: int, phase: str, seed: int) -> list[tuple[float, int]]:
+    """Per device: (delay before its first frame in s, within one 20 ms frame; packet index to start at).
+
+    ``aligned``: every device at (0, 0), in step (what the bench did before). ``random``: uniform
+    over the frame and over the audio, from ``random.Random(seed)``, so a run is reproducible.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}")
+    if phase == "aligned" or n_packets <= 0:
+        return [(0.0, 0)] * n
+    rng = random.Random(seed)
+    return [(rng.uniform(0.0, FRAME_S), rng.randrange(n_packets)) for _ in range(n)]
+
+
+def _config(sc: Scenario, i: int, point: tuple[float, int]) -> DeviceConfig:
+    cid, secret = _credentials(sc, i)
+    return DeviceConfig(
+        sc.base_url,
+        cid,
+        secret,
+        demo=sc.demo,
+        assistant_id=sc.assistant_id,
+        create_session=sc.create_session,
+        phase_s=point[0],
+        start_index=point[1],
+        workload=sc.workload,
+        fast=sc.fast_devices,
+    )
 
 
 def _credentials(sc: Scenario, i: int) -> tuple[str, str | None]:
@@ -72,32 +111,19 @@ async def run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
 
 
 async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
-    devices: list[Device] = []
-    for i in range(sc.n):
-        cid, secret = _credentials(sc, i)
-        devices.append(
-            Device(
-                i,
-                DeviceConfig(
-                    sc.base_url,
-                    cid,
-                    secret,
-                    demo=sc.demo,
-                    assistant_id=sc.assistant_id,
-                    create_session=sc.create_session,
-                ),
-                audio,
-            )
-        )
+    points = start_points(sc.n, len(audio.packets), sc.phase, sc.seed)
+    devices = [Device(i, _config(sc, i, points[i]), audio) for i in range(sc.n)]
     relay_base = await _relay_sample(sc)
     self_cpu0 = procstat.self_cpu_s()
     t0 = time.monotonic()
     starts: list[asyncio.Task[None]] = []
     lags_ms: list[float] = []
     relay_stats: dict[str, Any] | None = None
+    stats_a: dict[str, Any] | None = None
     extra_a: dict[str, procstat.Sample | None] = {}
     extra_b: dict[str, procstat.Sample | None] = {}
-    progress = asyncio.ensure_future(_progress(sc, devices, t0)) if sc.progress else None
+    timeline: list[dict[str, Any]] = []
+    progress = asyncio.ensure_future(_timeline(sc, devices, t0, timeline))
     try:
         for i, dev in enumerate(devices):
             due = t0 + i / sc.rate_per_s
@@ -109,8 +135,10 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         ramp_end = time.monotonic()
         await asyncio.sleep(SETTLE_S)
         relay_a = await _relay_sample(sc)
+        stats_a = await _relay_stats(sc)
         extra_a = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_a = (time.monotonic(), procstat.self_cpu_s())
+        sys_a = os.times().system
         lag = asyncio.ensure_future(_loop_lag(sc.duration_s))
         await asyncio.sleep(sc.duration_s)
         lags_ms = await lag
@@ -118,12 +146,12 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         relay_stats = await _relay_stats(sc)
         extra_b = {k: _sample(p) for k, p in (sc.extra_pids or {}).items()}
         self_b = (time.monotonic(), procstat.self_cpu_s())
+        sys_b = os.times().system
     finally:
         for task in starts:
             task.cancel()
-        if progress is not None:
-            progress.cancel()
-            await asyncio.gather(progress, return_exceptions=True)
+        progress.cancel()
+        await asyncio.gather(progress, return_exceptions=True)
         results: list[DeviceResult] = list(await asyncio.gather(*(d.stop() for d in devices)))
         if sc.progress:
             sys.stderr.write("\n")
@@ -134,6 +162,8 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
         "steady_s": round(self_b[0] - self_a[0], 3),
         "bench_cpu_pct": round(100.0 * (self_b[1] - self_a[1]) / max(1e-9, self_b[0] - self_a[0]), 2),
         "bench_cpu_total_s": round(procstat.self_cpu_s() - self_cpu0, 3),
+        # of bench_cpu_pct, the kernel's share: sendto/recv and, on loopback, delivering each packet to relay
+        "bench_sys_cpu_pct": round(100.0 * (sys_b - sys_a) / max(1e-9, self_b[0] - self_a[0]), 2),
         # how late the tester's own loop wakes up: an upper bound on what it adds to each timestamp
         "bench_loop_lag_ms": {"p50": percentile(lags_ms, 50), "p99": percentile(lags_ms, 99)},
     }
@@ -149,7 +179,41 @@ async def _run(sc: Scenario, audio: BenchAudio) -> dict[str, Any]:
     report = summarize(sc.label, sc.n, sc.rate_per_s, sc.duration_s, results, measure)
     if relay_stats is not None:
         report["relay_stats"] = relay_stats
+        batches = encode_batches(stats_a, relay_stats)
+        if batches is not None:
+            report["relay_clock"] = batches
+    report["timeline"] = timeline
+    report["phase"] = {"mode": sc.phase, "seed": sc.seed}
+    report["workload"] = sc.workload
+    report["device_path"] = "fast" if sc.fast_devices else "aiortc"
     return report
+
+
+def encode_batches(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Over the steady state, from two ``GET /v1/realtime/stats`` snapshots: media-clock ticks, encode
+    batches (hand-offs to the encode thread) and audio frames sent; ``audio_frames_per_batch`` is
+    audio frames / batches (an encoder's drain frames after speech are encoded too but counted as
+    silent: the figure slightly understates a batch)."""
+
+    def delta(key: str, sub: str | None = None) -> float | None:
+        try:
+            va, vb = (a[key], b[key]) if sub is None else (a[key][sub], b[key][sub])  # type: ignore[index]
+        except (KeyError, TypeError):
+            return None
+        return vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+
+    ticks, batches = delta("clock_ticks"), delta("clock_encode_batch", "count")
+    out, silent = delta("frames_out"), delta("frames_out_silent")
+    if None in (ticks, batches, out, silent):
+        return None
+    audio = out - silent  # type: ignore[operator]
+    return {
+        "ticks": ticks,
+        "encode_batches": batches,
+        "audio_frames": audio,
+        "audio_frames_per_batch": round(audio / batches, 2) if batches else None,
+        "batches_per_tick": round(batches / ticks, 3) if ticks else None,  # type: ignore[operator]
+    }
 
 
 async def _loop_lag(duration_s: float, period_s: float = 0.01) -> list[float]:
@@ -208,22 +272,44 @@ def _sample(pid: int | None) -> procstat.Sample | None:
         return None
 
 
-async def _progress(sc: Scenario, devices: list[Device], t0: float) -> None:
+MAX_TIMELINE_POINTS = 3600
+
+
+async def _timeline(sc: Scenario, devices: list[Device], t0: float, out: list[dict[str, Any]]) -> None:
+    """Once a second: calls up, relay's CPU, the tester's CPU and the marker round trips of that second
+    (``report["timeline"]``, the over-time plot); with ``sc.progress`` also a progress line."""
     prev = await _relay_sample(sc)
-    while True:
+    prev_self = (time.monotonic(), procstat.self_cpu_s())
+    seen = [0] * len(devices)
+    while len(out) < MAX_TIMELINE_POINTS:
         await asyncio.sleep(1.0)
         up = sum(1 for d in devices if d.result.ok)
         failed = sum(1 for d in devices if d.result.error)
-        rtts = sorted(x for d in devices for x in d.matcher.rtts_ms[-5:])
-        p50 = f"{rtts[len(rtts) // 2]:.0f}" if rtts else "-"
+        rtts: list[float] = []
+        for i, d in enumerate(devices):
+            got = d.matcher.rtts_ms
+            rtts += got[seen[i] :]
+            seen[i] = len(got)
         cur = await _relay_sample(sc)
-        cpu = f" relay cpu {procstat.cpu_percent(prev, cur):5.1f}%" if prev and cur else ""
-        prev = cur
-        sys.stderr.write(
-            f"\r[{sc.label}] t={time.monotonic() - t0:5.1f}s calls {up}/{sc.n} failed {failed} "
-            f"marker p50 {p50} ms{cpu}   "
-        )
-        sys.stderr.flush()
+        now_self = (time.monotonic(), procstat.self_cpu_s())
+        point: dict[str, Any] = {
+            "t_s": round(now_self[0] - t0, 2),
+            "calls": up,
+            "bench_cpu_pct": round(100.0 * (now_self[1] - prev_self[1]) / max(1e-9, now_self[0] - prev_self[0]), 1),
+            "marker_rtt_ms": {"n": len(rtts), "p50": percentile(rtts, 50), "p99": percentile(rtts, 99)},
+        }
+        if prev and cur:
+            point["relay_cpu_pct"] = round(procstat.cpu_percent(prev, cur), 1)
+        out.append(point)
+        prev, prev_self = cur, now_self
+        if sc.progress:
+            p50 = point["marker_rtt_ms"]["p50"]
+            cpu = f" relay cpu {point['relay_cpu_pct']:5.1f}%" if "relay_cpu_pct" in point else ""
+            sys.stderr.write(
+                f"\r[{sc.label}] t={point['t_s']:5.1f}s calls {up}/{sc.n} failed {failed} "
+                f"marker p50 {'-' if p50 is None else f'{p50:.0f}'} ms{cpu}   "
+            )
+            sys.stderr.flush()
 
 
 async def run_churn(sc: Scenario, audio: BenchAudio, call_s: float) -> dict[str, Any]:
@@ -240,15 +326,10 @@ async def run_churn(sc: Scenario, audio: BenchAudio, call_s: float) -> dict[str,
 
 
 async def _run_churn(sc: Scenario, audio: BenchAudio, call_s: float, total: int) -> dict[str, Any]:
+    points = start_points(total, len(audio.packets), sc.phase, sc.seed)
+
     async def one(i: int) -> DeviceResult:
-        cid, secret = _credentials(sc, i)
-        dev = Device(
-            i,
-            DeviceConfig(
-                sc.base_url, cid, secret, demo=sc.demo, assistant_id=sc.assistant_id, create_session=sc.create_session
-            ),
-            audio,
-        )
+        dev = Device(i, _config(sc, i, points[i]), audio)
         try:
             await dev.start()
             if dev.result.ok:

@@ -47,6 +47,31 @@ def duration_ms(data: bytes, fmt: str) -> int:
     return len(data) // BYTES_PER_MS[fmt]
 
 
+CHIME_ONSET_HZ = 1100.0  # the chime's first 20 ms: what a device checks it heard
+CHIME_BODY_HZ = 1600.0
+CHIME_ONSET_MS = 20
+CHIME_MS = 120
+CHIME_AMPLITUDE = 0.4  # of full scale
+
+
+def chime(rate_hz: int = 24000) -> bytes:
+    """relay-short's response: 20 ms at ``CHIME_ONSET_HZ`` then 100 ms at ``CHIME_BODY_HZ``, pcm16 at
+    ``rate_hz`` (24 kHz: the pcm16 output format). Loud and tonal, so a device can tell whether it
+    heard the first frame of the response or only its body (the frame a quiet gate or an encoder
+    reset would eat)."""
+    n_on = rate_hz * CHIME_ONSET_MS // 1000
+    n = rate_hz * CHIME_MS // 1000
+    ramp = rate_hz * 2 // 1000
+    out = array("h", bytes(2 * n))
+    phase = 0.0
+    for i in range(n):
+        freq = CHIME_ONSET_HZ if i < n_on else CHIME_BODY_HZ
+        phase += 2 * math.pi * freq / rate_hz
+        fade = min(1.0, (i + 1) / ramp, (n - i) / ramp)
+        out[i] = int(32767 * CHIME_AMPLITUDE * fade * math.sin(phase))
+    return out.tobytes()
+
+
 def tone(text: str, *, rate_hz: int = 24000) -> bytes:
     """A short two-tone chirp whose length follows the text (60 ms per word, 0.3-3 s): the voice
     when espeak-ng is not available."""

@@ -10,6 +10,10 @@ and ``receive`` validates and translates GA client events to beta. Modes (the
   (espeak-ng) about it instead of echoing it.
 * ``relay-loopback``: every appended chunk comes straight back as an audio
   delta inside one open response (no VAD): for latency measurement.
+* ``relay-short``: like echo (same VAD), but odd-numbered utterances get a short response:
+  after an idle pause (``SHORT_PAUSE_S``) one chime (``audio.chime``) in a single audio delta,
+  transcript ``[chime]``; even-numbered ones are echoed. Short responses after pauses mixed with
+  speech both ways: the bench's ``short`` workload.
 * ``relay-fail``: closes the socket right after ``session.created``.
 
 Text items get a text+audio reply (espeak-ng, or a tone); ``call <tool> {json}``
@@ -40,8 +44,10 @@ from relay.upstream import dialect as dl
 
 log = logging.getLogger("relay.assistant")
 
-MODELS = ("relay-echo", "relay-talk", "relay-loopback", "relay-fail")
+MODELS = ("relay-echo", "relay-talk", "relay-loopback", "relay-short", "relay-fail")
 CHUNK_MS = 100
+SHORT_PAUSE_S = 0.2  # relay-short: the "thinking" pause before a chime
+CHIME_TRANSCRIPT = "[chime]"
 MAX_BUFFER_MS = 60_000
 CALL_RE = re.compile(r"^\s*call\s+([A-Za-z0-9_.-]+)\s*(\{.*\})?\s*$", re.S | re.I)
 CLIENT_EVENTS = frozenset({
@@ -155,6 +161,7 @@ class LocalSession:
         self._loop_audio_ms = 0
         self._pending_input: _Item | None = None  # last input the next response answers
         self._pending_audio = b""  # its audio when it is a committed utterance (input format)
+        self._turns = 0  # relay-short: utterances answered so far
         self.closed = False
 
     # ------------------------------------------------------------------ edge
@@ -283,7 +290,7 @@ class LocalSession:
 
     def _vad_for_session(self) -> EnergyVAD | None:
         td = self.session.get("turn_detection")
-        if not isinstance(td, dict) or self.model not in ("relay-echo", "relay-talk"):
+        if not isinstance(td, dict) or self.model not in ("relay-echo", "relay-talk", "relay-short"):
             return None
         if self._vad is None:
             self._vad = EnergyVAD.from_turn_detection(au.RATE_HZ[self.in_fmt], td)
@@ -567,6 +574,11 @@ class LocalSession:
         elif source is not None and source.content_type == "input_audio" and self.model == "relay-talk":
             reply = f"I heard {source.audio_ms / 1000:.1f} seconds of speech."
             await self._speak(resp, reply, await au.speak(reply) if "audio" in resp.modalities else b"", source)
+        elif source is not None and source.content_type == "input_audio" and self.model == "relay-short" \
+                and self._next_turn_is_short():
+            await asyncio.sleep(SHORT_PAUSE_S)
+            await self._speak(resp, CHIME_TRANSCRIPT, au.chime() if "audio" in resp.modalities else b"", source,
+                              single_delta=True)
         elif source is not None and source.content_type == "input_audio":
             reply = f"Echo of {source.text}"
             await self._speak(resp, reply, audio_in if "audio" in resp.modalities else b"", source,
@@ -574,6 +586,11 @@ class LocalSession:
         else:
             reply = "Hello from relay's local assistant."
             await self._speak(resp, reply, await au.speak(reply) if "audio" in resp.modalities else b"", None)
+
+    def _next_turn_is_short(self) -> bool:
+        """relay-short: utterances 1, 3, 5, ... get a chime, the others their echo."""
+        self._turns += 1
+        return self._turns % 2 == 1
 
     async def _function_call(self, resp: _Response, name: str, args: str, source: _Item) -> None:
         try:
@@ -598,8 +615,9 @@ class LocalSession:
         await self._done(resp, usage(in_text=source.text + self.session.get("instructions", ""), out_text=name + args))
 
     async def _speak(self, resp: _Response, text: str, audio: bytes, source: _Item | None, *,
-                     audio_fmt: str = "pcm16") -> None:
-        """Stream ``text`` (transcript) with ``audio`` (in ``audio_fmt``; converted to the output format)."""
+                     audio_fmt: str = "pcm16", single_delta: bool = False) -> None:
+        """Stream ``text`` (transcript) with ``audio`` (in ``audio_fmt``; converted to the output format),
+        in ``CHUNK_MS`` deltas, or all of it in one delta (``single_delta``)."""
         audio_on = "audio" in resp.modalities and bool(audio)
         item = _Item(id=new_id("item"), role="assistant", text="", content_type="audio" if audio_on else "text")
         resp.item = item
@@ -616,7 +634,7 @@ class LocalSession:
         if audio_on:
             data = au.convert(audio, audio_fmt, self.out_fmt)
             bpm = au.BYTES_PER_MS[self.out_fmt]
-            chunk = CHUNK_MS * bpm
+            chunk = max(bpm, len(data)) if single_delta else CHUNK_MS * bpm
             n_chunks = max(1, math.ceil(len(data) / chunk))
             said = 0
             for k in range(n_chunks):

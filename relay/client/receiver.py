@@ -39,10 +39,26 @@ class ReceiveStats:
     max_gap_ms: float = 0.0
     # 20 ms frames the sender declared as not sent (RTP timestamp jumps, e.g. DTX during silence)
     declared_gap_frames: int = 0
+    late_recovered: int = 0  # packets counted lost, then arrived late (no longer lost)
+    holes_over_100ms: int = 0  # arrival holes longer than 100 ms (five frames)
+    # frames that arrived > 100 ms behind the stream's own schedule (first arrival + RTP timestamp) and
+    # the stream then caught up: a sender that stalled and sent its late frames in a burst
+    delayed: int = 0
+    max_delay_ms: float = 0.0
     queue_dropped: int = 0
     decode_errors: int = 0
     codec: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def distinct(self) -> int:
+        """Packets of the stream counted once (duplicates left out, late arrivals in)."""
+        return self.packets - self.duplicates_or_late + self.late_recovered
+
+    @property
+    def expected(self) -> int:
+        """Sequence numbers from the first packet heard to the highest: ``distinct + lost``."""
+        return self.distinct + self.lost
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,10 +68,58 @@ class ReceiveStats:
             "duplicates_or_late": self.duplicates_or_late,
             "max_gap_ms": round(self.max_gap_ms, 1),
             "declared_gap_frames": self.declared_gap_frames,
+            "delayed": self.delayed,
+            "max_delay_ms": round(self.max_delay_ms, 1),
             "queue_dropped": self.queue_dropped,
             "decode_errors": self.decode_errors,
             "codec": self.codec,
         }
+
+
+HOLE_MS = 100.0
+DELAY_S = 0.1  # behind the stream's schedule by more than this: a delayed frame
+ON_TIME_S = 0.02
+REBASE_FRAMES = 50  # behind for this long (1 s): the schedule moved (skipped ticks), not a burst to come
+
+
+class _Schedule:
+    """Each frame's delay behind the stream's own schedule: arrival - RTP timestamp / clock rate, against
+    the smallest such offset so far (the on-time baseline). A stretch of frames more than ``DELAY_S``
+    behind that ends with the stream on time again (a stall, then a burst) counts them ``delayed``; one
+    that stays behind for ``REBASE_FRAMES`` is a new baseline (the sender skipped ticks without saying
+    so in its timestamps: what ``missing`` counts), not delay."""
+
+    def __init__(self) -> None:
+        self.last_ts: int | None = None
+        self.ts_ext = 0  # RTP timestamp since the first packet, unwrapped
+        self.base: float | None = None
+        self.run = 0
+        self.run_min = float("inf")
+        self.pending = 0
+        self.pending_max = 0.0
+
+    def feed(self, st: ReceiveStats, rtp_ts: int, arrival_s: float, clock_hz: int) -> None:
+        if self.last_ts is not None:
+            self.ts_ext += (rtp_ts - self.last_ts) & 0xFFFFFFFF
+        self.last_ts = rtp_ts
+        offset = arrival_s - self.ts_ext / clock_hz
+        if self.base is None or offset < self.base:
+            self.base = offset
+        behind = offset - self.base
+        if behind <= ON_TIME_S:
+            if self.pending:
+                st.delayed += self.pending
+                st.max_delay_ms = max(st.max_delay_ms, self.pending_max * 1000.0)
+            self.run, self.run_min, self.pending, self.pending_max = 0, float("inf"), 0, 0.0
+            return
+        self.run += 1
+        self.run_min = min(self.run_min, offset)
+        if behind > DELAY_S:
+            self.pending += 1
+            self.pending_max = max(self.pending_max, behind)
+        if self.run >= REBASE_FRAMES:
+            self.base = self.run_min
+            self.run, self.run_min, self.pending, self.pending_max = 0, float("inf"), 0, 0.0
 
 
 class AudioReceiver:
@@ -81,6 +145,7 @@ class AudioReceiver:
         self._decoders: dict[int, PacketDecoder] = {}
         self._highest_seq: int | None = None
         self._last_ts: int | None = None
+        self._schedule = _Schedule()
 
     def _ts_per_frame(self, payload_type: int) -> int:
         """RTP timestamp ticks of one 20 ms frame: Opus runs a 48 kHz RTP clock, G.711 8 kHz."""
@@ -106,7 +171,10 @@ class AudioReceiver:
         st.packets += 1
         st.payload_bytes += len(payload)
         if st.last_arrival_s is not None:
-            st.max_gap_ms = max(st.max_gap_ms, (arrival_s - st.last_arrival_s) * 1000.0)
+            gap_ms = (arrival_s - st.last_arrival_s) * 1000.0
+            st.max_gap_ms = max(st.max_gap_ms, gap_ms)
+            if gap_ms > HOLE_MS:
+                st.holes_over_100ms += 1
         else:
             st.first_arrival_s = arrival_s
         st.last_arrival_s = arrival_s
@@ -118,6 +186,7 @@ class AudioReceiver:
                 st.duplicates_or_late += 1
                 if st.lost > 0 and delta != 0:
                     st.lost -= 1  # a late packet we had counted as lost
+                    st.late_recovered += 1
             else:
                 st.lost += delta - 1
                 self._highest_seq = seq
@@ -129,6 +198,7 @@ class AudioReceiver:
                         st.declared_gap_frames += max(0, round(step / frame_ticks) - delta)
         if rtp_ts is not None and (self._last_ts is None or ((rtp_ts - self._last_ts) & 0xFFFFFFFF) < 0x80000000):
             self._last_ts = rtp_ts
+            self._schedule.feed(st, rtp_ts, arrival_s, self._ts_per_frame(payload_type) * 50)
         if not self.decode:
             return
         name = self.payload_types.get(payload_type, "opus")

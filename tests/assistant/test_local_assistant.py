@@ -334,3 +334,24 @@ async def test_client_leaving_mid_response_leaves_no_task() -> None:
         assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("assistant resp_")]
     finally:
         await runner.cleanup()
+
+
+async def test_short_mode_answers_with_one_chime_delta_then_echoes(connect) -> None:
+    from relay.assistant.audio import CHIME_BODY_HZ, CHIME_ONSET_HZ, chime
+
+    conn = await connect("relay-short")
+    await conn.append(tone(600) + silence(700))
+    first = await conn.until("response.done")
+    deltas = [e for e in first if e["type"] == "response.audio.delta"]
+    assert len(deltas) == 1  # a short response: a single audio delta
+    out = audio_of(first)
+    assert out == chime() and len(out) // 48 == 120
+    assert abs(dominant_hz(out[: 48 * 20], 24000) - CHIME_ONSET_HZ) < 60  # its first 20 ms: the onset tone
+    assert abs(dominant_hz(out[48 * 20:], 24000) - CHIME_BODY_HZ) < 60
+    assert next(e for e in first if e["type"] == "response.audio_transcript.done")["transcript"] == "[chime]"
+    assert first[-1]["response"]["status"] == "completed"
+    speech = tone(700, freq_hz=300.0)
+    await conn.append(speech + silence(700))
+    second = await conn.until("response.done")
+    assert speech in audio_of(second)  # the next utterance is echoed: speech both ways
+    assert len([e for e in second if e["type"] == "response.audio.delta"]) > 1

@@ -29,6 +29,7 @@ def _ok(i: int, rtts: list[float], lost: int = 0) -> DeviceResult:
         connect_ms=20.0,
         frames_sent=500,
         frames_received=490,
+        frames_expected=490 + lost,
         frames_lost=lost,
         markers_due=len(rtts),
         marker_rtts_ms=rtts,
@@ -177,3 +178,53 @@ def test_workers_are_targets_and_compared_with_one_worker():
     lines = worker_lines([one, two])
     assert "workers=2" in lines[-1] and "(1.12x of 1 worker)" in lines[-1] and "{'0': 2, '1': 2}" in lines[-1]
     assert worker_lines([one]) == []
+
+
+def test_cost_table_gives_slope_total_per_call_and_the_testers_share(monkeypatch):
+    from bench.__main__ import cost_lines, cost_table
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    reports = [_run("relay", 1, 3.0, 100.0, [60.0] * 5), _run("relay", 11, 13.0, 105.0, [60.0] * 5)]
+    reports[1]["measure"]["bench_cpu_pct"] = 22.0
+    reports[1]["measure"]["bench_cpu_pct_per_device"] = 2.0
+    rows = cost_table(reports)
+    assert [r["n"] for r in rows] == [1, 11]
+    big = rows[1]
+    assert big["slope_pct"] == 1.0  # (13 - 3) / (11 - 1): per added call
+    assert big["total_per_call_pct"] == round(13.0 / 11, 3)  # all of relay's CPU / N: fixed costs included
+    assert big["total_per_call_pct"] > big["slope_pct"]
+    assert big["bench_cpu_pct"] == 22.0 and big["bench_share_pct"] == 11.0  # 22 % of one core of 2
+    line = cost_lines(reports)[-1]
+    assert "slope 1.00" in line and "total/N 1.18" in line and "11.0 % of the machine" in line
+
+
+def test_plots_are_titled_with_the_runs_metadata_and_show_time(tmp_path):
+    from bench.report import plot, plot_title, run_metadata
+
+    meta = run_metadata({"workload": "short", "phase": "random", "duration": 5.0, "client_secret": "x"})
+    assert meta["commit"] and meta["commit"] != "unknown" and "CPUs" in meta["machine"]
+    assert meta["settings"] == {"workload": "short", "phase": "random", "duration": 5.0}  # no secrets
+    title = plot_title(meta, "marker round trip")
+    assert meta["commit"] in title and meta["date_utc"] in title and "workload short" in title
+    r = _run("relay", 2, 5.0, 100.0, [60.0, 70.0])
+    r["_rtts_ms"] = [60.0, 70.0]
+    r["timeline"] = [{"t_s": 1.0, "calls": 2, "bench_cpu_pct": 3.0, "relay_cpu_pct": 5.0,
+                      "marker_rtt_ms": {"n": 2, "p50": 65.0, "p99": 70.0}},
+                     {"t_s": 2.0, "calls": 2, "bench_cpu_pct": 3.0, "relay_cpu_pct": 6.0,
+                      "marker_rtt_ms": {"n": 0, "p50": None, "p99": None}}]
+    paths = plot([r], str(tmp_path / "x_"), meta)
+    assert [p.rsplit("_", 1)[1] for p in paths] == ["latency.png", "rss.png", "timeline.png"]
+    assert all((tmp_path / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in paths)
+
+
+def test_markdown_table_rows_match_the_header():
+    from bench.table import HEAD, table
+
+    run = _run("relay", 2, 5.0, 100.0, [60.0, 70.0])
+    run["short"] = {"due": 4, "heard": 4, "lost": 0, "without_first_frame": 1,
+                    "latency_ms": {"n": 4, "p50": 760.0, "p95": 770.0, "p99": 770.0, "max": 770.0}}
+    doc = {"runs": [run, {"label": "relay", "sweep_max_n": 2}], "floor": {"cpu_pct_per_call": 0.5, "us_per_frame": {}}}
+    lines = table([("short", doc)]).splitlines()
+    cells = HEAD.count("|")
+    assert lines[0] == HEAD and all(line.count("|") == cells for line in lines[1:4]), lines
+    assert "| 4 / 4, 1, 760 |" in lines[2] and "5.0x" in lines[2]  # total/N 2.5 % over a 0.5 % floor

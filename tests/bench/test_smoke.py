@@ -6,39 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bench.audio import build
 from bench.report import text_summary
 from bench.runner import Scenario, run
-from relay.assistant import start_local_assistant
-from relay.media import ice
-from relay.settings import load_settings
-from relay.web.app import create_app
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def loopback_relay_url(tmp_path):
-    runner, assistant_url = await start_local_assistant("127.0.0.1", 0)
-    ice.configure_host_addresses(["127.0.0.1"])
-    settings = load_settings(
-        environ={},
-        data_dir=str(tmp_path / "relay"),
-        demo_mode=True,
-        ice_host_addresses=["127.0.0.1"],
-        upstream_url=assistant_url,
-        upstream_provider="compatible",
-        upstream_model="relay-loopback",
-        log_format="text",
-    )
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
-    await runner.cleanup()
-    ice.configure_host_addresses([])
 
 
 async def test_bench_smoke_n2(loopback_relay_url):
@@ -66,7 +39,8 @@ async def test_bench_smoke_n2(loopback_relay_url):
     # a smoke test, not the performance bar: the markers must come back, even on a busy CI machine
     assert report["markers"]["lost"] <= max(1, report["markers"]["due"] // 4), report["markers"]
     frames = report["frames"]
-    assert frames["sent"] > 250 and frames["received"] > 200 and frames["lost_pct"] < 1.0
+    assert frames["uplink_sent"] > 250 and frames["received"] > 200 and frames["lost_pct"] < 1.0
+    assert frames["received"] <= frames["expected"] and frames["unexplained_holes"] == 0, frames
     assert frames["missing_pct"] is not None and frames["missing_pct"] < 25.0
     m = report["measure"]
     assert m["relay_cpu_pct"] > 0 and m["relay_rss_bytes"] > 10 * 2**20 and "relay_cpu_pct_per_call" in m
@@ -97,3 +71,21 @@ async def test_bench_churn_mode(loopback_relay_url):
     m = report["measure"]
     assert m["relay_cpu_pct_per_call"] == round(m["relay_cpu_pct"] / 4.0, 3)
     assert "relay_rss_mb_retained_per_call" in m
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-devices", "aiortc-devices"])
+async def test_echo_workload_both_device_paths(relay_url_for, fast):
+    """Turns of speech spoken back, devices on relay's compiled paths or on aiortc's: the same audio
+    both ways, every downlink slot accounted for."""
+    url = await relay_url_for("relay-echo")
+    audio = build(None, markers=False, min_duration_s=3.0)
+    report = await run(
+        Scenario(base_url=url, n=2, rate_per_s=20, duration_s=4.0, relay_pid=os.getpid(), label="relay",
+                 progress=False, workload="echo", fast_devices=fast),
+        audio,
+    )
+    assert report["calls_established"] == 2 and report["device_path"] == ("fast" if fast else "aiortc")
+    frames = report["frames"]
+    assert frames["uplink_sent"] > 300 and frames["received"] > 300, frames
+    assert frames["lost"] == 0 and frames["missing_pct"] < 25.0 and frames["unexplained_holes"] == 0, frames
+    assert report["events"] > 0  # the echo's turns reached the devices over the data channel
