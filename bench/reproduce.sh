@@ -2,7 +2,7 @@
 # Regenerates bench/results/ for the tables in bench/README.md ("The #16 table"). ~12 minutes.
 # Run from the repository root, as root on a shared machine (--nice gives relay, reference and the
 # assistant the same raised priority; drop "nice -n -10" and "--nice -10" on a quiet one), holding
-# the machine's bench lock if others measure too:  flock /work/wt/bench.lock sh bench/reproduce.sh
+# on a shared machine, serialise measurements with a lock file: flock /tmp/bench.lock sh bench/reproduce.sh
 # Bounded for a 2-core machine: N up to 50 against the reference (it overloads from ~25), the sweep
 # capped at 160, 10 s of steady state per run.
 set -e
