@@ -45,3 +45,30 @@ cdef extern from "<netinet/in.h>" nogil:
     uint32_t htonl(uint32_t)
     uint16_t ntohs(uint16_t)
     uint32_t ntohl(uint32_t)
+
+
+# Filling a sockaddr for sendmmsg, shared by the send kernels (udpbatch, rtpsend); each parses the
+# host its own way (udpbatch caches IPv4 strings) and hands the 4 or 16 packed bytes here.
+cdef inline void fill_v4(sockaddr_storage* ss, socklen_t* length, uint32_t s_addr, uint16_t port) noexcept:
+    cdef sockaddr_in* v4 = <sockaddr_in*>ss
+    v4.sin_family = AF_INET
+    v4.sin_port = htons(port)
+    v4.sin_addr.s_addr = s_addr
+    length[0] = sizeof(sockaddr_in)
+
+
+cdef inline int fill_v6(sockaddr_storage* ss, socklen_t* length, const char* packed16, uint16_t port,
+                        object addr) except -1:
+    """``addr``: the Python address tuple, for its optional flowinfo (index 2) and scope id (index 3)."""
+    cdef sockaddr_in6* v6 = <sockaddr_in6*>ss
+    cdef int i
+    v6.sin6_family = AF_INET6
+    v6.sin6_port = htons(port)
+    for i in range(16):
+        v6.sin6_addr.s6_addr[i] = <uint8_t>packed16[i]
+    if len(addr) > 2:
+        v6.sin6_flowinfo = htonl(addr[2])
+    if len(addr) > 3:
+        v6.sin6_scope_id = addr[3]
+    length[0] = sizeof(sockaddr_in6)
+    return 0

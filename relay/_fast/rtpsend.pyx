@@ -17,7 +17,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from relay._fast._buffer cimport as_bytes
-from relay._fast._net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htonl, htons, iovec, mmsghdr, sendmmsg,
+from relay._fast._net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, fill_v4, fill_v6, htonl, htons, iovec, mmsghdr, sendmmsg,
                                sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t)
 
 import os as _os
@@ -256,8 +256,6 @@ cdef class RtpStream:
 
 
 cdef int _fill_addr(object addr, sockaddr_storage* ss, socklen_t* length) except -1:
-    cdef sockaddr_in* v4
-    cdef sockaddr_in6* v6
     cdef bytes packed
     host = addr[0]
     port = addr[1]
@@ -266,23 +264,10 @@ cdef int _fill_addr(object addr, sockaddr_storage* ss, socklen_t* length) except
     memset(ss, 0, sizeof(sockaddr_storage))
     if isinstance(host, str) and ":" not in host:
         packed = _packed(_socket.AF_INET, host)
-        v4 = <sockaddr_in*>ss
-        v4.sin_family = AF_INET
-        v4.sin_port = htons(port)
-        memcpy(&v4.sin_addr, PyBytes_AS_STRING(packed), 4)
-        length[0] = sizeof(sockaddr_in)
+        fill_v4(ss, length, (<uint32_t*>PyBytes_AS_STRING(packed))[0], port)
         return 0
     packed = _packed(_socket.AF_INET6, host)
-    v6 = <sockaddr_in6*>ss
-    v6.sin6_family = AF_INET6
-    v6.sin6_port = htons(port)
-    memcpy(&v6.sin6_addr, PyBytes_AS_STRING(packed), 16)
-    if len(addr) > 2:
-        v6.sin6_flowinfo = htonl(addr[2])
-    if len(addr) > 3:
-        v6.sin6_scope_id = addr[3]
-    length[0] = sizeof(sockaddr_in6)
-    return 0
+    return fill_v6(ss, length, PyBytes_AS_STRING(packed), port, addr)
 
 
 cdef bytes _packed(int family, object host):

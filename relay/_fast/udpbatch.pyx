@@ -18,7 +18,7 @@ from relay._fast.rtpin cimport RtpHeader, StreamStats, rtp_header
 import os as _os
 import socket as _socket
 
-from relay._fast._net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, htonl, htons, iovec, mmsghdr, ntohl, ntohs,
+from relay._fast._net cimport (AF_INET, AF_INET6, MSG_DONTWAIT, fill_v4, fill_v6, htonl, htons, iovec, mmsghdr, ntohl, ntohs,
                               recvmmsg, sendmmsg, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t)
 
 cdef extern from "<arpa/inet.h>" nogil:
@@ -131,8 +131,6 @@ cdef object _packed(int family, object host):
 
 
 cdef int _fill_addr(object addr, sockaddr_storage* ss, socklen_t* length) except -1:
-    cdef sockaddr_in* v4
-    cdef sockaddr_in6* v6
     host = addr[0]
     port = addr[1]
     s_addr = _v4_parsed.get(host)
@@ -144,23 +142,10 @@ cdef int _fill_addr(object addr, sockaddr_storage* ss, socklen_t* length) except
             _v4_parsed.clear()
         _v4_parsed[host] = s_addr
     if s_addr is not None:
-        v4 = <sockaddr_in*>ss
-        v4.sin_family = AF_INET
-        v4.sin_port = htons(port)
-        v4.sin_addr.s_addr = s_addr
-        length[0] = sizeof(sockaddr_in)
+        fill_v4(ss, length, s_addr, port)
         return 0
     packed = _packed(_socket.AF_INET6, host)
-    v6 = <sockaddr_in6*>ss
-    v6.sin6_family = AF_INET6
-    v6.sin6_port = htons(port)
-    memcpy(&v6.sin6_addr, PyBytes_AS_STRING(packed), 16)
-    if len(addr) > 2:
-        v6.sin6_flowinfo = htonl(addr[2])
-    if len(addr) > 3:
-        v6.sin6_scope_id = addr[3]
-    length[0] = sizeof(sockaddr_in6)
-    return 0
+    return fill_v6(ss, length, PyBytes_AS_STRING(packed), port, addr)
 
 
 def send_batch(sock, list datagrams):
