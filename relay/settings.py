@@ -58,7 +58,7 @@ class Settings:
     workers: str = _f(
         "1",
         "Worker processes of `relay serve` on this node (`--workers`): a number, or `auto` for one per core. "
-        "They share the HTTP port; each has its own event loop, media clock and slice of the ICE port range.",
+        "They share the HTTP port; each has its own event loop, media clock and ICE UDP port (`ice_udp_port + i`; with `ice_mux` off a slice of the ICE port range).",
     )
     shutdown_timeout_s: float = _f(10.0, "Graceful drain time on SIGTERM/SIGINT before live calls are closed.")
     public_base_url: str = _f("", "External base URL (for signed links); empty: derived from the request.")
@@ -82,7 +82,7 @@ class Settings:
         "`<data_dir>/workspace-key`, mode 0600) and prints the console link carrying it to stdout (never logged). "
         "Off: neither.",
     )
-    auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429.")
+    auth_fail_limit: int = _f(5, "Failed secrets allowed per client id (and per address x10) per window before 429; counted across every worker and node sharing the database.")
     auth_known_address_s: float = _f(7 * 86400.0, "An address where a client id (or API token) authenticated stays known this long: from there its secret is checked even while that id is over its failure budget, so attacks elsewhere cannot lock it out.")
     auth_fail_window_s: int = _f(60, "Window of the failed-secret throttle, seconds.")
     admin_token: str = _f("", "Bearer token of the admin HTTP API under `/admin/v1/`; empty disables it.", secret=True)
