@@ -164,7 +164,7 @@ def render(app: web.Application) -> bytes:
     out.counter("relay_downlink_frames_total", "20 ms downlink frames pushed to the calls' tracks", media.frames_out)
     out.counter("relay_downlink_frames_silent_total", "Downlink frames of silence", media.frames_out_silent)
     out.counter("relay_downlink_frames_dropped_total",
-                "Downlink frames dropped because a call's sender fell behind (track queue full)",
+                "Downlink frames that could not be sent (the call's DTLS/ICE connection was gone)",
                 media.frames_out_dropped)
     out.counter("relay_downlink_frames_dtx_skipped_total", "Silent frames not sent (downlink DTX)",
                 media.frames_out_dtx)
