@@ -24,6 +24,9 @@ Public names:
   UDP I/O (``recvmmsg`` / ``sendmmsg``; the worker's ICE port)
 * ``RtpStream(...)``, ``SendQueue(sock, max_datagrams, on_pending)``: the downlink send kernel (RTP
   header + payload written into the socket's queue, SRTP-protected in place, one ``sendmmsg`` per queue)
+* ``UplinkAssembler(decoder, decode_fn, silence_byte, chunk_bytes=..., on_chunk=...)``: one call's
+  uplink (flood bucket, reorder window, Opus decode with FEC/PLC or G.711 passthrough, chunking);
+  the worker's ICE port's ``MuxReceiver`` feeds the compiled one from C
 * ``COMPILED: bool``
 """
 
@@ -50,6 +53,7 @@ if NO_EXTENSIONS:
     from relay._fast.rtpin_py import StreamStats, parse_rtp
     from relay._fast.rtpsend_py import RtpStream, SendQueue
     from relay._fast.udpbatch_py import BatchReceiver, MuxReceiver, send_batch
+    from relay._fast.uplinkasm_py import UplinkAssembler
 
     COMPILED = False
 else:
@@ -70,6 +74,7 @@ else:
         from relay._fast.rtpin import StreamStats, parse_rtp
         from relay._fast.rtpsend import RtpStream, SendQueue
         from relay._fast.udpbatch import BatchReceiver, MuxReceiver, send_batch
+        from relay._fast.uplinkasm import UplinkAssembler
     except ImportError as exc:
         raise ImportError(
             "relay._fast: the compiled Cython kernels are not built or failed to load "
@@ -90,6 +95,7 @@ __all__ = [
     "SILENCE_DBFS",
     "SendQueue",
     "StreamStats",
+    "UplinkAssembler",
     "alaw_decode",
     "alaw_encode",
     "audio_level_dbov",

@@ -14,6 +14,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from relay._fast.rtpin cimport RtpHeader, StreamStats, rtp_header
+from relay._fast.uplinkasm cimport UplinkAssembler, monotonic_s
 
 import os as _os
 import socket as _socket
@@ -491,7 +492,7 @@ cdef class MuxReceiver(BatchReceiver):
         cdef RtpHeader h
         cdef uint32_t ssrc_
         cdef list out = []
-        cdef object objects
+        cdef object objects, push
         self.received = 0
         n = self._drain(sock)
         self.received = n
@@ -528,8 +529,13 @@ cdef class MuxReceiver(BatchReceiver):
                 continue
             objects = self._objects[slot]
             (<StreamStats>objects[1]).update(h.sequence_number, h.timestamp, wall_s)
+            push = objects[2]
             try:
-                objects[2](h.sequence_number, PyBytes_FromStringAndSize(<char*>p + h.payload_offset, h.payload_bytes))
+                if type(push) is UplinkAssembler:  # the uplink, in C: no Python call but a finished chunk's
+                    (<UplinkAssembler>push).push_packet(h.sequence_number, p + h.payload_offset, h.payload_bytes,
+                                                        monotonic_s(), True)
+                else:
+                    push(h.sequence_number, PyBytes_FromStringAndSize(<char*>p + h.payload_offset, h.payload_bytes))
             except Exception as exc:  # one call's failure must not cost the rest of the batch
                 self.push_errors += 1
                 self.last_push_error = exc

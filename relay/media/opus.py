@@ -74,6 +74,8 @@ _lib.opus_strerror.restype = ctypes.c_char_p
 _lib.opus_strerror.argtypes = [ctypes.c_int]
 # the address of opus_encode, for relay._fast.encode_batch (a batch of encodes under one GIL release)
 ENCODE_FN: int = ctypes.cast(_lib.opus_encode, ctypes.c_void_p).value or 0
+# the address of opus_decode, for relay._fast.UplinkAssembler (the uplink's decodes without ctypes)
+DECODE_FN: int = ctypes.cast(_lib.opus_decode, ctypes.c_void_p).value or 0
 
 
 def error_text(code: int) -> str:
@@ -160,6 +162,11 @@ class OpusDecoder:
         self.rate_hz = rate_hz
         self._max_samples = rate_hz * MAX_FRAME_MS // 1000
         self._out = ctypes.create_string_buffer(self._max_samples * 2)
+
+    @property
+    def state(self) -> int:
+        """The ``OpusDecoder*`` address (0 once closed), for ``relay._fast.UplinkAssembler``."""
+        return self._dec or 0
 
     def decode(self, payload: bytes) -> bytes:
         """Decode one Opus packet; raises ``OpusError`` on a corrupt one (the caller skips it)."""

@@ -21,7 +21,7 @@ nothing global changes) with a hook that, for an **SRTP** datagram (first byte
 5. updates the receiver's per-SSRC statistics (``relay._fast.StreamStats``, a
    compiled drop-in for aiortc's ``StreamStatistics``: the receiver's RTCP RRs and
    ``getStats`` read the very same objects, whichever path fed them),
-6. hands ``(sequence_number, payload)`` to ``UplinkSink.push``.
+6. hands ``(sequence_number, payload)`` to ``UplinkSink.push_direct``.
 
 Everything else keeps aiortc's path unchanged: STUN, DTLS (data channel), SRTCP,
 other payload types, and every datagram while the DTLS transport is not connected.
@@ -34,8 +34,9 @@ worker's ICE port drained a batch at a time, a SACK and an audio packet often sh
 On the worker's ICE port (relay/media/mux.py) the path goes one step further down: ``arm()``
 attaches to the port's compiled receiver (``relay._fast.MuxReceiver``), and once ``take`` has
 taken a packet of an SSRC it arms the call's slot there with the same SRTP session, payload types,
-SSRC, statistics object and sink, so from then on steps 2-6 run in compiled code inside the
-``recvmmsg`` drain, with no Python object but the payload. Whatever would make ``take`` decline or
+SSRC, statistics object and the sink's ``UplinkAssembler``, so from then on steps 2-6 and the
+sink's own per-packet work (flood bucket, reordering, Opus decoding, chunking) run in compiled code
+inside the ``recvmmsg`` drain, with no Python call but a finished chunk's ``on_chunk``. Whatever would make ``take`` decline or
 drop (SRTP/SRTCP going aiortc's way, DTLS no longer connected, the receiver disabled, another SSRC)
 pauses or disarms the slot, and such datagrams come back here. Step 1 and the receiver's
 synchronisation-source time are brought up to date by ``sync`` every 250 ms (the liveness check
@@ -80,7 +81,9 @@ class _StatsDict(dict):
 class DirectReceivePath:
     """One call's direct SRTP -> sink path; ``arm()`` once ``receiver.receive()`` has run.
 
-    ``sink`` needs ``push(sequence_number, payload)`` and a ``direct_packets`` counter.
+    ``sink`` needs ``push_direct(sequence_number, payload)`` and a ``direct_packets`` counter; an
+    ``assembler`` (what the worker's ICE port is armed with instead of ``push_direct``) and ``sync()``
+    (its counters into the metrics, called every 250 ms with the port's) are used when it has them.
     """
 
     def __init__(self, receiver: Any, sink: Any) -> None:
@@ -135,7 +138,10 @@ class DirectReceivePath:
 
     # -- the compiled path of the worker's ICE port
     def _arm_fast(self, ssrc: int, stats: StreamStats) -> None:
-        push = self._sink.push_direct
+        # the sink's assembler: the compiled port feeds a compiled one from C (no Python per packet)
+        push = getattr(self._sink, "assembler", None)
+        if push is None:
+            push = self._sink.push_direct
         for receiver, slot in self._fast:
             try:
                 receiver.arm(slot, self._srtp, self._payload_types, ssrc, stats, push)
@@ -170,6 +176,9 @@ class DirectReceivePath:
                 self._receiver._RTCRtpReceiver__active_ssrc[self._fast_ssrc] = aiortc_clock.current_datetime()
         if srtp_dropped or rtp_dropped:
             log.debug("direct uplink path: %d SRTP and %d RTP failures dropped", srtp_dropped, rtp_dropped)
+        sink_sync = getattr(self._sink, "sync", None)
+        if sink_sync is not None:
+            sink_sync()  # the assembler's counters, into the worker's metrics
         if (dtls._state is not State.CONNECTED or not self._receiver._enabled or self._sink.closed
                 or dtls._rx_srtp is not self._srtp):
             self._pause_fast()

@@ -5,11 +5,13 @@ receiving track) that decodes to 48 kHz stereo ``AudioFrame``s. relay instead
 plugs ``UplinkSink`` in where the receiver's jitter buffer was, and, once DTLS is
 up, feeds it from the socket callback: ``relay.media.rtp_in`` (the direct receive
 path) unprotects, parses and counts each SRTP audio datagram and calls
-``sink.push_direct(seq, payload)`` (on the worker's ICE port, from compiled code
-inside the ``recvmmsg`` drain once the call's slot is armed); anything it does not
-take goes through aiortc, which calls ``sink.add(packet)``. The sink reorders a little, decodes Opus straight to
-24 kHz mono (or keeps G.711 bytes as they are), and emits fixed-length chunks
-through ``on_chunk``. ``install(receiver, sink)`` does the plugging, in one place.
+``sink.push_direct(seq, payload)``; on the worker's ICE port, once the call's slot is armed,
+the compiled ``recvmmsg`` drain hands each payload to the sink's compiled assembler
+(``relay._fast.UplinkAssembler``) from C, with no Python call per packet. Anything the direct
+path does not take goes through aiortc, which calls ``sink.add(packet)``. The assembler reorders
+a little, decodes Opus straight to 24 kHz mono (or keeps G.711 bytes as they are), and emits
+fixed-length chunks through ``on_chunk`` (Python runs once per chunk).
+``install(receiver, sink)`` does the plugging, in one place.
 
 Packets beyond ``max_packets_per_s`` (a flooding device) are dropped before any decoding.
 
@@ -24,24 +26,28 @@ libopus conceals when it carries none). Late or duplicate packets are dropped.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from relay._fast import UplinkAssembler
 from relay.call.metrics import MediaMetrics
-from relay.call.ratelimit import TokenBucket
 from relay.media.codecs import PCM16_RATE_HZ, AudioCodec
-from relay.media.opus import OpusDecoder, OpusError
+from relay.media.opus import DECODE_FN, OpusDecoder
 from relay.media.rtp_in import DirectReceivePath
-
-log = logging.getLogger("relay.media")
 
 G711_SILENCE = {"PCMU": 0xFF, "PCMA": 0xD5}
 
 
 class UplinkSink:
-    """Stands in for aiortc's audio ``JitterBuffer``: ``add(packet) -> (pli, None)``."""
+    """Stands in for aiortc's audio ``JitterBuffer``: ``add(packet) -> (pli, None)``.
+
+    The per-packet work is ``relay._fast.UplinkAssembler``'s (compiled; its twin has the rules);
+    this class owns the decoder, forwards chunks and keeps the worker's counters. The assembler
+    counts in C; ``sync()`` adds its counts to ``metrics`` (``rtp_in_*``) and ``direct_packets``: after
+    every packet pushed from Python, before every chunk, at close, and every 250 ms from the worker's
+    ICE port (``DirectReceivePath.sync``), so between two syncs the counters lag by at most a chunk's
+    packets.
+    """
 
     def __init__(self, codec: AudioCodec, *, chunk_ms: int, on_chunk: Callable[[bytes, float], None],
                  metrics: MediaMetrics, max_hold: int = 3, max_conceal: int = 5,
@@ -49,21 +55,20 @@ class UplinkSink:
         if not 10 <= chunk_ms <= 1000:
             raise ValueError("chunk_ms must be within 10..1000")
         self.codec = codec
-        self._decoder = None if codec.is_g711 else OpusDecoder(PCM16_RATE_HZ)
+        decoder = None if codec.is_g711 else OpusDecoder(PCM16_RATE_HZ)
         bytes_per_ms = 8 if codec.is_g711 else PCM16_RATE_HZ * 2 // 1000
         self.chunk_bytes = chunk_ms * bytes_per_ms
         self._on_chunk = on_chunk
         self._metrics = metrics
-        self._max_hold = max_hold
-        self._max_conceal = max_conceal
-        self._expected: int | None = None
-        self._held: dict[int, tuple[bytes, float]] = {}
-        self._buf = bytearray()
-        self._first_arrival: float | None = None
-        # a device sends 50 packets/s at 20 ms ptime (100 at 10 ms); a flood is dropped before decoding
-        self._bucket = TokenBucket(max_packets_per_s, burst=max_packets_per_s / 2)
-        self.closed = False
         self.direct_packets = 0  # packets that came through the direct receive path (relay.media.rtp_in)
+        # a device sends 50 packets/s at 20 ms ptime (100 at 10 ms); a flood is dropped before decoding
+        self.assembler = UplinkAssembler(decoder, DECODE_FN, G711_SILENCE.get(codec.name, 0),
+                                         chunk_bytes=self.chunk_bytes, on_chunk=self._chunk, max_hold=max_hold,
+                                         max_conceal=max_conceal, max_packets_per_s=max_packets_per_s)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.assembler.closed)
 
     # -- aiortc's JitterBuffer interface ------------------------------------
     def add(self, packet: Any) -> tuple[bool, None]:
@@ -72,109 +77,40 @@ class UplinkSink:
         return False, None
 
     def push(self, seq: int, data: bytes) -> None:
-        """One RTP payload with its sequence number (the direct path calls this, see relay.media.rtp_in)."""
-        if self.closed:
-            return
-        arrival = time.perf_counter()
-        self._metrics.rtp_in_packets += 1
-        if not self._bucket.allow(arrival):
-            self._metrics.rtp_in_flood += 1
-            return
-        if self._expected is None:
-            self._expected = seq
-        delta = (seq - self._expected) & 0xFFFF
-        if delta >= 0x8000:  # behind: late or duplicate
-            self._metrics.rtp_in_late += 1
-            return
-        if delta == 0:
-            self._consume(data, arrival)
-            self._expected = (seq + 1) & 0xFFFF
-            self._drain_held()
-        elif seq not in self._held:
-            self._held[seq] = (data, arrival)
-            if len(self._held) > self._max_hold:
-                self._skip_gap()
+        """One RTP payload with its sequence number."""
+        try:
+            self.assembler.push(seq, data)
+        finally:
+            self.sync()
 
     def push_direct(self, seq: int, data: bytes) -> None:
         """``push``, counted in ``direct_packets``: the direct receive path's entry (relay.media.rtp_in)."""
-        self.direct_packets += 1
-        self.push(seq, data)
+        try:
+            self.assembler.push_direct(seq, data)
+        finally:
+            self.sync()
 
     def remove(self, count: int) -> None:  # JitterBuffer API, unused by the audio path
         return None
 
-    # -- internals ---------------------------------------------------------
-    def _drain_held(self) -> None:
-        while self._expected in self._held:
-            data, arrival = self._held.pop(self._expected)
-            self._consume(data, arrival)
-            self._expected = (self._expected + 1) & 0xFFFF
+    def sync(self) -> None:
+        """Add what the assembler counted since the last sync to the worker's metrics."""
+        packets, flood, late, lost, bad, direct = self.assembler.take_counts()
+        m = self._metrics  # a chunk's sync may fall inside a push: lost/bad can come without packets
+        m.rtp_in_packets += packets
+        m.rtp_in_flood += flood
+        m.rtp_in_late += late
+        m.rtp_in_lost += lost
+        m.rtp_in_bad += bad
+        self.direct_packets += direct
 
-    def _skip_gap(self) -> None:
-        assert self._expected is not None
-        nearest = min(self._held, key=lambda s: (s - self._expected) & 0xFFFF)
-        lost = (nearest - self._expected) & 0xFFFF
-        self._metrics.rtp_in_lost += lost
-        frames = min(lost, self._max_conceal)
-        for _ in range(frames - 1):
-            self._conceal()
-        if frames:
-            self._recover(self._held[nearest][0])
-        self._expected = nearest
-        self._drain_held()
-
-    def _recover(self, next_payload: bytes) -> None:
-        """The lost frame just before ``next_payload``: its in-band FEC (Opus), else concealment."""
-        if self._decoder is None or not next_payload:
-            self._conceal()
-            return
-        try:
-            self._append(self._decoder.decode_fec(next_payload, 20), time.perf_counter())
-        except OpusError:
-            self._conceal()
-
-    def _conceal(self) -> None:
-        if self._decoder is not None:
-            try:
-                self._append(self._decoder.conceal(20), time.perf_counter())
-            except OpusError:
-                self._metrics.rtp_in_bad += 1
-        else:
-            self._append(bytes([G711_SILENCE[self.codec.name]]) * 160, time.perf_counter())
-
-    def _consume(self, data: bytes, arrival: float) -> None:
-        if not data:
-            return
-        if self._decoder is None:
-            self._append(data, arrival)
-            return
-        try:
-            pcm16 = self._decoder.decode(data)
-        except OpusError as exc:
-            self._metrics.rtp_in_bad += 1
-            log.debug("bad Opus packet skipped: %s", exc)
-            return
-        self._append(pcm16, arrival)
-
-    def _append(self, audio: bytes, arrival: float) -> None:
-        if self._first_arrival is None:
-            self._first_arrival = arrival
-        self._buf += audio
-        n = self.chunk_bytes
-        while len(self._buf) >= n:
-            chunk = bytes(self._buf[:n])
-            del self._buf[:n]
-            # The chunk is complete now; report the arrival of the packet that completed it.
-            self._on_chunk(chunk, arrival)
-        if not self._buf:
-            self._first_arrival = None
+    def _chunk(self, chunk: bytes, arrival: float) -> None:
+        self.sync()
+        self._on_chunk(chunk, arrival)
 
     def close(self) -> None:
-        self.closed = True
-        self._held.clear()
-        self._buf.clear()
-        if self._decoder is not None:
-            self._decoder.close()
+        self.assembler.close()  # closes the decoder
+        self.sync()
 
 
 def install(receiver: Any, sink: UplinkSink, *, direct: bool = True) -> DirectReceivePath | None:
