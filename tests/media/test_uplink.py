@@ -108,3 +108,20 @@ def test_token_bucket():
     assert bucket.allow(0.1) and not bucket.allow(0.1)
     with pytest.raises(ValueError):
         TokenBucket(0, 1)
+
+
+def test_counts_fed_past_python_reach_the_metrics_exactly() -> None:
+    """The worker's ICE port feeds ``sink.assembler`` from C; ``sync`` (each chunk, every 250 ms, close)
+    brings the worker's counters and ``direct_packets`` up to date, exactly."""
+    sink, chunks, m = make_sink(PCMU, chunk_ms=40)
+    frames = g711_frames(12)
+    for seq in (0, 1, 2, 4, 5, 6, 7, 2, 9, 10):  # 3 lost (declared at 7: 4 held), 2 late, 9 and 10 held
+        sink.assembler(seq, frames[seq])  # what the port does (the compiled port: its C entry)
+    assert len(chunks) == 4  # the last one completed by packet 7: counted up to it, not what came after
+    assert (m.rtp_in_packets, m.rtp_in_late, m.rtp_in_lost, sink.direct_packets) == (7, 0, 1, 7)
+    sink.sync()
+    assert (m.rtp_in_packets, m.rtp_in_late, m.rtp_in_lost, sink.direct_packets) == (10, 1, 1, 10)
+    sink.add(Pkt(11, frames[11]))  # aiortc's path: synced at once, not direct
+    assert (m.rtp_in_packets, sink.direct_packets) == (11, 10)
+    sink.close()
+    assert sink.closed and (m.rtp_in_packets, m.rtp_in_flood, m.rtp_in_bad) == (11, 0, 0)
