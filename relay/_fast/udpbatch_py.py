@@ -95,7 +95,9 @@ class MuxReceiver(BatchReceiver):
     (a failure -- replay, authentication -- drops it: ``srtp_dropped``), parses the RTP header as
     ``parse_rtp`` does (a failure drops it: ``rtp_dropped``), updates ``stats`` (a ``StreamStats``)
     with ``(seq, timestamp, wall_s)`` and calls ``push(seq, payload)`` (an exception is counted in
-    ``push_errors``, kept in ``last_push_error``, and the batch goes on). Every other datagram is
+    ``push_errors``, kept in ``last_push_error``, and the batch goes on; when ``push`` is a compiled
+    ``uplinkasm.UplinkAssembler`` the compiled receiver calls its C entry ``push_packet`` instead, with
+    the payload still in the receive buffer: the same as calling it, without a Python call). Every other datagram is
     returned, in order, as ``(data, addr)`` as ``BatchReceiver.recv`` gives it (an empty list does
     not mean nothing waited: ``received`` is how many datagrams the last ``recv`` read).
     ``take_counts(slot) -> (packets, bytes, srtp_dropped, rtp_dropped)`` since the last call.
