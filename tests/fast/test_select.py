@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import relay._fast as fast
-from relay._fast import g711, g711_py, pcm, pcm_py, playout, playout_py, resample, resample_py
+from relay._fast import g711, g711_py, pcm, pcm_py, playout, playout_py, resample, resample_py, uplinkasm, uplinkasm_py
 
-COMPILED_MODULES = (g711, pcm, playout, resample)
-TWINS = (g711_py, pcm_py, playout_py, resample_py)
+COMPILED_MODULES = (g711, pcm, playout, resample, uplinkasm)
+TWINS = (g711_py, pcm_py, playout_py, resample_py, uplinkasm_py)
 
 
 def test_compiled_modules_are_extensions() -> None:
@@ -26,6 +26,7 @@ def test_package_exports_the_selected_implementation() -> None:
         assert fast.PlayoutBuffer is playout_py.PlayoutBuffer
         assert fast.ulaw_encode is g711_py.ulaw_encode
         assert fast.audio_level_dbov is pcm_py.audio_level_dbov
+        assert fast.UplinkAssembler is uplinkasm_py.UplinkAssembler
     else:
         assert fast.COMPILED is True
         assert fast.Resampler is resample.Resampler
@@ -34,15 +35,18 @@ def test_package_exports_the_selected_implementation() -> None:
         assert fast.alaw_decode is g711.alaw_decode
         assert fast.audio_level_dbov is pcm.audio_level_dbov
         assert fast.gain is pcm.gain
+        assert fast.UplinkAssembler is uplinkasm.UplinkAssembler
 
 
 API = {
     "resample": ("Resampler",),
     "playout": ("PlayoutBuffer", "HISTORY_ITEMS", "MAX_QUEUED_ITEMS"),
     "g711": ("ulaw_encode", "ulaw_decode", "alaw_encode", "alaw_decode"),
+    "uplinkasm": ("UplinkAssembler",),
     "pcm": ("rms_dbfs", "peak_abs", "gain", "stereo_to_mono", "mono_to_stereo", "audio_level_dbov", "SILENCE_DBFS"),
 }
 METHODS = {
+    "UplinkAssembler": ("push", "push_direct", "__call__", "take_counts", "close"),
     "Resampler": ("process", "flush", "reset", "delay_up", "latency_in_samples", "in_rate_hz", "out_rate_hz"),
     "PlayoutBuffer": (
         "push",
