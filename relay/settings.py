@@ -358,7 +358,7 @@ def load_settings(
 # limits and timeouts where 0 or less would switch protection off by accident or break it
 _POSITIVE = ("http_header_timeout_s", "http_body_timeout_s", "http_keepalive_timeout_s",
              "http_pending_per_address_max", "upstream_heartbeat_s", "ws_heartbeat_s", "upstream_slow_notice_s",
-             "auth_known_address_s")
+             "auth_known_address_s", "upstream_send_queue_max")
 # 0 documented as "off" / "no limit"
 _NOT_NEGATIVE = ("usage_checkpoint_s", "device_liveness_timeout_s", "max_half_open_calls",
                  "max_half_open_calls_per_address")
