@@ -204,3 +204,11 @@ def test_queue_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         UpstreamClient(None, connect_request(Assistant(id="a", name="n", provider="compatible",  # type: ignore[arg-type]
                                                        upstream_url="ws://127.0.0.1:1/")), send_queue_max=0)
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_the_queue_setting_cannot_switch_the_bound_off(value: str) -> None:
+    from relay.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="upstream_send_queue_max"):
+        load_settings(environ={"RELAY_UPSTREAM_SEND_QUEUE_MAX": value})
