@@ -28,6 +28,7 @@ from relay.call.upstream import UpstreamClient, connect_request
 from relay.models import Assistant
 
 CHUNK = os.urandom(1920)  # 40 ms of PCM16 at 24 kHz
+SENDS = web.AppKey("sends", int)
 
 
 async def _sink(request: web.Request) -> web.WebSocketResponse:
@@ -69,7 +70,7 @@ DELTA = orjson.dumps({"type": "response.audio.delta", "event_id": "event_1", "re
 async def _source(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
-    for _ in range(request.app["sends"]):
+    for _ in range(request.app[SENDS]):
         await ws.send_str(DELTA)
         await asyncio.sleep(0)
     await ws.close()
@@ -100,7 +101,7 @@ async def main(sends: int, rounds: int) -> dict[str, list[float]]:
     app = web.Application()
     app.router.add_get("/", _sink)
     app.router.add_get("/source", _source)
-    app["sends"] = sends
+    app[SENDS] = sends
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -123,6 +124,8 @@ async def main(sends: int, rounds: int) -> dict[str, list[float]]:
                     await _new(client, sends)
                 else:
                     count = await _receive(client, label.split()[1])
+                    if count != sends:
+                        raise RuntimeError(f"{label}: {count} of {sends} deltas arrived")
                 out[label].append(1e6 * (time.process_time() - t0) / max(count, 1))
                 await client.close()
     finally:
