@@ -106,7 +106,7 @@ class Settings:
     usage_checkpoint_s: float = _f(10.0, "Every this many seconds each live call's usage row is written (one row per call, upserted; a crash loses at most this much of a call); 0: only at the call's end.")
     upstream_heartbeat_s: float = _f(3.0, "After this long without a frame from the upstream relay pings it; no pong within half of it: the call ends `upstream_timeout` (a frozen upstream is found within 1.5x this).")
     upstream_slow_notice_s: float = _f(2.0, "An upstream handshake still pending after this long: the device gets an `upstream_slow` error event while relay keeps trying up to `upstream_connect_timeout_s`.")
-    upstream_send_queue_max: int = _f(512, "Events queued per call toward the upstream before sends are refused.")
+    upstream_send_queue_max: int = _f(512, "Events waiting per call for the upstream socket (sends are written at once while it keeps up) before sends are refused; at least 1.")
     upstream_recycle_s: int = _f(3300, "Replace a call's upstream session after this long (OpenAI expires them at 60 min).")
     device_event_max_bytes: int = _f(256 * 1024, "Largest data-channel message accepted from a device (the answer's a=max-message-size; refused while SCTP reassembles it, 3 refusals end the call).")
     tool_timeout_s: float = _f(10.0, "Timeout of a server-side tool's webhook POST.")
@@ -358,7 +358,7 @@ def load_settings(
 # limits and timeouts where 0 or less would switch protection off by accident or break it
 _POSITIVE = ("http_header_timeout_s", "http_body_timeout_s", "http_keepalive_timeout_s",
              "http_pending_per_address_max", "upstream_heartbeat_s", "ws_heartbeat_s", "upstream_slow_notice_s",
-             "auth_known_address_s")
+             "auth_known_address_s", "upstream_send_queue_max")
 # 0 documented as "off" / "no limit"
 _NOT_NEGATIVE = ("usage_checkpoint_s", "device_liveness_timeout_s", "max_half_open_calls",
                  "max_half_open_calls_per_address")

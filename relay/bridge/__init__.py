@@ -12,7 +12,7 @@ from relay.bridge.actions import (
     SendDevice,
     SendUpstream,
 )
-from relay.bridge.core import CallCore, append_event
+from relay.bridge.core import CallCore, append_event, append_json
 
 __all__ = [
     "Action",
@@ -24,4 +24,5 @@ __all__ = [
     "SendDevice",
     "SendUpstream",
     "append_event",
+    "append_json",
 ]

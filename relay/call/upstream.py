@@ -1,8 +1,19 @@
 """The upstream Realtime WebSocket client (thin I/O edge over aiohttp).
 
 ``connect_request(assistant, ...)`` says where and how to connect per provider;
-``UpstreamClient`` owns one WebSocket: a bounded send queue drained by one
-writer task it owns, a receive iterator of parsed events, and a clean close.
+``UpstreamClient`` owns one WebSocket: sends written at once while the socket keeps up, a
+bounded send queue drained by one writer task it owns while it does not, a receive iterator of
+parsed events, and a clean close.
+
+Sending: an event is serialised once, to UTF-8 JSON bytes (``send_json``; ``send`` serialises a
+dict), and written as a text frame by aiohttp's public ``send_frame``. With nothing queued and no
+write in progress the frame goes to the transport inside the ``send`` call (no queue, no task
+wake-up): ``send_frame`` has no await point before the write; its only one comes after it, a
+wait for the transport to drain once aiohttp's writer is over its limit and the transport is
+paused. When that happens the half-run send (frame already written) becomes the queue's first
+item and the writer task finishes it; later sends queue behind it, so frames leave in the order
+``send`` was called, and at most ``send_queue_max`` events wait (the rest are refused and counted
+in ``dropped_sends``).
 """
 
 from __future__ import annotations
@@ -10,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -82,7 +93,38 @@ def connect_request(assistant: Any, *, local_url: str = "") -> ConnectRequest:
     return ConnectRequest(url=url, headers=headers)
 
 
-_CLOSE = object()
+_ABORT = object()  # a write failed in ``send``: the writer task closes the socket
+_TEXT = aiohttp.WSMsgType.TEXT
+
+
+class _Suspended:
+    """A ``send_frame`` run up to its wait for the transport to drain (its frame is already written)."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+    async def finish(self) -> None:
+        """Run the send to its end: wait for what it waits on, resume it, until it returns (or raises)."""
+        coro, waiting_on = self.coro, self.waiting_on
+        try:
+            while True:
+                if waiting_on is None:  # a bare yield (none today): one loop turn
+                    await asyncio.sleep(0)
+                else:
+                    # wait for it to be done without awaiting it a second time (its outcome reaches
+                    # the send when the send is resumed)
+                    await asyncio.wait((waiting_on,))
+                waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        finally:
+            coro.close()  # a no-op once it has returned; ends it when the writer is cancelled
+
+    def discard(self) -> None:
+        self.coro.close()
 
 
 def _error_reason(data: Any, exc: BaseException | None) -> str:
@@ -112,9 +154,14 @@ class UpstreamClient:
         self._heartbeat_s = heartbeat_s
         #: the socket ended because the upstream stopped answering pings (frozen, or the path is gone)
         self.timed_out = False
+        if send_queue_max < 1:
+            raise ValueError("send_queue_max must be at least 1")
+        # waiting sends: JSON bytes, a _Suspended send (first only) or _ABORT
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=send_queue_max)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._writer_busy = False  # the writer task has taken a send off the queue and not finished it
+        self._closing = False  # close() began or a write failed: sends are refused
         self._log_id = log_id
         self.close_reason: str | None = None
         self.dropped_sends = 0
@@ -138,18 +185,54 @@ class UpstreamClient:
         self._writer = asyncio.create_task(self._write_loop(), name=f"upstream-writer {self._log_id}")
         log.info("upstream connected", extra={"session_id": self._log_id})
 
+    @property
+    def queued_sends(self) -> int:
+        """Sends waiting for the socket (the back-pressure path), at most ``send_queue_max``."""
+        return self._queue.qsize()
+
     def send(self, event: dict[str, Any]) -> bool:
-        """Queue one event; ``False`` (and counted in ``dropped_sends``) when closed or the queue is full."""
-        if not self.connected:
+        """Send one event (serialised here); see ``send_json``."""
+        return self.send_json(orjson.dumps(event))
+
+    def send_json(self, data: bytes) -> bool:
+        """Send one event already serialised as UTF-8 JSON text, as a text frame: written now when
+        nothing waits, else queued behind what does. ``False`` (and counted in ``dropped_sends``) when
+        closed, closing, or ``send_queue_max`` sends already wait."""
+        if self._closing or not self.connected:
             self.dropped_sends += 1
             return False
+        if self._writer_busy or not self._queue.empty():
+            try:
+                self._queue.put_nowait(data)
+            except asyncio.QueueFull:
+                self.dropped_sends += 1
+                log.warning("upstream send queue full, event dropped", extra={"session_id": self._log_id})
+                return False
+            return True
+        assert self._ws is not None
+        coro = self._ws.send_frame(data, _TEXT)
         try:
-            self._queue.put_nowait(orjson.dumps(event).decode())
-        except asyncio.QueueFull:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return True  # written
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            coro.close()
             self.dropped_sends += 1
-            log.warning("upstream send queue full, event dropped", extra={"session_id": self._log_id})
+            self._fail(exc)
             return False
+        except BaseException:
+            coro.close()
+            raise
+        # written, and now waiting for the transport to drain: the writer task finishes it
+        self._queue.put_nowait(_Suspended(coro, waiting_on))  # the queue was empty
         return True
+
+    def _fail(self, exc: BaseException) -> None:
+        """A write failed: refuse further sends, and have the writer task close the socket."""
+        self.close_reason = self.close_reason or f"send failed: {type(exc).__name__}"
+        self._closing = True
+        with contextlib.suppress(asyncio.QueueFull):  # only after a failed write in send(): queue empty
+            self._queue.put_nowait(_ABORT)
 
     async def _write_loop(self) -> None:
         assert self._ws is not None
@@ -157,11 +240,18 @@ class UpstreamClient:
         try:
             while True:
                 item = await self._queue.get()
-                if item is _CLOSE:
+                if item is _ABORT:
+                    await ws.close()
                     return
-                await ws.send_str(item)
+                self._writer_busy = True
+                if isinstance(item, _Suspended):
+                    await item.finish()
+                else:
+                    await ws.send_frame(item, _TEXT)
+                self._writer_busy = False  # no await until the next get(): send() sees the queue as it is
         except (ConnectionError, aiohttp.ClientError) as exc:
             self.close_reason = self.close_reason or f"send failed: {type(exc).__name__}"
+            self._closing = True
             await ws.close()
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -195,13 +285,18 @@ class UpstreamClient:
             self.close_reason = f"upstream closed (code {code})" if code is not None else "upstream closed"
 
     async def close(self) -> None:
-        """Stop the writer, close the socket. Idempotent."""
+        """Stop the writer, drop what still waits to be sent, close the socket. Idempotent."""
         self.close_reason = self.close_reason or "closed by relay"
+        self._closing = True
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Suspended):
+                item.discard()
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError, ConnectionError):
                 async with asyncio.timeout(2.0):

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from relay.bridge import CallCore, RunServerTool, append_event
+from relay.bridge import CallCore, RunServerTool, append_json
 from relay.bridge.core import error_event
 from relay.call.driver import CallDriver
 from relay.call.metrics import MediaMetrics, bump
@@ -63,6 +63,8 @@ class Upstream(Protocol):
     async def connect(self) -> None: ...
 
     def send(self, event: dict[str, Any]) -> bool: ...
+
+    def send_json(self, data: bytes) -> bool: ...  # an event already serialised (the uplink's appends)
 
     def events(self) -> Any: ...  # async iterator of dict events
 
@@ -208,7 +210,7 @@ class Call(CallDriver):
 
     def _on_upstream_ready(self, upstream: Any) -> None:
         while self._preconnect:
-            upstream.send(append_event(self._preconnect.popleft()))
+            upstream.send_json(append_json(self._preconnect.popleft()))
 
     def _on_upstream_event_seen(self, event: dict[str, Any]) -> None:
         if self._was_idle and self._delta_mark is None and \
@@ -251,7 +253,7 @@ class Call(CallDriver):
         if not self._upstream_open or self.upstream is None:
             self._preconnect.append(chunk)
             return
-        self.upstream.send(append_event(chunk))
+        self.upstream.send_json(append_json(chunk))
         self.metrics.uplink_latency.add(time.perf_counter() - arrival_s)
 
     def _on_device_message(self, raw: str | bytes) -> None:

@@ -134,19 +134,6 @@ async def test_connect_failures(odd_server: str) -> None:
             await client.close()
 
 
-async def test_send_queue_is_bounded() -> None:
-    runner, url = await start_local_assistant()
-    try:
-        async with aiohttp.ClientSession() as http:
-            client = UpstreamClient(http, connect_request(asst(provider="local"), local_url=url), send_queue_max=4)
-            await client.connect()
-            results = [client.send({"type": "input_audio_buffer.clear"}) for _ in range(10)]
-            assert results.count(True) == 4 and client.dropped_sends == 6
-            await client.close()
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def big_frame_server():
     """A WebSocket upstream that sends one text frame of 4 KiB, then waits."""
