@@ -221,10 +221,13 @@ class Peer:
             self._on_connected()
         elif state == "failed":
             transceivers = pc.getTransceivers()
-            reason, detail = handshake.classify_failure(transceivers[0].receiver.transport if transceivers else None)
+            dtls_transport = transceivers[0].receiver.transport if transceivers else None
+            reason, detail = handshake.classify_failure(dtls_transport)
             if reason == "dtls_failed":
                 bump(self._metrics.dtls_failures, detail or "unknown")
-                log.warning("DTLS handshake with the device failed: %s", detail, extra=self._log_extra)
+                refused = handshake.refused_key_of(dtls_transport) if dtls_transport is not None else None
+                log.warning("DTLS handshake with the device failed: %s%s", detail,
+                            f" ({refused})" if refused else "", extra=self._log_extra)
             else:
                 log.info("ICE with the device failed", extra=self._log_extra)
             self._on_closed(reason)
