@@ -11,7 +11,8 @@ A domain module: no HTTP request, no aiohttp, no ``relay.web``. The web layer (`
 
 Each failure is an ``AuthError(status, message, code, headers)``, counted for ``GET /metrics``
 (``relay_auth_failures_total{code}``) and throttled by the same ``AuthThrottle``. Operators'
-bearer tokens (admin API, ``/metrics``, media stats) are checked by ``bearer_matches``.
+bearer tokens (admin API, ``/metrics``, media stats) are checked by ``bearer_matches`` and throttled
+by the same ``AuthThrottle`` (an address budget of their own, no key: ``relay.web.authn``).
 
 Device cases (``AuthError`` status and code):
 

@@ -34,8 +34,8 @@ PREFIX = "/admin/v1"
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _check_token(request: web.Request) -> None:
-    require_operator_bearer(request, request.app[keys.SETTINGS].admin_token, code="invalid_admin_token",
+async def _check_token(request: web.Request) -> None:
+    await require_operator_bearer(request, request.app[keys.SETTINGS].admin_token, code="invalid_admin_token",
                             message="Missing or invalid admin bearer token", realm="relay-admin")
 
 
@@ -50,7 +50,7 @@ def _readable(resp: web.Response) -> web.Response:
 
 def _guarded(handler: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.Response:
-        _check_token(request)
+        await _check_token(request)
         try:
             return _readable(await handler(request))
         except NotFound as exc:
@@ -336,7 +336,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 
 async def _hidden(request: web.Request) -> web.Response:
-    _check_token(request)  # 404 when disabled, 401 without the token
+    await _check_token(request)  # 404 when disabled, 401 without the token
     raise ApiError(404, "Not found", "not_found")
 
 

@@ -2,7 +2,8 @@
 
 Protected like the admin API: ``Authorization: Bearer <metrics_token>`` (or the
 admin token when ``metrics_token`` is empty), compared in constant time; failed
-tokens count against the caller's address in the admin throttle (429). With
+tokens count against the caller's address in the operators' budget of the
+failed-secret throttle, fleet-wide with a database (429; ``relay.web.authn``). With
 neither token configured the route answers 404, as if it did not exist.
 
 Nothing is counted here: the scrape reads the counters where they are already
@@ -60,14 +61,14 @@ OPENAPI = {
 }
 
 
-def _check_token(request: web.Request) -> None:
+async def _check_token(request: web.Request) -> None:
     settings = request.app[keys.SETTINGS]  # the admin API's per-address budget: no extra guesses here
-    require_operator_bearer(request, settings.metrics_token or settings.admin_token, code="invalid_metrics_token",
+    await require_operator_bearer(request, settings.metrics_token or settings.admin_token, code="invalid_metrics_token",
                             message="A valid metrics bearer token is required", realm="relay-metrics")
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    _check_token(request)
+    await _check_token(request)
     worker = request.app.get(keys.WORKER)
     if worker is None or arrived_from_sibling(request):  # one worker, or a sibling asking for this one's own
         return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE})
