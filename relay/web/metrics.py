@@ -161,6 +161,16 @@ def render(app: web.Application) -> bytes:
                  _by("reason", {k[len("dropped_"):]: v for k, v in port.items() if k.startswith("dropped_")}))
     out.counter("relay_ice_port_rebinds_total", "Calls moved to a device's new address (NAT rebinding)",
                 port.get("rebinds", 0))
+    out.counter("relay_ice_port_media_datagrams_sent_total",
+                "SRTP datagrams (downlink audio of every call) the worker's ICE port sent from its media send queue",
+                port.get("media_datagrams_sent", 0))
+    out.counter("relay_ice_port_media_send_batches_total",
+                "Flushes of the worker's media send queue that had datagrams to send (one sendmmsg each, "
+                "more after a partial send)", port.get("media_send_batches", 0))
+    out.counter("relay_ice_port_media_send_errors_total",
+                "SRTP datagrams the worker's media send queue lost: the socket's send buffer was full (the rest "
+                "of that flush) or the kernel refused the datagram (e.g. no route to the device)",
+                port.get("media_send_errors", 0))
 
     out.counter("relay_downlink_frames_total", "20 ms downlink frames pushed to the calls' tracks", media.frames_out)
     out.counter("relay_downlink_frames_silent_total", "Downlink frames of silence", media.frames_out_silent)
