@@ -93,10 +93,16 @@ async def require_operator_bearer(request: web.Request, expected: str, *, code: 
     devices failing behind the operator's NAT do not spend it), so with a database it is fleet-wide
     like every other secret's: each attempt is charged up front and given back when the token is right.
     When the store cannot be reached the attempt is throttled in this process instead, so operators
-    keep ``/metrics`` and the admin API through a database outage (logged)."""
+    keep ``/metrics`` and the admin API through a database outage (logged). A sibling worker's request over
+    the node's private socket (its part of a node-wide ``/metrics``) is checked without the throttle: the
+    worker the operator reached throttled the attempt already."""
     if not expected:
         raise ApiError(404, "Not found", "not_found")
     counters = counters_of(request.app)
+    if _from_sibling(request):  # a sibling worker asking for this one's part of a request it already let in
+        if not auth.bearer_matches(request.headers.get("Authorization", ""), expected):
+            raise ApiError(401, message, code, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+        return
     attempt = await _operator_attempt(request)
     try:
         if attempt.refused is not None:
@@ -114,6 +120,16 @@ async def require_operator_bearer(request: web.Request, expected: str, *, code: 
             await attempt.release()  # a right token: the charge is given back
         except Exception:  # the store went away under the attempt: the charge expires with the window
             log.warning("could not give back an operator token attempt's charge to the store", exc_info=True)
+
+
+def _from_sibling(request: web.Request) -> bool:
+    """The request came over this worker's private Unix socket (``relay.node.handoff``): only a sibling worker
+    of this node can send one, and it throttled the caller already (no store round trips per worker)."""
+    if request.app.get(keys.WORKER) is None:
+        return False
+    from relay.node.handoff import arrived_from_sibling
+
+    return arrived_from_sibling(request)
 
 
 async def _operator_attempt(request: web.Request) -> auth.AuthAttempt:
