@@ -149,6 +149,8 @@ def send_whole_records(transport: RTCDtlsTransport, mtu_bytes: int = DTLS_MTU_BY
     async def write_ssl() -> None:
         pending = bytearray()
         ssl = transport._ssl
+        if ssl is None:
+            return
         while True:
             try:
                 chunk = ssl.bio_read(BIO_READ_BYTES)
