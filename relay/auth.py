@@ -11,24 +11,25 @@ A domain module: no HTTP request, no aiohttp, no ``relay.web``. The web layer (`
 
 Each failure is an ``AuthError(status, message, code, headers)``, counted for ``GET /metrics``
 (``relay_auth_failures_total{code}``) and throttled by the same ``AuthThrottle``. Operators'
-bearer tokens (admin API, ``/metrics``, media stats) are checked by ``bearer_matches``.
+bearer tokens (admin API, ``/metrics``, media stats) are checked by ``bearer_matches`` and throttled
+by the same ``AuthThrottle`` (an address budget of their own, no key: ``relay.web.authn``).
 
 Device cases (``AuthError`` status and code):
 
 ====================================================  ======  =======================
 case                                                   status  code
 ====================================================  ======  =======================
-``X-Demo-Mode: true`` and demo mode on                 ok      (demo device, default assistant, demo_max_call_s)
 ``X-Demo-Mode: true`` and demo mode off                403     ``demo_mode_disabled``
-no ``X-Client-Id``                                     400     ``missing_header``
-``X-Client-Id`` longer than 128 chars                  400     ``invalid_client_id``
+no ``X-Client-Id`` (demo calls too)                    400     ``missing_header``
+``X-Client-Id`` longer than 128 chars (demo calls too) 400     ``invalid_client_id``
+``X-Demo-Mode: true`` and demo mode on                 ok      (demo device, default assistant, demo_max_call_s)
 unknown client, no/other workspace key                 404     ``client_not_found``
 disabled client                                        404     ``client_not_found``
 unknown client + key of a self-enrolling workspace     ok      (client created in that workspace)
   ... but the id is not a UUID                         400     ``invalid_client_id``
 ``X-Workspace-Key`` given but wrong / other workspace  401     ``invalid_workspace_key``
 no secret (workspace not secretless, or enrolled)      401     ``missing_secret``
-secret < 32 or > 512 characters                        400     ``invalid_secret``
+secret < 32 or > 512 characters (demo calls too)       400     ``invalid_secret``
 first secret for the client (TOFU)                     ok      (enrolled)
 secret differs from the enrolled one                   401     ``invalid_secret``
 too many failed secrets (client id / address), from an  429     ``rate_limited`` + Retry-After
@@ -312,19 +313,21 @@ async def authenticate_token(req: AuthRequest, presented: str) -> tuple[Device, 
 async def _authenticate(req: AuthRequest, require_workspace_key: bool) -> Device:
     settings, headers, now = req.settings, req.headers, req.now
 
-    if "X-Demo-Mode" in headers and _is_true(headers.get("X-Demo-Mode")):
-        if not settings.demo_mode:
-            raise AuthError(403, "Demo mode is disabled on this server", "demo_mode_disabled")
-        client_id = (headers.get("X-Client-Id") or "demo").strip()[:MAX_CLIENT_ID_CHARS] or "demo"
-        log.info("demo call authenticated", extra={"client_id": client_id})
-        return Device(client_id=client_id, workspace_id=None, assistant=resolve_default_assistant(settings),
-                      demo=True, max_call_s=min(settings.demo_max_call_s, settings.max_call_s))
-
-    client_id = (headers.get("X-Client-Id") or "").strip()
+    demo = "X-Demo-Mode" in headers and _is_true(headers.get("X-Demo-Mode"))
+    if demo and not settings.demo_mode:
+        raise AuthError(403, "Demo mode is disabled on this server", "demo_mode_disabled")
+    client_id = (headers.get("X-Client-Id") or "").strip()  # required of every request, demo calls included
     if not client_id:
         raise AuthError(400, "Missing X-Client-Id header", "missing_header")
     if len(client_id) > MAX_CLIENT_ID_CHARS:
         raise AuthError(400, f"X-Client-Id longer than {MAX_CLIENT_ID_CHARS} characters", "invalid_client_id")
+    if demo:
+        secret = headers.get("X-Client-Secret")  # not checked against anything, but shaped as always
+        if secret is not None and not clients_repo.MIN_SECRET_CHARS <= len(secret) <= clients_repo.MAX_SECRET_CHARS:
+            raise _bad_secret_shape()
+        log.info("demo call authenticated", extra={"client_id": client_id})
+        return Device(client_id=client_id, workspace_id=None, assistant=resolve_default_assistant(settings),
+                      demo=True, max_call_s=min(settings.demo_max_call_s, settings.max_call_s))
     client_id = client_id.lower()
 
     attempt = await req.throttle.attempt("client:" + client_id, req.address, now, req.db)
@@ -380,8 +383,7 @@ async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, 
             raise AuthError(401, "Missing X-Client-Secret header", "missing_secret")
     else:
         if not clients_repo.MIN_SECRET_CHARS <= len(secret) <= clients_repo.MAX_SECRET_CHARS:
-            raise AuthError(400, f"X-Client-Secret must be {clients_repo.MIN_SECRET_CHARS} to "
-                                 f"{clients_repo.MAX_SECRET_CHARS} characters", "invalid_secret")
+            raise _bad_secret_shape()
         if not client.enrolled and await clients_repo.enrol_secret(db, client.id, secret, now=now):
             enrolled_now = True
             log.info("client secret enrolled (TOFU)", extra={"client_id": client.id})
@@ -406,6 +408,11 @@ async def _check_client(req: AuthRequest, attempt: AuthAttempt, client_id: str, 
         assistant = await _resolve_assistant(db, settings, client, workspace, override)
     return Device(client_id=client.id, workspace_id=client.workspace_id, assistant=assistant, demo=False,
                   max_call_s=settings.max_call_s, enrolled_now=enrolled_now)
+
+
+def _bad_secret_shape() -> AuthError:
+    return AuthError(400, f"X-Client-Secret must be {clients_repo.MIN_SECRET_CHARS} to "
+                          f"{clients_repo.MAX_SECRET_CHARS} characters", "invalid_secret")
 
 
 def _unauthorized(message: str, code: str) -> AuthError:

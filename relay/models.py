@@ -62,18 +62,26 @@ class Tool:
         side = doc.get("side", "client")
         if side not in ("client", "server"):
             raise ValueError(f"tool {doc['name']}: side must be 'client' or 'server'")
-        webhook_url = doc.get("webhook_url") or ""
+        webhook_url = doc.get("webhook_url")
+        if webhook_url is None:
+            webhook_url = ""
+        if not isinstance(webhook_url, str):
+            raise ValueError(f"tool {doc['name']}: webhook_url must be a string")
         if side == "server" and not webhook_url:
             raise ValueError(f"tool {doc['name']}: a server-side tool needs a webhook_url")
         if webhook_url and not str(webhook_url).startswith(("http://", "https://")):
             raise ValueError(f"tool {doc['name']}: webhook_url must be http(s)")
-        params = doc.get("parameters") or {"type": "object", "properties": {}}
+        params = doc.get("parameters")
+        if params is None or params == {}:
+            params = {"type": "object", "properties": {}}
         if not isinstance(params, dict):
             raise ValueError(f"tool {doc['name']}: parameters must be a JSON object")
-        desc = doc.get("description") or ""
+        desc = doc.get("description")
+        if desc is None:
+            desc = ""
         if not isinstance(desc, str):
             raise ValueError(f"tool {doc['name']}: description must be a string")
-        return cls(name=doc["name"], description=desc, parameters=params, side=side, webhook_url=str(webhook_url))
+        return cls(name=doc["name"], description=desc, parameters=params, side=side, webhook_url=webhook_url)
 
 
 #: the four client-side device tools of the Realtime device API (``Assistant.all_tools``)

@@ -153,6 +153,7 @@ class Settings:
     ice_mux: bool = _f(True, "One UDP port per worker (`ice_udp_port`) carries every call's ICE, DTLS, SRTP and SCTP, routed by ICE username then address; off: one port per call (`ice_port_min`..`ice_port_max`). See docs/ops.md.")
     ice_udp_port: int = _f(0, "The worker's one ICE UDP port with `ice_mux` on (worker i of a node: this + i); 0: a free port chosen at start (logged; tests).")
     dtls_cert_rotate_s: float = _f(86400.0, "Each worker answers calls with one DTLS certificate, replaced after this many seconds (and at start); live calls keep theirs. Max 25 days.")
+    dtls_min_rsa_bits: int = _f(2048, "Smallest RSA key a device's DTLS certificate may have (1024..16384); smaller keys, and EC keys on curves other than P-256/P-384/P-521, fail the handshake (the call ends `dtls_failed`, counted as reason `weak_device_key` in `relay_dtls_failures_total`). 1024 admits libpeer (ESP32) builds with 1024-bit keys (docs/media.md).")
     downlink_dtx: bool = _f(False, "Discontinuous transmission: while the assistant is silent send one frame per 400 ms instead of 50/s (saves CPU and bandwidth; devices must tolerate RTP gaps, as browsers do).")
 
     # --- WebSocket edge for server clients (seed 003) -------------------------

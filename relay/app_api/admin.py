@@ -41,7 +41,7 @@ async def _check_default_voice(db: Database, workspace_id: str, fields: dict[str
     if vid:
         voice = await voices_repo.find_in_workspace(db, workspace_id, str(vid).lower())
         if voice is None:
-            raise AdminError(400, "default_voice_id is not a voice of this workspace", "voice_not_found")
+            raise AdminError(404, "default_voice_id is not a voice of this workspace", "voice_not_found")
         fields["default_voice_id"] = voice.id
 
 
@@ -105,6 +105,7 @@ async def create_workspace_voice(db: Database, services: AppServices, workspace_
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise AdminError(400, "name must be 1-200 characters", "invalid_voice")
+    design_prompt = (design_prompt or "").strip()  # a blank prompt is no prompt
     if bool(design_prompt) == bool(audio):
         raise AdminError(400, "give exactly one of design_prompt or audio", "invalid_voice")
     voice_id = voices_repo.new_id()

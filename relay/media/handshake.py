@@ -6,7 +6,9 @@ error list is often empty). relay's DTLS contexts (``relay.media.dtls``) carry a
 that records the last TLS alert each connection sent or received (``alert_of``);
 ``classify_failure`` turns the transports' states into the call-end reason (``ice_failed``,
 ``dtls_failed``, ``sctp_failed``) and a DTLS detail (``sent handshake_failure``,
-``received bad_certificate``, ``fingerprint_mismatch``, ...).
+``received bad_certificate``, ``fingerprint_mismatch``, ``weak_device_key``, ...). A device key
+refused by relay's allowlist (``relay.media.dtls.device_key_refusal``) is recorded by
+``refuse_device_key`` and named ``weak_device_key`` whatever alert OpenSSL then sent.
 
 **SCTP.** aiortc's SCTP association emits no event when it closes. ``watch_sctp`` hooks the
 association's state on that one instance (``relay.media.compat.handshake``) and reports a close
@@ -56,6 +58,19 @@ ALERTS = {
 }
 
 _alerts: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+_refused_keys: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+WEAK_DEVICE_KEY = "weak_device_key"
+
+
+def refuse_device_key(conn: SSL.Connection, why: str) -> None:
+    """Record that ``conn``'s handshake fails because the device's key was refused (``why``: which key)."""
+    _refused_keys[conn] = why  # logged with the call's failure (relay.media.peer)
+
+
+def refused_key_of(transport: RTCDtlsTransport) -> str | None:
+    """Why the device's key was refused on ``transport`` (``"RSA 512 bits (minimum 2048)"``), or None."""
+    ssl = compat_dtls.ssl_connection(transport)
+    return _refused_keys.get(ssl) if ssl is not None else None
 
 
 def info_callback(conn: SSL.Connection, where: int, ret: int) -> None:
@@ -74,6 +89,8 @@ def alert_of(transport: RTCDtlsTransport) -> str | None:
 
 def dtls_detail(transport: RTCDtlsTransport) -> str:
     """Why ``transport``'s handshake failed, as far as can be told."""
+    if refused_key_of(transport) is not None:
+        return WEAK_DEVICE_KEY
     alert = alert_of(transport)
     if alert is not None:
         return alert

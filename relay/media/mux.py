@@ -339,9 +339,14 @@ class IceMux:
         return candidates
 
     def stats(self) -> dict[str, int]:
+        """The port's counters, summed over its sockets: the routing tables' sizes and drops, and the media
+        send queues' (``relay._fast.SendQueue``: the SRTP every call's direct send path writes in)
+        ``media_datagrams_sent``, ``media_send_batches`` (flushes that had datagrams: one ``sendmmsg``,
+        more after a partial send) and ``media_send_errors`` (datagrams lost: the socket's send buffer
+        was full, or the kernel refused the datagram)."""
         out = {"routes": 0, "addresses": 0, "transactions": 0, "dropped_unknown_source": 0,
                "dropped_unknown_ufrag": 0, "dropped_unknown_transaction": 0, "dropped_bad_integrity": 0,
-               "rebinds": 0}
+               "rebinds": 0, "media_datagrams_sent": 0, "media_send_batches": 0, "media_send_errors": 0}
         for table in self.tables():
             routes, addrs, tids = table.sizes()
             out["routes"] += routes
@@ -350,6 +355,11 @@ class IceMux:
             for key in ("dropped_unknown_source", "dropped_unknown_ufrag", "dropped_unknown_transaction",
                         "dropped_bad_integrity", "rebinds"):
                 out[key] += getattr(table, key)
+        for endpoint in self._endpoints.values():
+            queue = endpoint.media_queue
+            out["media_datagrams_sent"] += queue.datagrams_sent
+            out["media_send_batches"] += queue.batches
+            out["media_send_errors"] += queue.send_errors
         return out
 
     def close(self) -> None:

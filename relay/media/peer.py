@@ -36,6 +36,7 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from relay.call.metrics import MediaMetrics, bump
 from relay.media import downlink, dtls, handshake, ice, uplink
 from relay.media.codecs import AudioCodec, OfferError, codec_preferences, opus_answer_fmtp
+from relay.media.compat import dtls as compat_dtls
 from relay.media.compat import sctp_limit
 from relay.media.downlink import PacketTrack
 from relay.media.sdp_check import rejection_reason
@@ -117,6 +118,7 @@ class Peer:
                 await pc.setLocalDescription(answer)
             local = pc.localDescription  # a property that re-serialises the SDP: read it once
             dtls_transport = transceiver.receiver.transport  # BUNDLE: the one DTLS transport of the call
+            compat_dtls.send_whole_records(dtls_transport)  # never a flight cut inside a record
             self._first_flight = handshake.FirstFlight(dtls_transport)
             if pc.sctp is not None:
                 handshake.watch_sctp(pc.sctp, dtls_transport, self._on_sctp_failed, lambda: self._channel_opened)
@@ -221,10 +223,13 @@ class Peer:
             self._on_connected()
         elif state == "failed":
             transceivers = pc.getTransceivers()
-            reason, detail = handshake.classify_failure(transceivers[0].receiver.transport if transceivers else None)
+            dtls_transport = transceivers[0].receiver.transport if transceivers else None
+            reason, detail = handshake.classify_failure(dtls_transport)
             if reason == "dtls_failed":
                 bump(self._metrics.dtls_failures, detail or "unknown")
-                log.warning("DTLS handshake with the device failed: %s", detail, extra=self._log_extra)
+                refused = handshake.refused_key_of(dtls_transport) if dtls_transport is not None else None
+                log.warning("DTLS handshake with the device failed: %s%s", detail,
+                            f" ({refused})" if refused else "", extra=self._log_extra)
             else:
                 log.info("ICE with the device failed", extra=self._log_extra)
             self._on_closed(reason)

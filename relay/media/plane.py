@@ -49,6 +49,9 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError("ice_udp_port: need 0..65535 (0: a free port chosen at start)")
     if not 0 < settings.dtls_cert_rotate_s <= dtls.MAX_ROTATE_S:
         raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
+    if not dtls.MIN_RSA_BITS_FLOOR <= settings.dtls_min_rsa_bits <= dtls.MAX_RSA_BITS:
+        raise SettingsError(f"dtls_min_rsa_bits: need {dtls.MIN_RSA_BITS_FLOOR}..{dtls.MAX_RSA_BITS} (RSA keys smaller "
+                            f"than {dtls.MIN_RSA_BITS_FLOOR} bits are never accepted)")
 
 
 class MediaPlane(CallPlane):
@@ -70,7 +73,7 @@ class MediaPlane(CallPlane):
     async def start(self, db: Any = None) -> None:
         settings = self.settings
         ice.configure_host_addresses(settings.ice_host_addresses)
-        dtls.configure(settings.dtls_cert_rotate_s)  # this worker's DTLS certificate (relay/media/dtls.py)
+        dtls.configure(settings.dtls_cert_rotate_s, settings.dtls_min_rsa_bits)  # this worker's DTLS certificate (relay/media/dtls.py)
         if settings.ice_mux:
             self.mux = IceMux(self.ice_udp_port)
             try:

@@ -81,6 +81,9 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:
             # an integer, or its decimal text (the CLI); never a float, and within the column's range
             if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) <= 12:
                 value = int(value)
+            # JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says)
+            if isinstance(value, float) and value.is_integer() and SORT_ORDER_MIN <= value <= SORT_ORDER_MAX:
+                value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or not SORT_ORDER_MIN <= value <= SORT_ORDER_MAX:
                 raise ValueError(f"sort_order must be an integer from {SORT_ORDER_MIN} to {SORT_ORDER_MAX}")
         elif name == "name":

@@ -34,8 +34,8 @@ PREFIX = "/admin/v1"
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _check_token(request: web.Request) -> None:
-    require_operator_bearer(request, request.app[keys.SETTINGS].admin_token, code="invalid_admin_token",
+async def _check_token(request: web.Request) -> None:
+    await require_operator_bearer(request, request.app[keys.SETTINGS].admin_token, code="invalid_admin_token",
                             message="Missing or invalid admin bearer token", realm="relay-admin")
 
 
@@ -50,7 +50,7 @@ def _readable(resp: web.Response) -> web.Response:
 
 def _guarded(handler: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.Response:
-        _check_token(request)
+        await _check_token(request)
         try:
             return _readable(await handler(request))
         except NotFound as exc:
@@ -74,34 +74,47 @@ async def _object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _take(body: dict[str, Any], allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+def _take(body: dict[str, Any], allowed: dict[str, type | tuple[type, ...]],
+          nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``body`` when it has only ``allowed`` fields of their types; ``null`` only for the ``nullable`` ones
+    (where it means "none", as the OpenAPI document says). ``ValueError`` (400) otherwise."""
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ValueError(f"unknown fields: {', '.join(unknown)}")
     for name, kind in allowed.items():
-        if name in body and body[name] is not None and not isinstance(body[name], kind):
+        if name not in body:
+            continue
+        value = body[name]
+        if value is None:
+            if name not in nullable:
+                raise ValueError(f"{name} must not be null")
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"{name} has the wrong type")
     return body
 
 
 MAX_OFFSET = 2**31 - 1
+MAX_LIMIT = 1000
 
 
 def _limit(request: web.Request) -> tuple[int, int]:
     try:
-        limit = min(int(request.query.get("limit", "100")), 1000)
-        offset = max(int(request.query.get("offset", "0")), 0)
+        limit = int(request.query.get("limit", "100"))
+        offset = int(request.query.get("offset", "0"))
     except ValueError:
         raise ApiError(400, "limit and offset must be integers", "invalid_request") from None
-    if offset > MAX_OFFSET:  # beyond any list, and beyond what the databases' integers hold
-        raise ApiError(400, f"offset must be at most {MAX_OFFSET}", "invalid_request")
-    return max(limit, 1), offset
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be from 1 to {MAX_LIMIT}", "invalid_request")
+    if not 0 <= offset <= MAX_OFFSET:  # beyond any list, and beyond what the databases' integers hold
+        raise ApiError(400, f"offset must be from 0 to {MAX_OFFSET}", "invalid_request")
+    return limit, offset
 
 
 # --- workspaces ---------------------------------------------------------------
 
 _WS_FIELDS: dict[str, Any] = {"name": str, "allow_self_enrol": bool, "allow_secretless": bool,
                               "default_assistant_id": str, "settings": dict}
+_WS_NULLABLE = frozenset({"default_assistant_id", "settings"})  # null: none / {}
 
 
 async def list_workspaces(request: web.Request) -> web.Response:
@@ -109,7 +122,7 @@ async def list_workspaces(request: web.Request) -> web.Response:
 
 
 async def create_workspace(request: web.Request) -> web.Response:
-    body = _take(await _object(request), {**_WS_FIELDS, "with_key": bool})
+    body = _take(await _object(request), {**_WS_FIELDS, "with_key": bool}, _WS_NULLABLE)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ValueError("name is required")
@@ -126,7 +139,9 @@ async def get_workspace(request: web.Request) -> web.Response:
 
 
 async def update_workspace(request: web.Request) -> web.Response:
-    body = _take(await _object(request), _WS_FIELDS)
+    body = _take(await _object(request), _WS_FIELDS, _WS_NULLABLE)
+    if "name" in body and not body["name"].strip():
+        raise ValueError("name must not be empty")
     wid = request.match_info["id"]
     await workspaces_repo.get(_db(request), wid)
     aid = body.get("default_assistant_id")
@@ -190,7 +205,8 @@ async def list_clients(request: web.Request) -> web.Response:
 
 
 async def create_client(request: web.Request) -> web.Response:
-    body = _take(await _object(request), {"id": str, "workspace_id": str, "assistant_id": str, "name": str})
+    body = _take(await _object(request), {"id": str, "workspace_id": str, "assistant_id": str, "name": str},
+                 frozenset({"id", "workspace_id", "assistant_id", "name"}))  # null: a new id / default / none / ""
     c = await clients_repo.create(_db(request), body.get("workspace_id") or "default", client_id=body.get("id"),
                                   assistant_id=body.get("assistant_id"), name=body.get("name") or "")
     log.info("client created", extra={"client_id": c.id})
@@ -202,7 +218,7 @@ async def get_client(request: web.Request) -> web.Response:
 
 
 async def update_client(request: web.Request) -> web.Response:
-    body = _take(await _object(request), {"assistant_id": str, "status": str})
+    body = _take(await _object(request), {"assistant_id": str, "status": str}, frozenset({"assistant_id"}))
     cid = request.match_info["id"]
     db = _db(request)
     if "assistant_id" in body:
@@ -336,7 +352,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 
 async def _hidden(request: web.Request) -> web.Response:
-    _check_token(request)  # 404 when disabled, 401 without the token
+    await _check_token(request)  # 404 when disabled, 401 without the token
     raise ApiError(404, "Not found", "not_found")
 
 

@@ -2,7 +2,8 @@
 
 Protected like the admin API: ``Authorization: Bearer <metrics_token>`` (or the
 admin token when ``metrics_token`` is empty), compared in constant time; failed
-tokens count against the caller's address in the admin throttle (429). With
+tokens count against the caller's address in the operators' budget of the
+failed-secret throttle, fleet-wide with a database (429; ``relay.web.authn``). With
 neither token configured the route answers 404, as if it did not exist.
 
 Nothing is counted here: the scrape reads the counters where they are already
@@ -60,14 +61,14 @@ OPENAPI = {
 }
 
 
-def _check_token(request: web.Request) -> None:
+async def _check_token(request: web.Request) -> None:
     settings = request.app[keys.SETTINGS]  # the admin API's per-address budget: no extra guesses here
-    require_operator_bearer(request, settings.metrics_token or settings.admin_token, code="invalid_metrics_token",
+    await require_operator_bearer(request, settings.metrics_token or settings.admin_token, code="invalid_metrics_token",
                             message="A valid metrics bearer token is required", realm="relay-metrics")
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    _check_token(request)
+    await _check_token(request)
     worker = request.app.get(keys.WORKER)
     if worker is None or arrived_from_sibling(request):  # one worker, or a sibling asking for this one's own
         return web.Response(body=render(request.app), headers={"Content-Type": CONTENT_TYPE})
@@ -160,6 +161,16 @@ def render(app: web.Application) -> bytes:
                  _by("reason", {k[len("dropped_"):]: v for k, v in port.items() if k.startswith("dropped_")}))
     out.counter("relay_ice_port_rebinds_total", "Calls moved to a device's new address (NAT rebinding)",
                 port.get("rebinds", 0))
+    out.counter("relay_ice_port_media_datagrams_sent_total",
+                "SRTP datagrams (downlink audio of every call) the worker's ICE port sent from its media send queue",
+                port.get("media_datagrams_sent", 0))
+    out.counter("relay_ice_port_media_send_batches_total",
+                "Flushes of the worker's media send queue that had datagrams to send (one sendmmsg each, "
+                "more after a partial send)", port.get("media_send_batches", 0))
+    out.counter("relay_ice_port_media_send_errors_total",
+                "SRTP datagrams the worker's media send queue lost: the socket's send buffer was full (the rest "
+                "of that flush) or the kernel refused the datagram (e.g. no route to the device)",
+                port.get("media_send_errors", 0))
 
     out.counter("relay_downlink_frames_total", "20 ms downlink frames pushed to the calls' tracks", media.frames_out)
     out.counter("relay_downlink_frames_silent_total", "Downlink frames of silence", media.frames_out_silent)

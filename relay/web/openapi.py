@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 import relay
+from relay.models import DEVICE_UPDATABLE_FIELDS
 from relay.web import keys
 from relay.web.middleware import json_response
 
@@ -43,9 +44,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
 
 
+#: a header value: surrounding blanks are ignored, so a blank one counts as missing
+CLIENT_ID_HEADER = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"\S"}
+
 DEVICE_HEADERS = [
-    {"name": "X-Client-Id", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 128},
-     "description": "The device's client id (a UUID)."},
+    {"name": "X-Client-Id", "in": "header", "required": True, "schema": CLIENT_ID_HEADER,
+     "description": "The device's client id (a UUID); required of demo calls too."},
     {"name": "X-Client-Secret", "in": "header", "required": False,
      "schema": {"type": "string", "minLength": 32, "maxLength": 512},
      "description": "The device secret; the first one is enrolled (trust on first use)."},
@@ -58,6 +62,22 @@ DEVICE_HEADERS = [
 ]
 
 _ID = {"type": "string"}
+#: a name: not blank (surrounding blanks are ignored)
+_NAME = {"type": "string", "minLength": 1, "pattern": r"\S"}
+_TEXT = {"type": "string", "maxLength": 32 * 1024}  # relay.store.assistants' limit on its text fields
+_ASSISTANT_FIELDS: dict[str, Any] = {
+    "name": {**_TEXT, "minLength": 1, "pattern": r"\S"},
+    "provider": {"type": "string", "enum": ["local", "openai", "azure", "compatible"]},
+    "upstream_url": {**_TEXT, "pattern": r"^(wss?://[\s\S]*)?$", "description": "ws:// or wss://; empty: none"},
+    "api_key": {**_TEXT, "writeOnly": True}, "model": _TEXT, "voice": _TEXT, "instructions": _TEXT,
+    "tools": {"type": "array", "items": {"$ref": "#/components/schemas/Tool"}}, "device_tools": {"type": "boolean"},
+    "turn_detection": {"type": ["object", "null"]}, "transcription": {"type": ["object", "null"]},
+    "input_audio_format": {"type": "string", "enum": ["pcm16", "g711_ulaw", "g711_alaw"]},
+    "output_audio_format": {"type": "string", "enum": ["pcm16", "g711_ulaw", "g711_alaw"]},
+    "dialect": {"type": "string", "enum": ["beta", "ga"]}, "allow_g711": {"type": "boolean"},
+    "device_update_allow": {"type": "array", "description": "session fields (or their sub-fields) a device may set",
+                            "items": {"type": "string", "pattern": f"^({'|'.join(DEVICE_UPDATABLE_FIELDS)})([.][\\s\\S]*)?$"}},
+}
 _TS = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
 _TS_N = {"type": ["string", "null"], "format": "date-time"}
 
@@ -95,22 +115,27 @@ SCHEMAS: dict[str, Any] = {
                                  "key": {"type": "string", "description": "only when just issued"},
                                  "created_at": _TS}},
     "WorkspaceCreate": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
-        "name": {"type": "string"}, "allow_self_enrol": {"type": "boolean"}, "allow_secretless": {"type": "boolean"},
-        "default_assistant_id": {"type": "string"}, "settings": {"type": "object"}, "with_key": {"type": "boolean"}}},
+        "name": _NAME, "allow_self_enrol": {"type": "boolean"}, "allow_secretless": {"type": "boolean"},
+        "default_assistant_id": {"type": ["string", "null"]}, "settings": {"type": ["object", "null"]},
+        "with_key": {"type": "boolean"}}},
+    "WorkspaceUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "name": _NAME, "allow_self_enrol": {"type": "boolean"}, "allow_secretless": {"type": "boolean"},
+        "default_assistant_id": {"type": ["string", "null"], "description": "an assistant of this workspace; "
+                                 "null: none"},
+        "settings": {"type": ["object", "null"], "description": "null: {}"}}},
     "Tool": {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string"}, "description": {"type": "string"}, "parameters": {"type": "object"},
-        "side": {"type": "string", "enum": ["client", "server"]}, "webhook_url": {"type": "string"}}},
-    "AssistantFields": {"type": "object", "properties": {
-        "name": {"type": "string"}, "provider": {"type": "string", "enum": ["local", "openai", "azure", "compatible"]},
-        "upstream_url": {"type": "string"}, "api_key": {"type": "string", "writeOnly": True},
-        "model": {"type": "string"}, "voice": {"type": "string"}, "instructions": {"type": "string"},
-        "tools": {"type": "array", "items": _ref("Tool")}, "device_tools": {"type": "boolean"},
-        "turn_detection": {"type": ["object", "null"]}, "transcription": {"type": ["object", "null"]},
-        "input_audio_format": {"type": "string", "enum": ["pcm16", "g711_ulaw", "g711_alaw"]},
-        "output_audio_format": {"type": "string", "enum": ["pcm16", "g711_ulaw", "g711_alaw"]},
-        "dialect": {"type": "string", "enum": ["beta", "ga"]}, "allow_g711": {"type": "boolean"},
-        "device_update_allow": {"type": "array", "items": {"type": "string"}},
-        "workspace_id": {"type": "string", "description": "create only; default `default`"}}},
+        "name": {"type": "string", "minLength": 1}, "description": {"type": ["string", "null"]},
+        "parameters": {"type": ["object", "null"], "description": "JSON Schema of the arguments; null or {}: none"},
+        "side": {"type": "string", "enum": ["client", "server"], "description": "default client"},
+        "webhook_url": {"type": ["string", "null"], "pattern": "^(https?://[\\s\\S]*)?$",
+                        "description": "http(s); required of server-side tools"}},
+        "if": {"required": ["side"], "properties": {"side": {"const": "server"}}},
+        "then": {"required": ["webhook_url"], "properties": {"webhook_url": {"type": "string", "minLength": 1}}}},
+    "AssistantFields": {"type": "object", "additionalProperties": False, "properties": _ASSISTANT_FIELDS,
+                        "description": "An assistant's fields; tool names must be unique."},
+    "AssistantCreate": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        **_ASSISTANT_FIELDS, "workspace_id": {"type": "string", "description": "default `default`"}},
+                        "description": "An assistant's fields; tool names must be unique."},
     "Assistant": {"type": "object", "required": ["id", "name", "workspace_id", "provider", "model", "has_api_key"],
                   "properties": {"id": _ID, "name": {"type": "string"}, "workspace_id": {"type": ["string", "null"]},
                                  "provider": {"type": "string"}, "upstream_url": {"type": "string"},
@@ -129,8 +154,13 @@ SCHEMAS: dict[str, Any] = {
         "name": {"type": "string"}, "status": {"type": "string", "enum": ["active", "disabled"]},
         "enrolled": {"type": "boolean"}, "enrolled_at": _TS_N, "last_seen_at": _TS_N, "created_at": _TS}},
     "ClientCreate": {"type": "object", "additionalProperties": False, "properties": {
-        "id": {"type": "string", "format": "uuid"}, "workspace_id": {"type": "string"},
-        "assistant_id": {"type": "string"}, "name": {"type": "string"}}},
+        "id": {"type": ["string", "null"], "format": "uuid", "description": "null: a new UUID"},
+        "workspace_id": {"type": ["string", "null"], "description": "null: `default`"},
+        "assistant_id": {"type": ["string", "null"], "description": "null: the workspace's default"},
+        "name": {"type": ["string", "null"]}}},
+    "ClientUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "assistant_id": {"type": ["string", "null"], "description": "null: the workspace's default"},
+        "status": {"type": "string", "enum": ["active", "disabled"]}}},
     "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": _ID, "deleted": {"const": True}}},
     "LiveCall": {"type": "object", "required": ["id", "kind", "client_id", "started_at", "duration_s"], "properties": {
         "id": {"type": "string", "description": "the call's id (X-Session-Id of its SDP answer)"},
@@ -152,7 +182,7 @@ def _list_of(name: str) -> dict[str, Any]:
 def _admin_paths() -> dict[str, Any]:
     sec = [{"AdminToken": []}]
     idp = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    errs = _errors(400, 401, 404, 409, 415, 429)
+    errs = _errors(400, 401, 404, 409, 413, 415, 429)
 
     def op(summary: str, ok: dict[str, Any], status: int = 200, body: str | None = None,
            params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -166,7 +196,7 @@ def _admin_paths() -> dict[str, Any]:
 
     wsq = [{"name": "workspace_id", "in": "query", "required": False, "schema": {"type": "string"}}]
     page = [*wsq, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}}]
     p = "/admin/v1"
     return {
         f"{p}/workspaces": {
@@ -176,13 +206,13 @@ def _admin_paths() -> dict[str, Any]:
         f"{p}/workspaces/{{id}}": {
             "parameters": idp,
             "get": op("Get a workspace", _json(_ref("Workspace"))),
-            "patch": op("Update a workspace", _json(_ref("Workspace")), body="WorkspaceCreate"),
+            "patch": op("Update a workspace", _json(_ref("Workspace")), body="WorkspaceUpdate"),
             "delete": op("Delete a workspace (and its assistants and clients)", _json(_ref("Deleted")))},
         f"{p}/workspaces/{{id}}/rotate-key": {
             "parameters": idp, "post": op("Issue a new workspace key", _json(_ref("Workspace")))},
         f"{p}/assistants": {
             "get": op("List assistants", _json(_list_of("Assistant")), params=wsq),
-            "post": op("Create an assistant", _json(_ref("Assistant")), 201, "AssistantFields")},
+            "post": op("Create an assistant", _json(_ref("Assistant")), 201, "AssistantCreate")},
         f"{p}/assistants/{{id}}": {
             "parameters": idp,
             "get": op("Get an assistant", _json(_ref("Assistant"))),
@@ -194,7 +224,7 @@ def _admin_paths() -> dict[str, Any]:
         f"{p}/clients/{{id}}": {
             "parameters": idp,
             "get": op("Get a client", _json(_ref("Client"))),
-            "patch": op("Change a client's assistant or status", _json(_ref("Client")), body="Client"),
+            "patch": op("Change a client's assistant or status", _json(_ref("Client")), body="ClientUpdate"),
             "delete": op("Delete a client", _json(_ref("Deleted")))},
         f"{p}/clients/{{id}}/disable": {"parameters": idp, "post": op("Disable (404 to its requests)",
                                                                         _json(_ref("Client")))},

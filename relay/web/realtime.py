@@ -172,7 +172,7 @@ async def admit(plane: CallPlane, device: Any, call_id: str, *, holder: str, edg
 async def get_stats(request: web.Request) -> web.Response:
     """``GET /v1/realtime/stats``: this worker's media counters and latency percentiles (admin token)."""
     plane = request.app[MEDIA]
-    require_operator_bearer(request, plane.settings.admin_token, code="invalid_admin_token",
+    await require_operator_bearer(request, plane.settings.admin_token, code="invalid_admin_token",
                             message="A valid admin bearer token is required", realm="relay-admin")
     body = {"live_calls": len(plane.registry), "max_calls": plane.registry.max_calls,
             "clock_ticks": plane.clock.ticks, **plane.metrics.snapshot()}

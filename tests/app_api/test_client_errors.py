@@ -56,7 +56,7 @@ async def test_patch_admin_voice_with_wrong_types(aenv: Env, body: object) -> No
 
 @pytest.mark.parametrize("field, value", [("slug", [1]), ("slug", {}), ("name", 3), ("transcript", [""]),
                                           ("sort_order", 1e300), ("sort_order", -1e300), ("sort_order", 2**70),
-                                          ("sort_order", "1.5"), ("sort_order", 1.0), ("default_voice_id", 5), ("excerpt", [])])
+                                          ("sort_order", "1.5"), ("sort_order", 1.5), ("default_voice_id", 5), ("excerpt", [])])
 async def test_story_fields_with_wrong_types(aenv: Env, field: str, value: object) -> None:
     body = {"workspace_id": aenv.ws.id, "slug": "fox", "name": "Fox", "transcript": "A fox.", field: value}
     await _client_error(await aenv.client.post("/admin/v1/stories", headers=AUTH, json=body))
@@ -65,3 +65,11 @@ async def test_story_fields_with_wrong_types(aenv: Env, field: str, value: objec
     assert ok.status == 201, await ok.text()
     sid = (await ok.json())["story_id"]
     await _client_error(await aenv.client.patch(f"/admin/v1/stories/{sid}", headers=AUTH, json={field: value}))
+
+
+async def test_story_sort_order_may_be_an_integral_json_number(aenv: Env) -> None:
+    """JSON has one number type and the OpenAPI document says "integer": 3.0 is 3 (1.5 is refused above)."""
+    ok = await aenv.client.post("/admin/v1/stories", headers=AUTH, json={
+        "workspace_id": aenv.ws.id, "slug": "fox3", "name": "Fox", "transcript": "A fox.", "sort_order": 3.0})
+    assert ok.status == 201, await ok.text()
+    assert (await ok.json())["sort_order"] == 3

@@ -150,10 +150,13 @@ async def test_demo_mode_off_refuses(app: TestClient) -> None:
 
 async def test_demo_mode_on_bypasses_validation(make_app) -> None:
     app = await make_app(demo_mode=True, demo_max_call_s=120)
-    status, body, _ = await post_session(app, device_headers(X_Demo_Mode="true"))
-    assert status == 200 and body["id"].startswith("session_")
     status, body, _ = await post_session(app, device_headers("anything", X_Demo_Mode="True"))
-    assert status == 200
+    assert status == 200 and body["id"].startswith("session_")
+    # X-Client-Id is required of every request, demo calls included (the Realtime device API), and bounded
+    status, body, _ = await post_session(app, device_headers(X_Demo_Mode="true"))
+    assert_error(status, body, 400, "missing_header")
+    status, body, _ = await post_session(app, device_headers("x" * 129, X_Demo_Mode="true"))
+    assert_error(status, body, 400, "invalid_client_id")
     # X-Demo-Mode: false is not a demo call: normal validation applies
     status, body, _ = await post_session(app, device_headers(str(uuid.uuid4()), new_secret(), X_Demo_Mode="false"))
     assert_error(status, body, 404, "client_not_found")
@@ -166,7 +169,7 @@ async def test_demo_device_fields(make_app) -> None:
     from relay.web.authn import authenticate
 
     app = await make_app(demo_mode=True, demo_max_call_s=120)
-    req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true"},
+    req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true", "X-Client-Id": "demo-device"},
                               app=app.server.app)
     device = await authenticate(req)
     assert device.demo and device.max_call_s == 120 and device.workspace_id is None

@@ -37,7 +37,7 @@ async def test_demo_device_gets_the_configured_local_model(make_app) -> None:
     from relay.web.authn import authenticate
 
     app = await make_app(demo_mode=True, upstream_model="relay-loopback")
-    req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true"},
+    req = make_mocked_request("POST", "/v1/realtime/sessions", headers={"X-Demo-Mode": "true", "X-Client-Id": "demo-device"},
                               app=app.server.app)
     device = await authenticate(req)
     assert device.assistant.provider == "local" and device.assistant.model == "relay-loopback"

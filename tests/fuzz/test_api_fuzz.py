@@ -6,8 +6,10 @@
 * the same SDP mutations posted by an authenticated device straight to ``POST /v1/realtime``.
 
 Asserted: no 500, the only 5xx the documented 503s, responses conform to the document
-(status codes, content types, headers, schemas), and 0 tracebacks in relay's log. The runs
-print their case counts. Bounded: a fixed number of examples per operation.
+(status codes, content types, headers, schemas), requests the document calls invalid are refused
+and valid ones are not refused with 400/422 (the operations where validity needs more than a schema
+are listed in ``tests/fuzz/st_hooks.py``'s ``POSITIVE_UNCHECKED``), and 0 tracebacks in relay's log. The runs print their case
+counts. Bounded: a fixed number of examples per operation and a time budget for the whole run.
 """
 
 from __future__ import annotations
@@ -39,8 +41,13 @@ ADMIN_TOKEN = "fuzz-admin-token-" + "z" * 24
 SECRET = "fuzz-device-secret-" + "s" * 24
 #: schemathesis examples per API operation and phase (bounds the run to a few minutes on 2 cores)
 MAX_EXAMPLES = int(os.environ.get("RELAY_FUZZ_EXAMPLES", "25"))
+#: negative_data_rejection: a request the document says is invalid is refused (4xx);
+#: positive_data_where_schemas_tell (tests/fuzz/st_hooks.py): one it says is valid is not refused with 400/422
 CHECKS = ("only_documented_503s,status_code_conformance,content_type_conformance,response_headers_conformance,"
-          "response_schema_conformance")
+          "response_schema_conformance,negative_data_rejection,positive_data_where_schemas_tell")
+#: the whole schemathesis run's time limit, seconds (about 40 s here with 25 examples; a run that overruns fails).
+#: Not schemathesis' --max-time: that is a budget it fills, repeating the fuzzing until it is spent.
+MAX_TIME_S = int(os.environ.get("RELAY_FUZZ_MAX_TIME_S", "600"))
 
 
 @dataclass
@@ -70,11 +77,14 @@ def _call(method: str, url: str, body: bytes | None = None, **headers: str) -> t
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
 
 
-def _enrolled_client(base: str) -> str:
-    """A new client, in a new workspace, with ``SECRET`` enrolled (trust on first use). Its own workspace:
-    the schemathesis run deletes what it finds, the default workspace included."""
-    status, body = _call("POST", base + "/admin/v1/workspaces", json.dumps({"name": "fuzz"}).encode(), **ADMIN)
+def _enrolled_client(base: str) -> tuple[str, str]:
+    """A new client, in a new workspace with a key, with ``SECRET`` enrolled (trust on first use): ``(client id,
+    workspace key)``. Its own workspace: the schemathesis run deletes what it finds and rotates the keys it
+    finds, the default workspace's included, so the app API's credentials must live where it does not look."""
+    status, body = _call("POST", base + "/admin/v1/workspaces", json.dumps({"name": "fuzz", "with_key": True}).encode(),
+                         **ADMIN)
     assert status == 201, body
+    key = json.loads(body)["key"]
     workspace = json.dumps({"workspace_id": json.loads(body)["id"]}).encode()
     status, body = _call("POST", base + "/admin/v1/clients", workspace, **ADMIN)
     assert status == 201, body
@@ -82,7 +92,7 @@ def _enrolled_client(base: str) -> str:
     status, body = _call("POST", base + "/v1/realtime/sessions", b"{}", **{
         "X-Client-Id": client_id, "X-Client-Secret": SECRET, "Content-Type": "application/json"})
     assert status == 200, body
-    return client_id
+    return client_id, key
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +122,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 pass
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
-        status, body = _call("POST", base + "/admin/v1/workspaces/default/rotate-key", b"{}", **ADMIN)
-        assert status == 200, body
-        yield Served(base, log_path, json.loads(body)["key"], _enrolled_client(base))
+        client_id, key = _enrolled_client(base)
+        yield Served(base, log_path, key, client_id)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -131,7 +140,10 @@ def test_schemathesis_over_the_openapi_document(served: Served, tmp_path: Path) 
         f'[auth.openapi.WorkspaceKey]\napi_key = "{served.workspace_key}"\n'
         f'[auth.openapi.ClientId]\napi_key = "{served.client_id}"\n'
         f'[auth.openapi.ClientSecret]\napi_key = "{SECRET}"\n'
-        f'[auth.openapi.MetricsToken]\nbearer = "{ADMIN_TOKEN}"\n')
+        f'[auth.openapi.MetricsToken]\nbearer = "{ADMIN_TOKEN}"\n'
+        # 413 (a body over relay's limit) refuses invalid data as well as 400 does
+        '[checks.negative_data_rejection]\nexpected-statuses = ["400", "401", "403", "404", "405", "406", "409", '
+        '"413", "415", "422", "428", "429", "5xx"]\n')
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.st_hooks", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
            served.base_url + "/openapi.json", "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES),
@@ -139,7 +151,7 @@ def test_schemathesis_over_the_openapi_document(served: Served, tmp_path: Path) 
            "--workers", "1", "--seed", "14", "--request-timeout", "120", "--no-color",
            # the WebSocket upgrade (GET /v1/realtime) is fuzzed by tests/ws_edge, not over plain HTTP
            "--exclude-name", "GET /v1/realtime"]
-    out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=MAX_TIME_S)
     report = out.stdout + out.stderr
     generated = re.search(r"(\d+) generated", report)
     print(f"\nschemathesis: {generated.group(0) if generated else '? generated'}; "
@@ -151,7 +163,7 @@ def test_schemathesis_over_the_openapi_document(served: Served, tmp_path: Path) 
 
 def test_mutated_sdp_offers_from_an_enrolled_device(served: Served) -> None:
     statuses: Counter[int] = Counter()
-    client_id = _enrolled_client(served.base_url)
+    client_id, _ = _enrolled_client(served.base_url)
 
     @settings(max_examples=int(os.environ.get("RELAY_FUZZ_SDP_EXAMPLES", "150")), deadline=None, database=None,
               suppress_health_check=list(HealthCheck))

@@ -1,4 +1,5 @@
-"""DTLS roles and cipher suites: relay's peer against aiortc devices with RSA or ECDSA certificates.
+"""DTLS roles and cipher suites: relay's peer against aiortc devices with RSA or ECDSA certificates, and
+the device key allowlist (RSA below ``dtls_min_rsa_bits`` refused).
 
 relay's certificate is ECDSA P-256. The device's certificate and the suites it offers are set per
 test; the device's role is set by its offer's ``a=setup`` (``actpass``: relay answers ``active`` and
@@ -14,13 +15,14 @@ import subprocess
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import SSL
 
 from relay.call.metrics import MediaMetrics
-from relay.media import dtls
+from relay.media import dtls, handshake
 from relay.media.clock import MediaClock
+from relay.media.compat import dtls as compat_dtls
 
 from .test_peer import Loopback, Tone, wait_for
 
@@ -96,6 +98,9 @@ async def attempt(plane, cert: DeviceCertificate, *, device_role: str) -> Attemp
     device.addTrack(Tone(440))
     channel = device.createDataChannel("oai-events")
     await device.setLocalDescription(await device.createOffer())
+    # the device sends its flights in whole records, as browsers, Pion and libpeer do (stock aiortc cuts
+    # a flight longer than 1500 bytes inside a record: relay.media.compat.dtls, "Flights in whole records")
+    compat_dtls.send_whole_records(device.getTransceivers()[0].receiver.transport)
     offer = device.localDescription.sdp
     assert "a=setup:actpass" in offer
     if device_role == "client":
@@ -115,16 +120,26 @@ def cipher(transport) -> str:
     return transport._ssl.get_cipher_name()
 
 
-@pytest.mark.parametrize("device_role", ["server", "client"])
-@pytest.mark.parametrize("kind", ["rsa2048", "rsa1024", "rsa512", "ecdsa"])
-async def test_rsa_and_ecdsa_devices_in_each_role(plane, kind: str, device_role: str) -> None:
-    """Each certificate type connects in each role, with the suites such a device offers: an RSA device
-    acting as the DTLS server offers RSA suites only (its certificate cannot sign anything else); as
-    the client it offers its library's defaults, which include ECDSA suites."""
+def device_cert(kind: str, device_role: str) -> DeviceCertificate:
     if kind == "ecdsa":
-        cert = ecdsa_cert()
-    else:
-        cert = rsa_cert(int(kind[3:]), RSA_SUITES if device_role == "server" else OPENSSL_DEFAULT)
+        return ecdsa_cert()
+    if kind == "ecdsa384":
+        return DeviceCertificate(ec.generate_private_key(ec.SECP384R1()), ECDSA_SUITES)
+    return rsa_cert(int(kind[3:]), RSA_SUITES if device_role == "server" else OPENSSL_DEFAULT)
+
+
+@pytest.mark.parametrize("device_role", ["server", "client"])
+@pytest.mark.parametrize("kind", ["rsa2048", "rsa3072", "rsa4096", "ecdsa", "ecdsa384", "rsa1024 with dtls_min_rsa_bits 1024"])
+async def test_rsa_and_ecdsa_devices_in_each_role(plane, kind: str, device_role: str) -> None:
+    """Each allowed certificate type connects in each role, with the suites such a device offers: an RSA
+    device acting as the DTLS server offers RSA suites only (its certificate cannot sign anything else);
+    as the client it offers its library's defaults, which include ECDSA suites. A 1024-bit RSA device
+    connects once the operator lowers ``dtls_min_rsa_bits`` to 1024. 3072- and 4096-bit RSA devices send
+    flights longer than one 1500-byte datagram (certificate and signature) and connect too."""
+    if kind.endswith("dtls_min_rsa_bits 1024"):
+        dtls.configure(3600, min_rsa_bits=1024)
+        kind = kind.split()[0]
+    cert = device_cert(kind, device_role)
     a = await attempt(plane, cert, device_role=device_role)
     try:
         assert a.device.connectionState == "connected" and a.channel.readyState == "open", a.relay.closed_reasons
@@ -141,6 +156,73 @@ async def test_rsa_and_ecdsa_devices_in_each_role(plane, kind: str, device_role:
         await wait_for(lambda: got == ['{"type":"ack"}'])
     finally:
         await a.close()
+
+
+@pytest.mark.parametrize("device_role", ["server", "client"])
+@pytest.mark.parametrize("bits", [512, 1024, 2040])
+async def test_small_rsa_keys_are_refused_in_each_role(plane, bits: int, device_role: str) -> None:
+    """RSA keys below ``dtls_min_rsa_bits`` (2048 by default) fail the handshake whichever side is the DTLS
+    server: the device sees its connection fail and an alert from relay, relay names the reason."""
+    metrics, _ = plane
+    cert = rsa_cert(bits, RSA_SUITES if device_role == "server" else OPENSSL_DEFAULT)
+    alerts = record_alerts(cert)
+    a = await attempt(plane, cert, device_role=device_role)
+    try:
+        await wait_for(lambda: a.relay.closed_reasons)
+        assert a.relay.closed_reasons == ["dtls_failed"]
+        await wait_for(lambda: a.device.connectionState == "failed")
+        assert a.channel.readyState != "open"
+        assert any(alert.startswith("received ") for alert in alerts), alerts  # relay told the device
+        assert metrics.dtls_failures == {"weak_device_key": 1}
+        assert handshake.refused_key_of(a.relay_dtls) == f"RSA {bits} bits (minimum 2048)"
+    finally:
+        await a.close()
+
+
+def record_alerts(cert: DeviceCertificate) -> list[str]:
+    """The TLS alerts the device's DTLS connection sends and receives, as the device logs them."""
+    alerts: list[str] = []
+    create = cert._create_ssl_context
+
+    def info(conn, where: int, ret: int) -> None:
+        if where & SSL.SSL_CB_ALERT:
+            alerts.append(("sent " if where & SSL.SSL_CB_WRITE else "received ")
+                          + handshake.ALERTS.get(ret & 0xFF, str(ret & 0xFF)))
+
+    def create_with_info(srtp_profiles):
+        ctx = create(srtp_profiles)
+        ctx.set_info_callback(info)
+        return ctx
+
+    cert._create_ssl_context = create_with_info
+    return alerts
+
+
+def test_the_device_key_allowlist() -> None:
+    """RSA of at least the minimum with an odd exponent >= 3, ECDSA on P-256/P-384/P-521; nothing else."""
+    def public(key):
+        return key.public_key()
+
+    assert dtls.device_key_refusal(public(rsa.generate_private_key(65537, 2048))) is None
+    assert dtls.device_key_refusal(public(rsa.generate_private_key(65537, 1024))) == "RSA 1024 bits (minimum 2048)"
+    assert dtls.device_key_refusal(public(rsa.generate_private_key(65537, 1024)), 1024) is None
+    assert dtls.device_key_refusal(public(rsa.generate_private_key(3, 2048))) is None
+    even = rsa.RSAPublicNumbers(4, public(rsa.generate_private_key(65537, 2048)).public_numbers().n)
+    with pytest.raises(ValueError):  # cryptography refuses it already; the allowlist would too
+        even.public_key()
+    for curve in (ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()):
+        assert dtls.device_key_refusal(public(ec.generate_private_key(curve))) is None
+    for curve in (ec.SECP256K1(), ec.SECP224R1(), ec.BrainpoolP256R1()):
+        why = dtls.device_key_refusal(public(ec.generate_private_key(curve)))
+        assert why == f"EC curve {curve.name} (allowed: P-256, P-384, P-521)"
+    assert dtls.device_key_refusal(public(ed25519.Ed25519PrivateKey.generate())) == \
+        "Ed25519PublicKey keys (allowed: RSA, ECDSA)"
+    assert dtls.device_key_refusal(public(dsa.generate_private_key(2048))) == "DSAPublicKey keys (allowed: RSA, ECDSA)"
+
+
+def test_the_minimum_rsa_size_has_a_floor() -> None:
+    with pytest.raises(ValueError, match="1024..16384"):
+        dtls.WorkerCertificates(3600, min_rsa_bits=512)
 
 
 async def test_rsa_only_client_cannot_reach_relay_as_server_and_the_failure_is_named(plane) -> None:

@@ -87,3 +87,66 @@ async def test_parallel_guesses_on_two_nodes_cannot_overrun_the_budget(db: Datab
             assert ok.refused is None and not ok.charged
     finally:
         await other.close()
+
+
+ADMIN, SCRAPE = "admin-token-" + "a" * 32, "scrape-token-" + "s" * 32
+
+
+async def test_operator_tokens_are_throttled_across_app_instances(db: Database, tmp_path: Path, make_app) -> None:
+    """Two relay apps on one store (two connections, as two workers or nodes): wrong operator tokens sent
+    alternately to either app's admin API, /metrics and media stats add up to one per-address budget
+    (ten times ``auth_fail_limit``), after which both answer 429 ``rate_limited`` + Retry-After, even to
+    the right token; the store holds the address only hashed. Each app alone saw half of the failures,
+    so a per-process throttle would still answer 401 here."""
+    other = await Database.connect(db.url)
+    try:
+        apps = [await make_app(db=db, admin_token=ADMIN, metrics_token=SCRAPE, auth_fail_limit=1),  # 10 per address
+                await make_app(db=other, admin_token=ADMIN, metrics_token=SCRAPE, auth_fail_limit=1)]
+        paths = ["/admin/v1/clients", "/metrics", "/v1/realtime/stats"]
+        wrong = {"Authorization": "Bearer wrong-" + "x" * 32}
+        for i in range(10):
+            resp = await apps[i % 2].get(paths[i % 3], headers=wrong)
+            assert resp.status == 401, (i, await resp.text())
+        right = {"/admin/v1/clients": ADMIN, "/metrics": SCRAPE, "/v1/realtime/stats": ADMIN}
+        for app in apps:
+            for path, token in right.items():
+                resp = await app.get(path, headers={"Authorization": f"Bearer {token}"})
+                assert resp.status == 429, (path, await resp.text())
+                assert (await resp.json())["error"]["code"] == "rate_limited"
+                assert int(resp.headers["Retry-After"]) >= 1
+        rows = await db.fetchall("SELECT key_hash FROM auth_failures")
+        assert len(rows) == 10 and all(len(r["key_hash"]) == 64 and "127.0.0.1" not in r["key_hash"] for r in rows)
+    finally:
+        await other.close()
+
+
+async def test_right_operator_tokens_leave_no_charge_and_devices_keep_their_budget(db: Database, tmp_path: Path,
+                                                                                   make_app) -> None:
+    """A right token's up-front charge is given back (scrapes never spend the budget), and operator-token
+    failures are an address budget of their own: devices failing from the same address do not spend it."""
+    app = await make_app(db=db, admin_token=ADMIN, metrics_token=SCRAPE, auth_fail_limit=1)
+    for _ in range(25):
+        assert (await app.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE}"})).status == 200
+    assert await db.fetchall("SELECT key_hash FROM auth_failures") == []
+    thr = AuthThrottle(base_settings(tmp_path / "data", auth_fail_limit=1))
+    for i in range(10):  # ten failed device secrets from the operator's address fill the devices' budget there
+        attempt = await thr.attempt(f"client:{i}", "127.0.0.1", 1e10, db)
+        assert attempt.refused is None
+        await attempt.failed()
+    assert (await thr.attempt("client:x", "127.0.0.1", 1e10, db)).refused is not None
+    assert (await app.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE}"})).status == 200
+
+
+async def test_operator_tokens_keep_working_when_the_store_is_gone(tmp_path: Path, make_app, caplog) -> None:
+    """With the store unreachable (closed under the app) /metrics still answers the right token and the
+    wrong ones are throttled in the process: 401 up to the budget, then 429."""
+    database = await Database.connect(f"sqlite:///{tmp_path / 'gone.db'}")
+    await database.migrate()
+    app = await make_app(db=database, admin_token=ADMIN, metrics_token=SCRAPE, auth_fail_limit=1)
+    await database.close()
+    assert (await app.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE}"})).status == 200
+    for _ in range(10):
+        assert (await app.get("/metrics", headers={"Authorization": "Bearer nope"})).status == 401
+    resp = await app.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE}"})
+    assert resp.status == 429 and (await resp.json())["error"]["code"] == "rate_limited"
+    assert any("operator tokens are throttled in this process" in r.getMessage() for r in caplog.records)

@@ -4,7 +4,11 @@ the built-in local assistant (echo) -> back; the live-call gauge returns to 0 af
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import re
 import secrets
+import socket
 
 import aiohttp
 
@@ -116,3 +120,79 @@ async def test_upstream_connect_failure_is_counted(relay_factory) -> None:
     assert fams["relay_calls_ended_total"].value(reason="upstream_unavailable") == 1
     assert fams["relay_live_calls"].value() == 0
     assert relay.app[keys.SETTINGS].upstream_api_key not in text
+
+
+def _sockets_bound_to(port: int) -> list[socket.socket]:
+    """This process's UDP sockets bound to ``port`` (relay's ICE port, read off its SDP answer), as duplicates
+    of their descriptors: a shutdown through one reaches the socket relay sends from."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        if sock.type == socket.SOCK_DGRAM and sock.getsockname()[1] == port:
+            found.append(sock)
+        else:
+            sock.close()
+    return found
+
+
+async def test_media_send_failures_show_in_metrics(relay_factory) -> None:
+    """A real call's downlink leaves through the ICE port's media send queue: /metrics counts its datagrams
+    and batches while the device's own receiver counts the packets arriving. Then the port's socket is shut
+    for writing (as a kernel refusing every datagram would): each lost SRTP datagram shows in
+    ``relay_ice_port_media_send_errors_total`` and nothing more reaches the device."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from tests.media.test_peer import Tone
+    from tests.ops.test_handshake_failures import post_offer
+
+    relay = await relay_factory(metrics_token=SCRAPE, ice_mux=True)
+    device = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    device.addTrack(Tone(440))
+    device.createDataChannel("oai-events")
+    await device.setLocalDescription(await device.createOffer())
+    shut: list[socket.socket] = []
+
+    async def device_received() -> int:
+        stats = await device.getStats()
+        return sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
+
+    try:
+        answer = await post_offer(relay.base_url, device.localDescription.sdp)
+        port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", answer).group(1))
+        await device.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        async with asyncio.timeout(15):
+            while await device_received() < 25:  # noqa: ASYNC110 -- polling state that has no event
+                await asyncio.sleep(0.05)
+        _, fams = await scrape(relay.base_url)
+        sent = fams["relay_ice_port_media_datagrams_sent_total"].value()
+        assert sent >= 25 and fams["relay_ice_port_media_send_errors_total"].value() == 0
+        assert 0 < fams["relay_ice_port_media_send_batches_total"].value() <= sent
+
+        shut = _sockets_bound_to(port)
+        assert shut, f"no UDP socket on relay's ICE port {port}"
+        try:
+            shut[0].shutdown(socket.SHUT_WR)
+        except OSError as exc:  # an unconnected UDP socket: Linux says ENOTCONN but marks it shut all the same
+            assert exc.errno == errno.ENOTCONN
+        async with asyncio.timeout(15):
+            while True:
+                _, fams = await scrape(relay.base_url)
+                if fams["relay_ice_port_media_send_errors_total"].value() >= 10:
+                    break
+                await asyncio.sleep(0.1)
+        received = await device_received()
+        await asyncio.sleep(0.3)
+        assert await device_received() == received  # the lost datagrams really did not leave
+        _, after = await scrape(relay.base_url)
+        assert after["relay_ice_port_media_send_errors_total"].value() > fams["relay_ice_port_media_send_errors_total"].value()
+        # a lost datagram is not also counted as sent
+        assert after["relay_ice_port_media_datagrams_sent_total"].value() == fams["relay_ice_port_media_datagrams_sent_total"].value()
+    finally:
+        for sock in shut:
+            sock.close()
+        await device.close()

@@ -9,11 +9,14 @@ import logging
 import uuid
 
 import aiohttp
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from relay.media import handshake
-from tests.media.test_dtls_roles import RSA_SUITES, rsa_cert
+from relay.media.plane import check_settings
+from relay.settings import Settings, SettingsError
+from tests.media.test_dtls_roles import RSA_SUITES, record_alerts, rsa_cert
 from tests.media.test_peer import Tone
 from tests.ops.test_call_metrics import SCRAPE, scrape
 
@@ -59,6 +62,45 @@ async def test_dtls_failure_is_logged_counted_and_exposed(relay_factory, caplog)
         assert families["relay_dtls_failures_total"].by("reason") == {"sent handshake_failure": 1}
     finally:
         await device.close()
+
+
+async def test_a_512_bit_rsa_device_key_is_refused_named_and_counted(relay_factory, caplog) -> None:
+    """A device whose DTLS certificate has a 512-bit RSA key (old libpeer builds) posts its offer through the
+    HTTP API: the offer is answered (the key is not in the SDP, only its fingerprint), then the DTLS
+    handshake fails. The device's own DTLS stack receives relay's alert; relay logs which key it refused and
+    counts the failure as ``weak_device_key`` in GET /metrics."""
+    relay = await relay_factory(metrics_token=SCRAPE)
+    device = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    cert = rsa_cert(512, RSA_SUITES)
+    alerts = record_alerts(cert)
+    device._RTCPeerConnection__certificates = [cert]
+    device.addTrack(Tone(440))
+    channel = device.createDataChannel("oai-events")
+    await device.setLocalDescription(await device.createOffer())
+    try:
+        with caplog.at_level(logging.WARNING, logger="relay.media"):
+            answer = await post_offer(relay.base_url, device.localDescription.sdp)
+            await device.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            assert await call_ended(relay) == "dtls_failed"
+        assert any("DTLS handshake with the device failed: weak_device_key (RSA 512 bits (minimum 2048))"
+                   in r.getMessage() for r in caplog.records)
+        async with asyncio.timeout(15):
+            while device.connectionState != "failed":  # noqa: ASYNC110 -- polling state that has no event
+                await asyncio.sleep(0.02)
+        assert channel.readyState != "open"
+        assert any(a.startswith("received ") for a in alerts), alerts
+        await relay.wait_idle()
+        _, families = await scrape(relay.base_url)
+        assert families["relay_calls_ended_total"].by("reason") == {"dtls_failed": 1}
+        assert families["relay_dtls_failures_total"].by("reason") == {"weak_device_key": 1}
+    finally:
+        await device.close()
+
+
+def test_the_minimum_rsa_key_size_setting_is_checked_at_start() -> None:
+    check_settings(Settings(dtls_min_rsa_bits=1024))
+    with pytest.raises(SettingsError, match="dtls_min_rsa_bits: need 1024..16384"):
+        check_settings(Settings(dtls_min_rsa_bits=512))
 
 
 async def test_sctp_abort_before_any_channel_is_sctp_failed(relay_factory) -> None:

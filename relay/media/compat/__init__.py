@@ -146,8 +146,8 @@ TABLE: tuple[Private, ...] = (
     Private("_RTCDtlsTransport__rx_bytes", _DTLS, ATTR, "media.rtp_in", "transport stats counter"),
     Private("_RTCDtlsTransport__rx_packets", _DTLS, ATTR, "media.rtp_in, media.compat.dtls",
             "transport stats counter; the device's signs of life (RTP, RTCP, SCTP)"),
-    Private("_RTCDtlsTransport__tx_bytes", _DTLS, ATTR, "media.rtp_out", "transport stats counter"),
-    Private("_RTCDtlsTransport__tx_packets", _DTLS, ATTR, "media.rtp_out", "transport stats counter"),
+    Private("_RTCDtlsTransport__tx_bytes", _DTLS, ATTR, "media.rtp_out, media.compat.dtls", "transport stats counter"),
+    Private("_RTCDtlsTransport__tx_packets", _DTLS, ATTR, "media.rtp_out, media.compat.dtls", "transport stats counter"),
     Private("_register_rtp_receiver", _DTLS, MEMBER, "media.uplink", "what receive() calls to get the receiver's RTP"),
     # ICE: aiortc's transports hold the aioice Connection
     Private("_connection", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.rtp_in, media.rtp_out",
@@ -178,8 +178,11 @@ TABLE: tuple[Private, ...] = (
     # the DTLS handshake (media.handshake): the TLS alert, the early first-flight resend, SCTP failures
     Private("_ssl", _DTLS, ATTR, "media.compat.dtls", "its OpenSSL Connection (the key of the recorded alert)"),
     Private("_role", _DTLS, ATTR, "media.compat.dtls", "'client' or 'server', set from the SDP before start()"),
-    Private("_send", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.compat.handshake",
-            "wrapped per instance to capture relay's first DTLS flight (ClientHello) and resend it early"),
+    Private("_write_ssl", _DTLS, MEMBER, "media.compat.dtls",
+            "replaced per instance: flights sent as datagrams of whole records (aiortc cuts at 1500 bytes)"),
+    Private("_send", "aiortc.rtcicetransport.RTCIceTransport", ATTR, "media.compat.handshake, media.compat.dtls",
+            "wrapped per instance to capture relay's first DTLS flight (ClientHello) and resend it early; "
+            "what the whole-record writer sends with"),
     Private("_set_state", "aiortc.rtcsctptransport.RTCSctpTransport", MEMBER, "media.compat.handshake",
             "wrapped per instance: the association's state choke point (CLOSED emits no event)"),
     Private("_association_state", "aiortc.rtcsctptransport.RTCSctpTransport", ATTR, "media.compat.handshake",

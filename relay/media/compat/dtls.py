@@ -13,12 +13,23 @@ function is made once (``_relay_init``), from the ``__init__`` installed at that
 **A certificate's OpenSSL context.** ``ContextCachingCertificate`` (an ``RTCCertificate`` subclass,
 so per instance again) overrides ``_create_ssl_context``: aiortc's context, adjusted once by the
 subclass's ``adjust_context`` and kept per SRTP profile list.
+
+**Flights in whole records.** aiortc's ``RTCDtlsTransport._write_ssl`` sends ``bio_read(1500)``: at
+most 1500 bytes of OpenSSL's memory BIO per call. The BIO is a byte stream of DTLS records (OpenSSL
+cannot learn an MTU from a memory BIO, so it cuts handshake messages into records of its 256-byte
+minimum MTU), and a flight longer than 1500 bytes (a 3072- or 4096-bit RSA certificate and its
+signature: 1.9-2.3 KB) is cut inside a record. The receiver drops the cut record, the rest of the
+flight starts mid-record, each retransmission is cut at the same place, and the handshake never
+completes (aiortc issue #828). ``send_whole_records(transport)`` replaces ``_write_ssl`` on one
+transport: everything pending is read and sent as datagrams of whole records, packed up to
+``DTLS_MTU_BYTES`` (1200, what browsers and Pion use). ``whole_record_datagrams`` is the packing.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import types
 from typing import Any
 
@@ -101,6 +112,62 @@ class ContextCachingCertificate(RTCCertificate):
             self.adjust_context(ctx)
             self._contexts[key] = ctx
         return ctx
+
+
+# -- flights in whole records -------------------------------------------------------------------
+
+DTLS_MTU_BYTES = 1200  # a datagram of relay's handshake flights carries at most this much (whole records)
+RECORD_HEADER_BYTES = 13  # content type, version, epoch, sequence number, length (RFC 6347, 4.1)
+BIO_READ_BYTES = 16384  # one bio_read; the BIO is read until it is empty
+
+
+def whole_record_datagrams(data: bytes, mtu_bytes: int = DTLS_MTU_BYTES) -> list[bytes]:
+    """``data`` (DTLS records back to back) as datagrams of whole records, each at most ``mtu_bytes``
+    unless one record alone is longer (it then goes alone: it cannot be split). Bytes after the last
+    whole record (never written by OpenSSL) go in a datagram of their own."""
+    datagrams: list[bytes] = []
+    start = end = 0
+    while end + RECORD_HEADER_BYTES <= len(data):
+        record_end = end + RECORD_HEADER_BYTES + int.from_bytes(data[end + 11:end + 13], "big")
+        if record_end > len(data):
+            break
+        if record_end - start > mtu_bytes and end > start:
+            datagrams.append(data[start:end])
+            start = end
+        end = record_end
+    if end > start:
+        datagrams.append(data[start:end])
+    if end < len(data):
+        datagrams.append(data[end:])
+    return datagrams
+
+
+def send_whole_records(transport: RTCDtlsTransport, mtu_bytes: int = DTLS_MTU_BYTES) -> None:
+    """``transport`` sends what OpenSSL wrote as datagrams of whole records (in place of aiortc's
+    ``_write_ssl``, on this instance only). Call before the handshake starts."""
+
+    async def write_ssl() -> None:
+        pending = bytearray()
+        ssl = transport._ssl
+        if ssl is None:
+            return
+        while True:
+            try:
+                chunk = ssl.bio_read(BIO_READ_BYTES)
+            except SSL.Error:  # WantReadError: the BIO is empty
+                break
+            if not chunk:
+                break
+            pending += chunk
+        for datagram in whole_record_datagrams(bytes(pending), mtu_bytes):
+            await transport.transport._send(datagram)
+            transport._RTCDtlsTransport__tx_bytes += len(datagram)  # type: ignore[attr-defined]
+            transport._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+
+    if not inspect.iscoroutinefunction(getattr(type(transport), "_write_ssl", None)):
+        raise RuntimeError("aiortc's RTCDtlsTransport has no async _write_ssl any more "
+                           "(relay.media.compat.dtls needs updating)")
+    transport._write_ssl = write_ssl  # type: ignore[method-assign]
 
 
 # -- the DTLS transport's private state (read only) ---------------------------------------------

@@ -65,9 +65,10 @@ async def list_stories(request: web.Request) -> web.Response:
 
 async def create_story(request: web.Request) -> web.Response:
     body = await _object(request)
-    wid = body.get("workspace_id") or "default"
-    if not isinstance(wid, str):
+    wid = body.get("workspace_id")
+    if wid is not None and not isinstance(wid, str):
         raise ApiError(400, "workspace_id must be a string", "invalid_request")
+    wid = wid or "default"
     story = await admin.create_story(request.app[keys.DB], wid, _story_fields(body))
     return json_response(story.admin_json(), status=201)
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.store.app_stories import MAX_TRANSCRIPT_CHARS, SORT_ORDER_MAX, SORT_ORDER_MIN
+from relay.web.app_api.tts import MAX_TEXT_CHARS
+from relay.web.app_api.voices import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PROMPT_CHARS
+from relay.web.openapi import CLIENT_ID_HEADER
+
 _STR = {"type": "string"}
 _STR_N = {"type": ["string", "null"]}
+_NONBLANK = {"type": "string", "minLength": 1, "pattern": r"\S"}  # surrounding blanks are ignored
+
+
+def _opt(max_chars: int) -> dict[str, Any]:
+    """An optional string field of the app API: null means absent."""
+    return {"type": ["string", "null"], "maxLength": max_chars}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -26,17 +37,28 @@ def _admin_errors(*codes: int) -> dict[str, Any]:
 
 APP_HEADERS = [
     {"name": "X-Workspace-Key", "in": "header", "required": True, "schema": _STR},
-    {"name": "X-Client-Id", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 128}},
+    {"name": "X-Client-Id", "in": "header", "required": True, "schema": CLIENT_ID_HEADER},
     {"name": "X-Client-Secret", "in": "header", "required": True,
      "schema": {"type": "string", "minLength": 32, "maxLength": 512}},
-    {"name": "X-App-Source", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 64},
-     "description": "Recorded for analytics."},
+    {"name": "X-App-Source", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "Recorded for analytics: its first 64 printable characters (a longer value is cut, not refused)."},
 ]
 _SEC = [{"WorkspaceKey": [], "ClientId": [], "ClientSecret": []}]
 _ADMIN = [{"AdminToken": []}]
 _VOICE_ID = {"name": "voice_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_VOICE_NAME = {**_NONBLANK, "maxLength": 200}
 _SLUG = {"name": "slug", "in": "path", "required": True, "schema": _STR}
 _ID = {"name": "id", "in": "path", "required": True, "schema": _STR}
+
+#: a story's fields (relay.store.app_stories.validate)
+_STORY_FIELDS: dict[str, Any] = {
+    "slug": {"type": ["string", "null"], "description": "lower-cased; empty or null: none (not listed to devices)",
+             "pattern": r"^\s*([A-Za-z0-9]([A-Za-z0-9-]{0,98}[A-Za-z0-9])?)?\s*$"},
+    "name": {**_NONBLANK, "maxLength": 200}, "transcript": {"type": "string", "maxLength": MAX_TRANSCRIPT_CHARS},
+    "excerpt": _opt(2000), "age_group": _opt(2000), "illustration_url": _opt(2000), "illustration_alt": _opt(2000),
+    "sort_order": {"type": "integer", "minimum": SORT_ORDER_MIN, "maximum": SORT_ORDER_MAX},
+    "default_voice_id": {"type": ["string", "null"], "description": "a voice of the story's workspace"},
+}
 
 SCHEMAS: dict[str, Any] = {
     "AppVoice": {"type": "object", "required": ["voice_id", "name", "category"], "additionalProperties": False,
@@ -45,11 +67,13 @@ SCHEMAS: dict[str, Any] = {
     "AppCloneResponse": {"type": "object", "required": ["voice_id", "name", "status"], "additionalProperties": False,
                          "properties": {"voice_id": _STR, "name": _STR, "status": _STR, "preview_url": _STR_N}},
     "AppDesignRequest": {"type": "object", "required": ["design_prompt"], "properties": {
-        "name": _STR, "design_prompt": {"type": "string", "maxLength": 1000}, "language": _STR, "description": _STR}},
+        "name": _opt(MAX_NAME_CHARS), "design_prompt": {**_NONBLANK, "maxLength": MAX_PROMPT_CHARS},
+        "language": _opt(16), "description": _opt(MAX_DESCRIPTION_CHARS)}},
     "AppTtsRequest": {"type": "object", "required": ["text"], "properties": {
-        "text": {"type": "string", "maxLength": 15000}, "output_format": _STR,
-        "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
-        "stability": {"type": "number", "minimum": 0, "maximum": 1}}},
+        "text": {**_NONBLANK, "maxLength": MAX_TEXT_CHARS},
+        "output_format": {**_opt(64), "description": "containing `mp3`: MP3, else WAV; null: mp3_44100_128"},
+        "speed": {"type": ["number", "null"], "minimum": 0.25, "maximum": 4.0, "description": "null: 1.0"},
+        "stability": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "description": "null: 0.75"}}},
     "AppTtsResponse": {"type": "object", "additionalProperties": False,
                        "required": ["audio_url", "expires_in", "duration_seconds", "timestamps", "full_text"],
                        "properties": {
@@ -76,10 +100,9 @@ SCHEMAS: dict[str, Any] = {
         "excerpt": _STR_N, "age_group": _STR_N, "illustration_url": _STR_N, "illustration_alt": _STR_N,
         "sort_order": {"type": "integer"}, "default_voice_id": _STR_N,
         "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"}, "estimated_reading_time_seconds": {"type": "integer"}}},
-    "AdminStoryFields": {"type": "object", "properties": {
-        "workspace_id": _STR, "slug": _STR_N, "name": _STR, "transcript": _STR, "excerpt": _STR_N,
-        "age_group": _STR_N, "illustration_url": _STR_N, "illustration_alt": _STR_N,
-        "sort_order": {"type": "integer"}, "default_voice_id": _STR_N}},
+    "AdminStoryFields": {"type": "object", "additionalProperties": False, "properties": _STORY_FIELDS},
+    "AdminStoryCreate": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        **_STORY_FIELDS, "workspace_id": {"type": ["string", "null"], "description": "null: `default`"}}},
     "AdminVoice": {"type": "object", "required": ["voice_id", "workspace_id", "category", "kind", "name"],
                    "properties": {"voice_id": _STR, "workspace_id": _STR, "client_id": _STR_N,
                                   "category": {"enum": ["cloned", "workspace"]},
@@ -110,7 +133,7 @@ PATHS: dict[str, Any] = {
         _json(_ref("AppCloneResponse"), "Created"), _COMMON + (403, 409, 413, 415, 422, 502, 503),
         requestBody={"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["name", "audio_file"],
-            "properties": {"name": _STR, "description": _STR,
+            "properties": {"name": {**_NONBLANK, "maxLength": MAX_NAME_CHARS}, "description": _STR,
                            "audio_file": {"type": "string", "contentMediaType": "application/octet-stream"}}}}}})},
     "/v1/app/voices/design": {"post": _app_op(
         "Design a voice from a description", "201", _json(_ref("AppCloneResponse"), "Created"),
@@ -146,7 +169,7 @@ PATHS: dict[str, Any] = {
                     "data": {"type": "array", "items": _ref("AdminStory")}}}), **_admin_errors(401, 404, 429)}},
         "post": {"summary": "Create a story", "tags": ["admin"], "security": _ADMIN,
                  "requestBody": {"required": True, "content": {"application/json": {
-                     "schema": _ref("AdminStoryFields")}}},
+                     "schema": _ref("AdminStoryCreate")}}},
                  "responses": {"201": _json(_ref("AdminStory"), "Created"),
                                **_admin_errors(400, 401, 404, 409, 413, 415, 429)}}},
     "/admin/v1/stories/{id}": {
@@ -155,7 +178,8 @@ PATHS: dict[str, Any] = {
         "patch": {"summary": "Change a story", "tags": ["admin"], "security": _ADMIN, "parameters": [_ID],
                   "requestBody": {"required": True, "content": {"application/json": {
                       "schema": _ref("AdminStoryFields")}}},
-                  "responses": {"200": _json(_ref("AdminStory")), **_admin_errors(400, 401, 404, 409, 415, 429)}},
+                  "responses": {"200": _json(_ref("AdminStory")),
+                                **_admin_errors(400, 401, 404, 409, 413, 415, 429)}},
         "delete": {"summary": "Delete a story", "tags": ["admin"], "security": _ADMIN, "parameters": [_ID],
                    "responses": {"200": _json(_ref("Deleted")), **_admin_errors(401, 404, 429)}}},
     "/admin/v1/app-usage": {"get": {
@@ -175,11 +199,11 @@ PATHS: dict[str, Any] = {
                  "tags": ["admin"], "security": _ADMIN,
                  "requestBody": {"required": True, "content": {
                      "application/json": {"schema": {"type": "object", "required": ["name", "design_prompt"],
-                                                     "properties": {"workspace_id": _STR, "name": _STR,
-                                                                    "design_prompt": _STR, "language": _STR,
-                                                                    "description": _STR}}},
+                                                     "properties": {"workspace_id": _STR, "name": _VOICE_NAME,
+                                                                    "design_prompt": {**_NONBLANK, "maxLength": 1000},
+                                                                    "language": _STR, "description": _STR}}},
                      "multipart/form-data": {"schema": {"type": "object", "required": ["name", "audio_file"],
-                                                        "properties": {"workspace_id": _STR, "name": _STR,
+                                                        "properties": {"workspace_id": _STR, "name": _VOICE_NAME,
                                                                        "description": _STR,
                                                                        "audio_file": {"type": "string"}}}}}},
                  "responses": {"201": _json(_ref("AdminVoice"), "Created"),
@@ -187,8 +211,9 @@ PATHS: dict[str, Any] = {
     "/admin/v1/voices/{id}": {
         "patch": {"summary": "Rename a voice", "tags": ["admin"], "security": _ADMIN, "parameters": [_ID],
                   "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                      "type": "object", "properties": {"name": _STR, "description": _STR}}}}},
-                  "responses": {"200": _json(_ref("AdminVoice")), **_admin_errors(400, 401, 404, 415, 429)}},
+                      "type": "object", "additionalProperties": False,
+                      "properties": {"name": _VOICE_NAME, "description": {"type": "string", "maxLength": 2000}}}}}},
+                  "responses": {"200": _json(_ref("AdminVoice")), **_admin_errors(400, 401, 404, 413, 415, 429)}},
         "delete": {"summary": "Delete a voice", "tags": ["admin"], "security": _ADMIN, "parameters": [_ID],
                    "responses": {"200": _json(_ref("Deleted")), **_admin_errors(401, 404, 429)}}},
 }

@@ -42,9 +42,10 @@ async def text_to_speech(request: web.Request) -> web.Response:
         raise AppApiError(400, f"text is longer than {MAX_TEXT_CHARS} characters", "TEXT_TOO_LONG")
     if not text or not text.strip():
         raise AppApiError(400, "text is empty", "EMPTY_TEXT")
-    output_format = doc.get("output_format") or "mp3_44100_128"
-    if not isinstance(output_format, str) or len(output_format) > 64:
-        raise AppApiError(400, "output_format must be a string", "INVALID_OUTPUT_FORMAT")
+    output_format = doc.get("output_format")
+    if output_format is not None and (not isinstance(output_format, str) or len(output_format) > 64):
+        raise AppApiError(400, "output_format must be a string of at most 64 characters", "INVALID_OUTPUT_FORMAT")
+    output_format = output_format or "mp3_44100_128"
     fmt = "mp3" if "mp3" in output_format.lower() else "wav"
     speed = number(doc, "speed", 1.0, 0.25, 4.0, "INVALID_SPEED")
     stability = number(doc, "stability", 0.75, 0.0, 1.0, "INVALID_STABILITY")
