@@ -56,6 +56,8 @@ class UplinkSink:
             raise ValueError("chunk_ms must be within 10..1000")
         self.codec = codec
         decoder = None if codec.is_g711 else OpusDecoder(PCM16_RATE_HZ)
+        #: the call's Opus decoder (``None`` for G.711: its bytes pass through untranscoded); the assembler owns it
+        self.decoder = decoder
         bytes_per_ms = 8 if codec.is_g711 else PCM16_RATE_HZ * 2 // 1000
         self.chunk_bytes = chunk_ms * bytes_per_ms
         self._on_chunk = on_chunk

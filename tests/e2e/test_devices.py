@@ -30,7 +30,7 @@ async def test_g711_device_is_relayed_without_transcoding(relay, codec, fmt):
     call = relay.plane.registry.calls()[0]
     # zero transcoding: no Opus encoder or decoder exists for this call; bytes pass through
     assert call.codec.upstream_format == fmt
-    assert call.sink._decoder is None and call._encoder._encoder is None
+    assert call.sink.decoder is None and call._encoder._encoder is None
     await wait_until(lambda: "output_audio_buffer.stopped" in [e["type"] for e in events])
     updated = [e for e in events if e["type"] == "session.updated"][-1]["session"]
     assert updated["input_audio_format"] == fmt and updated["output_audio_format"] == fmt
