@@ -16,6 +16,7 @@ from typing import Any
 
 from relay.call.plane import CallPlane
 from relay.media import dtls, ice
+from relay.media.adapt import ComplexityController
 from relay.media.call import Call, CallConfig
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
@@ -49,6 +50,10 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError("ice_udp_port: need 0..65535 (0: a free port chosen at start)")
     if not 0 < settings.dtls_cert_rotate_s <= dtls.MAX_ROTATE_S:
         raise SettingsError(f"dtls_cert_rotate_s: need 0 < s <= {dtls.MAX_ROTATE_S:.0f} (certificates last 30 days)")
+    if not 0 <= settings.opus_complexity <= 10:
+        raise SettingsError("opus_complexity: need 0..10")
+    if not 0 <= settings.opus_complexity_min <= settings.opus_complexity:
+        raise SettingsError("opus_complexity_min: need 0 <= opus_complexity_min <= opus_complexity")
 
 
 class MediaPlane(CallPlane):
@@ -65,7 +70,9 @@ class MediaPlane(CallPlane):
         # the ICE mux: worker i of a node uses ice_udp_port + i (0: each picks a free port)
         self.ice_udp_port = settings.ice_udp_port + self.worker_index if settings.ice_udp_port else 0
         self.mux: IceMux | None = None  # that port's sockets and routing table (set by start: needs the loop)
-        self.clock = MediaClock(self.metrics)
+        adapt = (ComplexityController(settings.opus_complexity, settings.opus_complexity_min)
+                 if settings.opus_adaptive else None)
+        self.clock = MediaClock(self.metrics, opus_complexity=settings.opus_complexity, adapt=adapt)
 
     async def start(self, db: Any = None) -> None:
         settings = self.settings
