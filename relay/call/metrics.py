@@ -77,7 +77,7 @@ class MediaMetrics:
     clock_late_ticks: int = 0  # ticks run behind schedule by a ptime or more (catching up a stall)
     clock_stalls: int = 0  # times the clock fell behind and started catching up
     opus_complexity: int = -1  # the worker's downlink Opus complexity (relay.media.clock; -1: none set)
-    clock_load: float = 0.0  # last second's mean tick load, fraction of ptime (with opus_adaptive)
+    clock_load: float = 0.0  # last second's mean tick load: how far into its ptime a tick finished
     opus_complexity_steps: dict[str, int] = field(default_factory=dict)  # adaptive steps by direction
     dc_events_dropped: int = 0
     dc_events_in: int = 0  # data-channel messages received from devices (refused ones included)

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from relay.call.metrics import MediaMetrics
-from relay.media.adapt import ComplexityController
+from relay.media.adapt import LOAD_CLAMP, ComplexityController
 from relay.media.downlink import EncodeJob, encode_jobs
 
 log = logging.getLogger("relay.media")
@@ -57,6 +57,7 @@ log = logging.getLogger("relay.media")
 # hop costs the loop ~25-40 us of CPU per batch, one inline encode ~115 us, so even one frame goes
 # to the thread; 0 = always hop (a knob for tests and for a machine with one core)
 INLINE_MAX_FRAMES = 0
+LOAD_WINDOW_TICKS = 50  # the clock load gauge's window without a controller (1 s)
 
 
 class ClockListener(Protocol):
@@ -71,6 +72,8 @@ class MediaClock:
                  adapt: ComplexityController | None = None) -> None:
         self.ptime_s = ptime_ms / 1000
         self._adapt = adapt
+        self._load_sum = 0.0  # the tick load's window (without a controller)
+        self._load_ticks = 0
         # the downlink Opus complexity every encoder of this worker runs at (None: each its own)
         self.opus_complexity = adapt.complexity if adapt is not None else opus_complexity
         metrics.opus_complexity = self.opus_complexity if self.opus_complexity is not None else -1
@@ -181,8 +184,7 @@ class MediaClock:
                     self._finish(jobs)
                     blocked += time.perf_counter() - resumed
                 self._metrics.clock_tick_blocked.add(blocked)
-                if self._adapt is not None:
-                    self._observe_load((loop.time() - target) / self.ptime_s)
+                self._observe_load((loop.time() - target) / self.ptime_s)
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -190,7 +192,13 @@ class MediaClock:
             raise
 
     def _observe_load(self, load: float) -> None:
-        assert self._adapt is not None
+        if self._adapt is None:  # measured anyway (the gauge; bench compares with the setting off)
+            self._load_sum += min(max(load, 0.0), LOAD_CLAMP)
+            self._load_ticks += 1
+            if self._load_ticks == LOAD_WINDOW_TICKS:
+                self._metrics.clock_load = self._load_sum / self._load_ticks
+                self._load_sum, self._load_ticks = 0.0, 0
+            return
         step = self._adapt.observe(load)
         self._metrics.clock_load = self._adapt.last_load
         if step is None:

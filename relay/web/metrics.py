@@ -155,7 +155,7 @@ def render(app: web.Application) -> bytes:
                  "Steps of the load-adaptive downlink Opus complexity, by direction (down, up)",
                  _by("direction", media.opus_complexity_steps))
     out.gauge("relay_media_clock_load", "Mean load of the media clock's ticks over the last second: how far into "
-              "its 20 ms period a tick finished (1: the next tick starts late; measured with opus_adaptive)",
+              "its 20 ms period a tick finished (1: the next tick starts late)",
               media.clock_load)
     out.gauge("relay_media_clock_listeners", "Calls registered on the media clock",
               clock.listener_count if clock is not None else 0)
