@@ -207,3 +207,25 @@ def test_settings_are_checked_and_wire_the_worker_clock():
     assert plane.metrics.opus_complexity == 4
     fixed = MediaPlane(Settings(opus_adaptive=False, opus_complexity=3))
     assert fixed.clock.adaptive is None and fixed.clock.complexity_for(3) == 3 and fixed.metrics.opus_complexity == 3
+
+
+async def test_the_clock_measures_its_load_without_a_controller_too():
+    metrics = MediaMetrics()
+    clock = MediaClock(metrics, opus_complexity=4)
+    assert clock.adaptive is None and clock.complexity_for(4) == 4 and metrics.opus_complexity == 4
+
+    class Idle:
+        def tick(self, now: float) -> None:
+            return None
+
+        def clock_failed(self, exc: BaseException) -> None:
+            raise AssertionError(exc)
+
+    clock.register(Idle())
+    clock.start()
+    try:
+        await wait_for(lambda: clock.ticks > 50, timeout_s=20)
+        await wait_for(lambda: metrics.clock_load > 0, timeout_s=20)  # one window's mean, set each second
+        assert metrics.clock_load <= 2.0 and metrics.opus_complexity_steps == {}
+    finally:
+        await clock.stop()
