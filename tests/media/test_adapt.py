@@ -160,7 +160,8 @@ class JobLoopback(Loopback):
         self.track.push(payload)
 
 
-async def test_a_device_keeps_decoding_the_call_across_complexity_steps():
+async def test_a_device_keeps_decoding_the_call_across_complexity_steps(caplog):
+    caplog.set_level("WARNING", logger="relay.media")
     metrics = MediaMetrics()
     ctl = Scripted({100: 1, 200: 0})
     clock = MediaClock(metrics, opus_complexity=4, adapt=ctl)
@@ -179,6 +180,7 @@ async def test_a_device_keeps_decoding_the_call_across_complexity_steps():
         # libopus itself reports the level the clock applied, between batches
         assert relay.seen[-1] == 0 and relay.encoder.complexity == 0
         assert metrics.opus_complexity == 0 and metrics.opus_complexity_steps == {"down": 2}
+        assert "Opus complexity 4 -> 1" in caplog.text and "Opus complexity 1 -> 0" in caplog.text
         # a call set up now starts at the current level
         assert clock.complexity_for(4) == 0
         # the device decodes the echoed tone at complexity 0, after both steps
