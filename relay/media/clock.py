@@ -169,10 +169,13 @@ class MediaClock:
                     for _, _, job in jobs:  # the thread is idle: the last batch is back
                         if job.encoder.complexity != level:
                             job.encoder.set_complexity(level)
+                encode_s = 0.0  # the tick's wait for its encode batch
                 if not jobs:
                     blocked = time.perf_counter() - started
                 elif len(jobs) <= self._inline_max or self._executor is None:
+                    handed = time.perf_counter()
                     encode_jobs([job for _, _, job in jobs])
+                    encode_s = time.perf_counter() - handed
                     self._finish(jobs)
                     blocked = time.perf_counter() - started
                 else:
@@ -180,18 +183,19 @@ class MediaClock:
                     blocked = handed - started
                     await self._encode_off_loop(jobs)
                     resumed = time.perf_counter()
-                    self._metrics.clock_encode_batch.add(resumed - handed)
+                    encode_s = resumed - handed
+                    self._metrics.clock_encode_batch.add(encode_s)
                     self._finish(jobs)
                     blocked += time.perf_counter() - resumed
                 self._metrics.clock_tick_blocked.add(blocked)
-                self._observe_load((loop.time() - target) / self.ptime_s)
+                self._observe_load((loop.time() - target) / self.ptime_s, encode_s / self.ptime_s)
         except asyncio.CancelledError:
             raise
         except BaseException:
             log.exception("media clock stopped unexpectedly")
             raise
 
-    def _observe_load(self, load: float) -> None:
+    def _observe_load(self, load: float, encode_load: float) -> None:
         if self._adapt is None:  # measured anyway (the gauge; bench compares with the setting off)
             self._load_sum += min(max(load, 0.0), LOAD_CLAMP)
             self._load_ticks += 1
@@ -199,7 +203,7 @@ class MediaClock:
                 self._metrics.clock_load = self._load_sum / self._load_ticks
                 self._load_sum, self._load_ticks = 0.0, 0
             return
-        step = self._adapt.observe(load)
+        step = self._adapt.observe(load, encode_load)
         self._metrics.clock_load = self._adapt.last_load
         if step is None:
             return

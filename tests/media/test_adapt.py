@@ -28,7 +28,7 @@ def feed(ctl: ComplexityController, load: float, windows: int) -> list[Step]:
 
 
 def controller(top: int = 4, floor: int = 0) -> ComplexityController:
-    return ComplexityController(top, floor, window_ticks=W, high=0.6, low=0.25, down_windows=2, up_windows=5)
+    return ComplexityController(top, floor, window_ticks=W, high=0.6, down_windows=2, up_windows=5)
 
 
 def test_the_ladder_skips_the_steps_that_do_not_pay_and_respects_the_floor():
@@ -75,15 +75,46 @@ def test_steps_up_after_the_calm_window_and_does_not_flap_in_between():
     ctl = controller()
     feed(ctl, 0.9, 4)
     assert ctl.complexity == 0
-    # moderate load (between low and high): stays put, neither direction
-    assert feed(ctl, 0.4, 30) == [] and ctl.complexity == 0
-    assert feed(ctl, 0.1, 4) == []  # calm, but not for long enough yet
-    (step,) = feed(ctl, 0.1, 1)
+    # a load that would overload the next level up (0.55 at 0 -> 0.63 predicted at 1): stays put
+    assert feed(ctl, 0.55, 30) == [] and ctl.complexity == 0
+    assert feed(ctl, 0.5, 4) == []  # 0.57 predicted at 1: calm, but not for long enough yet
+    (step,) = feed(ctl, 0.5, 1)
     assert (step.before, step.after, step.down) == (0, 1, False)
-    steps = feed(ctl, 0.1, 5)
+    # at 1, the same 0.5 predicts 0.96 at 4 (x1.9): stays at 1; 0.3 predicts 0.57: steps up
+    assert feed(ctl, 0.5, 30) == [] and ctl.complexity == 1
+    steps = feed(ctl, 0.3, 5)
     assert [s.after for s in steps] == [4]
     assert feed(ctl, 0.1, 50) == [] and ctl.complexity == 4  # the top: nothing above the configured 4
     assert ctl.steps_up == 2
+
+
+def feed_split(ctl: ComplexityController, load: float, encode: float, windows: int) -> list[Step]:
+    steps = []
+    for _ in range(windows * W):
+        step = ctl.observe(load, encode)
+        if step is not None:
+            steps.append(step)
+    return steps
+
+
+def test_a_worker_stepped_down_by_a_burst_comes_back_at_a_moderate_load():
+    ctl = controller()
+    feed(ctl, 0.9, 2)  # a set-up burst
+    assert ctl.complexity == 1
+    # 60 calls at complexity 1: load 0.36, of which 0.1 the encode. A bar on the whole load would
+    # keep it at 1 for good; predicted at 4 it is 0.36 + 0.1 * 0.91 = 0.45 < 0.6: back up
+    assert ctl.predicted_up(0.36, 0.1) == pytest.approx(0.36 + 0.1 * (134 / 70 - 1))
+    (step,) = feed_split(ctl, 0.36, 0.1, 5)
+    assert (step.before, step.after, step.down) == (1, 4, False)
+    assert feed_split(ctl, 0.45, 0.19, 50) == [] and ctl.complexity == 4
+
+
+def test_no_step_up_when_the_encode_part_would_overload_the_level_above():
+    ctl = controller()
+    feed(ctl, 0.9, 2)
+    assert ctl.complexity == 1
+    # load 0.4, encode 0.3: predicted at 4 0.4 + 0.27 = 0.67 > 0.6, stays
+    assert feed_split(ctl, 0.4, 0.3, 30) == [] and ctl.complexity == 1
 
 
 def test_a_step_up_that_brings_the_overload_back_doubles_the_wait_for_the_next():
@@ -128,7 +159,7 @@ class Scripted(ComplexityController):
         self.ticks = 0
         self.loads: list[float] = []
 
-    def observe(self, load: float) -> Step | None:
+    def observe(self, load: float, encode_load: float | None = None) -> Step | None:
         self.ticks += 1
         self.loads.append(load)
         after = self.script.get(self.ticks)
