@@ -140,6 +140,8 @@ class Settings:
     max_half_open_calls_per_address: int = _f(100, "WebRTC calls from one address answered but not connected yet, whatever their client ids; beyond: 429 `too_many_pending_calls`; 0: no limit.")
     uplink_chunk_ms: int = _f(40, "Length of each `input_audio_buffer.append` sent upstream, ms (latency first).")
     opus_complexity: int = _f(4, "libopus encoder complexity for the downlink, 0 (cheapest) .. 10 (see docs/media.md).")
+    opus_adaptive: bool = _f(True, "Lower the downlink Opus complexity (`opus_complexity` -> 1 -> 0) while the worker's media clock is overloaded (its ticks finish past 60 % of the 20 ms period for 2 s), and raise it again after 5 s below 25 % (docs/media.md \"Load-adaptive complexity\").")
+    opus_complexity_min: int = _f(0, "The lowest complexity `opus_adaptive` steps down to, 0 .. `opus_complexity`.")
     playout_trim_above_ms: int = _f(20, "When the assistant streams audio at real time (not faster) and the playout backlog stayed above this for a whole second (delay a stall left behind), inaudible frames in pauses are skipped until it is back to this, ms; speech is never dropped; 0: off (docs/media.md).")
     opus_bitrate_bps: int = _f(32000, "Downlink Opus bitrate, bits per second (mono voice).")
     ice_connect_timeout_s: float = _f(15.0, "A call whose device has not connected (ICE+DTLS) by then is dropped.")

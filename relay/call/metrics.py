@@ -76,6 +76,9 @@ class MediaMetrics:
     clock_overruns: int = 0
     clock_late_ticks: int = 0  # ticks run behind schedule by a ptime or more (catching up a stall)
     clock_stalls: int = 0  # times the clock fell behind and started catching up
+    opus_complexity: int = -1  # the worker's downlink Opus complexity (relay.media.clock; -1: none set)
+    clock_load: float = 0.0  # last second's mean tick load: how far into its ptime a tick finished
+    opus_complexity_steps: dict[str, int] = field(default_factory=dict)  # adaptive steps by direction
     dc_events_dropped: int = 0
     dc_events_in: int = 0  # data-channel messages received from devices (refused ones included)
     dc_events_out: int = 0  # events handed to the peer for devices (dropped ones included)
@@ -103,6 +106,8 @@ class MediaMetrics:
         out["calls_ended_by_reason"] = dict(self.calls_ended_by_reason)
         out["setup_failures"] = dict(self.setup_failures)
         out["dtls_failures"] = dict(self.dtls_failures)
+        out["opus_complexity_steps"] = dict(self.opus_complexity_steps)
+        out["clock_load"] = round(self.clock_load, 3)
         out["uplink_latency"] = self.uplink_latency.summary_ms()
         out["downlink_latency"] = self.downlink_latency.summary_ms()
         out["clock_tick_blocked"] = self.clock_tick_blocked.summary_ms()

@@ -53,6 +53,12 @@ class FleetUnavailable(Exception):
     """The store's live-call registry did not answer: no call goes unregistered (and uncapped)."""
 
 
+def upstream_connections(settings: Any) -> int:
+    """The worker's cap on open upstream connections: each live call holds one, a recycle (the new
+    socket opened before the old one closes) briefly two."""
+    return 2 * max(1, settings.max_calls)
+
+
 class CallPlane:
     """The per-worker services of both edges (module doc)."""
 
@@ -156,7 +162,9 @@ class CallPlane:
         """The worker's services, once the loop runs: HTTP sessions, usage checkpoints and the fleet's
         live-call registry (with a database), the local assistant when the default assistant is it."""
         settings = self.settings
-        self.http = aiohttp.ClientSession()
+        # one upstream WebSocket per call (two while a recycle overlaps): aiohttp's default connector
+        # holds at most 100 connections, which queued the 101st call's upstream connect for good
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=upstream_connections(settings)))
         self.tool_http = make_tool_session(allow_private=settings.tool_allow_private)
         if db is not None:
             self.usage_book = UsageBook(db, self.registry.calls, settings.usage_checkpoint_s)

@@ -14,6 +14,7 @@ which never imports it. Modules, one job each:
 - ``downlink``   -- the downlink encoder and ``PacketTrack`` the clock feeds, one payload per 20 ms tick.
 - ``rtp_out``    -- the direct downlink send path: RTP built, SRTP-protected and sent in the clock's tick.
 - ``clock``      -- ``MediaClock``: one task per worker pacing every call's downlink; one encode batch per tick.
+- ``adapt``      -- the load-adaptive Opus complexity controller the clock feeds its tick load (sans-I/O).
 - ``mux``        -- ``IceMux``: the worker's one ICE UDP port carrying every call (I/O).
 - ``muxtable``   -- ``MuxTable``: which call a datagram on that port belongs to (sans-I/O).
 - ``ice``        -- ICE configuration: no public STUN, host-address allowlist, public IP, port range.

@@ -141,7 +141,7 @@ class Call(CallDriver):
         self._delta_mark: float | None = None
         self._was_idle = True
         self._idle_ticks = 0
-        self._encoder = DownlinkEncoder(codec, complexity=config.opus_complexity,
+        self._encoder = DownlinkEncoder(codec, complexity=clock.complexity_for(config.opus_complexity),
                                         bitrate_bps=config.opus_bitrate_bps, max_playback_hz=max_playback_hz,
                                         fec=downlink_fec)
         self.track = PacketTrack(self._encoder, metrics=metrics)

@@ -29,6 +29,13 @@ an in-flight batch is waited for before the thread is shut down.
 is 0.) ``metrics.clock_tick_blocked`` samples, per tick, how long the loop was blocked by the tick
 (the on-loop parts plus any inline encode; not the time the encode thread works);
 ``metrics.clock_encode_batch`` how long each batch took, handed over -> back on the loop.
+
+Load-adaptive complexity (``opus_adaptive``). With a ``ComplexityController``
+(``relay.media.adapt``), each tick reports its load -- how far into its period it finished,
+``(finished - scheduled) / ptime`` -- and the controller may step the worker's downlink Opus
+complexity down or up. The level is applied on the loop to each job's encoder just before its
+batch is handed over (the thread is idle then: the clock awaits every batch), so no encoder's
+complexity changes under an encode; new calls start at the current level (``complexity_for``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from relay.call.metrics import MediaMetrics
+from relay.media.adapt import LOAD_CLAMP, ComplexityController
 from relay.media.downlink import EncodeJob, encode_jobs
 
 log = logging.getLogger("relay.media")
@@ -49,6 +57,7 @@ log = logging.getLogger("relay.media")
 # hop costs the loop ~25-40 us of CPU per batch, one inline encode ~115 us, so even one frame goes
 # to the thread; 0 = always hop (a knob for tests and for a machine with one core)
 INLINE_MAX_FRAMES = 0
+LOAD_WINDOW_TICKS = 50  # the clock load gauge's window without a controller (1 s)
 
 
 class ClockListener(Protocol):
@@ -59,8 +68,15 @@ class ClockListener(Protocol):
 
 class MediaClock:
     def __init__(self, metrics: MediaMetrics, *, ptime_ms: int = 20, max_catchup: int = 25,
-                 inline_max: int = INLINE_MAX_FRAMES) -> None:
+                 inline_max: int = INLINE_MAX_FRAMES, opus_complexity: int | None = None,
+                 adapt: ComplexityController | None = None) -> None:
         self.ptime_s = ptime_ms / 1000
+        self._adapt = adapt
+        self._load_sum = 0.0  # the tick load's window (without a controller)
+        self._load_ticks = 0
+        # the downlink Opus complexity every encoder of this worker runs at (None: each its own)
+        self.opus_complexity = adapt.complexity if adapt is not None else opus_complexity
+        metrics.opus_complexity = self.opus_complexity if self.opus_complexity is not None else -1
         self._metrics = metrics
         self._max_catchup = max_catchup
         self._inline_max = inline_max
@@ -79,6 +95,14 @@ class MediaClock:
 
     def unregister(self, listener: ClockListener) -> None:
         self._listeners.pop(id(listener), None)
+
+    def complexity_for(self, configured: int) -> int:
+        """The complexity a new call's encoder starts at: the worker's current adaptive level, if any."""
+        return self.opus_complexity if self._adapt is not None and self.opus_complexity is not None else configured
+
+    @property
+    def adaptive(self) -> ComplexityController | None:
+        return self._adapt
 
     @property
     def listener_count(self) -> int:
@@ -119,6 +143,8 @@ class MediaClock:
                     finally:
                         self._idle = None
                     start, n, late = loop.time(), 0, False
+                    if self._adapt is not None:
+                        self._adapt.reset_window()
                 n += 1
                 target = start + n * self.ptime_s
                 # always yield, also when catching up: the loop serves I/O between ticks, and a plain
@@ -137,10 +163,19 @@ class MediaClock:
                 self.ticks += 1
                 started = time.perf_counter()
                 jobs = self._tick(now)
+                if jobs and self._adapt is not None:
+                    level = self.opus_complexity
+                    assert level is not None
+                    for _, _, job in jobs:  # the thread is idle: the last batch is back
+                        if job.encoder.complexity != level:
+                            job.encoder.set_complexity(level)
+                encode_s = 0.0  # the tick's wait for its encode batch
                 if not jobs:
                     blocked = time.perf_counter() - started
                 elif len(jobs) <= self._inline_max or self._executor is None:
+                    handed = time.perf_counter()
                     encode_jobs([job for _, _, job in jobs])
+                    encode_s = time.perf_counter() - handed
                     self._finish(jobs)
                     blocked = time.perf_counter() - started
                 else:
@@ -148,15 +183,38 @@ class MediaClock:
                     blocked = handed - started
                     await self._encode_off_loop(jobs)
                     resumed = time.perf_counter()
-                    self._metrics.clock_encode_batch.add(resumed - handed)
+                    encode_s = resumed - handed
+                    self._metrics.clock_encode_batch.add(encode_s)
                     self._finish(jobs)
                     blocked += time.perf_counter() - resumed
                 self._metrics.clock_tick_blocked.add(blocked)
+                self._observe_load((loop.time() - target) / self.ptime_s, encode_s / self.ptime_s)
         except asyncio.CancelledError:
             raise
         except BaseException:
             log.exception("media clock stopped unexpectedly")
             raise
+
+    def _observe_load(self, load: float, encode_load: float) -> None:
+        if self._adapt is None:  # measured anyway (the gauge; bench compares with the setting off)
+            self._load_sum += min(max(load, 0.0), LOAD_CLAMP)
+            self._load_ticks += 1
+            if self._load_ticks == LOAD_WINDOW_TICKS:
+                self._metrics.clock_load = self._load_sum / self._load_ticks
+                self._load_sum, self._load_ticks = 0.0, 0
+            return
+        step = self._adapt.observe(load, encode_load)
+        self._metrics.clock_load = self._adapt.last_load
+        if step is None:
+            return
+        self.opus_complexity = step.after
+        self._metrics.opus_complexity = step.after
+        direction = "down" if step.down else "up"
+        steps = self._metrics.opus_complexity_steps
+        steps[direction] = steps.get(direction, 0) + 1
+        log.warning("media clock %s: Opus complexity %d -> %d (ticks finished %.0f %% into their %d ms "
+                    "on average over the last second, %d calls)", "overloaded" if step.down else "has room",
+                    step.before, step.after, step.load * 100, round(self.ptime_s * 1000), len(self._listeners))
 
     def _tick(self, now: float) -> list[tuple[int, Any, EncodeJob]]:
         jobs: list[tuple[int, Any, EncodeJob]] = []

@@ -88,6 +88,7 @@ class DownlinkEncoder:
         self._reset_pending = False
         self._jobs_in_flight = 0  # EncodeJobs of this encoder handed to the encode thread, not finished
         self._close_pending = False
+        self.complexity = complexity  # the live Opus encoder's (set_complexity: the clock's adaptive level)
 
     def encode(self, frame: bytes | None) -> bytes:
         """The payload of ``frame``, encoding it here if needed (``prepare`` + ``encode_live``)."""
@@ -137,6 +138,16 @@ class DownlinkEncoder:
         if encoder is None:
             raise RuntimeError("this encoder is closed or has no live codec")
         return encoder.encode(frame)
+
+    def set_complexity(self, complexity: int) -> None:
+        """The live encoder's complexity from the next frame on. On the loop, only while the encode
+        thread is not running a batch with this encoder (the clock calls it on a tick's jobs before
+        handing them over: its previous batch is back by then)."""
+        if complexity == self.complexity:
+            return
+        self.complexity = complexity
+        if self._encoder is not None:
+            self._encoder.set_complexity(complexity)
 
     def job(self, frame: bytes | None, done: Callable[[bytes], None]) -> EncodeJob:
         """An ``EncodeJob`` for ``frame`` (after ``prepare`` returned ``None``; ``None``: a frame of

@@ -24,6 +24,7 @@ OPUS_OK = 0
 OPUS_APPLICATION_VOIP = 2048
 OPUS_SET_BITRATE_REQUEST = 4002
 OPUS_SET_COMPLEXITY_REQUEST = 4010
+OPUS_GET_COMPLEXITY_REQUEST = 4011
 OPUS_SET_INBAND_FEC_REQUEST = 4012
 OPUS_SET_PACKET_LOSS_PERC_REQUEST = 4014
 OPUS_SET_SIGNAL_REQUEST = 4024
@@ -126,6 +127,23 @@ class OpusEncoder:
     def state(self) -> int:
         """The ``OpusEncoder*`` address (0 once closed), for ``relay._fast.encode_batch``."""
         return self._enc or 0
+
+    @property
+    def complexity(self) -> int:
+        """The encoder's complexity as libopus reports it (``OPUS_GET_COMPLEXITY``)."""
+        value = ctypes.c_int(-1)
+        _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_GET_COMPLEXITY_REQUEST, ctypes.byref(value)),
+               "get complexity")
+        return value.value
+
+    def set_complexity(self, complexity: int) -> None:
+        """``OPUS_SET_COMPLEXITY`` between frames (the stream stays decodable; never while another
+        thread encodes with this encoder)."""
+        if not 0 <= complexity <= 10:
+            raise ValueError("Opus complexity must be 0..10")
+        if self._enc:
+            _check(_lib.opus_encoder_ctl(ctypes.c_void_p(self._enc), OPUS_SET_COMPLEXITY_REQUEST,
+                                         ctypes.c_int(complexity)), "complexity")
 
     def reset(self) -> None:
         """Back to the state of a fresh encoder (``OPUS_RESET_STATE``: no history, no lookahead), the

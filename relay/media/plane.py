@@ -16,6 +16,7 @@ from typing import Any
 
 from relay.call.plane import CallPlane
 from relay.media import dtls, ice
+from relay.media.adapt import ComplexityController
 from relay.media.call import Call, CallConfig
 from relay.media.clock import MediaClock
 from relay.media.codecs import AudioCodec
@@ -52,6 +53,10 @@ def check_settings(settings: Settings) -> None:
     if not dtls.MIN_RSA_BITS_FLOOR <= settings.dtls_min_rsa_bits <= dtls.MAX_RSA_BITS:
         raise SettingsError(f"dtls_min_rsa_bits: need {dtls.MIN_RSA_BITS_FLOOR}..{dtls.MAX_RSA_BITS} (RSA keys smaller "
                             f"than {dtls.MIN_RSA_BITS_FLOOR} bits are never accepted)")
+    if not 0 <= settings.opus_complexity <= 10:
+        raise SettingsError("opus_complexity: need 0..10")
+    if not 0 <= settings.opus_complexity_min <= settings.opus_complexity:
+        raise SettingsError("opus_complexity_min: need 0 <= opus_complexity_min <= opus_complexity")
 
 
 class MediaPlane(CallPlane):
@@ -68,7 +73,9 @@ class MediaPlane(CallPlane):
         # the ICE mux: worker i of a node uses ice_udp_port + i (0: each picks a free port)
         self.ice_udp_port = settings.ice_udp_port + self.worker_index if settings.ice_udp_port else 0
         self.mux: IceMux | None = None  # that port's sockets and routing table (set by start: needs the loop)
-        self.clock = MediaClock(self.metrics)
+        adapt = (ComplexityController(settings.opus_complexity, settings.opus_complexity_min)
+                 if settings.opus_adaptive else None)
+        self.clock = MediaClock(self.metrics, opus_complexity=settings.opus_complexity, adapt=adapt)
 
     async def start(self, db: Any = None) -> None:
         settings = self.settings

@@ -149,6 +149,15 @@ def render(app: web.Application) -> bytes:
                 media.clock_stalls)
     out.counter("relay_media_clock_skipped_ticks_total",
                 "Ticks skipped after stalls longer than the catch-up limit (500 ms)", media.clock_overruns)
+    if media.opus_complexity >= 0:
+        out.gauge("relay_opus_complexity", "The worker's downlink Opus encoder complexity now (lowered by opus_adaptive "
+                  "while the media clock is overloaded)", media.opus_complexity)
+    out.labelled("relay_opus_complexity_steps_total", "counter",
+                 "Steps of the load-adaptive downlink Opus complexity, by direction (down, up)",
+                 _by("direction", media.opus_complexity_steps))
+    out.gauge("relay_media_clock_load", "Mean load of the media clock's ticks over the last second: how far into "
+              "its 20 ms period a tick finished (1: the next tick starts late)",
+              media.clock_load)
     out.gauge("relay_media_clock_listeners", "Calls registered on the media clock",
               clock.listener_count if clock is not None else 0)
 

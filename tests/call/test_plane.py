@@ -64,3 +64,40 @@ async def test_start_and_close_without_a_database(tmp_path: Path) -> None:
     finally:
         await plane.close()
     assert not _udp_port_taken(plane.mux.port) and plane.http.closed and plane.tool_http is not None and plane.tool_http.closed
+
+
+async def test_more_than_a_hundred_upstream_sockets_open_at_once(tmp_path: Path) -> None:
+    """aiohttp's default connector holds 100 connections: the 101st call's upstream connect waited for
+    a call to end. The plane's session holds one per call (two per call while recycling)."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for _ in sock:
+            pass
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    plane = CallPlane(_settings(tmp_path, max_calls=60, upstream_url="ws://127.0.0.1:9/never"))
+    await plane.start(None)
+    sockets = []
+    try:
+        assert plane.http is not None
+        async with asyncio.timeout(30):
+            for _ in range(120):  # max_calls 60: two each
+                sockets.append(await plane.http.ws_connect(f"http://127.0.0.1:{port}/ws"))
+        assert len(sockets) == 120 and not any(s.closed for s in sockets)
+    finally:
+        for s in sockets:
+            await s.close()
+        await plane.close()
+        await runner.cleanup()

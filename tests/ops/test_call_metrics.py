@@ -66,6 +66,11 @@ async def test_a_real_call_moves_the_counters_and_the_gauge_returns_to_zero(rela
     text, live = await scrape(relay.base_url)
     assert live["relay_live_calls"].value() == 1
     assert live["relay_media_clock_listeners"].value() == 1
+    # opus_adaptive (on by default): the worker's complexity is one of its ladder's levels, steps agree
+    steps = live["relay_opus_complexity_steps_total"].by("direction")
+    assert live["relay_opus_complexity"].value() == relay.plane.clock.opus_complexity in (4, 1, 0)
+    assert (live["relay_opus_complexity"].value() == 4) == (steps.get("down", 0) == steps.get("up", 0))
+    assert 0 <= live["relay_media_clock_load"].value() < 10
     assert live["relay_calls_started_total"].value() == 1
     assert live["relay_rtp_in_packets_total"].value() > 20
     assert live["relay_rtp_out_packets_total"].value() > 20
