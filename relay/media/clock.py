@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from relay.call.metrics import MediaMetrics
-from relay.media.adapt import LOAD_CLAMP, ComplexityController
+from relay.media.adapt import ComplexityController
 from relay.media.downlink import EncodeJob, encode_jobs
 
 log = logging.getLogger("relay.media")
@@ -57,7 +57,6 @@ log = logging.getLogger("relay.media")
 # hop costs the loop ~25-40 us of CPU per batch, one inline encode ~115 us, so even one frame goes
 # to the thread; 0 = always hop (a knob for tests and for a machine with one core)
 INLINE_MAX_FRAMES = 0
-LOAD_WINDOW_TICKS = 50  # the clock load gauge's window without a controller (1 s)
 
 
 class ClockListener(Protocol):
@@ -68,14 +67,12 @@ class ClockListener(Protocol):
 
 class MediaClock:
     def __init__(self, metrics: MediaMetrics, *, ptime_ms: int = 20, max_catchup: int = 25,
-                 inline_max: int = INLINE_MAX_FRAMES, opus_complexity: int | None = None,
-                 adapt: ComplexityController | None = None) -> None:
+                 inline_max: int = INLINE_MAX_FRAMES, adapt: ComplexityController | None = None) -> None:
         self.ptime_s = ptime_ms / 1000
+        # the worker's complexity and load meter (a one-level ladder with opus_adaptive off); None: no
+        # worker-wide complexity, each encoder keeps its own, no load gauge (bare clocks in tests)
         self._adapt = adapt
-        self._load_sum = 0.0  # the tick load's window (without a controller)
-        self._load_ticks = 0
-        # the downlink Opus complexity every encoder of this worker runs at (None: each its own)
-        self.opus_complexity = adapt.complexity if adapt is not None else opus_complexity
+        self.opus_complexity = adapt.complexity if adapt is not None else None
         metrics.opus_complexity = self.opus_complexity if self.opus_complexity is not None else -1
         self._metrics = metrics
         self._max_catchup = max_catchup
@@ -97,8 +94,8 @@ class MediaClock:
         self._listeners.pop(id(listener), None)
 
     def complexity_for(self, configured: int) -> int:
-        """The complexity a new call's encoder starts at: the worker's current adaptive level, if any."""
-        return self.opus_complexity if self._adapt is not None and self.opus_complexity is not None else configured
+        """The complexity a new call's encoder starts at: the worker's current level, if it has one."""
+        return configured if self.opus_complexity is None else self.opus_complexity
 
     @property
     def adaptive(self) -> ComplexityController | None:
@@ -163,9 +160,8 @@ class MediaClock:
                 self.ticks += 1
                 started = time.perf_counter()
                 jobs = self._tick(now)
-                if jobs and self._adapt is not None:
-                    level = self.opus_complexity
-                    assert level is not None
+                level = self.opus_complexity
+                if jobs and level is not None:
                     for _, _, job in jobs:  # the thread is idle: the last batch is back
                         if job.encoder.complexity != level:
                             job.encoder.set_complexity(level)
@@ -196,12 +192,7 @@ class MediaClock:
             raise
 
     def _observe_load(self, load: float, encode_load: float) -> None:
-        if self._adapt is None:  # measured anyway (the gauge; bench compares with the setting off)
-            self._load_sum += min(max(load, 0.0), LOAD_CLAMP)
-            self._load_ticks += 1
-            if self._load_ticks == LOAD_WINDOW_TICKS:
-                self._metrics.clock_load = self._load_sum / self._load_ticks
-                self._load_sum, self._load_ticks = 0.0, 0
+        if self._adapt is None:
             return
         step = self._adapt.observe(load, encode_load)
         self._metrics.clock_load = self._adapt.last_load

@@ -73,9 +73,9 @@ class MediaPlane(CallPlane):
         # the ICE mux: worker i of a node uses ice_udp_port + i (0: each picks a free port)
         self.ice_udp_port = settings.ice_udp_port + self.worker_index if settings.ice_udp_port else 0
         self.mux: IceMux | None = None  # that port's sockets and routing table (set by start: needs the loop)
-        adapt = (ComplexityController(settings.opus_complexity, settings.opus_complexity_min)
-                 if settings.opus_adaptive else None)
-        self.clock = MediaClock(self.metrics, opus_complexity=settings.opus_complexity, adapt=adapt)
+        # with opus_adaptive off the ladder has one level: the clock still measures its load (the gauge)
+        floor = settings.opus_complexity_min if settings.opus_adaptive else settings.opus_complexity
+        self.clock = MediaClock(self.metrics, adapt=ComplexityController(settings.opus_complexity, floor))
 
     async def start(self, db: Any = None) -> None:
         settings = self.settings

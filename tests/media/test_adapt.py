@@ -195,7 +195,7 @@ async def test_a_device_keeps_decoding_the_call_across_complexity_steps(caplog):
     caplog.set_level("WARNING", logger="relay.media")
     metrics = MediaMetrics()
     ctl = Scripted({100: 1, 200: 0})
-    clock = MediaClock(metrics, opus_complexity=4, adapt=ctl)
+    clock = MediaClock(metrics, adapt=ctl)
     assert clock.complexity_for(4) == 4 and metrics.opus_complexity == 4
     clock.start()
     device, _, received = await connect_device(label=None, tone_hz=660.0)
@@ -239,13 +239,14 @@ def test_settings_are_checked_and_wire_the_worker_clock():
     assert plane.clock.adaptive is not None and plane.clock.adaptive.levels == (4, 1)
     assert plane.metrics.opus_complexity == 4
     fixed = MediaPlane(Settings(opus_adaptive=False, opus_complexity=3))
-    assert fixed.clock.adaptive is None and fixed.clock.complexity_for(3) == 3 and fixed.metrics.opus_complexity == 3
+    assert fixed.clock.adaptive is not None and fixed.clock.adaptive.levels == (3,)  # a one-level ladder
+    assert fixed.clock.complexity_for(4) == 3 and fixed.metrics.opus_complexity == 3
 
 
-async def test_the_clock_measures_its_load_without_a_controller_too():
+async def test_the_clock_measures_its_load_with_adaptive_complexity_off_too():
     metrics = MediaMetrics()
-    clock = MediaClock(metrics, opus_complexity=4)
-    assert clock.adaptive is None and clock.complexity_for(4) == 4 and metrics.opus_complexity == 4
+    clock = MediaClock(metrics, adapt=ComplexityController(4, 4))  # opus_adaptive off: one level
+    assert clock.complexity_for(4) == 4 and metrics.opus_complexity == 4
 
     class Idle:
         def tick(self, now: float) -> None:
