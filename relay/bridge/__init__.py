@@ -12,7 +12,7 @@ from relay.bridge.actions import (
     SendDevice,
     SendUpstream,
 )
-from relay.bridge.core import CallCore, append_event, append_json
+from relay.bridge.core import CallCore, append_json
 
 __all__ = [
     "Action",
@@ -23,6 +23,5 @@ __all__ = [
     "RunServerTool",
     "SendDevice",
     "SendUpstream",
-    "append_event",
     "append_json",
 ]

@@ -12,8 +12,8 @@ Edge contract (media engineer):
   events that arrived before (at most 64) are held by the core and sent right after it
 * every upstream JSON event (already parsed): ``core.on_upstream_event(event, now)``
 * every data-channel message (str or bytes): ``core.on_device_message(raw, now)``
-* uplink audio: ``append_json(audio_bytes)`` (or the dict, ``append_event``) in the call's audio
-  format, sent upstream by the edge itself (no per-frame call into the core)
+* uplink audio: ``append_json(audio_bytes)`` in the call's audio format, sent upstream by the
+  edge itself (no per-frame call into the core)
 * media clock, every 20 ms: ``frame = core.pull_frame(now)`` -> 20 ms of downlink audio in
   ``core.audio_format`` (pcm16 24 kHz mono, or G.711 8 kHz) or ``None`` when idle
 * timers: keep one timer at ``core.next_deadline()`` and call ``core.on_timer(now)``
@@ -83,15 +83,11 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def append_event(audio: bytes) -> dict[str, Any]:
-    """``input_audio_buffer.append`` for raw audio in the call's input format (same in both dialects)."""
-    return {"type": "input_audio_buffer.append", "audio": pybase64.b64encode(audio).decode("ascii")}
-
-
 def append_json(audio: bytes) -> bytes:
-    """``append_event(audio)`` serialised, byte for byte what ``orjson.dumps`` writes for it (UTF-8 JSON
-    text). Built directly, without the dict: base64's alphabet needs no JSON escaping. The uplink's
-    per-chunk event (every 40 ms per call), sent with ``UpstreamClient.send_json``."""
+    """``input_audio_buffer.append`` for raw audio in the call's input format (same in both dialects),
+    as UTF-8 JSON text: byte for byte what ``orjson.dumps`` writes for the event's dict, built directly
+    (base64's alphabet needs no JSON escaping). The uplink's per-chunk event (every 40 ms per call),
+    sent with ``UpstreamClient.send_json``."""
     return b'{"type":"input_audio_buffer.append","audio":"%b"}' % pybase64.b64encode(audio)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from relay._fast import alaw_encode, ulaw_encode
 from relay.assistant import start_local_assistant
-from relay.bridge import CallCore, EndCall, SendDevice, SendUpstream, append_event
+from relay.bridge import CallCore, EndCall, SendDevice, SendUpstream, append_json
 from relay.call.upstream import UpstreamClient, connect_request
 from relay.models import Assistant
 
@@ -112,7 +112,7 @@ async def test_echo_barge_in_and_next_response(dialect: str, fmt: str) -> None:
             speech = tone(1000, 440, fmt=fmt)
             audio1 = speech + silence(700, fmt)
             for i in range(0, len(audio1), chunk):
-                client.send(append_event(audio1[i:i + chunk]))
+                client.send_json(append_json(audio1[i:i + chunk]))
             await edge.wait_for("response.done")
             kinds = [e["type"] for e in edge.device]
             assert "conversation.item.input_audio_transcription.completed" in kinds
@@ -128,7 +128,7 @@ async def test_echo_barge_in_and_next_response(dialect: str, fmt: str) -> None:
             speech2 = tone(600, 700, fmt=fmt)
             audio2 = speech2 + silence(700, fmt)
             for i in range(0, len(audio2), chunk):
-                client.send(append_event(audio2[i:i + chunk]))
+                client.send_json(append_json(audio2[i:i + chunk]))
             await edge.wait_for("conversation.item.truncated")
             truncated = next(e for e in edge.device if e["type"] == "conversation.item.truncated")
             assert truncated["audio_end_ms"] == 200
